@@ -1,0 +1,90 @@
+# mllp-edge build. `make` builds every program into build/bin/.
+# `make check` installs missing Debian packages, builds, and runs every test.
+# `make check-asan` runs the same tests with AddressSanitizer and UBSan.
+
+BUILD   ?= build
+CC      ?= cc
+PKGS    := libevent libevent_openssl libcurl sqlite3 yaml-0.1 openssl
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wvla -Wpointer-arith -Wundef
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -I. -MMD -MP
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -levent -levent_openssl -lcurl -lsqlite3 -lyaml -lssl -lcrypto) -lm
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+
+ifeq ($(SAN),1)
+CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+           -fno-sanitize-recover=undefined $(filter-out -O2 -g,$(CFLAGS))
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+BRIDGE_SRC  := $(filter-out mllp-bridge/main.c,$(wildcard mllp-bridge/*.c))
+BRIDGE_OBJ  := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
+BRIDGE_LIB  := $(BUILD)/lib/libbridge.a
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink
+PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS)
+
+.PHONY: all deps check check-asan unit integration bench demo fuzz format format-check clean
+all: $(PROGRAMS) $(UNIT_BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BRIDGE_LIB): $(BRIDGE_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/bin/mllp-bridge: $(BUILD)/obj/mllp-bridge/main.o $(BRIDGE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/tests/tools/%.o $(BRIDGE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/mllp-load: $(BUILD)/obj/tests/bench/mllp-load.o $(BRIDGE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BRIDGE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+# Unit suites (Check) and integration scenarios, one summary line at the end.
+check: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tests/run.sh
+
+check-asan: deps
+	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan check
+
+unit: all
+	@BUILD=$(BUILD) ONLY=unit sh tests/run.sh
+
+integration: all
+	@BUILD=$(BUILD) ONLY=integration sh tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tests/bench/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh scripts/demo.sh
+
+SOURCES := $(shell find appliance vici-client mllp-bridge tests -name '*.[ch]' 2>/dev/null)
+format:
+	clang-format -i $(SOURCES)
+format-check:
+	@clang-format --dry-run --Werror $(SOURCES)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

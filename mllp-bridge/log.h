@@ -1,0 +1,25 @@
+/*
+ * Logging: one line per event on stderr, key=value, e.g.
+ *   ts=2026-11-29T14:00:00.123Z level=info event=conn_open integration=lab peer=203.0.113.70:4242
+ *
+ * Message content (anything from inside an HL7/X12/XML payload) is patient
+ * data: it may be logged only through log_phi_enabled() checks, which are
+ * off unless the operator set `log_phi: true`.
+ */
+#ifndef LOG_H
+#define LOG_H
+
+enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+void log_init(enum log_level min_level, int phi);
+int log_phi_enabled(void);
+
+/* fmt is the rest of the line after "event=<event>", usually " key=%s ...". */
+void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Copies s into buf (size cap) as a log-safe value: printable ASCII only,
+ * spaces and quotes escaped, cut with "..." when long. Returns buf. */
+const char *log_safe(char *buf, unsigned cap, const char *s, unsigned len);
+
+#endif

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian 12 packages that building, testing and the demo need.
+# Only packages that are missing are installed, so a second run is quick and offline.
+set -eu
+
+PKGS="build-essential pkg-config
+      libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
+      sqlite3 openssl curl nginx-light iproute2 util-linux procps"
+
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing packages:$missing (run as root, or install them)" >&2
+	exit 1
+fi
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
