@@ -1,0 +1,109 @@
+/*
+ * mllp-bridge: the appliance's data path.
+ *
+ *   mllp-bridge [-c FILE] [-v]          run in the foreground
+ *   mllp-bridge [-c FILE] -n            check the configuration and exit
+ *   mllp-bridge [-c FILE] spool CMD...  operator commands on the spool
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mllp-bridge/bridge.h"
+#include "mllp-bridge/config.h"
+#include "mllp-bridge/log.h"
+#include "mllp-bridge/spool_cli.h"
+
+#define DEFAULT_CONFIG "/etc/appliance/appliance.yaml"
+#define VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mllp-bridge [-c FILE] [-n] [-v]\n"
+		   "       mllp-bridge [-c FILE] spool list|show|replay|purge|stats [ARGS]\n"
+		   "  -c FILE  configuration (default " DEFAULT_CONFIG ")\n"
+		   "  -n       check the configuration, print every error, exit 0 if valid\n"
+		   "  -v       debug logging\n"
+		   "  -V       print the version\n");
+}
+
+static int load_config(const char *path, struct cfg **cfg)
+{
+	struct cfg_errors errs = {0};
+	size_t i;
+	int err = cfg_load(path, cfg, &errs);
+
+	for (i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msg[i]);
+	cfg_errors_free(&errs);
+	return err;
+}
+
+static int run(const struct cfg *cfg)
+{
+	struct bridge *b;
+	int err;
+
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	err = bridge_new(cfg, &b);
+	if (err < 0) {
+		log_event(LOG_ERR, "startup_failed", " error=\"%s\"", strerror(-err));
+		return 1;
+	}
+	err = bridge_run(b);
+	bridge_free(b);
+	log_event(LOG_INFO, "stopped", "%s", "");
+	return err < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	int check_only = 0, verbose = 0, opt, rc;
+	struct cfg *cfg = NULL;
+
+	while ((opt = getopt(argc, argv, "+c:nvVh")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'n':
+			check_only = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'V':
+			printf("mllp-bridge %s\n", VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc && strcmp(argv[optind], "spool") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (load_config(path, &cfg) < 0)
+		return 1;
+	if (check_only) {
+		printf("%s: configuration is valid\n", path);
+		rc = 0;
+	} else if (optind < argc) {
+		rc = spool_cli(cfg->spool_path, argc - optind - 1, argv + optind + 1, stdout, stderr);
+	} else {
+		log_init(verbose ? LOG_DEBUG : LOG_INFO, cfg->log_phi);
+		rc = run(cfg);
+	}
+	cfg_free(cfg);
+	return rc;
+}
