@@ -23,7 +23,7 @@ BRIDGE_OBJ  := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
 BRIDGE_LIB  := $(BUILD)/lib/libbridge.a
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink
+TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS)
 
 .PHONY: all deps check check-asan unit integration bench demo fuzz format format-check clean

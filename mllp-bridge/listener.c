@@ -285,22 +285,26 @@ static int str_eq(const struct hl7_str *s, const char *want)
 	return !want || (s->p && strlen(want) == s->len && memcmp(s->p, want, s->len) == 0);
 }
 
-/* The first candidate whose MSH-4/MSH-6 match fits. Without an MSH only an
- * integration with no match rule can take the payload. */
+/* The candidate whose MSH-4/MSH-6 rule fits; an integration with a rule
+ * wins over a catch-all one, whatever their order in the file. Without an
+ * MSH (X12, XML) only a catch-all integration can take the payload. */
 static struct integ *match_integ(const struct conn *c, const struct hl7_msh *msh)
 {
+	struct integ *catch_all = NULL;
 	size_t i;
 
 	for (i = 0; i < c->ncands; i++) {
 		const struct cfg_integration *ci = c->cands[i]->cfg;
-		int has_rule = ci->match_sending_facility || ci->match_receiving_facility;
 
-		if (!msh ? !has_rule
-			 : str_eq(&msh->sending_facility, ci->match_sending_facility) &&
-				   str_eq(&msh->receiving_facility, ci->match_receiving_facility))
+		if (!ci->match_sending_facility && !ci->match_receiving_facility) {
+			if (!catch_all)
+				catch_all = c->cands[i];
+		} else if (msh && str_eq(&msh->sending_facility, ci->match_sending_facility) &&
+			   str_eq(&msh->receiving_facility, ci->match_receiving_facility)) {
 			return c->cands[i];
+		}
 	}
-	return NULL;
+	return catch_all;
 }
 
 static void reject(struct reply *r, enum hl7_err_code code, const char *why)

@@ -1,0 +1,121 @@
+# Shared helpers for the scenario tests. Sourced by tests/integration/t_*.sh.
+#
+# Every process a scenario starts is recorded and stopped by PID on exit;
+# every scenario works in its own temporary directory.
+set -u
+
+BUILD=${BUILD:-build}
+BIN=$BUILD/bin
+SAMPLES=${SAMPLES:-../shared/samples}
+[ -d "$SAMPLES" ] || SAMPLES=$(cd "$(dirname "$0")/../.." && pwd)/../shared/samples
+CERTS=$BUILD/test-certs
+TMP=$(mktemp -d /tmp/mllp-it.XXXXXX)
+PIDS=""
+FAILS=0
+MOUNTS=""
+
+cleanup() {
+	for p in $PIDS; do
+		kill "$p" 2>/dev/null
+	done
+	for p in $PIDS; do
+		wait "$p" 2>/dev/null
+	done
+	for m in $MOUNTS; do
+		umount "$m" 2>/dev/null
+	done
+	if [ "$FAILS" -eq 0 ] && [ -z "${KEEP:-}" ]; then
+		rm -rf "$TMP"
+	else
+		echo "# scenario files kept in $TMP"
+	fi
+}
+trap cleanup EXIT
+
+sh tests/tools/mkcerts.sh "$CERTS" || exit 1
+
+ok() { echo "ok - $1"; }
+fail() {
+	echo "not ok - $1${2:+: $2}"
+	FAILS=$((FAILS + 1))
+}
+
+# expect NAME COMMAND...: ok when COMMAND succeeds.
+expect() {
+	name=$1
+	shift
+	if "$@"; then ok "$name"; else fail "$name"; fi
+}
+
+# wait_until SECONDS COMMAND...: polls every 0.1 s.
+wait_until() {
+	limit=$(($1 * 10))
+	shift
+	i=0
+	while [ $i -lt $limit ]; do
+		"$@" 2>/dev/null && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# start_sink NAME PORT [ARGS...]: an HTTPS receiver recording into $TMP/NAME.
+start_sink() {
+	name=$1 port=$2
+	shift 2
+	mkdir -p "$TMP/$name"
+	"$BIN/https-sink" --listen "127.0.0.1:$port" --cert "$CERTS/server.pem" \
+		--key "$CERTS/server.key" --record "$TMP/$name" "$@" \
+		>"$TMP/$name.out" 2>&1 &
+	SINK_PID=$!
+	PIDS="$PIDS $SINK_PID"
+	wait_until 10 grep -q listening "$TMP/$name.out" || {
+		echo "# sink $name did not start:"
+		cat "$TMP/$name.out"
+		return 1
+	}
+}
+
+stop_pid() {
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
+}
+
+# start_bridge CONFIG PORT: runs the bridge, waits for its MLLP port.
+start_bridge() {
+	"$BIN/mllp-bridge" -c "$1" 2>>"$TMP/bridge.log" &
+	BRIDGE_PID=$!
+	PIDS="$PIDS $BRIDGE_PID"
+	wait_until 10 port_open 127.0.0.1 "$2" || {
+		echo "# bridge did not start:"
+		tail -n 20 "$TMP/bridge.log"
+		return 1
+	}
+}
+
+# Body of the i-th request the sink recorded, and a field of requests.log:
+# 1 seq 2 method 3 path 4 idempotency-key 5 x-forwarded-for 6 integration
+# 7 content-type 8 date 9 authorization 10 length 11 msh-10 12 status
+sink_field() { cut -f "$2" "$TMP/$1/requests.log" 2>/dev/null; }
+sink_count() { [ -f "$TMP/$1/requests.log" ] && wc -l <"$TMP/$1/requests.log" || echo 0; }
+
+metric() {
+	curl -s "http://127.0.0.1:$OBS_PORT/metrics" | grep -E "^$1" | awk '{s += $NF} END {print s + 0}'
+}
+
+spool() { "$BIN/mllp-bridge" -c "$CONF" spool "$@"; }
+
+# One HL7 message with the given control id and sending facility.
+hl7_msg() {
+	printf 'MSH|^~\\&|APP|%s|REDOX|CLOUD|20261129120000||ADT^A01^ADT_A01|%s|P|2.5.1\rPID|1||%s^^^H^MR||TEST^PATIENT\r' \
+		"${2:-LAB}" "$1" "$1"
+}
+
+finish() {
+	[ "$FAILS" -eq 0 ]
+	exit $?
+}
