@@ -12,54 +12,58 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define CFG_PORT_MIN 9960  /* MLLP listeners live in this port range */
-#define CFG_PORT_MAX 11794
-#define CFG_MAX_INTEGRATIONS 256
-#define CFG_MAX_SOURCES 64        /* CIDRs per integration */
-#define CFG_NAME_MAX 64           /* integration names: [A-Za-z0-9_-], 1..64 */
+#define CFG_PORT_MIN		9960 /* MLLP listeners live in this port range */
+#define CFG_PORT_MAX		11794
+#define CFG_MAX_INTEGRATIONS	256
+#define CFG_MAX_SOURCES		64 /* CIDRs per integration */
+#define CFG_NAME_MAX		64 /* integration names: [A-Za-z0-9_-], 1..64 */
 #define CFG_MAX_IN_FLIGHT_LIMIT 256
-#define CFG_MAX_ERRORS 100        /* stop collecting after this many */
+#define CFG_MAX_ERRORS		100	   /* stop collecting after this many */
+#define CFG_MAX_FILE_SIZE	(1u << 20) /* appliance.yaml is refused above 1 MiB, before reading */
+#define CFG_VALUE_MAX		4096	   /* bytes in one string value (paths, URLs) */
+#define CFG_FACILITY_MAX	227	   /* match values: the HL7 HD data type's length */
+#define CFG_DURATION_MAX_MS	(3650ull * 24 * 3600 * 1000) /* 3650d: keeps timers in range */
 
 enum cfg_ack { CFG_ACK_COMMIT, CFG_ACK_UPSTREAM };
 enum cfg_order { CFG_ORDER_SENDER, CFG_ORDER_INTEGRATION };
 
 struct cfg_cidr {
-	int family;        /* AF_INET or AF_INET6 */
-	uint8_t addr[16];  /* network address, host bits zero */
-	unsigned prefix;   /* 0..32 or 0..128 */
+	int family;	  /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network address, host bits zero */
+	unsigned prefix;  /* 0..32 or 0..128 */
 };
 
 struct cfg_mllp {
-	int release;              /* 1 (HL7 ACKs) or 2 (commit ACK/NAK blocks); default 1 */
-	size_t max_frame;         /* bytes; default MLLP_MAX_FRAME_DEFAULT */
-	uint64_t frame_timeout_ms;/* partial frame discarded after this; default 30 s */
-	uint64_t idle_timeout_ms; /* idle connection closed after this; default 2 h */
+	int release;		   /* 1 (HL7 ACKs) or 2 (commit ACK/NAK blocks); default 1 */
+	size_t max_frame;	   /* bytes; default MLLP_MAX_FRAME_DEFAULT */
+	uint64_t frame_timeout_ms; /* partial frame discarded after this; default 30 s */
+	uint64_t idle_timeout_ms;  /* idle connection closed after this; default 2 h */
 };
 
 struct cfg_upstream {
-	char *url;                /* https:// only */
-	char *ca_file;            /* required: the CA bundle that verifies the upstream */
-	char *bearer_token_file;  /* optional; the token is read at start-up */
-	char *client_cert;        /* optional mTLS pair: both or neither */
+	char *url;		 /* https:// only */
+	char *ca_file;		 /* required: the CA bundle that verifies the upstream */
+	char *bearer_token_file; /* optional; the token is read at start-up */
+	char *client_cert;	 /* optional mTLS pair: both or neither */
 	char *client_key;
-	uint64_t timeout_ms;      /* whole request; default 10 s */
+	uint64_t timeout_ms; /* whole request; default 10 s */
 };
 
 struct cfg_integration {
 	char *name;
 	struct sockaddr_storage listen; /* IPv4 or IPv6 address and port */
 	socklen_t listen_len;
-	char *listen_text;              /* as written, for logs */
-	struct cfg_cidr *sources;       /* at least one */
+	char *listen_text;	  /* as written, for logs */
+	struct cfg_cidr *sources; /* at least one */
 	size_t nsources;
-	char *match_sending_facility;   /* MSH-4 must equal this, or NULL */
+	char *match_sending_facility;	/* MSH-4 must equal this, or NULL */
 	char *match_receiving_facility; /* MSH-6 must equal this, or NULL */
-	enum cfg_ack ack;               /* default commit */
-	enum cfg_order order;           /* default sender */
-	unsigned max_in_flight;         /* default 16; forced to 1 by order: integration */
+	enum cfg_ack ack;		/* default commit */
+	enum cfg_order order;		/* default sender */
+	unsigned max_in_flight;		/* default 16; forced to 1 by order: integration */
 	struct cfg_mllp mllp;
 	struct cfg_upstream upstream;
-	int line;                       /* where it was defined, for messages */
+	int line; /* where it was defined, for messages */
 };
 
 struct cfg_retry {
@@ -69,18 +73,21 @@ struct cfg_retry {
 
 struct cfg {
 	char *path;
-	char *spool_path;          /* required */
-	char *observability_listen;/* "127.0.0.1:9100"; NULL disables the HTTP endpoint */
+	char *spool_path;	    /* required */
+	char *observability_listen; /* "127.0.0.1:9100"; NULL disables the HTTP endpoint */
 	struct sockaddr_storage observability_addr;
 	socklen_t observability_len;
-	int log_phi;               /* log_phi: true puts message content in logs; default false */
-	uint64_t retention_ms;     /* spool.retention: delivered rows kept this long; default 7 d */
+	int log_phi;	       /* log_phi: true puts message content in logs; default false */
+	uint64_t retention_ms; /* spool.retention: delivered rows kept this long; default 7 d */
 	struct cfg_retry retry;
 	struct cfg_integration *integrations;
 	size_t nintegrations;
 };
 
-/* Error list: each entry "FILE:LINE: message". */
+/* Error list: each entry "FILE:LINE: message", sorted by line (then by the
+ * order found). A file that cannot be read at all gives "FILE: message". When
+ * more than CFG_MAX_ERRORS were found, the first CFG_MAX_ERRORS are kept and
+ * one more entry says so. */
 struct cfg_errors {
 	char **msg;
 	size_t n;
@@ -89,7 +96,9 @@ struct cfg_errors {
 /* Reads, parses and validates path. Returns 0 and *out (caller frees with
  * cfg_free), or -EINVAL with every problem in errs (caller frees with
  * cfg_errors_free), or another negative errno when the file cannot be read
- * (also described in errs). */
+ * (also described in errs), or -ENOMEM. errs is overwritten, never appended
+ * to; it may be NULL. On failure *out is NULL. Files named in the config
+ * (ca_file, ...) are checked for readability with the caller's credentials. */
 __attribute__((warn_unused_result)) int cfg_load(const char *path, struct cfg **out,
 						 struct cfg_errors *errs);
 
@@ -105,8 +114,21 @@ void cfg_errors_free(struct cfg_errors *e);
 int cfg_cidr_contains(const struct cfg_cidr *c, const struct sockaddr *addr);
 
 /* Parses "1.2.3.4:99" or "[::1]:99". Returns 0 or -EINVAL. */
-__attribute__((warn_unused_result)) int cfg_parse_hostport(const char *s,
-							   struct sockaddr_storage *ss,
-							   socklen_t *len);
+__attribute__((warn_unused_result)) int
+cfg_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Parses a CIDR "a.b.c.d/n" or "v6addr/n"; a bare address means /32 or /128.
+ * IPv4-mapped IPv6 CIDRs (::ffff:a.b.c.d/96+n) become IPv4. Returns 0, or
+ * -EDOM when host bits are set (*c then holds the masked network), or -EINVAL. */
+__attribute__((warn_unused_result)) int cfg_parse_cidr(const char *s, struct cfg_cidr *c);
+
+/* Parses a duration "<digits><ms|s|m|h|d>" into milliseconds. Returns 0,
+ * -EINVAL (syntax, missing unit, sign) or -ERANGE (above CFG_DURATION_MAX_MS).
+ * Zero is accepted here; callers reject it where it makes no sense. */
+__attribute__((warn_unused_result)) int cfg_parse_duration(const char *s, uint64_t *ms);
+
+/* Parses a size "<digits>[B|KiB|MiB|GiB]" into bytes. Returns 0, -EINVAL or
+ * -ERANGE (does not fit in 64 bits). */
+__attribute__((warn_unused_result)) int cfg_parse_size(const char *s, uint64_t *bytes);
 
 #endif
