@@ -87,6 +87,7 @@ stop_pid() {
 
 # start_bridge CONFIG PORT: runs the bridge, waits for its MLLP port.
 start_bridge() {
+	export CONF OBS_PORT # for helpers run under bash -c
 	"$BIN/mllp-bridge" -c "$1" 2>>"$TMP/bridge.log" &
 	BRIDGE_PID=$!
 	PIDS="$PIDS $BRIDGE_PID"
@@ -114,6 +115,9 @@ hl7_msg() {
 	printf 'MSH|^~\\&|APP|%s|REDOX|CLOUD|20261129120000||ADT^A01^ADT_A01|%s|P|2.5.1\rPID|1||%s^^^H^MR||TEST^PATIENT\r' \
 		"${2:-LAB}" "$1" "$1"
 }
+
+export BIN TMP
+export -f spool sink_count sink_field metric
 
 finish() {
 	[ "$FAILS" -eq 0 ]
