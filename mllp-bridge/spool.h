@@ -6,11 +6,15 @@
  * Group commit: spool_append() stages rows in an open transaction and
  * spool_commit() makes all of them durable with one fsync. A message may be
  * acknowledged only after the spool_commit() that covers it returned 0.
+ * While a batch is open this handle holds the database's write lock (other
+ * writers, e.g. the operator CLI, wait up to 5 s): commit promptly.
  *
- * Row ids grow with arrival, so "ORDER BY id" is arrival order.
+ * Row ids grow with arrival and are never reused, so "ORDER BY id" is
+ * arrival order.
  * All functions return 0 or a negative errno (-ENOSPC when the disk is full,
- * -EIO for other SQLite failures, -ENOENT for an unknown id); a text for the
- * log is available from spool_errmsg().
+ * -EBUSY when another process held the lock too long, -EIO for other SQLite
+ * failures, -ENOENT for an unknown id); a text for the log is available from
+ * spool_errmsg(). A handle is used by one thread.
  */
 #ifndef SPOOL_H
 #define SPOOL_H
@@ -18,13 +22,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SPOOL_ERROR_MAX 512 /* last_error texts are cut to this */
+#define SPOOL_ERROR_MAX	  512	      /* last_error texts are cut to this many bytes */
+#define SPOOL_TEXT_MAX	  1024	      /* longest integration/sender/content_type/control_id */
+#define SPOOL_BODY_MAX	  (64u << 20) /* = MLLP_MAX_FRAME_LIMIT; larger bodies are refused */
+#define SPOOL_ERRMSG_MAX  512	      /* spool_errmsg() text */
+#define SPOOL_PURGE_CHUNK 1000	      /* rows deleted per transaction by spool_purge() */
 
 enum spool_state {
 	SPOOL_QUEUED = 0,
 	SPOOL_INFLIGHT = 1,  /* a request is out; back to queued at start-up */
 	SPOOL_DELIVERED = 2, /* upstream said 2xx */
-	SPOOL_DEAD = 3,      /* permanent failure; an operator may replay it */
+	SPOOL_DEAD = 3,	     /* permanent failure; an operator may replay it */
 };
 
 struct spool;
@@ -32,109 +40,145 @@ struct spool;
 /* A message to store. Strings and body are borrowed for the call. */
 struct spool_new {
 	const char *integration;
-	const char *sender;       /* the MLLP peer address, text */
+	const char *sender;	  /* the MLLP peer address, text */
 	const char *content_type; /* as it will be sent upstream */
-	const char *control_id;   /* MSH-10 or "" */
-	int64_t received_ms;      /* wall clock, ms since the epoch */
+	const char *control_id;	  /* MSH-10 or "" */
+	int64_t received_ms;	  /* wall clock, ms since the epoch */
 	const void *body;
 	size_t len;
 };
 
 /* One row without its body. Strings are owned by the row: free with
- * spool_row_clear(). */
+ * spool_row_clear(). Rows handed to a spool_row_cb are borrowed for the
+ * call instead (never clear those). */
 struct spool_row {
 	int64_t id;
 	char *integration;
 	char *sender;
 	char *content_type;
 	char *control_id;
-	char *idempotency_key;  /* a UUID chosen at insert, stable forever */
+	char *idempotency_key; /* a UUID chosen at insert, stable forever */
 	int64_t received_ms;
 	enum spool_state state;
 	int attempts;
 	int64_t next_attempt_ms;
-	int64_t delivered_ms;   /* 0 unless delivered */
-	char *last_error;       /* NULL when none */
-	size_t len;             /* body length */
+	int64_t delivered_ms; /* 0 unless delivered */
+	char *last_error;     /* NULL when none */
+	size_t len;	      /* body length */
 };
 
 void spool_row_clear(struct spool_row *r);
 
-/* Opens (creating when needed) the database at path, applies the schema and
- * the pragmas. Caller closes with spool_close(). */
+/* Short name of a state ("queued", "inflight", "delivered", "dead"), or "?". */
+const char *spool_state_name(int state);
+
+/* Opens (creating when needed, mode 0600) the database at path, applies the
+ * schema and the pragmas. Refuses with -EPROTO a file that is not a spool or
+ * has a newer schema than this program knows.
+ * Like sqlite3_open(), *out is set even on failure (unless -ENOMEM), so that
+ * spool_errmsg(*out) can say why: the caller always closes with
+ * spool_close(), which accepts NULL. */
 __attribute__((warn_unused_result)) int spool_open(const char *path, struct spool **out);
 void spool_close(struct spool *s);
 
-/* The last SQLite error text of this handle (for logs; never NULL). */
+/* The last error text of this handle (for logs; never NULL, also for a NULL
+ * handle). */
 const char *spool_errmsg(const struct spool *s);
 
 /* Stages a new queued row; *id and the new idempotency key (37 bytes incl.
- * NUL, may be NULL) are returned. On failure the whole open batch is rolled
+ * NUL, may be NULL) are returned. Arguments are checked first: -EINVAL (a
+ * NULL string, or a NULL body with len > 0) and -EMSGSIZE (a string past
+ * SPOOL_TEXT_MAX, a body past SPOOL_BODY_MAX) refuse only this message and
+ * leave the batch alone. On any other failure the whole open batch is rolled
  * back: every row staged since the last commit is gone, and the caller must
  * NAK all of them. */
 __attribute__((warn_unused_result)) int spool_append(struct spool *s, const struct spool_new *m,
 						     int64_t *id, char idem_key[37]);
 
 /* Commits the open batch (if any) with one fsync. On failure the batch is
- * rolled back: nothing staged since the last commit is stored. */
+ * rolled back: nothing staged since the last commit is stored. This includes
+ * a batch already lost to a failed spool_mark_*(), spool_purge(), ...: the
+ * failure is kept and reported here once (a sticky error), so rows appended
+ * since the last commit are never acknowledged by mistake. */
 __attribute__((warn_unused_result)) int spool_commit(struct spool *s);
 
-/* Number of rows staged and not yet committed. */
+/* Number of changes (new rows and state changes) staged and not yet
+ * committed. Non-zero means a batch is open and spool_commit() is due. */
 size_t spool_pending(const struct spool *s);
 
-/* State changes made by the forwarder. They join the open batch (they are
- * durable at the next spool_commit); losing one in a crash only means a
- * message is delivered again with the same idempotency key. */
+/* State changes made by the forwarder. They join the open batch, opening one
+ * when needed (they are durable at the next spool_commit); losing one in a
+ * crash or a failed batch only means a message is delivered again with the
+ * same idempotency key. -ENOENT (no such row) leaves the batch alone; any
+ * other failure rolls the whole batch back (see spool_commit). error may be
+ * NULL; it is cut to SPOOL_ERROR_MAX bytes. */
 __attribute__((warn_unused_result)) int spool_mark_inflight(struct spool *s, int64_t id);
 __attribute__((warn_unused_result)) int spool_mark_delivered(struct spool *s, int64_t id,
 							     int64_t now_ms);
 __attribute__((warn_unused_result)) int spool_mark_retry(struct spool *s, int64_t id, int attempts,
-							 int64_t next_attempt_ms, const char *error);
+							 int64_t next_attempt_ms,
+							 const char *error);
 __attribute__((warn_unused_result)) int spool_mark_dead(struct spool *s, int64_t id, int attempts,
 							const char *error);
 
 /* Calls cb for each queued or in-flight row in id order (in-flight rows are
  * reported as queued: their request died with the last process). Stops and
- * returns cb's value when it is non-zero. */
+ * returns cb's value when it is non-zero. cb must not write to the spool. */
 typedef int (*spool_row_cb)(void *arg, const struct spool_row *r);
 __attribute__((warn_unused_result)) int spool_load_pending(struct spool *s, spool_row_cb cb,
 							   void *arg);
 
-/* Fetches one row with its body. *body is malloc'd: caller frees. */
+/* Fetches one row with its body. *body is malloc'd: caller frees. body may
+ * be NULL to fetch the metadata only. On failure r is left cleared. */
 __attribute__((warn_unused_result)) int spool_get(struct spool *s, int64_t id, struct spool_row *r,
 						  void **body);
 
 /* Operator: rows in `state` (or every state when state < 0) for integration
- * (or all when NULL), newest first, at most limit. */
+ * (or all when NULL), newest first, at most limit (no limit when limit <= 0).
+ * cb as for spool_load_pending(). */
 __attribute__((warn_unused_result)) int spool_list(struct spool *s, int state,
 						   const char *integration, int limit,
 						   spool_row_cb cb, void *arg);
 
 /* Operator: dead rows back to queued with attempts 0 and a "replayed" flag
  * the running bridge picks up with spool_take_replayed(). id > 0 replays one
- * row; id == 0 replays every dead row of integration (all when NULL).
- * *count gets the number of rows replayed. */
+ * row (-ENOENT if there is no such row; *count 0 if it is not dead); id == 0
+ * replays every dead row of integration (all when NULL).
+ * *count gets the number of rows replayed. Committed at once (or joins the
+ * open batch when one is open, like the functions below). */
 __attribute__((warn_unused_result)) int spool_replay(struct spool *s, int64_t id,
 						     const char *integration, int *count);
 
-/* Bridge: rows an operator replayed since the last call (clears the flag).
- * Committed at once, outside any batch. */
+/* Bridge: rows an operator replayed since the last call (clears the flag of
+ * each row cb returned 0 for; a non-zero value stops and is returned, and
+ * that row is offered again next time). Committed at once, outside any
+ * batch; when a batch is open the flags are cleared inside it, so a failed
+ * commit offers the rows again. A replayed row is also reported by
+ * spool_load_pending() after a restart: calling this first at start-up (and
+ * ignoring the rows) avoids queueing it twice. */
 __attribute__((warn_unused_result)) int spool_take_replayed(struct spool *s, spool_row_cb cb,
 							    void *arg);
 
-/* Deletes delivered rows delivered before before_ms (dead rows too when
- * include_dead). *count gets the number deleted. Committed at once. */
+/* Deletes delivered rows delivered before before_ms (and, when include_dead,
+ * dead rows received before before_ms). *count gets the number deleted.
+ * Committed at once, SPOOL_PURGE_CHUNK rows per transaction so that the
+ * write lock is never held long. */
 __attribute__((warn_unused_result)) int spool_purge(struct spool *s, int64_t before_ms,
 						    int include_dead, int *count);
 
-/* Per-integration counts for /metrics. */
+/* Per-integration counts for /metrics. Only integrations with queued,
+ * in-flight or dead rows are reported (in name order): the others are 0. */
 struct spool_stat {
 	const char *integration; /* borrowed for the callback */
-	int64_t queued;          /* queued + in-flight */
+	int64_t queued;		 /* queued + in-flight */
 	int64_t dead;
-	int64_t oldest_queued_ms;/* received_ms of the oldest queued row, 0 if none */
+	int64_t oldest_queued_ms; /* received_ms of the oldest queued row, 0 if none */
 };
 typedef void (*spool_stat_cb)(void *arg, const struct spool_stat *st);
 __attribute__((warn_unused_result)) int spool_stats(struct spool *s, spool_stat_cb cb, void *arg);
+
+/* For tests only: caps the database at `pages` pages (PRAGMA max_page_count)
+ * to simulate a full disk; pages <= 0 lifts the cap. */
+__attribute__((warn_unused_result)) int spool_test_set_max_pages(struct spool *s, int pages);
 
 #endif

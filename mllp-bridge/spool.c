@@ -1,0 +1,995 @@
+/*
+ * The durable spool on SQLite. See spool.h for the contracts.
+ *
+ * One connection per handle, statements prepared once and cached. A batch
+ * is an SQLite transaction begun lazily with BEGIN IMMEDIATE (so the write
+ * lock is taken up front and COMMIT cannot fail with SQLITE_BUSY halfway);
+ * synchronous=FULL in WAL mode makes every COMMIT fsync the WAL, which is
+ * what makes an ACK after spool_commit() honest.
+ */
+#include "spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION	1
+#define APPLICATION_ID	0x4d4c4c50 /* "MLLP": tells a spool from another SQLite file */
+#define BUSY_TIMEOUT_MS 5000
+#define UNCAPPED_PAGES	1073741823 /* SQLite's default max_page_count */
+
+enum stmt_id {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_INSERT,
+	ST_INFLIGHT,
+	ST_DELIVERED,
+	ST_RETRY,
+	ST_DEAD,
+	ST_PENDING,
+	ST_GET,
+	ST_GET_BODY,
+	ST_STATE,
+	ST_LIST_ALL,
+	ST_LIST_STATE,
+	ST_LIST_INTEG,
+	ST_LIST_BOTH,
+	ST_REPLAY_ONE,
+	ST_REPLAY_ALL,
+	ST_REPLAY_INTEG,
+	ST_HAS_REPLAYED,
+	ST_REPLAYED,
+	ST_CLEAR_REPLAYED,
+	ST_PURGE_DELIVERED,
+	ST_PURGE_DEAD,
+	ST_STATS,
+	ST_COUNT
+};
+
+/* Column order read by row_view(); the body comes last so that reading the
+ * metadata never touches its overflow pages. */
+#define ROW_COLS                                                                                   \
+	"id, integration, sender, content_type, control_id, idem_key, received_ms, state, "        \
+	"attempts, next_attempt_ms, delivered_ms, last_error, length(body)"
+#define COL_BODY 13
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INSERT] = "INSERT INTO messages (integration, sender, content_type, control_id, "
+		  "idem_key, received_ms, state, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+    [ST_INFLIGHT] = "UPDATE messages SET state = 1 WHERE id = ?1",
+    [ST_DELIVERED] = "UPDATE messages SET state = 2, delivered_ms = ?2, next_attempt_ms = 0 "
+		     "WHERE id = ?1",
+    [ST_RETRY] = "UPDATE messages SET state = 0, attempts = ?2, next_attempt_ms = ?3, "
+		 "last_error = ?4 WHERE id = ?1",
+    [ST_DEAD] = "UPDATE messages SET state = 3, attempts = ?2, next_attempt_ms = 0, "
+		"last_error = ?3 WHERE id = ?1",
+    [ST_PENDING] = "SELECT " ROW_COLS " FROM messages WHERE state IN (0, 1) ORDER BY id",
+    [ST_GET] = "SELECT " ROW_COLS " FROM messages WHERE id = ?1",
+    [ST_GET_BODY] = "SELECT " ROW_COLS ", body FROM messages WHERE id = ?1",
+    [ST_STATE] = "SELECT state FROM messages WHERE id = ?1",
+    [ST_LIST_ALL] = "SELECT " ROW_COLS " FROM messages ORDER BY id DESC LIMIT ?3",
+    [ST_LIST_STATE] = "SELECT " ROW_COLS " FROM messages WHERE state = ?1 "
+		      "ORDER BY id DESC LIMIT ?3",
+    [ST_LIST_INTEG] = "SELECT " ROW_COLS " FROM messages WHERE integration = ?2 "
+		      "ORDER BY id DESC LIMIT ?3",
+    [ST_LIST_BOTH] = "SELECT " ROW_COLS " FROM messages WHERE integration = ?2 AND state = ?1 "
+		     "ORDER BY id DESC LIMIT ?3",
+    [ST_REPLAY_ONE] = "UPDATE messages SET state = 0, attempts = 0, next_attempt_ms = 0, "
+		      "replayed = 1 WHERE id = ?1 AND state = 3",
+    [ST_REPLAY_ALL] = "UPDATE messages SET state = 0, attempts = 0, next_attempt_ms = 0, "
+		      "replayed = 1 WHERE state = 3",
+    [ST_REPLAY_INTEG] = "UPDATE messages SET state = 0, attempts = 0, next_attempt_ms = 0, "
+			"replayed = 1 WHERE state = 3 AND integration = ?1",
+    [ST_HAS_REPLAYED] = "SELECT EXISTS (SELECT 1 FROM messages WHERE replayed = 1)",
+    [ST_REPLAYED] = "SELECT " ROW_COLS " FROM messages WHERE replayed = 1 ORDER BY id",
+    [ST_CLEAR_REPLAYED] = "UPDATE messages SET replayed = 0 WHERE replayed = 1 AND id <= ?1",
+    [ST_PURGE_DELIVERED] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+			   "WHERE state = 2 AND delivered_ms < ?1 LIMIT ?2)",
+    [ST_PURGE_DEAD] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+		      "WHERE state = 3 AND received_ms < ?1 LIMIT ?2)",
+    [ST_STATS] = "SELECT integration, sum(state IN (0, 1)), sum(state = 3), "
+		 "min(CASE WHEN state IN (0, 1) THEN received_ms END) FROM messages "
+		 "WHERE state IN (0, 1, 3) GROUP BY integration ORDER BY integration",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " integration TEXT NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " control_id TEXT NOT NULL,"
+    " idem_key TEXT NOT NULL,"
+    " received_ms INTEGER NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_ms INTEGER NOT NULL DEFAULT 0,"
+    " delivered_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " replayed INTEGER NOT NULL DEFAULT 0,"
+    " body BLOB NOT NULL);"
+    "CREATE INDEX messages_state ON messages (state, id);"
+    "CREATE INDEX messages_integration ON messages (integration, state);"
+    "CREATE INDEX messages_delivered ON messages (delivered_ms);"
+    /* Tiny: lets the bridge poll for replays every second without a scan. */
+    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;";
+
+struct spool {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_COUNT];
+	size_t pending; /* changes staged in the open batch */
+	size_t rows;	/* of which new rows */
+	int lost;	/* sticky: a batch with new rows was rolled back behind the caller's back */
+	char err[SPOOL_ERRMSG_MAX];
+};
+
+static const char *const state_names[] = {"queued", "inflight", "delivered", "dead"};
+
+const char *spool_state_name(int state)
+{
+	if (state < 0 || state > SPOOL_DEAD)
+		return "?";
+	return state_names[state];
+}
+
+const char *spool_errmsg(const struct spool *s)
+{
+	if (!s)
+		return "out of memory";
+	return s->err[0] ? s->err : "no error";
+}
+
+size_t spool_pending(const struct spool *s)
+{
+	return s->pending;
+}
+
+static int map_rc(const struct spool *s, int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_TOOBIG:
+		return -EMSGSIZE;
+	case SQLITE_NOTADB:
+		return -EPROTO;
+	case SQLITE_IOERR:
+		/* A failed fsync or mmap for lack of space is still a full disk. */
+		return sqlite3_system_errno(s->db) == ENOSPC ? -ENOSPC : -EIO;
+	default:
+		return -EIO;
+	}
+}
+
+/* Records the SQLite error text of the call that just failed. */
+static int fail(struct spool *s, int rc, const char *what)
+{
+	snprintf(s->err, sizeof(s->err), "%s: %s", what, sqlite3_errmsg(s->db));
+	return map_rc(s, rc);
+}
+
+static int stmt(struct spool *s, enum stmt_id id, sqlite3_stmt **out)
+{
+	*out = NULL;
+	if (!s->st[id]) {
+		int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+					    &s->st[id], NULL);
+		if (rc != SQLITE_OK)
+			return fail(s, rc, "prepare");
+	}
+	*out = s->st[id];
+	return 0;
+}
+
+/* Steps a statement that returns no rows, then resets it. */
+static int step_done(struct spool *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	int err = 0;
+
+	if (rc != SQLITE_DONE)
+		err = fail(s, rc, what);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return err;
+}
+
+static int run(struct spool *s, enum stmt_id id, const char *what)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, id, &st);
+
+	return err ? err : step_done(s, st, what);
+}
+
+static int in_txn(const struct spool *s)
+{
+	return !sqlite3_get_autocommit(s->db);
+}
+
+/*
+ * A failure inside a batch: roll it back so the handle is usable again. When
+ * new rows were in it and the caller of this function is not the one who
+ * appended them, the loss is kept for spool_commit()/spool_append() to report.
+ */
+static int batch_abort(struct spool *s, int err)
+{
+	if (in_txn(s))
+		(void)run(s, ST_ROLLBACK, "rollback");
+	if (s->rows > 0 && !s->lost)
+		s->lost = err;
+	s->pending = 0;
+	s->rows = 0;
+	return err;
+}
+
+/* The batch may have vanished under us: SQLite rolls a whole transaction
+ * back by itself on some I/O errors. Returns the error to report, or 0. */
+static int batch_lost(struct spool *s)
+{
+	int err = s->lost;
+
+	if (!err && s->pending > 0 && !in_txn(s)) {
+		snprintf(s->err, sizeof(s->err), "batch rolled back by SQLite after an error");
+		err = -EIO;
+	}
+	if (err) {
+		(void)batch_abort(s, err);
+		s->lost = 0;
+	}
+	return err;
+}
+
+static int batch_open(struct spool *s)
+{
+	return in_txn(s) ? 0 : run(s, ST_BEGIN, "begin");
+}
+
+/* Runs one bound UPDATE as part of the batch. */
+static int staged_update(struct spool *s, sqlite3_stmt *st, int64_t id, const char *what)
+{
+	int began = !in_txn(s);
+	int err = batch_open(s);
+
+	if (err) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return batch_abort(s, err);
+	}
+	if ((err = step_done(s, st, what)) < 0)
+		return batch_abort(s, err);
+	if (sqlite3_changes(s->db) == 0) {
+		if (began)
+			(void)run(s, ST_ROLLBACK, "rollback"); /* nothing staged: drop the lock */
+		snprintf(s->err, sizeof(s->err), "%s: no row %lld", what, (long long)id);
+		return -ENOENT;
+	}
+	s->pending++;
+	return 0;
+}
+
+/* An operation that commits at once: its own transaction, or joins the
+ * open batch. *own says which, for txn_end(). Fails only when own. */
+static int txn_begin(struct spool *s, int *own)
+{
+	*own = !in_txn(s);
+	return *own ? run(s, ST_BEGIN, "begin") : 0;
+}
+
+static int txn_end(struct spool *s, int own, int err, int changed)
+{
+	if (!own) {
+		if (err)
+			return batch_abort(s, err);
+		s->pending += changed > 0;
+		return 0;
+	}
+	if (!err && (err = run(s, ST_COMMIT, "commit")) == 0)
+		return 0;
+	if (in_txn(s))
+		(void)run(s, ST_ROLLBACK, "rollback");
+	return err;
+}
+
+static int exec_sql(struct spool *s, const char *sql, const char *what)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+
+	if (rc == SQLITE_OK)
+		return 0;
+	snprintf(s->err, sizeof(s->err), "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
+	sqlite3_free(msg);
+	return map_rc(s, rc);
+}
+
+/* Runs a PRAGMA that answers one value; *text (may be NULL) gets it. */
+static int pragma(struct spool *s, const char *sql, char *text, size_t cap, int64_t *num)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	int err = 0;
+
+	if (rc != SQLITE_OK)
+		return fail(s, rc, sql);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (text)
+			snprintf(text, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+		if (num)
+			*num = sqlite3_column_int64(st, 0);
+	} else if (rc != SQLITE_DONE) {
+		err = fail(s, rc, sql);
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+static int apply_pragmas(struct spool *s)
+{
+	char mode[16] = "";
+	int err;
+
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	if ((err = pragma(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode), NULL)) < 0)
+		return err;
+	if (strcasecmp(mode, "wal") != 0) {
+		snprintf(s->err, sizeof(s->err),
+			 "journal_mode is \"%s\", not wal (a file system without shared memory?)",
+			 mode);
+		return -EIO;
+	}
+	/* synchronous=FULL: every COMMIT fsyncs the WAL, or an ACK would lie.
+	 * secure_delete=FAST: purged patient data is zeroed where it costs no I/O. */
+	return exec_sql(s,
+			"PRAGMA synchronous = FULL;"
+			"PRAGMA foreign_keys = OFF;"
+			"PRAGMA cache_size = -8192;"
+			"PRAGMA wal_autocheckpoint = 1000;"
+			"PRAGMA journal_size_limit = 67108864;"
+			"PRAGMA secure_delete = FAST;",
+			"pragmas");
+}
+
+static int check_version(struct spool *s, int64_t *version)
+{
+	int64_t app = 0;
+	int err;
+
+	if ((err = pragma(s, "PRAGMA application_id", NULL, 0, &app)) < 0 ||
+	    (err = pragma(s, "PRAGMA user_version", NULL, 0, version)) < 0)
+		return err;
+	if (app != 0 && app != APPLICATION_ID) {
+		snprintf(s->err, sizeof(s->err),
+			 "not a spool database (application_id %#llx is another program's)",
+			 (unsigned long long)app);
+		return -EPROTO;
+	}
+	if (*version > SCHEMA_VERSION) {
+		snprintf(s->err, sizeof(s->err),
+			 "spool schema version %lld is newer than this mllp-bridge knows (%d): "
+			 "run the matching or a newer release",
+			 (long long)*version, SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static int apply_schema(struct spool *s)
+{
+	int64_t version = 0;
+	int err;
+
+	if ((err = check_version(s, &version)) < 0 || version == SCHEMA_VERSION)
+		return err;
+	/* Version 0: a new file. Check again under the write lock, since the
+	 * bridge and the operator CLI may both get here first. */
+	if ((err = exec_sql(s, "BEGIN IMMEDIATE", "begin")) < 0)
+		return err;
+	if ((err = check_version(s, &version)) == 0 && version == 0) {
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
+			 APPLICATION_ID, SCHEMA_VERSION);
+		if ((err = exec_sql(s, schema_sql, "schema")) == 0)
+			err = exec_sql(s, sql, "schema version");
+	}
+	if (!err)
+		return exec_sql(s, "COMMIT", "commit schema");
+	(void)exec_sql(s, "ROLLBACK", "rollback");
+	return err;
+}
+
+/* Creates the file ourselves so that it (and, following it, the -wal and
+ * -shm files SQLite creates) is not readable by others: it is patient data. */
+static int create_private(struct spool *s, const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		snprintf(s->err, sizeof(s->err), "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	close(fd);
+	return 0;
+}
+
+int spool_open(const char *path, struct spool **out)
+{
+	struct spool *s = calloc(1, sizeof(*s));
+	int rc, err;
+
+	*out = s;
+	if (!s)
+		return -ENOMEM;
+	if ((err = create_private(s, path)) < 0)
+		return err;
+	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(s->err, sizeof(s->err), "%s: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+	}
+	if ((err = apply_pragmas(s)) < 0 || (err = apply_schema(s)) < 0)
+		return err;
+	for (int i = ST_BEGIN; i <= ST_ROLLBACK; i++) {
+		sqlite3_stmt *st;
+
+		/* Prepared up front: a rollback must not fail for want of memory. */
+		if ((err = stmt(s, (enum stmt_id)i, &st)) < 0)
+			return err;
+	}
+	return 0;
+}
+
+void spool_close(struct spool *s)
+{
+	if (!s)
+		return;
+	if (s->db && in_txn(s))
+		(void)run(s, ST_ROLLBACK, "rollback");
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close_v2(s->db);
+	free(s);
+}
+
+/* A random (version 4) UUID, the Idempotency-Key of a message. */
+static int uuid_v4(char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[16];
+	size_t got = 0, o = 0;
+
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		got += n > 0 ? (size_t)n : 0;
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	for (size_t i = 0; i < sizeof(b); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 0x0f];
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static int check_text(struct spool *s, const char *v, const char *name)
+{
+	if (!v) {
+		snprintf(s->err, sizeof(s->err), "append: %s is NULL", name);
+		return -EINVAL;
+	}
+	if (strnlen(v, SPOOL_TEXT_MAX + 1) > SPOOL_TEXT_MAX) {
+		snprintf(s->err, sizeof(s->err), "append: %s longer than %d bytes", name,
+			 SPOOL_TEXT_MAX);
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
+static int check_new(struct spool *s, const struct spool_new *m)
+{
+	int err;
+
+	if ((err = check_text(s, m->integration, "integration")) < 0 ||
+	    (err = check_text(s, m->sender, "sender")) < 0 ||
+	    (err = check_text(s, m->content_type, "content_type")) < 0 ||
+	    (err = check_text(s, m->control_id, "control_id")) < 0)
+		return err;
+	if (!m->body && m->len > 0) {
+		snprintf(s->err, sizeof(s->err), "append: NULL body");
+		return -EINVAL;
+	}
+	if (m->len > SPOOL_BODY_MAX) {
+		snprintf(s->err, sizeof(s->err), "append: body of %zu bytes is over %u", m->len,
+			 SPOOL_BODY_MAX);
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
+static int insert(struct spool *s, const struct spool_new *m, const char *key)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, ST_INSERT, &st);
+
+	if (err)
+		return err;
+	sqlite3_bind_text(st, 1, m->integration, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, m->sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, m->content_type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, m->control_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, m->received_ms);
+	/* A zero-length blob, never NULL: the column is NOT NULL. */
+	sqlite3_bind_blob64(st, 7, m->len ? m->body : "", m->len, SQLITE_STATIC);
+	return step_done(s, st, "insert");
+}
+
+int spool_append(struct spool *s, const struct spool_new *m, int64_t *id, char idem_key[37])
+{
+	char key[37];
+	int err;
+
+	if ((err = check_new(s, m)) < 0)
+		return err;
+	if ((err = batch_lost(s)) < 0)
+		return err;
+	if ((err = uuid_v4(key)) < 0)
+		snprintf(s->err, sizeof(s->err), "getrandom: %s", strerror(-err));
+	else if ((err = batch_open(s)) == 0)
+		err = insert(s, m, key);
+	if (err) {
+		(void)batch_abort(s, err);
+		s->lost = 0; /* told to this caller right now */
+		return err;
+	}
+	s->pending++;
+	s->rows++;
+	*id = sqlite3_last_insert_rowid(s->db);
+	if (idem_key)
+		memcpy(idem_key, key, sizeof(key));
+	return 0;
+}
+
+int spool_commit(struct spool *s)
+{
+	int err;
+
+	if ((err = batch_lost(s)) < 0)
+		return err;
+	if (!in_txn(s)) {
+		s->pending = 0;
+		s->rows = 0;
+		return 0;
+	}
+	if ((err = run(s, ST_COMMIT, "commit")) < 0) {
+		(void)batch_abort(s, err);
+		s->lost = 0;
+		return err;
+	}
+	s->pending = 0;
+	s->rows = 0;
+	return 0;
+}
+
+int spool_mark_inflight(struct spool *s, int64_t id)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, ST_INFLIGHT, &st);
+
+	if (err)
+		return batch_abort(s, err);
+	sqlite3_bind_int64(st, 1, id);
+	return staged_update(s, st, id, "mark inflight");
+}
+
+int spool_mark_delivered(struct spool *s, int64_t id, int64_t now_ms)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, ST_DELIVERED, &st);
+
+	if (err)
+		return batch_abort(s, err);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, now_ms);
+	return staged_update(s, st, id, "mark delivered");
+}
+
+/* Binds an error text cut to SPOOL_ERROR_MAX bytes, never inside a UTF-8
+ * sequence, or NULL. */
+static void bind_error(sqlite3_stmt *st, int col, const char *error)
+{
+	size_t n;
+
+	if (!error) {
+		sqlite3_bind_null(st, col);
+		return;
+	}
+	n = strnlen(error, SPOOL_ERROR_MAX + 1);
+	if (n > SPOOL_ERROR_MAX) {
+		n = SPOOL_ERROR_MAX;
+		while (n > 0 && ((unsigned char)error[n] & 0xc0) == 0x80)
+			n--;
+	}
+	sqlite3_bind_text(st, col, error, (int)n, SQLITE_STATIC);
+}
+
+int spool_mark_retry(struct spool *s, int64_t id, int attempts, int64_t next_attempt_ms,
+		     const char *error)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, ST_RETRY, &st);
+
+	if (err)
+		return batch_abort(s, err);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, attempts);
+	sqlite3_bind_int64(st, 3, next_attempt_ms);
+	bind_error(st, 4, error);
+	return staged_update(s, st, id, "mark retry");
+}
+
+int spool_mark_dead(struct spool *s, int64_t id, int attempts, const char *error)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, ST_DEAD, &st);
+
+	if (err)
+		return batch_abort(s, err);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, attempts);
+	bind_error(st, 3, error);
+	return staged_update(s, st, id, "mark dead");
+}
+
+static char *col_text(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	return t ? (char *)t : (char *)"";
+}
+
+/* A row whose strings point into the statement: valid until the next step. */
+static void row_view(sqlite3_stmt *st, struct spool_row *r)
+{
+	r->id = sqlite3_column_int64(st, 0);
+	r->integration = col_text(st, 1);
+	r->sender = col_text(st, 2);
+	r->content_type = col_text(st, 3);
+	r->control_id = col_text(st, 4);
+	r->idempotency_key = col_text(st, 5);
+	r->received_ms = sqlite3_column_int64(st, 6);
+	r->state = (enum spool_state)sqlite3_column_int(st, 7);
+	r->attempts = sqlite3_column_int(st, 8);
+	r->next_attempt_ms = sqlite3_column_int64(st, 9);
+	r->delivered_ms = sqlite3_column_int64(st, 10);
+	r->last_error = sqlite3_column_type(st, 11) == SQLITE_NULL ? NULL : col_text(st, 11);
+	r->len = (size_t)sqlite3_column_int64(st, 12);
+}
+
+/* Steps a bound query, handing each row to cb until it returns non-zero
+ * (*cb_ret gets that value). *last gets the id of the last row cb accepted
+ * (may be NULL). Returns 0 or the read failure. */
+static int each_row(struct spool *s, sqlite3_stmt *st, int pending_as_queued, spool_row_cb cb,
+		    void *arg, int *cb_ret, int64_t *last)
+{
+	struct spool_row r;
+	int rc, err = 0;
+
+	*cb_ret = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		row_view(st, &r);
+		if (pending_as_queued && r.state == SPOOL_INFLIGHT)
+			r.state = SPOOL_QUEUED;
+		if ((*cb_ret = cb(arg, &r)) != 0)
+			break;
+		if (last)
+			*last = r.id;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		err = fail(s, rc, "read");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return err;
+}
+
+int spool_load_pending(struct spool *s, spool_row_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int ret, err = stmt(s, ST_PENDING, &st);
+
+	if (!err)
+		err = each_row(s, st, 1, cb, arg, &ret, NULL);
+	return err ? err : ret;
+}
+
+void spool_row_clear(struct spool_row *r)
+{
+	free(r->integration);
+	free(r->sender);
+	free(r->content_type);
+	free(r->control_id);
+	free(r->idempotency_key);
+	free(r->last_error);
+	memset(r, 0, sizeof(*r));
+}
+
+static int row_copy(const struct spool_row *v, struct spool_row *r)
+{
+	*r = *v;
+	r->integration = strdup(v->integration);
+	r->sender = strdup(v->sender);
+	r->content_type = strdup(v->content_type);
+	r->control_id = strdup(v->control_id);
+	r->idempotency_key = strdup(v->idempotency_key);
+	r->last_error = v->last_error ? strdup(v->last_error) : NULL;
+	if (!r->integration || !r->sender || !r->content_type || !r->control_id ||
+	    !r->idempotency_key || (v->last_error && !r->last_error)) {
+		spool_row_clear(r);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int body_copy(struct spool *s, sqlite3_stmt *st, size_t len, void **body)
+{
+	const void *p = sqlite3_column_blob(st, COL_BODY);
+
+	if (len > SPOOL_BODY_MAX) {
+		snprintf(s->err, sizeof(s->err), "get: body of %zu bytes is over %u", len,
+			 SPOOL_BODY_MAX);
+		return -EMSGSIZE;
+	}
+	if (!p && len > 0)
+		return fail(s, sqlite3_errcode(s->db), "read body");
+	*body = malloc(len ? len : 1);
+	if (!*body)
+		return -ENOMEM;
+	if (len)
+		memcpy(*body, p, len);
+	return 0;
+}
+
+static int get_row(struct spool *s, sqlite3_stmt *st, int64_t id, struct spool_row *r, void **body)
+{
+	struct spool_row v;
+	int rc = sqlite3_step(st);
+	int err;
+
+	if (rc == SQLITE_DONE) {
+		snprintf(s->err, sizeof(s->err), "get: no row %lld", (long long)id);
+		return -ENOENT;
+	}
+	if (rc != SQLITE_ROW)
+		return fail(s, rc, "get");
+	row_view(st, &v);
+	if ((err = row_copy(&v, r)) < 0)
+		return err;
+	if (body && (err = body_copy(s, st, r->len, body)) < 0)
+		spool_row_clear(r);
+	return err;
+}
+
+int spool_get(struct spool *s, int64_t id, struct spool_row *r, void **body)
+{
+	sqlite3_stmt *st;
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	if (body)
+		*body = NULL;
+	if ((err = stmt(s, body ? ST_GET_BODY : ST_GET, &st)) < 0)
+		return err;
+	sqlite3_bind_int64(st, 1, id);
+	err = get_row(s, st, id, r, body);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return err;
+}
+
+int spool_list(struct spool *s, int state, const char *integration, int limit, spool_row_cb cb,
+	       void *arg)
+{
+	static const enum stmt_id pick[2][2] = {{ST_LIST_ALL, ST_LIST_INTEG},
+						{ST_LIST_STATE, ST_LIST_BOTH}};
+	sqlite3_stmt *st;
+	int ret, err = stmt(s, pick[state >= 0][integration != NULL], &st);
+
+	if (err)
+		return err;
+	/* Unused parameters of the chosen statement are simply not bound. */
+	if (state >= 0)
+		sqlite3_bind_int(st, 1, state);
+	if (integration)
+		sqlite3_bind_text(st, 2, integration, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, limit > 0 ? limit : -1);
+	err = each_row(s, st, 0, cb, arg, &ret, NULL);
+	return err ? err : ret;
+}
+
+/* The state of one row, or -ENOENT. */
+static int row_state(struct spool *s, int64_t id, int *state)
+{
+	sqlite3_stmt *st;
+	int rc, err = stmt(s, ST_STATE, &st);
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*state = sqlite3_column_int(st, 0);
+	else if (rc == SQLITE_DONE)
+		err = -ENOENT;
+	else
+		err = fail(s, rc, "read state");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (err == -ENOENT)
+		snprintf(s->err, sizeof(s->err), "replay: no row %lld", (long long)id);
+	return err;
+}
+
+static int replay_rows(struct spool *s, int64_t id, const char *integration, int *count)
+{
+	enum stmt_id which = id > 0 ? ST_REPLAY_ONE : integration ? ST_REPLAY_INTEG : ST_REPLAY_ALL;
+	sqlite3_stmt *st;
+	int err = stmt(s, which, &st);
+
+	if (err)
+		return err;
+	if (id > 0)
+		sqlite3_bind_int64(st, 1, id);
+	else if (integration)
+		sqlite3_bind_text(st, 1, integration, -1, SQLITE_STATIC);
+	if ((err = step_done(s, st, "replay")) == 0)
+		*count = sqlite3_changes(s->db);
+	return err;
+}
+
+int spool_replay(struct spool *s, int64_t id, const char *integration, int *count)
+{
+	int own, state = 0, err;
+
+	*count = 0;
+	if (id < 0)
+		return -EINVAL;
+	if ((err = txn_begin(s, &own)) < 0)
+		return err;
+	if (id > 0)
+		err = row_state(s, id, &state);
+	if (err == -ENOENT) {
+		(void)txn_end(s, own, 0, 0);
+		return err;
+	}
+	if (!err)
+		err = replay_rows(s, id, integration, count);
+	return txn_end(s, own, err, *count);
+}
+
+static int has_replayed(struct spool *s, int *yes)
+{
+	sqlite3_stmt *st;
+	int rc, err = stmt(s, ST_HAS_REPLAYED, &st);
+
+	if (err)
+		return err;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*yes = sqlite3_column_int(st, 0);
+	else
+		err = fail(s, rc, "poll replayed");
+	sqlite3_reset(st);
+	return err;
+}
+
+int spool_take_replayed(struct spool *s, spool_row_cb cb, void *arg)
+{
+	sqlite3_stmt *st, *clr;
+	int64_t last = 0;
+	int yes = 0, own, ret, err;
+
+	/* The usual answer is "none": find it without the write lock. */
+	if ((err = has_replayed(s, &yes)) < 0 || !yes)
+		return err;
+	if ((err = stmt(s, ST_REPLAYED, &st)) < 0 || (err = stmt(s, ST_CLEAR_REPLAYED, &clr)) < 0)
+		return err;
+	if ((err = txn_begin(s, &own)) < 0)
+		return err;
+	if ((err = each_row(s, st, 0, cb, arg, &ret, &last)) < 0)
+		return txn_end(s, own, err, 0);
+	if (last > 0) {
+		sqlite3_bind_int64(clr, 1, last);
+		err = step_done(s, clr, "clear replayed");
+	}
+	err = txn_end(s, own, err, last > 0);
+	return err ? err : ret;
+}
+
+static int purge_chunk(struct spool *s, enum stmt_id which, int64_t before_ms, int *n)
+{
+	sqlite3_stmt *st;
+	int own, err;
+
+	*n = 0;
+	if ((err = stmt(s, which, &st)) < 0)
+		return err;
+	if ((err = txn_begin(s, &own)) < 0)
+		return err;
+	sqlite3_bind_int64(st, 1, before_ms);
+	sqlite3_bind_int(st, 2, SPOOL_PURGE_CHUNK);
+	if ((err = step_done(s, st, "purge")) == 0)
+		*n = sqlite3_changes(s->db);
+	return txn_end(s, own, err, *n);
+}
+
+int spool_purge(struct spool *s, int64_t before_ms, int include_dead, int *count)
+{
+	static const enum stmt_id which[] = {ST_PURGE_DELIVERED, ST_PURGE_DEAD};
+	int n, err;
+
+	*count = 0;
+	for (size_t i = 0; i < (include_dead ? 2u : 1u); i++) {
+		do {
+			if ((err = purge_chunk(s, which[i], before_ms, &n)) < 0)
+				return err;
+			*count += n;
+		} while (n == SPOOL_PURGE_CHUNK);
+	}
+	return 0;
+}
+
+int spool_stats(struct spool *s, spool_stat_cb cb, void *arg)
+{
+	struct spool_stat stat;
+	sqlite3_stmt *st;
+	int rc, err = stmt(s, ST_STATS, &st);
+
+	if (err)
+		return err;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		stat.integration = col_text(st, 0);
+		stat.queued = sqlite3_column_int64(st, 1);
+		stat.dead = sqlite3_column_int64(st, 2);
+		stat.oldest_queued_ms = sqlite3_column_int64(st, 3); /* NULL reads as 0 */
+		cb(arg, &stat);
+	}
+	if (rc != SQLITE_DONE)
+		err = fail(s, rc, "stats");
+	sqlite3_reset(st);
+	return err;
+}
+
+int spool_test_set_max_pages(struct spool *s, int pages)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %d",
+		 pages > 0 ? pages : UNCAPPED_PAGES);
+	return pragma(s, sql, NULL, 0, NULL);
+}
