@@ -1,0 +1,1277 @@
+/*
+ * The durable spool and the operator's spool commands, on real SQLite files
+ * in a temporary directory.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mllp-bridge/spool.h"
+#include "mllp-bridge/spool_cli.h"
+
+#define T0	1764424800000LL /* 2025-11-29T14:00:00Z */
+#define DAY_MS	86400000LL
+#define MAX_IDS 4096
+
+static char g_root[64];
+static char g_db[128];
+
+/* ---- fixtures and helpers ---------------------------------------------- */
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+/* Unchecked (parent process): one root per test case, removed even when a
+ * test failed halfway. */
+static void root_setup(void)
+{
+	strcpy(g_root, "/tmp/spool-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(g_root));
+}
+
+static void root_teardown(void)
+{
+	nftw(g_root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Checked (each test): a fresh directory and database path. */
+static void db_setup(void)
+{
+	char dir[96];
+
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", g_root);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(g_db, sizeof(g_db), "%s/spool.db", dir);
+}
+
+static struct spool *open_ok(void)
+{
+	struct spool *s = NULL;
+	int err = spool_open(g_db, &s);
+
+	ck_assert_msg(err == 0, "spool_open: %d %s", err, spool_errmsg(s));
+	return s;
+}
+
+static int64_t append(struct spool *s, const char *integ, const char *body, int64_t received)
+{
+	struct spool_new m = {.integration = integ,
+			      .sender = "203.0.113.70:4242",
+			      .content_type = "application/hl7-v2",
+			      .control_id = "MSG00001",
+			      .received_ms = received,
+			      .body = body,
+			      .len = strlen(body)};
+	int64_t id = 0;
+	int err = spool_append(s, &m, &id, NULL);
+
+	ck_assert_msg(err == 0, "append: %d %s", err, spool_errmsg(s));
+	return id;
+}
+
+static void commit_ok(struct spool *s)
+{
+	int err = spool_commit(s);
+
+	ck_assert_msg(err == 0, "commit: %d %s", err, spool_errmsg(s));
+}
+
+/* One integer from the database through a connection of its own. */
+static int64_t sql_int(const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	ck_assert_int_eq(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+		      sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void sql_exec(const char *sql)
+{
+	sqlite3 *db;
+
+	ck_assert_int_eq(sqlite3_open(g_db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql,
+		      sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+static int64_t row_count(void)
+{
+	return sql_int("SELECT count(*) FROM messages");
+}
+
+struct ids {
+	int64_t id[MAX_IDS];
+	int state[MAX_IDS];
+	int n;
+	int stop_at; /* return 7 when this many were seen (0: never) */
+};
+
+static int collect(void *arg, const struct spool_row *r)
+{
+	struct ids *c = arg;
+
+	ck_assert_int_lt(c->n, MAX_IDS);
+	c->id[c->n] = r->id;
+	c->state[c->n] = (int)r->state;
+	c->n++;
+	return c->stop_at && c->n == c->stop_at ? 7 : 0;
+}
+
+static int is_uuid_v4(const char *k)
+{
+	if (strlen(k) != 36 || k[14] != '4' || !strchr("89ab", k[19]))
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? k[i] != '-' : !strchr("0123456789abcdef", k[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+START_TEST(test_open_schema)
+{
+	struct spool *s = open_ok();
+	struct stat st;
+
+	spool_close(s);
+	s = open_ok(); /* a second open finds the schema in place */
+	spool_close(s);
+	ck_assert_int_eq(sql_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 1);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 14);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+				 "name IN ('messages_state', 'messages_integration', "
+				 "'messages_delivered', 'messages_replayed')"),
+			 4);
+	ck_assert_int_eq(stat(g_db, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+}
+END_TEST
+
+static const struct refuse_case {
+	const char *sql;     /* run on a fresh spool, or NULL: the file is not SQLite */
+	const char *errtext; /* expected in spool_errmsg() */
+} refuse_cases[] = {
+    {"PRAGMA user_version = 99", "newer than this mllp-bridge knows"},
+    {"PRAGMA application_id = 42", "not a spool database"},
+    {NULL, "not a database"},
+};
+
+START_TEST(test_open_refuses)
+{
+	const struct refuse_case *c = &refuse_cases[_i];
+	struct spool *s = NULL;
+	int err;
+
+	if (c->sql) {
+		spool_close(open_ok());
+		sql_exec(c->sql);
+	} else {
+		FILE *f = fopen(g_db, "w");
+
+		ck_assert_ptr_nonnull(f);
+		for (int i = 0; i < 64; i++)
+			fputs("this is a text file, not a database\n", f);
+		fclose(f);
+	}
+	err = spool_open(g_db, &s);
+	ck_assert_int_eq(err, -EPROTO);
+	ck_assert_msg(strstr(spool_errmsg(s), c->errtext), "errmsg: %s", spool_errmsg(s));
+	spool_close(s);
+}
+END_TEST
+
+/* ---- append, commit, get ------------------------------------------------ */
+
+START_TEST(test_roundtrip)
+{
+	static const uint8_t bin[] = {'M', 'S', 'H', '|', 0, 0x0d, 0xff, 0x0b, 'x'};
+	struct spool_new m = {
+	    "lab", "[2001:db8::7]:9999", "x-application/hl7-v2+er7; charset=UTF-8", "CTL-9", T0 + 5,
+	    bin,   sizeof(bin)};
+	struct spool_new empty = {"adt", "203.0.113.9:1", "text/plain", "", T0 + 6, NULL, 0};
+	char key1[37], key2[37];
+	int64_t id1, id2;
+	struct spool_row r;
+	void *body = NULL;
+	struct spool *s = open_ok();
+
+	ck_assert_int_eq(spool_append(s, &m, &id1, key1), 0);
+	ck_assert_int_eq(spool_append(s, &empty, &id2, key2), 0);
+	ck_assert_int_gt(id2, id1);
+	commit_ok(s);
+	spool_close(s);
+
+	s = open_ok();
+	ck_assert_int_eq(spool_get(s, id1, &r, &body), 0);
+	ck_assert_str_eq(r.integration, "lab");
+	ck_assert_str_eq(r.sender, "[2001:db8::7]:9999");
+	ck_assert_str_eq(r.content_type, m.content_type);
+	ck_assert_str_eq(r.control_id, "CTL-9");
+	ck_assert_str_eq(r.idempotency_key, key1);
+	ck_assert(is_uuid_v4(key1));
+	ck_assert_int_eq(r.received_ms, T0 + 5);
+	ck_assert_int_eq(r.state, SPOOL_QUEUED);
+	ck_assert_int_eq(r.attempts, 0);
+	ck_assert_int_eq(r.delivered_ms, 0);
+	ck_assert_ptr_null(r.last_error);
+	ck_assert_uint_eq(r.len, sizeof(bin));
+	ck_assert_mem_eq(body, bin, sizeof(bin));
+	free(body);
+	spool_row_clear(&r);
+
+	ck_assert_int_eq(spool_get(s, id2, &r, NULL), 0); /* metadata only */
+	ck_assert_uint_eq(r.len, 0);
+	ck_assert_str_eq(r.control_id, "");
+	ck_assert(is_uuid_v4(r.idempotency_key));
+	ck_assert_str_ne(r.idempotency_key, key1);
+	spool_row_clear(&r);
+
+	ck_assert_int_eq(spool_get(s, 999, &r, &body), -ENOENT);
+	ck_assert_ptr_null(r.integration);
+	ck_assert_ptr_null(body);
+	spool_close(s);
+}
+END_TEST
+
+START_TEST(test_uncommitted_is_lost)
+{
+	struct spool *s = open_ok();
+	struct ids c = {0};
+
+	append(s, "lab", "one", T0);
+	append(s, "lab", "two", T0);
+	commit_ok(s);
+	for (int i = 0; i < 3; i++)
+		append(s, "lab", "staged", T0);
+	ck_assert_uint_eq(spool_pending(s), 3);
+	spool_close(s); /* no commit: like a crash before the fsync */
+
+	s = open_ok();
+	ck_assert_int_eq(spool_load_pending(s, collect, &c), 0);
+	ck_assert_int_eq(c.n, 2);
+	ck_assert_int_eq(row_count(), 2);
+	spool_close(s);
+}
+END_TEST
+
+START_TEST(test_pending_and_unknown_ids)
+{
+	struct spool *s = open_ok(), *other = open_ok();
+	int64_t a;
+
+	ck_assert_uint_eq(spool_pending(s), 0);
+	a = append(s, "lab", "a", T0);
+	commit_ok(s);
+	ck_assert_uint_eq(spool_pending(s), 0);
+
+	/* A failed mark on an unknown id must not leave a batch (and the
+	 * write lock) behind: another handle can write at once. */
+	ck_assert_int_eq(spool_mark_inflight(s, 4242), -ENOENT);
+	ck_assert_int_eq(spool_mark_delivered(s, 4242, T0), -ENOENT);
+	ck_assert_int_eq(spool_mark_retry(s, 4242, 1, T0, "x"), -ENOENT);
+	ck_assert_int_eq(spool_mark_dead(s, 4242, 1, "x"), -ENOENT);
+	ck_assert_uint_eq(spool_pending(s), 0);
+	append(other, "lab", "b", T0);
+	commit_ok(other);
+
+	/* State changes count as pending: a batch of marks alone must be
+	 * committed too. */
+	ck_assert_int_eq(spool_mark_inflight(s, a), 0);
+	ck_assert_uint_eq(spool_pending(s), 1);
+	append(s, "lab", "c", T0);
+	ck_assert_uint_eq(spool_pending(s), 2);
+	ck_assert_int_eq(spool_mark_inflight(s, 4242), -ENOENT);
+	ck_assert_uint_eq(spool_pending(s), 2); /* the batch survived */
+	commit_ok(s);
+	ck_assert_uint_eq(spool_pending(s), 0);
+	ck_assert_int_eq(row_count(), 3);
+	ck_assert_int_eq(sql_int("SELECT state FROM messages WHERE id = 1"), SPOOL_INFLIGHT);
+	spool_close(other);
+	spool_close(s);
+}
+END_TEST
+
+START_TEST(test_ids_not_reused)
+{
+	struct spool *s = open_ok();
+	int n = 0;
+
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(append(s, "lab", "x", T0), i + 1);
+	commit_ok(s);
+	for (int i = 1; i <= 3; i++)
+		ck_assert_int_eq(spool_mark_delivered(s, i, T0), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_purge(s, INT64_MAX, 0, &n), 0);
+	ck_assert_int_eq(n, 3);
+	ck_assert_int_eq(row_count(), 0);
+	spool_close(s);
+	s = open_ok();
+	ck_assert_int_eq(append(s, "lab", "y", T0), 4);
+	commit_ok(s);
+	spool_close(s);
+}
+END_TEST
+
+static const struct append_check {
+	struct spool_new m;
+	int err;
+} append_checks[] = {
+    {{NULL, "s", "t", "c", 0, "b", 1}, -EINVAL},
+    {{"lab", NULL, "t", "c", 0, "b", 1}, -EINVAL},
+    {{"lab", "s", "t", NULL, 0, "b", 1}, -EINVAL},
+    {{"lab", "s", "t", "c", 0, NULL, 5}, -EINVAL},
+    {{"lab", "s", "t", "c", 0, "b", SPOOL_BODY_MAX + 1ull}, -EMSGSIZE},
+    {{"lab", "s", "t", "LONG", 0, "b", 1}, -EMSGSIZE}, /* LONG: replaced below */
+};
+
+/* A refused argument refuses that message only: the batch stays. */
+START_TEST(test_append_checks)
+{
+	struct spool_new m = append_checks[_i].m;
+	char *longtext = malloc(SPOOL_TEXT_MAX + 2);
+	struct spool *s = open_ok();
+	int64_t id = 0;
+
+	memset(longtext, 'L', SPOOL_TEXT_MAX + 1);
+	longtext[SPOOL_TEXT_MAX + 1] = '\0';
+	if (m.control_id && strcmp(m.control_id, "LONG") == 0)
+		m.control_id = longtext;
+	append(s, "lab", "kept", T0);
+	ck_assert_int_eq(spool_append(s, &m, &id, NULL), append_checks[_i].err);
+	ck_assert_uint_eq(spool_pending(s), 1);
+	commit_ok(s);
+	ck_assert_int_eq(row_count(), 1);
+	spool_close(s);
+	free(longtext);
+}
+END_TEST
+
+/* ---- state changes ------------------------------------------------------ */
+
+enum mark_op { MARK_INFLIGHT, MARK_DELIVERED, MARK_RETRY, MARK_DEAD };
+
+static const struct mark_case {
+	enum mark_op op;
+	int attempts;
+	int64_t when;
+	const char *error;
+	/* expected */
+	enum spool_state state;
+	int64_t next_attempt_ms, delivered_ms;
+} mark_cases[] = {
+    {MARK_INFLIGHT, 0, 0, NULL, SPOOL_INFLIGHT, 0, 0},
+    {MARK_DELIVERED, 0, T0 + 77, NULL, SPOOL_DELIVERED, 0, T0 + 77},
+    {MARK_RETRY, 3, T0 + 5000, "HTTP 503 Service Unavailable", SPOOL_QUEUED, T0 + 5000, 0},
+    {MARK_RETRY, 1, T0 + 1000, NULL, SPOOL_QUEUED, T0 + 1000, 0},
+    {MARK_DEAD, 7, 0, "HTTP 400: missing PID segment", SPOOL_DEAD, 0, 0},
+};
+
+START_TEST(test_marks)
+{
+	const struct mark_case *c = &mark_cases[_i];
+	struct spool *s = open_ok();
+	struct spool_row r;
+	int64_t id = append(s, "lab", "body", T0);
+	int err = 0;
+
+	commit_ok(s);
+	switch (c->op) {
+	case MARK_INFLIGHT:
+		err = spool_mark_inflight(s, id);
+		break;
+	case MARK_DELIVERED:
+		err = spool_mark_delivered(s, id, c->when);
+		break;
+	case MARK_RETRY:
+		err = spool_mark_retry(s, id, c->attempts, c->when, c->error);
+		break;
+	case MARK_DEAD:
+		err = spool_mark_dead(s, id, c->attempts, c->error);
+		break;
+	}
+	ck_assert_int_eq(err, 0);
+	commit_ok(s);
+	spool_close(s);
+
+	s = open_ok(); /* durable, not only in this handle */
+	ck_assert_int_eq(spool_get(s, id, &r, NULL), 0);
+	ck_assert_int_eq(r.state, c->state);
+	ck_assert_int_eq(r.attempts, c->attempts);
+	ck_assert_int_eq(r.next_attempt_ms, c->next_attempt_ms);
+	ck_assert_int_eq(r.delivered_ms, c->delivered_ms);
+	if (c->error)
+		ck_assert_str_eq(r.last_error, c->error);
+	else
+		ck_assert_ptr_null(r.last_error);
+	spool_row_clear(&r);
+	spool_close(s);
+}
+END_TEST
+
+static const struct cut_case {
+	const char *unit; /* repeated to make a long error */
+	size_t stored;	  /* expected stored length */
+} cut_cases[] = {
+    {"a", SPOOL_ERROR_MAX},
+    {"\xc3\xa9", SPOOL_ERROR_MAX},	       /* é: 2 bytes, 512 is a boundary */
+    {"\xe2\x82\xac", SPOOL_ERROR_MAX / 3 * 3}, /* €: 3 bytes, never cut inside */
+};
+
+START_TEST(test_error_is_cut)
+{
+	const struct cut_case *c = &cut_cases[_i];
+	char error[4 * SPOOL_ERROR_MAX] = "";
+	struct spool *s = open_ok();
+	struct spool_row r;
+	int64_t id = append(s, "lab", "x", T0);
+
+	while (strlen(error) + strlen(c->unit) < sizeof(error))
+		strcat(error, c->unit);
+	ck_assert_int_eq(spool_mark_dead(s, id, 1, error), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_get(s, id, &r, NULL), 0);
+	ck_assert_uint_eq(strlen(r.last_error), c->stored);
+	ck_assert_int_eq(strncmp(r.last_error, error, c->stored), 0);
+	spool_row_clear(&r);
+	spool_close(s);
+}
+END_TEST
+
+/* ---- reading ------------------------------------------------------------ */
+
+START_TEST(test_load_pending)
+{
+	struct spool *s = open_ok();
+	struct ids c = {0}, stop = {.stop_at = 2};
+	int64_t a = append(s, "lab", "a", T0), b = append(s, "adt", "b", T0),
+		d = append(s, "lab", "d", T0), e = append(s, "lab", "e", T0),
+		f = append(s, "adt", "f", T0);
+
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_inflight(s, b), 0);
+	ck_assert_int_eq(spool_mark_delivered(s, d, T0), 0);
+	ck_assert_int_eq(spool_mark_dead(s, e, 5, "gone"), 0);
+	commit_ok(s);
+
+	ck_assert_int_eq(spool_load_pending(s, collect, &c), 0);
+	ck_assert_int_eq(c.n, 3);
+	ck_assert_int_eq(c.id[0], a);
+	ck_assert_int_eq(c.id[1], b);
+	ck_assert_int_eq(c.id[2], f);
+	for (int i = 0; i < c.n; i++)
+		ck_assert_int_eq(c.state[i], SPOOL_QUEUED); /* in-flight died with its process */
+
+	ck_assert_int_eq(spool_load_pending(s, collect, &stop), 7);
+	ck_assert_int_eq(stop.n, 2);
+	spool_close(s);
+}
+END_TEST
+
+/* Rows 1..6: lab queued, lab delivered, lab dead, adt queued, adt dead, adt inflight. */
+static struct spool *six_rows(void)
+{
+	struct spool *s = open_ok();
+
+	append(s, "lab", "1", T0);
+	append(s, "lab", "2", T0);
+	append(s, "lab", "3", T0);
+	append(s, "adt", "4", T0);
+	append(s, "adt", "5", T0);
+	append(s, "adt", "6", T0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_delivered(s, 2, T0 + 1), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 3, 4, "HTTP 422"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 5, 4, "HTTP 422"), 0);
+	ck_assert_int_eq(spool_mark_inflight(s, 6), 0);
+	commit_ok(s);
+	return s;
+}
+
+static const struct list_case {
+	int state;
+	const char *integration;
+	int limit;
+	int64_t ids[7]; /* expected, newest first, 0-terminated */
+} list_cases[] = {
+    {-1, NULL, 0, {6, 5, 4, 3, 2, 1}},
+    {-1, NULL, 2, {6, 5}},
+    {SPOOL_DEAD, NULL, 0, {5, 3}},
+    {SPOOL_DEAD, "lab", 0, {3}},
+    {-1, "adt", 0, {6, 5, 4}},
+    {SPOOL_QUEUED, NULL, 0, {4, 1}},
+    {SPOOL_INFLIGHT, NULL, 0, {6}},
+    {SPOOL_DELIVERED, "adt", 0, {0}},
+    {-1, "nosuch", 0, {0}},
+};
+
+START_TEST(test_list)
+{
+	const struct list_case *c = &list_cases[_i];
+	struct spool *s = six_rows();
+	struct ids got = {0};
+	int n = 0;
+
+	ck_assert_int_eq(spool_list(s, c->state, c->integration, c->limit, collect, &got), 0);
+	while (c->ids[n])
+		n++;
+	ck_assert_int_eq(got.n, n);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(got.id[i], c->ids[i]);
+	spool_close(s);
+}
+END_TEST
+
+static void stats_line(void *arg, const struct spool_stat *st)
+{
+	fprintf(arg, "%s %lld %lld %lld\n", st->integration, (long long)st->queued,
+		(long long)st->dead, (long long)st->oldest_queued_ms);
+}
+
+START_TEST(test_stats)
+{
+	struct spool *s = open_ok();
+	char text[512] = "";
+	FILE *f = fmemopen(text, sizeof(text), "w");
+
+	append(s, "lab", "q", T0 + 100);
+	append(s, "lab", "i", T0 + 50);
+	append(s, "lab", "x", T0 + 10);
+	append(s, "adt", "x", T0);
+	append(s, "misc", "x", T0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_inflight(s, 2), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 3, 1, "e"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 4, 1, "e"), 0);
+	ck_assert_int_eq(spool_mark_delivered(s, 5, T0), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_stats(s, stats_line, f), 0);
+	fclose(f);
+	ck_assert_str_eq(text, "adt 0 1 0\nlab 2 1 1764424800050\n");
+	spool_close(s);
+}
+END_TEST
+
+/* ---- replay and purge --------------------------------------------------- */
+
+START_TEST(test_replay)
+{
+	struct spool *bridge = six_rows(), *op = open_ok();
+	struct ids taken = {0}, again = {0}, held = {.stop_at = 1};
+	struct spool_row r;
+	int n = -1;
+
+	/* The operator (another connection) replays row 3; the bridge sees it once. */
+	ck_assert_int_eq(spool_replay(op, 3, NULL, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(spool_get(op, 3, &r, NULL), 0);
+	ck_assert_int_eq(r.state, SPOOL_QUEUED);
+	ck_assert_int_eq(r.attempts, 0);
+	ck_assert_str_eq(r.last_error, "HTTP 422"); /* history kept for the operator */
+	spool_row_clear(&r);
+	ck_assert_int_eq(spool_take_replayed(bridge, collect, &taken), 0);
+	ck_assert_int_eq(taken.n, 1);
+	ck_assert_int_eq(taken.id[0], 3);
+	ck_assert_int_eq(spool_take_replayed(bridge, collect, &again), 0);
+	ck_assert_int_eq(again.n, 0);
+
+	/* Not dead, unknown. */
+	ck_assert_int_eq(spool_replay(op, 2, NULL, &n), 0);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(sql_int("SELECT state FROM messages WHERE id = 2"), SPOOL_DELIVERED);
+	ck_assert_int_eq(spool_replay(op, 999, NULL, &n), -ENOENT);
+
+	/* All dead of one integration; a callback that refuses keeps the flag. */
+	ck_assert_int_eq(spool_replay(op, 0, "lab", &n), 0);
+	ck_assert_int_eq(n, 0); /* lab's dead row was replayed already */
+	ck_assert_int_eq(spool_replay(op, 0, "adt", &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(spool_take_replayed(bridge, collect, &held), 7);
+	ck_assert_int_eq(spool_take_replayed(bridge, collect, &again), 0);
+	ck_assert_int_eq(again.n, 1);
+	ck_assert_int_eq(again.id[0], 5);
+	ck_assert_int_eq(spool_replay(op, 0, NULL, &n), 0);
+	ck_assert_int_eq(n, 0);
+
+	/* Rows 3 and 4 replayed together; cb takes 3 and refuses 4: only 4 stays flagged. */
+	ck_assert_int_eq(spool_mark_dead(bridge, 3, 1, "again"), 0);
+	ck_assert_int_eq(spool_mark_dead(bridge, 4, 1, "again"), 0);
+	commit_ok(bridge);
+	ck_assert_int_eq(spool_replay(op, 0, NULL, &n), 0);
+	ck_assert_int_eq(n, 2);
+	memset(&held, 0, sizeof(held));
+	held.stop_at = 2;
+	memset(&again, 0, sizeof(again));
+	ck_assert_int_eq(spool_take_replayed(bridge, collect, &held), 7);
+	ck_assert_int_eq(held.id[0], 3);
+	ck_assert_int_eq(spool_take_replayed(bridge, collect, &again), 0);
+	ck_assert_int_eq(again.n, 1);
+	ck_assert_int_eq(again.id[0], 4);
+	spool_close(op);
+	spool_close(bridge);
+}
+END_TEST
+
+START_TEST(test_purge)
+{
+	struct spool *s = open_ok();
+	int64_t now = T0, old = T0 - 10 * DAY_MS, cut = T0 - 7 * DAY_MS;
+	int n = -1;
+
+	for (int i = 0; i < 6; i++)
+		append(s, "lab", "x", i == 4 ? old : now);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_delivered(s, 1, old), 0);
+	ck_assert_int_eq(spool_mark_delivered(s, 2, old + 1), 0);
+	ck_assert_int_eq(spool_mark_delivered(s, 3, now - 3600000), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 5, 9, "old dead"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 6, 9, "new dead"), 0);
+	commit_ok(s);
+
+	ck_assert_int_eq(spool_purge(s, cut, 0, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE id IN (1, 2)"), 0);
+	ck_assert_int_eq(spool_purge(s, cut, 1, &n), 0);
+	ck_assert_int_eq(n, 1); /* the dead row received before the cut */
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE id = 5"), 0);
+	ck_assert_int_eq(row_count(), 3); /* delivered 1h ago, queued, new dead */
+	spool_close(s);
+}
+END_TEST
+
+START_TEST(test_purge_chunks)
+{
+	enum { N = 2 * SPOOL_PURGE_CHUNK + 17 };
+	struct spool *s = open_ok();
+	int n = 0;
+
+	for (int i = 0; i < N; i++)
+		append(s, "lab", "x", T0);
+	commit_ok(s);
+	for (int i = 1; i <= N; i++)
+		ck_assert_int_eq(spool_mark_delivered(s, i, T0), 0);
+	append(s, "lab", "stays", T0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_purge(s, T0 + 1, 1, &n), 0);
+	ck_assert_int_eq(n, N);
+	ck_assert_int_eq(row_count(), 1);
+	spool_close(s);
+}
+END_TEST
+
+/* ---- failures ----------------------------------------------------------- */
+
+START_TEST(test_disk_full)
+{
+	static char big[64 * 1024 + 1];
+	struct spool *s = open_ok();
+	int64_t pages, id;
+	int err = 0, staged = 0;
+
+	memset(big, 'B', sizeof(big) - 1);
+	for (int i = 0; i < 5; i++)
+		append(s, "lab", "committed before", T0);
+	commit_ok(s);
+	pages = sql_int("PRAGMA page_count");
+	ck_assert_int_eq(spool_test_set_max_pages(s, (int)pages + 40), 0);
+	for (int i = 0; i < 100 && !err; i++) {
+		struct spool_new m = {"lab", "s", "t", "c", T0, big, sizeof(big) - 1};
+
+		err = spool_append(s, &m, &id, NULL);
+		staged += err == 0;
+	}
+	if (!err)
+		err = spool_commit(s);
+	ck_assert_int_eq(err, -ENOSPC);
+	ck_assert_int_gt(staged, 0); /* a real batch was lost, not an empty one */
+	ck_assert_uint_eq(spool_pending(s), 0);
+	ck_assert_ptr_nonnull(strstr(spool_errmsg(s), "full"));
+	ck_assert_int_eq(spool_commit(s), 0); /* nothing left to report */
+
+	/* The handle works again once there is room. */
+	ck_assert_int_eq(spool_test_set_max_pages(s, 0), 0);
+	append(s, "lab", "after", T0);
+	commit_ok(s);
+	spool_close(s);
+
+	s = open_ok();
+	ck_assert_int_eq(row_count(), 6);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE length(body) > 1000"), 0);
+	ck_assert_int_eq(
+	    sql_int("SELECT count(*) FROM messages WHERE CAST(body AS TEXT) = 'committed before'"),
+	    5);
+	spool_close(s);
+}
+END_TEST
+
+/* A state change that fails takes the batch with it; the rows appended in
+ * that batch must never be acknowledged, so the loss is reported once by
+ * the next spool_commit() or spool_append(). */
+enum sticky_next { NEXT_COMMIT, NEXT_APPEND, NEXT_NONE_STAGED };
+
+START_TEST(test_sticky_batch_loss)
+{
+	enum sticky_next next = (enum sticky_next)_i;
+	struct spool *s = open_ok();
+	int64_t a = append(s, "lab", "a", T0);
+
+	commit_ok(s);
+	/* Make one specific UPDATE fail inside the batch. */
+	sql_exec("CREATE TRIGGER boom BEFORE UPDATE OF last_error ON messages "
+		 "WHEN NEW.last_error = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END");
+	if (next != NEXT_NONE_STAGED)
+		append(s, "lab", "b staged", T0);
+	ck_assert_int_eq(spool_mark_retry(s, a, 1, T0, "boom"), -EIO);
+	ck_assert_uint_eq(spool_pending(s), 0);
+	switch (next) {
+	case NEXT_COMMIT:
+		ck_assert_int_eq(spool_commit(s), -EIO);
+		break;
+	case NEXT_APPEND: {
+		struct spool_new m = {"lab", "s", "t", "c", T0, "c", 1};
+		int64_t id;
+
+		ck_assert_int_eq(spool_append(s, &m, &id, NULL), -EIO);
+		break;
+	}
+	case NEXT_NONE_STAGED:
+		break;
+	}
+	ck_assert_int_eq(spool_commit(s), 0); /* reported once */
+	append(s, "lab", "d", T0);
+	commit_ok(s);
+	spool_close(s);
+	ck_assert_int_eq(row_count(), 2);
+	ck_assert_int_eq(
+	    sql_int("SELECT count(*) FROM messages WHERE CAST(body AS TEXT) = 'b staged'"), 0);
+}
+END_TEST
+
+/* ---- crashes ------------------------------------------------------------ */
+
+static const struct crash_case {
+	int batch;
+	int sigkill; /* 0: _exit() without closing; 1: SIGKILL */
+} crash_cases[] = {{1, 0}, {16, 0}, {1, 1}, {16, 1}};
+
+static void crash_child(const struct crash_case *c, int n)
+{
+	struct spool *s = NULL;
+	int64_t id;
+	char body[64];
+
+	if (spool_open(g_db, &s) < 0)
+		_exit(10);
+	for (int i = 0; i < n + 5; i++) {
+		struct spool_new m = {"lab", "s", "t", "c", T0 + i, body, 0};
+
+		m.len = (size_t)snprintf(body, sizeof(body), "message %d", i);
+		if (spool_append(s, &m, &id, NULL) < 0)
+			_exit(11);
+		/* The last 5 rows stay staged, never committed. */
+		if (i < n && ((i + 1) % c->batch == 0 || i + 1 == n) && spool_commit(s) < 0)
+			_exit(12);
+	}
+	if (c->sigkill)
+		raise(SIGKILL);
+	_exit(0);
+}
+
+START_TEST(test_crash_keeps_committed)
+{
+	const struct crash_case *c = &crash_cases[_i];
+	enum { N = 40 };
+	struct ids got = {0};
+	struct spool *s;
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		crash_child(c, N);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	if (c->sigkill)
+		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	else
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	s = open_ok();
+	ck_assert_int_eq(spool_load_pending(s, collect, &got), 0);
+	ck_assert_int_eq(got.n, N);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(got.id[i], i + 1);
+	ck_assert_int_eq(
+	    sql_int("SELECT count(*) FROM messages WHERE CAST(body AS TEXT) = 'message 39'"), 1);
+	ck_assert_int_eq(
+	    sql_int("SELECT count(*) FROM messages WHERE CAST(body AS TEXT) = 'message 40'"), 0);
+	spool_close(s);
+}
+END_TEST
+
+/* kill -9 at an arbitrary moment: every row whose commit returned (what a
+ * bridge would have ACKed) is there, in order, and nothing else but at most
+ * the one batch whose commit was under way. */
+START_TEST(test_sigkill_midstream)
+{
+	enum { BATCH = 8, ENOUGH = 300 };
+	static int64_t acked[MAX_IDS];
+	struct ids got = {0};
+	int fds[2], nacked = 0;
+	struct spool *s;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int64_t ids[BATCH];
+
+		close(fds[0]);
+		if (spool_open(g_db, &s) < 0)
+			_exit(10);
+		for (;;) {
+			for (int i = 0; i < BATCH; i++) {
+				struct spool_new m = {"lab", "s", "t", "c", T0, "payload", 7};
+
+				if (spool_append(s, &m, &ids[i], NULL) < 0)
+					_exit(11);
+			}
+			if (spool_commit(s) < 0 || write(fds[1], ids, sizeof(ids)) < 0)
+				_exit(12);
+		}
+	}
+	close(fds[1]);
+	for (;;) {
+		ssize_t r = read(fds[0], &acked[nacked], sizeof(acked[0]));
+
+		if (r <= 0)
+			break;
+		ck_assert_int_eq(r, sizeof(acked[0]));
+		if (++nacked == ENOUGH)
+			kill(pid, SIGKILL);
+		ck_assert_int_lt(nacked, MAX_IDS);
+	}
+	waitpid(pid, NULL, 0);
+	close(fds[0]);
+
+	s = open_ok();
+	ck_assert_int_eq(spool_load_pending(s, collect, &got), 0);
+	ck_assert_int_ge(got.n, nacked);
+	ck_assert_int_le(got.n, nacked + BATCH);
+	for (int i = 0; i < got.n; i++)
+		ck_assert_int_eq(got.id[i], i + 1);
+	for (int i = 0; i < nacked; i++)
+		ck_assert_int_eq(acked[i], i + 1);
+	spool_close(s);
+}
+END_TEST
+
+/* Purge and replay on a handle with an open batch join that batch: they
+ * count as pending and are undone with it. */
+START_TEST(test_joins_open_batch)
+{
+	struct spool *s = open_ok();
+	int n = 0;
+
+	append(s, "lab", "a", T0);
+	append(s, "lab", "b", T0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_delivered(s, 1, T0), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 2, 1, "x"), 0);
+	commit_ok(s);
+
+	append(s, "lab", "staged", T0);
+	ck_assert_int_eq(spool_purge(s, INT64_MAX, 0, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(spool_replay(s, 2, NULL, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_uint_eq(spool_pending(s), 3);
+	spool_close(s); /* never committed */
+	ck_assert_int_eq(row_count(), 2);
+	ck_assert_int_eq(sql_int("SELECT state FROM messages WHERE id = 2"), SPOOL_DEAD);
+}
+END_TEST
+
+/* While the bridge holds a batch open, the operator can still read. */
+START_TEST(test_reader_during_batch)
+{
+	struct spool *bridge = open_ok(), *op;
+	struct ids got = {0};
+
+	append(bridge, "lab", "committed", T0);
+	commit_ok(bridge);
+	append(bridge, "lab", "staged", T0);
+	op = open_ok();
+	ck_assert_int_eq(spool_list(op, -1, NULL, 0, collect, &got), 0);
+	ck_assert_int_eq(got.n, 1);
+	commit_ok(bridge);
+	spool_close(op);
+	spool_close(bridge);
+}
+END_TEST
+
+/* ---- the operator's commands ------------------------------------------- */
+
+struct cli_result {
+	int rc;
+	char out[65536];
+	size_t out_len;
+	char err[8192];
+};
+
+static void read_all(FILE *f, char *buf, size_t cap, size_t *len)
+{
+	size_t n;
+
+	rewind(f);
+	n = fread(buf, 1, cap - 1, f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	fclose(f);
+}
+
+static void run_cli(struct cli_result *r, const char *db, const char **argv)
+{
+	FILE *out = tmpfile(), *err = tmpfile();
+	int argc = 0;
+
+	ck_assert(out && err);
+	while (argv[argc])
+		argc++;
+	r->rc = spool_cli(db, argc, (char **)argv, out, err);
+	read_all(out, r->out, sizeof(r->out), &r->out_len);
+	read_all(err, r->err, sizeof(r->err), NULL);
+}
+
+#define CLI(r, ...) run_cli((r), g_db, (const char *[]){__VA_ARGS__, NULL})
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static const struct usage_case {
+	const char *argv[6];
+	const char *err;
+} usage_cases[] = {
+    {{NULL}, "no command"},
+    {{"frobnicate"}, "unknown command: frobnicate"},
+    {{"list", "--state", "sleeping"}, "--state is one of"},
+    {{"list", "--limit", "0"}, "--limit needs a number"},
+    {{"list", "--limit", "12abc"}, "--limit needs a number"},
+    {{"list", "--limit"}, "option needs a value"},
+    {{"list", "--body"}, "unknown option: --body"},
+    {{"list", "--state", "dead", "--state", "queued"}, "given twice"},
+    {{"show"}, "show needs an ID"},
+    {{"show", "abc"}, "ID is a positive number"},
+    {{"show", "-3"}, "unknown option"},
+    {{"show", "1", "2"}, "unexpected argument: 2"},
+    {{"replay"}, "replay needs an ID or --all-dead"},
+    {{"replay", "3", "--all-dead"}, "not both"},
+    {{"replay", "3", "--integration", "lab"}, "--integration goes with --all-dead"},
+    {{"purge"}, "purge needs --delivered-before"},
+    {{"purge", "--dead"}, "purge needs --delivered-before"},
+    {{"purge", "--delivered-before", "7x"}, "bad DURATION (like 7d, 12h, 30m): 7x"},
+    {{"purge", "--delivered-before", "d"}, "bad DURATION"},
+    {{"purge", "--delivered-before", "99999999d"}, "bad DURATION"},
+    {{"purge", "--delivered-before", "7d", "--all-delivered"}, "not both"},
+    {{"stats", "extra"}, "unexpected argument"},
+};
+
+START_TEST(test_cli_usage)
+{
+	const struct usage_case *c = &usage_cases[_i];
+	struct cli_result *r = calloc(1, sizeof(*r));
+	int argc = 0;
+	FILE *out = tmpfile(), *err = tmpfile();
+
+	while (c->argv[argc])
+		argc++;
+	r->rc = spool_cli(g_db, argc, (char **)c->argv, out, err);
+	read_all(out, r->out, sizeof(r->out), NULL);
+	read_all(err, r->err, sizeof(r->err), NULL);
+	ck_assert_int_eq(r->rc, 2);
+	ck_assert_msg(strstr(r->err, c->err), "stderr: %s", r->err);
+	ck_assert_ptr_nonnull(strstr(r->err, "usage: spool list"));
+	ck_assert_int_eq(access(g_db, F_OK), -1); /* nothing was opened or created */
+	free(r);
+}
+END_TEST
+
+START_TEST(test_cli_missing_db)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+
+	CLI(r, "list");
+	ck_assert_int_eq(r->rc, 1);
+	ck_assert_ptr_nonnull(strstr(r->err, "No such file"));
+	ck_assert_int_eq(access(g_db, F_OK), -1);
+	free(r);
+}
+END_TEST
+
+START_TEST(test_cli_list)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+	struct spool *s = six_rows();
+
+	ck_assert_int_eq(spool_mark_retry(s, 1, 2, T0, "TLS \x1b[31mfailed\n"), 0);
+	commit_ok(s);
+	spool_close(s);
+
+	CLI(r, "list");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_ptr_nonnull(strstr(r->out, "ID "));
+	ck_assert_ptr_nonnull(strstr(r->out, "LAST_ERROR"));
+	ck_assert_int_eq(count_lines(r->out), 7);
+	ck_assert_ptr_nonnull(strstr(r->out, "2025-11-29T14:00:00Z"));
+	ck_assert_ptr_nonnull(strstr(r->out, "203.0.113.70:4242"));
+	ck_assert_ptr_nonnull(strstr(r->out, "MSG00001"));
+	ck_assert_ptr_nonnull(strstr(r->out, "TLS \\x1b[31mfailed\\x0a"));
+	ck_assert_ptr_null(strchr(r->out, '\x1b')); /* no raw escape reaches the terminal */
+
+	CLI(r, "list", "--state", "dead");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_int_eq(count_lines(r->out), 3);
+	ck_assert_ptr_nonnull(strstr(r->out, "\n5        dead      adt"));
+	ck_assert_ptr_nonnull(strstr(r->out, "\n3        dead      lab"));
+	ck_assert_ptr_nonnull(strstr(r->out, "HTTP 422"));
+
+	CLI(r, "list", "--integration", "adt", "--state", "inflight");
+	ck_assert_int_eq(count_lines(r->out), 2);
+	ck_assert_ptr_nonnull(strstr(r->out, "\n6        inflight  adt"));
+
+	CLI(r, "list", "--limit", "1");
+	ck_assert_int_eq(count_lines(r->out), 2);
+	ck_assert_ptr_nonnull(strstr(r->out, "\n6 "));
+	free(r);
+}
+END_TEST
+
+START_TEST(test_cli_show)
+{
+	static const char body[] =
+	    "MSH|^~\\&|LAB|H|||20251129||ORU^R01|C7|P|2.5\rPID|||SECRET^PATIENT\r";
+	struct cli_result *r = calloc(1, sizeof(*r));
+	struct spool *s = open_ok();
+	char key[37], want[64];
+	int64_t id;
+	struct spool_new m = {"lab", "203.0.113.70:4242", "application/hl7-v2", "C7", T0,
+			      body,  sizeof(body)}; /* the trailing NUL too: raw bytes */
+
+	ck_assert_int_eq(spool_append(s, &m, &id, key), 0);
+	commit_ok(s);
+	spool_close(s);
+
+	CLI(r, "show", "1");
+	ck_assert_int_eq(r->rc, 0);
+	snprintf(want, sizeof(want), "idempotency_key: %s\n", key);
+	ck_assert_ptr_nonnull(strstr(r->out, want));
+	ck_assert_ptr_nonnull(strstr(r->out, "state:           queued\n"));
+	ck_assert_ptr_nonnull(strstr(r->out, "received:        2025-11-29T14:00:00Z\n"));
+	snprintf(want, sizeof(want), "body_bytes:      %zu\n", sizeof(body));
+	ck_assert_ptr_nonnull(strstr(r->out, want));
+	ck_assert_ptr_null(strstr(r->out, "SECRET")); /* no patient data without --body */
+
+	CLI(r, "show", "1", "--body");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_uint_eq(r->out_len, sizeof(body));
+	ck_assert_mem_eq(r->out, body, sizeof(body));
+
+	CLI(r, "show", "999");
+	ck_assert_int_eq(r->rc, 1);
+	ck_assert_ptr_nonnull(strstr(r->err, "no message with id 999"));
+	free(r);
+}
+END_TEST
+
+START_TEST(test_cli_replay)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+	struct spool *s = six_rows();
+	struct ids taken = {0};
+
+	CLI(r, "replay", "3");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_ptr_nonnull(strstr(r->out, "replayed 1 message(s)"));
+	ck_assert_int_eq(sql_int("SELECT state FROM messages WHERE id = 3"), SPOOL_QUEUED);
+	ck_assert_int_eq(spool_take_replayed(s, collect, &taken), 0); /* the bridge sees it */
+	ck_assert_int_eq(taken.n, 1);
+	ck_assert_int_eq(taken.id[0], 3);
+
+	CLI(r, "replay", "3");
+	ck_assert_int_eq(r->rc, 1);
+	ck_assert_ptr_nonnull(strstr(r->err, "message 3 is queued, not dead"));
+
+	CLI(r, "replay", "999");
+	ck_assert_int_eq(r->rc, 1);
+	ck_assert_ptr_nonnull(strstr(r->err, "no message with id 999"));
+
+	CLI(r, "replay", "--all-dead", "--integration", "lab");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_ptr_nonnull(strstr(r->out, "replayed 0 message(s)"));
+	CLI(r, "replay", "--all-dead");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_ptr_nonnull(strstr(r->out, "replayed 1 message(s)"));
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE state = 3"), 0);
+	spool_close(s);
+	free(r);
+}
+END_TEST
+
+START_TEST(test_cli_purge)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+	struct timespec ts;
+	struct spool *s = open_ok();
+	int64_t now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (int64_t)ts.tv_sec * 1000;
+	append(s, "lab", "old delivered", now - 10 * DAY_MS);
+	append(s, "lab", "new delivered", now);
+	append(s, "lab", "old dead", now - 10 * DAY_MS);
+	append(s, "lab", "queued", now - 30 * DAY_MS);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_delivered(s, 1, now - 8 * DAY_MS), 0);
+	ck_assert_int_eq(spool_mark_delivered(s, 2, now - 3600000), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 3, 3, "x"), 0);
+	commit_ok(s);
+	spool_close(s);
+
+	CLI(r, "purge", "--delivered-before", "7d");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_str_eq(r->out, "purged 1 message(s)\n");
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE id = 1"), 0);
+
+	CLI(r, "purge", "--delivered-before", "30m");
+	ck_assert_str_eq(r->out, "purged 1 message(s)\n");
+
+	CLI(r, "purge", "--all-delivered", "--dead");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_str_eq(r->out, "purged 1 message(s)\n");
+	ck_assert_int_eq(row_count(), 1); /* queued rows are never purged */
+	free(r);
+}
+END_TEST
+
+START_TEST(test_cli_stats)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+	struct spool *s = six_rows();
+	char want[256];
+
+	spool_close(s);
+	CLI(r, "stats");
+	ck_assert_int_eq(r->rc, 0);
+	snprintf(want, sizeof(want), "%-16s %10s %10s %s\n%-16s %10d %10d %s\n%-16s %10d %10d %s\n",
+		 "INTEGRATION", "QUEUED", "DEAD", "OLDEST_QUEUED", "adt", 2, 1,
+		 "2025-11-29T14:00:00Z", "lab", 1, 1, "2025-11-29T14:00:00Z");
+	ck_assert_str_eq(r->out, want);
+	free(r);
+}
+END_TEST
+
+/* ---- suite -------------------------------------------------------------- */
+
+#define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static TCase *tcase(const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, root_setup, root_teardown);
+	tcase_add_checked_fixture(tc, db_setup, NULL);
+	tcase_set_timeout(tc, 60);
+	return tc;
+}
+
+static Suite *spool_suite(void)
+{
+	Suite *su = suite_create("spool");
+	TCase *tc = tcase("store");
+
+	tcase_add_test(tc, test_open_schema);
+	tcase_add_loop_test(tc, test_open_refuses, 0, N_OF(refuse_cases));
+	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_uncommitted_is_lost);
+	tcase_add_test(tc, test_pending_and_unknown_ids);
+	tcase_add_test(tc, test_ids_not_reused);
+	tcase_add_loop_test(tc, test_append_checks, 0, N_OF(append_checks));
+	tcase_add_loop_test(tc, test_marks, 0, N_OF(mark_cases));
+	tcase_add_loop_test(tc, test_error_is_cut, 0, N_OF(cut_cases));
+	tcase_add_test(tc, test_load_pending);
+	tcase_add_loop_test(tc, test_list, 0, N_OF(list_cases));
+	tcase_add_test(tc, test_stats);
+	tcase_add_test(tc, test_replay);
+	tcase_add_test(tc, test_purge);
+	tcase_add_test(tc, test_purge_chunks);
+	tcase_add_test(tc, test_joins_open_batch);
+	tcase_add_test(tc, test_reader_during_batch);
+	suite_add_tcase(su, tc);
+
+	tc = tcase("failures");
+	tcase_add_test(tc, test_disk_full);
+	tcase_add_loop_test(tc, test_sticky_batch_loss, 0, 3);
+	tcase_add_loop_test(tc, test_crash_keeps_committed, 0, N_OF(crash_cases));
+	tcase_add_test(tc, test_sigkill_midstream);
+	suite_add_tcase(su, tc);
+
+	tc = tcase("cli");
+	tcase_add_loop_test(tc, test_cli_usage, 0, N_OF(usage_cases));
+	tcase_add_test(tc, test_cli_missing_db);
+	tcase_add_test(tc, test_cli_list);
+	tcase_add_test(tc, test_cli_show);
+	tcase_add_test(tc, test_cli_replay);
+	tcase_add_test(tc, test_cli_purge);
+	tcase_add_test(tc, test_cli_stats);
+	suite_add_tcase(su, tc);
+	return su;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(spool_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
