@@ -240,16 +240,22 @@ static int batch_abort(struct spool *s, int err)
 }
 
 /* The batch may have vanished under us: SQLite rolls a whole transaction
- * back by itself on some I/O errors. Returns the error to report, or 0. */
+ * back by itself on some errors, e.g. of a read made inside the batch. */
+static void batch_check(struct spool *s)
+{
+	if (s->pending > 0 && !in_txn(s)) {
+		snprintf(s->err, sizeof(s->err), "batch rolled back by SQLite after an error");
+		(void)batch_abort(s, -EIO);
+	}
+}
+
+/* The loss to report to the caller of spool_append()/spool_commit(), or 0. */
 static int batch_lost(struct spool *s)
 {
-	int err = s->lost;
+	int err;
 
-	if (!err && s->pending > 0 && !in_txn(s)) {
-		snprintf(s->err, sizeof(s->err), "batch rolled back by SQLite after an error");
-		err = -EIO;
-	}
-	if (err) {
+	batch_check(s);
+	if ((err = s->lost) != 0) {
 		(void)batch_abort(s, err);
 		s->lost = 0;
 	}
@@ -258,14 +264,18 @@ static int batch_lost(struct spool *s)
 
 static int batch_open(struct spool *s)
 {
+	batch_check(s);
 	return in_txn(s) ? 0 : run(s, ST_BEGIN, "begin");
 }
 
 /* Runs one bound UPDATE as part of the batch. */
 static int staged_update(struct spool *s, sqlite3_stmt *st, int64_t id, const char *what)
 {
-	int began = !in_txn(s);
-	int err = batch_open(s);
+	int began, err;
+
+	batch_check(s);
+	began = !in_txn(s);
+	err = batch_open(s);
 
 	if (err) {
 		sqlite3_reset(st);
@@ -288,6 +298,7 @@ static int staged_update(struct spool *s, sqlite3_stmt *st, int64_t id, const ch
  * open batch. *own says which, for txn_end(). Fails only when own. */
 static int txn_begin(struct spool *s, int *own)
 {
+	batch_check(s);
 	*own = !in_txn(s);
 	return *own ? run(s, ST_BEGIN, "begin") : 0;
 }
