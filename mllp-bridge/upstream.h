@@ -16,14 +16,20 @@
 struct event_base;
 struct upstream;
 
-#define UPSTREAM_TLS12_CIPHERS                                                                   \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                             \
+#define UPSTREAM_TLS12_CIPHERS                                                                     \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
-#define UPSTREAM_TLS13_SUITES                                                                    \
+#define UPSTREAM_TLS13_SUITES                                                                      \
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
-#define UPSTREAM_RESPONSE_MAX (1u << 20) /* bodies past 1 MiB are cut (and flagged) */
-#define UPSTREAM_TOKEN_MAX 4096          /* bearer token file size limit */
+#define UPSTREAM_RESPONSE_MAX	    (1u << 20) /* bodies past 1 MiB are cut (and flagged) */
+#define UPSTREAM_TOKEN_MAX	    4096       /* bearer token file size limit */
+#define UPSTREAM_HEADER_LINE_MAX    8192       /* one request header line we build */
+#define UPSTREAM_CTYPE_MAX	    256	       /* a longer response Content-Type is dropped */
+#define UPSTREAM_TIMEOUT_DEFAULT_MS 30000      /* used when a target's timeout_ms is 0 */
+#define UPSTREAM_RETRY_AFTER_MAX_MS (24 * 3600 * 1000LL) /* Retry-After is clamped to this */
+#define UPSTREAM_MAX_HOST_CONNS	    8  /* parallel connections per host; more requests queue */
+#define UPSTREAM_IDLE_HANDLES	    16 /* finished easy handles kept for reuse */
 
 /* Where and how one integration posts. Built once at start-up. */
 struct upstream_target {
@@ -31,7 +37,7 @@ struct upstream_target {
 	const char *ca_file;
 	const char *client_cert; /* NULL: no client certificate */
 	const char *client_key;
-	const char *bearer_token;/* NULL: no Authorization header */
+	const char *bearer_token; /* NULL: no Authorization header */
 	uint64_t timeout_ms;
 };
 
@@ -47,34 +53,47 @@ struct upstream_request {
 };
 
 struct upstream_response {
-	int error;            /* 0: an HTTP response arrived; else a negative errno:
-			         -ETIMEDOUT, -ECONNREFUSED, -EPROTO (TLS/handshake or
-			         certificate failure), -EIO (anything else) */
-	const char *errmsg;   /* curl's text when error != 0, else "" */
-	long status;          /* HTTP status when error == 0 */
+	int error;		  /* 0: an HTTP response arrived; else a negative errno:
+				     -ETIMEDOUT, -ECONNREFUSED, -EPROTO (TLS/handshake or
+				     certificate failure), -EIO (anything else; also a
+				     TLS 1.3 server refusing our client certificate when
+				     its close arrives before its alert is read) */
+	const char *errmsg;	  /* curl's text when error != 0, else "" */
+	long status;		  /* HTTP status when error == 0 */
 	const char *content_type; /* response Content-Type or NULL */
-	const void *body;     /* response body (cut at UPSTREAM_RESPONSE_MAX) */
+	const void *body;	  /* response body (cut at UPSTREAM_RESPONSE_MAX), never
+				     NULL, NUL-terminated after len bytes */
 	size_t len;
-	int64_t retry_after_ms;   /* from Retry-After (seconds or HTTP date), -1 if absent */
-	int new_connection;   /* 1 when this request opened a new connection (a TLS handshake) */
-	double total_s;       /* curl's total time for the transfer */
+	int truncated;		/* 1 when the body was cut at UPSTREAM_RESPONSE_MAX */
+	int64_t retry_after_ms; /* from Retry-After (seconds or HTTP date), -1 if absent */
+	int new_connection;	/* 1 when this request opened a new connection (a TLS handshake) */
+	double total_s;		/* curl's total time for the transfer */
 };
 
 /* Called once per request, from the event loop. r is borrowed for the call. */
 typedef void (*upstream_cb)(void *arg, const struct upstream_response *r);
 
-/* Creates the client on base. Caller frees with upstream_free(). */
+/* Creates the client on base. Caller frees with upstream_free().
+ * -ENOTSUP when libcurl is not built on OpenSSL (the cipher policy could not
+ * be enforced), -ENOMEM. */
 __attribute__((warn_unused_result)) int upstream_new(struct event_base *base,
 						     struct upstream **out);
 
-/* Frees the client; requests still running are dropped without callback. */
+/* Frees the client; requests still running are dropped without callback.
+ * May be called from a completion callback (the free is then finished when
+ * the callback returns; no further callback runs). */
 void upstream_free(struct upstream *u);
 
 /* Starts a POST. Returns 0 (cb will be called exactly once, never from
- * within this call), or -ENOMEM/-EINVAL (cb will not be called). */
-__attribute__((warn_unused_result)) int upstream_post(struct upstream *u,
-						      const struct upstream_request *req,
-						      upstream_cb cb, void *arg);
+ * within this call), or -ENOMEM/-EINVAL (cb will not be called).
+ * -EINVAL: missing url/ca_file, a URL that is not https://, or a header value
+ * with control characters (CR/LF would inject headers) or longer than
+ * UPSTREAM_HEADER_LINE_MAX. A NULL content_type is sent as
+ * application/octet-stream; other NULL header fields are left out.
+ * No proxy is used, whatever the environment says. cb may call
+ * upstream_post() and upstream_free(). */
+__attribute__((warn_unused_result)) int
+upstream_post(struct upstream *u, const struct upstream_request *req, upstream_cb cb, void *arg);
 
 /* Counters for /metrics. */
 struct upstream_stats {
@@ -87,5 +106,11 @@ void upstream_get_stats(const struct upstream *u, struct upstream_stats *st);
 /* Reads a bearer token file (trailing whitespace stripped, at most
  * UPSTREAM_TOKEN_MAX bytes). *token is malloc'd: caller frees. */
 __attribute__((warn_unused_result)) int upstream_read_token(const char *path, char **token);
+
+/* Parses a Retry-After value (delta-seconds or an HTTP date, relative to
+ * now) into milliseconds, clamped to [0, UPSTREAM_RETRY_AFTER_MAX_MS].
+ * Returns 0, or -EINVAL when v is neither. */
+__attribute__((warn_unused_result)) int upstream_parse_retry_after(const char *v, int64_t now,
+								   int64_t *ms);
 
 #endif

@@ -1,0 +1,759 @@
+/*
+ * HTTPS client toward the cloud API: one CURLM driven by libevent through
+ * the multi_socket API. curl tells us which sockets and which timeout it
+ * wants (on_socket/on_curl_timer); libevent tells curl when they fire
+ * (on_event/on_timer_event); finished transfers are collected afterwards.
+ *
+ * Completion callbacks only ever run from those event callbacks, never from
+ * upstream_post(): upstream_post() only adds the handle, and adding a handle
+ * merely asks (through on_curl_timer) for a zero timeout, so the transfer
+ * starts, and can finish, only once the loop runs again.
+ */
+#include "mllp-bridge/upstream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#define UPSTREAM_USER_AGENT	      "mllp-edge/0.1"
+#define UPSTREAM_DEFAULT_CTYPE	      "application/octet-stream"
+#define UPSTREAM_BODY_INITIAL	      4096
+#define UPSTREAM_RETRY_AFTER_TEXT_MAX 64 /* longer Retry-After values are ignored */
+
+struct xfer {
+	TAILQ_ENTRY(xfer) entry; /* in u->active or u->idle */
+	struct upstream *u;
+	CURL *easy;
+	struct curl_slist *headers;
+	upstream_cb cb;
+	void *arg;
+	char *body; /* cap + 1 bytes, NUL-terminated */
+	size_t len, cap;
+	int truncated;
+	int nomem;
+	char ctype[UPSTREAM_CTYPE_MAX];
+	int64_t retry_after_ms;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+/* One per socket curl watches; attached to curl with curl_multi_assign(). */
+struct usock {
+	LIST_ENTRY(usock) entry;
+	struct upstream *u;
+	struct event *ev;
+	curl_socket_t fd;
+};
+
+struct upstream {
+	struct event_base *base;
+	CURLM *multi;
+	struct event *timer;
+	TAILQ_HEAD(, xfer) active;
+	TAILQ_HEAD(, xfer) idle;
+	unsigned nidle;
+	LIST_HEAD(, usock) socks;
+	struct upstream_stats stats;
+	int dispatching; /* inside collect_done(): freeing must wait */
+	int dying;
+};
+
+static void collect_done(struct upstream *u);
+
+/* ---- curl <-> libevent glue ---- */
+
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct usock *s = arg;
+	struct upstream *u = s->u; /* s may be freed by the call below */
+	int action = 0, running;
+
+	if (what & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	(void)curl_multi_socket_action(u->multi, fd, action, &running);
+	collect_done(u);
+}
+
+static void usock_free(struct usock *s)
+{
+	LIST_REMOVE(s, entry);
+	if (s->ev)
+		event_free(s->ev);
+	free(s);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct upstream *u = userp;
+	struct usock *s = socketp;
+	short flags = EV_PERSIST;
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (s)
+			usock_free(s); /* curl drops its reference to s itself */
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		flags |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		flags |= EV_WRITE;
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return -1;
+		s->u = u;
+		s->fd = fd;
+		LIST_INSERT_HEAD(&u->socks, s, entry);
+		(void)curl_multi_assign(u->multi, fd, s);
+	} else if (s->ev) {
+		event_free(s->ev);
+		s->ev = NULL;
+	}
+	s->ev = event_new(u->base, fd, flags, on_event, s);
+	if (!s->ev || event_add(s->ev, NULL) != 0)
+		return -1;
+	return 0;
+}
+
+static void on_timer_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *u = arg;
+	int running;
+
+	(void)fd;
+	(void)what;
+	(void)curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	collect_done(u);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct upstream *u = userp;
+	struct timeval tv;
+
+	(void)multi;
+	if (timeout_ms < 0)
+		return event_del(u->timer) == 0 ? 0 : -1;
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	return evtimer_add(u->timer, &tv) == 0 ? 0 : -1;
+}
+
+/* ---- transfer objects ---- */
+
+static void xfer_destroy(struct xfer *x)
+{
+	curl_slist_free_all(x->headers);
+	curl_easy_cleanup(x->easy);
+	free(x->body);
+	free(x);
+}
+
+static struct xfer *xfer_get(struct upstream *u)
+{
+	struct xfer *x = TAILQ_FIRST(&u->idle);
+
+	if (x) {
+		TAILQ_REMOVE(&u->idle, x, entry);
+		u->nidle--;
+		return x;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->u = u;
+	x->easy = curl_easy_init();
+	if (!x->easy) {
+		free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* Back to the idle list, forgetting every borrowed pointer; connections
+ * stay in the multi's pool, so reuse does not depend on the easy handle. */
+static void xfer_put(struct upstream *u, struct xfer *x)
+{
+	curl_easy_reset(x->easy);
+	curl_slist_free_all(x->headers);
+	x->headers = NULL;
+	free(x->body);
+	x->body = NULL;
+	x->len = x->cap = 0;
+	x->cb = NULL;
+	x->arg = NULL;
+	if (u->nidle >= UPSTREAM_IDLE_HANDLES) {
+		xfer_destroy(x);
+		return;
+	}
+	TAILQ_INSERT_HEAD(&u->idle, x, entry);
+	u->nidle++;
+}
+
+/* ---- response capture ---- */
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n, take = len, need, cap;
+	char *p;
+
+	if (take > UPSTREAM_RESPONSE_MAX - x->len) {
+		take = UPSTREAM_RESPONSE_MAX - x->len;
+		x->truncated = 1;
+	}
+	need = x->len + take;
+	if (need > x->cap) {
+		cap = x->cap ? x->cap : UPSTREAM_BODY_INITIAL;
+		while (cap < need)
+			cap *= 2;
+		if (cap > UPSTREAM_RESPONSE_MAX)
+			cap = UPSTREAM_RESPONSE_MAX;
+		p = realloc(x->body, cap + 1);
+		if (!p) {
+			x->nomem = 1;
+			return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+		}
+		x->body = p;
+		x->cap = cap;
+	}
+	if (take) {
+		memcpy(x->body + x->len, data, take);
+		x->len += take;
+		x->body[x->len] = '\0';
+	}
+	return len; /* the cut part is consumed too, so the transfer completes */
+}
+
+/* If line is "name: value", points *v at the value without surrounding
+ * blanks and line ending. */
+static int header_value(const char *line, size_t len, const char *name, const char **v,
+			size_t *vlen)
+{
+	size_t nlen = strlen(name), i, end;
+
+	if (len <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen) != 0)
+		return 0;
+	for (i = nlen + 1; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+		;
+	for (end = len; end > i && strchr(" \t\r\n", line[end - 1]); end--)
+		;
+	*v = line + i;
+	*vlen = end - i;
+	return 1;
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n, vlen;
+	const char *v;
+	char tmp[UPSTREAM_RETRY_AFTER_TEXT_MAX];
+	int64_t ms;
+
+	if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+		/* a new response (after a 1xx): forget the previous one's headers */
+		x->ctype[0] = '\0';
+		x->retry_after_ms = -1;
+	} else if (header_value(line, len, "Content-Type", &v, &vlen)) {
+		if (vlen < sizeof(x->ctype)) {
+			memcpy(x->ctype, v, vlen);
+			x->ctype[vlen] = '\0';
+		}
+	} else if (header_value(line, len, "Retry-After", &v, &vlen)) {
+		if (vlen < sizeof(tmp)) {
+			memcpy(tmp, v, vlen);
+			tmp[vlen] = '\0';
+			if (upstream_parse_retry_after(tmp, (int64_t)time(NULL), &ms) == 0)
+				x->retry_after_ms = ms;
+		}
+	}
+	return len;
+}
+
+int upstream_parse_retry_after(const char *v, int64_t now, int64_t *ms)
+{
+	const int64_t max_s = UPSTREAM_RETRY_AFTER_MAX_MS / 1000;
+	int64_t s = 0;
+	const char *p;
+	time_t t;
+
+	if (!v || !*v)
+		return -EINVAL;
+	if (strspn(v, "0123456789") == strlen(v)) {
+		for (p = v; *p && s <= max_s; p++)
+			s = s * 10 + (*p - '0');
+	} else {
+		t = curl_getdate(v, NULL);
+		if (t == (time_t)-1)
+			return -EINVAL;
+		s = (int64_t)t - now;
+	}
+	if (s < 0)
+		s = 0;
+	if (s > max_s)
+		s = max_s;
+	*ms = s * 1000;
+	return 0;
+}
+
+/* ---- request setup ---- */
+
+/* Header list builder with a sticky error, reported once by the caller. */
+struct hdrs {
+	struct curl_slist *list;
+	int err;
+};
+
+static int header_safe(const char *v)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)v; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
+static void hdr_add(struct hdrs *h, const char *name, const char *prefix, const char *value)
+{
+	char line[UPSTREAM_HEADER_LINE_MAX];
+	struct curl_slist *n;
+	int r;
+
+	if (h->err || !value)
+		return;
+	if (!header_safe(value)) {
+		h->err = -EINVAL;
+		return;
+	}
+	r = snprintf(line, sizeof(line), "%s: %s%s", name, prefix, value);
+	if (r < 0 || (size_t)r >= sizeof(line)) {
+		h->err = -EINVAL;
+		return;
+	}
+	n = curl_slist_append(h->list, line);
+	if (!n) {
+		h->err = -ENOMEM;
+		return;
+	}
+	h->list = n;
+}
+
+/* IMF-fixdate (RFC 9110 5.6.7) by hand: strftime's names follow the locale. */
+static void imf_fixdate(char *buf, size_t cap, time_t t)
+{
+	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+		 months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static int build_headers(const struct upstream_request *req, struct curl_slist **out)
+{
+	struct hdrs h = {NULL, 0};
+	char date[64];
+
+	imf_fixdate(date, sizeof(date), time(NULL));
+	hdr_add(&h, "Content-Type", "",
+		req->content_type ? req->content_type : UPSTREAM_DEFAULT_CTYPE);
+	hdr_add(&h, "Date", "", date);
+	hdr_add(&h, "Idempotency-Key", "", req->idempotency_key);
+	hdr_add(&h, "X-Forwarded-For", "", req->forwarded_for);
+	hdr_add(&h, "X-Integration", "", req->integration);
+	hdr_add(&h, "Authorization", "Bearer ", req->target->bearer_token);
+	hdr_add(&h, "User-Agent", "", UPSTREAM_USER_AGENT);
+	/* "Expect:" with no value removes curl's 100-continue round trip */
+	if (!h.err && !(*out = curl_slist_append(h.list, "Expect:")))
+		h.err = -ENOMEM;
+	if (h.err) {
+		curl_slist_free_all(h.list);
+		return h.err;
+	}
+	return 0;
+}
+
+/* The TLS policy of ARCHITECTURE.md, invariant 4, on one easy handle. */
+static CURLcode set_tls(CURL *e, const struct upstream_target *t)
+{
+	CURLcode rc = CURLE_OK;
+
+#define SET(opt, val)                                                                              \
+	do {                                                                                       \
+		if (rc == CURLE_OK)                                                                \
+			rc = curl_easy_setopt(e, opt, val);                                        \
+	} while (0)
+	SET(CURLOPT_SSLVERSION, (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_3));
+	SET(CURLOPT_SSL_CIPHER_LIST, UPSTREAM_TLS12_CIPHERS);
+	SET(CURLOPT_TLS13_CIPHERS, UPSTREAM_TLS13_SUITES);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_CAINFO, t->ca_file);
+	SET(CURLOPT_CAPATH, (char *)NULL);
+	if (t->client_cert) {
+		SET(CURLOPT_SSLCERT, t->client_cert);
+		SET(CURLOPT_SSLKEY, t->client_key);
+	}
+	return rc;
+#undef SET
+}
+
+static CURLcode set_options(struct xfer *x, const struct upstream_request *req)
+{
+	const struct upstream_target *t = req->target;
+	uint64_t ms = t->timeout_ms ? t->timeout_ms : UPSTREAM_TIMEOUT_DEFAULT_MS;
+	CURL *e = x->easy;
+	CURLcode rc = set_tls(e, t);
+
+#define SET(opt, val)                                                                              \
+	do {                                                                                       \
+		if (rc == CURLE_OK)                                                                \
+			rc = curl_easy_setopt(e, opt, val);                                        \
+	} while (0)
+	SET(CURLOPT_URL, t->url);
+	SET(CURLOPT_PROTOCOLS_STR, "https");
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_PROXY, ""); /* never an environment proxy */
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	SET(CURLOPT_PIPEWAIT, 1L);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_TIMEOUT_MS, (long)(ms > LONG_MAX ? LONG_MAX : ms));
+	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
+	SET(CURLOPT_POSTFIELDS, req->len ? req->body : "");
+	SET(CURLOPT_HTTPHEADER, x->headers);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, x);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, x);
+	SET(CURLOPT_ERRORBUFFER, x->errbuf);
+	SET(CURLOPT_PRIVATE, x);
+	return rc;
+#undef SET
+}
+
+static int request_valid(const struct upstream_request *req)
+{
+	const struct upstream_target *t = req ? req->target : NULL;
+
+	return t && t->url && t->ca_file && strncasecmp(t->url, "https://", 8) == 0 &&
+	       (req->body || !req->len) && (!t->client_key || t->client_cert);
+}
+
+int upstream_post(struct upstream *u, const struct upstream_request *req, upstream_cb cb, void *arg)
+{
+	struct xfer *x;
+	CURLcode rc;
+	int err;
+
+	if (!u || u->dying || !cb || !request_valid(req))
+		return -EINVAL;
+	x = xfer_get(u);
+	if (!x)
+		return -ENOMEM;
+	x->len = 0;
+	x->truncated = x->nomem = 0;
+	x->ctype[0] = x->errbuf[0] = '\0';
+	x->retry_after_ms = -1;
+	err = build_headers(req, &x->headers);
+	if (err)
+		goto fail;
+	rc = set_options(x, req);
+	if (rc != CURLE_OK) {
+		err = rc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+		goto fail;
+	}
+	if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	x->cb = cb;
+	x->arg = arg;
+	TAILQ_INSERT_TAIL(&u->active, x, entry);
+	u->stats.requests++;
+	u->stats.in_flight++;
+	return 0;
+fail:
+	xfer_put(u, x);
+	return err;
+}
+
+/* ---- completion ---- */
+
+static int map_error(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CLIENTCERT:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_SHUTDOWN_FAILED:
+	case CURLE_USE_SSL_FAILED:
+		return -EPROTO;
+	default:
+		return -EIO;
+	}
+}
+
+static void fill_response(struct xfer *x, CURLcode rc, struct upstream_response *r)
+{
+	long connects = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->error = map_error(rc);
+	/* A TLS 1.3 server that refuses our client certificate says so with an
+	 * alert after the handshake, which curl reports as a read error; only
+	 * OpenSSL's own reason text ("SSL routines") tells it from a reset. */
+	if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) && strstr(x->errbuf, "SSL routines"))
+		r->error = -EPROTO;
+	if (r->error)
+		r->errmsg = x->nomem	   ? "out of memory for the response body"
+			    : x->errbuf[0] ? x->errbuf
+					   : curl_easy_strerror(rc);
+	else
+		r->errmsg = "";
+	(void)curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->status);
+	(void)curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+	(void)curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &r->total_s);
+	r->new_connection = connects > 0;
+	r->content_type = x->ctype[0] ? x->ctype : NULL;
+	r->body = x->body ? x->body : "";
+	r->len = x->len;
+	r->truncated = x->truncated;
+	r->retry_after_ms = x->retry_after_ms;
+}
+
+static void finish(struct upstream *u, struct xfer *x, CURLcode rc)
+{
+	struct upstream_response r;
+
+	fill_response(x, rc, &r);
+	if (r.new_connection)
+		u->stats.connections++;
+	(void)curl_multi_remove_handle(u->multi, x->easy);
+	TAILQ_REMOVE(&u->active, x, entry);
+	u->stats.in_flight--;
+	x->cb(x->arg, &r);
+	xfer_put(u, x);
+}
+
+static void destroy(struct upstream *u);
+
+static void collect_done(struct upstream *u)
+{
+	char *priv;
+	CURLMsg *m;
+	CURLcode rc;
+	int left;
+
+	u->dispatching++;
+	while (!u->dying && (m = curl_multi_info_read(u->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		/* m dies with curl_multi_remove_handle(): copy what we need first */
+		rc = m->data.result;
+		priv = NULL;
+		(void)curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+		if (priv)
+			finish(u, (struct xfer *)priv, rc);
+	}
+	u->dispatching--;
+	if (u->dying && !u->dispatching)
+		destroy(u);
+}
+
+/* ---- life cycle ---- */
+
+/* curl_global_init is not thread-safe; the bridge calls us from one thread.
+ * There is no matching cleanup: the library stays initialised for the
+ * process's life. */
+static int global_init(void)
+{
+	static int done, result;
+	const curl_version_info_data *vi;
+
+	if (done)
+		return result;
+	done = 1;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return result = -ENOMEM;
+	vi = curl_version_info(CURLVERSION_NOW);
+	/* CURLOPT_TLS13_CIPHERS and our cipher strings need the OpenSSL backend */
+	if (!(vi->features & CURL_VERSION_SSL) || !vi->ssl_version ||
+	    strncmp(vi->ssl_version, "OpenSSL/", 8) != 0)
+		return result = -ENOTSUP;
+	return result = 0;
+}
+
+static void destroy(struct upstream *u)
+{
+	struct xfer *x;
+
+	while ((x = TAILQ_FIRST(&u->active))) {
+		TAILQ_REMOVE(&u->active, x, entry);
+		(void)curl_multi_remove_handle(u->multi, x->easy);
+		xfer_destroy(x);
+	}
+	while ((x = TAILQ_FIRST(&u->idle))) {
+		TAILQ_REMOVE(&u->idle, x, entry);
+		xfer_destroy(x);
+	}
+	if (u->multi)
+		(void)curl_multi_cleanup(u->multi);
+	/* curl_multi_cleanup closes pooled connections without telling us */
+	while (!LIST_EMPTY(&u->socks))
+		usock_free(LIST_FIRST(&u->socks));
+	if (u->timer)
+		event_free(u->timer);
+	free(u);
+}
+
+static int multi_setup(struct upstream *u)
+{
+	CURLM *m = u->multi;
+	CURLMcode rc = CURLM_OK;
+
+#define MSET(opt, val)                                                                             \
+	do {                                                                                       \
+		if (rc == CURLM_OK)                                                                \
+			rc = curl_multi_setopt(m, opt, val);                                       \
+	} while (0)
+	MSET(CURLMOPT_SOCKETFUNCTION, on_socket);
+	MSET(CURLMOPT_SOCKETDATA, u);
+	MSET(CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	MSET(CURLMOPT_TIMERDATA, u);
+	MSET(CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	MSET(CURLMOPT_MAX_HOST_CONNECTIONS, (long)UPSTREAM_MAX_HOST_CONNS);
+	return rc == CURLM_OK ? 0 : -ENOMEM;
+#undef MSET
+}
+
+int upstream_new(struct event_base *base, struct upstream **out)
+{
+	struct upstream *u;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!base)
+		return -EINVAL;
+	err = global_init();
+	if (err)
+		return err;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->base = base;
+	TAILQ_INIT(&u->active);
+	TAILQ_INIT(&u->idle);
+	LIST_INIT(&u->socks);
+	u->timer = evtimer_new(base, on_timer_event, u);
+	u->multi = curl_multi_init();
+	if (!u->timer || !u->multi || multi_setup(u) != 0) {
+		destroy(u);
+		return -ENOMEM;
+	}
+	*out = u;
+	return 0;
+}
+
+void upstream_free(struct upstream *u)
+{
+	if (!u)
+		return;
+	u->dying = 1;
+	if (!u->dispatching)
+		destroy(u);
+}
+
+void upstream_get_stats(const struct upstream *u, struct upstream_stats *st)
+{
+	*st = u->stats;
+}
+
+/* ---- bearer token ---- */
+
+static int read_all(int fd, char *buf, size_t cap, size_t *len)
+{
+	ssize_t n;
+
+	*len = 0;
+	while (*len < cap) {
+		n = read(fd, buf + *len, cap - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		*len += (size_t)n;
+	}
+	return 0;
+}
+
+int upstream_read_token(const char *path, char **token)
+{
+	char buf[UPSTREAM_TOKEN_MAX + 1]; /* one byte more tells a long file from a full one */
+	struct stat st;
+	size_t len = 0;
+	int fd, err;
+
+	*token = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0)
+		err = -errno;
+	else if (!S_ISREG(st.st_mode))
+		err = -EINVAL;
+	else if (st.st_size > UPSTREAM_TOKEN_MAX)
+		err = -EMSGSIZE;
+	else
+		err = read_all(fd, buf, sizeof(buf), &len);
+	close(fd);
+	if (err)
+		return err;
+	if (len > UPSTREAM_TOKEN_MAX)
+		return -EMSGSIZE; /* the file grew while we read it */
+	while (len && strchr(" \t\r\n", buf[len - 1]))
+		len--;
+	buf[len] = '\0';
+	if (len == 0 || strlen(buf) != len || !header_safe(buf))
+		return -EINVAL;
+	*token = strdup(buf);
+	return *token ? 0 : -ENOMEM;
+}
