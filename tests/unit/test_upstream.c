@@ -5,8 +5,9 @@
  * stopped by PID in the fixture teardown; if a test dies on a failed
  * assertion (Check _exit()s the fork), PR_SET_PDEATHSIG stops them instead.
  *
- * Environment: HTTPS_SINK (default build/bin/https-sink), MKCERTS (default
- * tests/tools/mkcerts.sh).
+ * Environment: HTTPS_SINK (default: ../bin/https-sink from this program's
+ * directory, else build/bin/https-sink), MKCERTS (default
+ * tests/tools/mkcerts.sh). Uses /usr/sbin/nginx for the HTTP/2 case.
  */
 #include <check.h>
 #include <curl/curl.h>
@@ -1194,12 +1195,30 @@ static Suite *upstream_suite(void)
 	return s;
 }
 
-int main(void)
+/* HTTPS_SINK, else BUILD/bin/https-sink next to our BUILD/tests/, so an
+ * ASan build (BUILD=build/asan) tests with its own sink. */
+static const char *find_sink(const char *argv0)
+{
+	static char path[PATH_LEN];
+	const char *slash = strrchr(argv0, '/');
+
+	if (getenv("HTTPS_SINK"))
+		return getenv("HTTPS_SINK");
+	if (slash && slash - argv0 < DIR_LEN) {
+		snprintf(path, sizeof(path), "%.*s/../bin/https-sink", (int)(slash - argv0), argv0);
+		if (access(path, X_OK) == 0)
+			return path;
+	}
+	return "build/bin/https-sink";
+}
+
+int main(int argc, char **argv)
 {
 	SRunner *sr;
 	int failed;
 
-	g_sink_bin = getenv("HTTPS_SINK") ? getenv("HTTPS_SINK") : "build/bin/https-sink";
+	(void)argc;
+	g_sink_bin = find_sink(argv[0]);
 	if (access(g_sink_bin, X_OK) != 0) {
 		fprintf(stderr, "test_upstream: %s not found (set HTTPS_SINK)\n", g_sink_bin);
 		return EXIT_FAILURE;
