@@ -110,6 +110,14 @@ void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m)
 {
 	int err = spool_append(b->spool, m, &r->spool_id, NULL);
 
+	if (err == -EINVAL || err == -EMSGSIZE) {
+		/* Refused on its own merits; the batch is untouched. */
+		r->integ->st.rejected_store++;
+		reply_set_ack(r, HL7_REJECT, HL7_ERR_APPLICATION_INTERNAL, 'E',
+			      "message not stored: a field exceeds the spool's limits");
+		reply_complete(r);
+		return;
+	}
 	TAILQ_INSERT_TAIL(&b->staged, r, batch);
 	b->nstaged++;
 	if (err < 0) {
@@ -249,8 +257,8 @@ static int bridge_setup(struct bridge *b)
 	if ((err = setup_integrations(b)) < 0)
 		return err;
 	if ((err = spool_open(b->cfg->spool_path, &b->spool)) < 0) {
-		log_event(LOG_ERR, "spool_open_failed", " path=%s error=%s", b->cfg->spool_path,
-			  strerror(-err));
+		log_event(LOG_ERR, "spool_open_failed", " path=%s error=\"%s\" detail=\"%s\"",
+			  b->cfg->spool_path, strerror(-err), b->spool ? spool_errmsg(b->spool) : "");
 		return err;
 	}
 	if ((err = upstream_new(b->base, &b->up)) < 0)

@@ -33,11 +33,14 @@ struct fwd_msg {
 	int64_t received_ms;
 	int attempts;
 	struct reply *waiter;     /* ack: upstream: the frame waiting for our answer */
+	struct event *deadline;   /* answers the waiter if the upstream is too slow */
 	struct spool_row row;     /* loaded while in flight */
 	void *body;
 };
 
 static void dispatch(struct integ *in);
+static void on_deadline(evutil_socket_t fd, short what, void *arg);
+static struct reply *take_waiter(struct fwd_msg *m);
 
 static unsigned hash_key(const char *k)
 {
@@ -94,7 +97,19 @@ int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t 
 	m->s = s;
 	m->id = id;
 	m->received_ms = received_ms;
-	m->waiter = waiter;
+	if (waiter) {
+		uint64_t ms = in->cfg->upstream.timeout_ms;
+		struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (long)(ms % 1000) * 1000};
+
+		m->deadline = evtimer_new(in->b->base, on_deadline, m);
+		if (!m->deadline || evtimer_add(m->deadline, &tv) < 0) {
+			if (m->deadline)
+				event_free(m->deadline);
+			free(m);
+			return -ENOMEM;
+		}
+		m->waiter = waiter;
+	}
 	TAILQ_INSERT_TAIL(&s->q, m, link);
 	s->depth++;
 	in->depth++;
@@ -126,6 +141,7 @@ static void sender_advance(struct fwd_sender *s, struct fwd_msg *m)
 	s->depth--;
 	s->integ->depth--;
 	msg_release(m);
+	take_waiter(m);
 	free(m);
 	s->busy = 0;
 	make_ready(s);
@@ -133,15 +149,27 @@ static void sender_advance(struct fwd_sender *s, struct fwd_msg *m)
 
 /* --- the answer to an `ack: upstream` sender ------------------------- */
 
-static void answer_waiter(struct fwd_msg *m, const struct upstream_response *r)
+/* Detaches the waiting frame, if any, so it is answered exactly once. */
+static struct reply *take_waiter(struct fwd_msg *m)
 {
 	struct reply *w = m->waiter;
+
+	m->waiter = NULL;
+	if (m->deadline) {
+		event_free(m->deadline);
+		m->deadline = NULL;
+	}
+	return w;
+}
+
+static void answer_waiter(struct fwd_msg *m, const struct upstream_response *r)
+{
+	struct reply *w = take_waiter(m);
 	struct hl7_str code, ctl;
 	const char *want = m->row.control_id ? m->row.control_id : "";
 
 	if (!w)
 		return;
-	m->waiter = NULL;
 	if (w->release == 1 && r->len &&
 	    hl7_parse_msa(r->body, r->len, &code, &ctl) == 0 && ctl.len == strlen(want) &&
 	    memcmp(ctl.p, want, ctl.len) == 0) {
@@ -154,11 +182,10 @@ static void answer_waiter(struct fwd_msg *m, const struct upstream_response *r)
 
 static void tell_waiter(struct fwd_msg *m, enum hl7_ack_code code, char severity, const char *why)
 {
-	struct reply *w = m->waiter;
+	struct reply *w = take_waiter(m);
 
 	if (!w)
 		return;
-	m->waiter = NULL;
 	reply_set_ack(w, code, code == HL7_ACCEPT ? HL7_ERR_OK : HL7_ERR_APPLICATION_INTERNAL,
 		      severity, why);
 	reply_complete(w);
@@ -183,6 +210,17 @@ static int64_t backoff_ms(const struct integ *in, int attempts, int64_t retry_af
 	return (int64_t)(d / 2 + (uint64_t)random() % (d / 2 + 1));
 }
 
+#define STORED_WILL_RETRY "stored; the upstream did not accept it yet; delivery will be retried"
+
+/* The upstream did not answer within its timeout (the message may still be
+ * queued behind others): the sender hears that it is safe. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	tell_waiter(arg, HL7_ACCEPT, 'W', STORED_WILL_RETRY);
+}
+
 static void retry_later(struct fwd_msg *m, const char *err, int64_t retry_after_ms)
 {
 	struct integ *in = m->s->integ;
@@ -194,8 +232,7 @@ static void retry_later(struct fwd_msg *m, const char *err, int64_t retry_after_
 		  in->cfg->name, (long long)m->id, m->attempts, (long long)delay, err);
 	spool_result(in, spool_mark_retry(in->b->spool, m->id, m->attempts,
 					  bridge_wall_ms() + delay, err));
-	tell_waiter(m, HL7_ACCEPT, 'W',
-		    "stored; the upstream did not accept it yet; delivery will be retried");
+	tell_waiter(m, HL7_ACCEPT, 'W', STORED_WILL_RETRY);
 	msg_release(m);
 	evtimer_add(m->s->retry_ev, &tv); /* the sender stays busy until then */
 }
@@ -357,11 +394,22 @@ static int load_row(void *arg, const struct spool_row *r)
 	return 0; /* an integration no longer configured: its rows wait */
 }
 
+static int ignore_row(void *arg, const struct spool_row *r)
+{
+	(void)arg;
+	(void)r;
+	return 0;
+}
+
 int forwarder_start(struct bridge *b)
 {
 	size_t i, total = 0;
 	int err = spool_load_pending(b->spool, load_row, b);
 
+	/* Replays made while we were down are already in the pending load:
+	 * clear their flags so the replay poll does not queue them twice. */
+	if (err == 0)
+		err = spool_take_replayed(b->spool, ignore_row, NULL);
 	if (err < 0)
 		return err;
 	for (i = 0; i < b->ninteg; i++) {
@@ -388,9 +436,11 @@ void forwarder_free(struct bridge *b)
 
 				in->senders[h] = s->hash_next;
 				while ((m = TAILQ_FIRST(&s->q))) {
+					struct reply *w = take_waiter(m);
+
 					TAILQ_REMOVE(&s->q, m, link);
-					if (m->waiter)
-						reply_complete(m->waiter);
+					if (w)
+						reply_complete(w);
 					msg_release(m);
 					free(m);
 				}

@@ -334,6 +334,19 @@ static const char *content_type(enum payload_kind kind, const struct hl7_msh *ms
 	return buf;
 }
 
+/* "PID|..." and the like: HL7 segments, but no header in front. */
+static int looks_like_segment(const uint8_t *p, size_t len)
+{
+	size_t i;
+
+	if (len < 4 || p[3] != '|')
+		return 0;
+	for (i = 0; i < 3; i++)
+		if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9')))
+			return 0;
+	return 1;
+}
+
 static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 {
 	enum payload_kind kind = len ? hl7_payload_kind(data, len) : PAYLOAD_UNKNOWN;
@@ -356,7 +369,11 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 	if (len == 0) {
 		reject(r, HL7_ERR_SEGMENT_SEQUENCE, "empty frame");
 	} else if (kind == PAYLOAD_UNKNOWN) {
-		reject(r, HL7_ERR_UNSUPPORTED_MESSAGE, "payload is not HL7 v2 (MSH), X12 (ISA) or XML");
+		reject(r, looks_like_segment(data, len) ? HL7_ERR_SEGMENT_SEQUENCE
+							: HL7_ERR_UNSUPPORTED_MESSAGE,
+		       looks_like_segment(data, len)
+			       ? "no MSH segment: an HL7 v2 message must start with MSH"
+			       : "payload is not HL7 v2 (MSH), X12 (ISA) or XML");
 	} else if (bad) {
 		reject(r, HL7_ERR_REQUIRED_FIELD, why);
 	} else if (!in) {

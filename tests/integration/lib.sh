@@ -42,18 +42,19 @@ fail() {
 
 # expect NAME COMMAND...: ok when COMMAND succeeds.
 expect() {
-	name=$1
+	local what=$1
 	shift
-	if "$@"; then ok "$name"; else fail "$name"; fi
+	if "$@"; then ok "$what"; else fail "$what"; fi
 }
 
-# wait_until SECONDS COMMAND...: polls every 0.1 s.
+# wait_until SECONDS 'CONDITION': evaluates the shell condition every 0.1 s
+# (quote it, so that command substitutions inside run at each poll).
 wait_until() {
-	limit=$(($1 * 10))
+	local limit=$(($1 * 10)) i
 	shift
 	i=0
 	while [ $i -lt $limit ]; do
-		"$@" 2>/dev/null && return 0
+		eval "$*" 2>/dev/null && return 0
 		sleep 0.1
 		i=$((i + 1))
 	done
@@ -64,7 +65,7 @@ port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # start_sink NAME PORT [ARGS...]: an HTTPS receiver recording into $TMP/NAME.
 start_sink() {
-	name=$1 port=$2
+	local name=$1 port=$2
 	shift 2
 	mkdir -p "$TMP/$name"
 	"$BIN/https-sink" --listen "127.0.0.1:$port" --cert "$CERTS/server.pem" \
@@ -72,7 +73,7 @@ start_sink() {
 		>"$TMP/$name.out" 2>&1 &
 	SINK_PID=$!
 	PIDS="$PIDS $SINK_PID"
-	wait_until 10 grep -q listening "$TMP/$name.out" || {
+	wait_until 10 'grep -q listening "$TMP/$name.out"' || {
 		echo "# sink $name did not start:"
 		cat "$TMP/$name.out"
 		return 1
@@ -91,7 +92,7 @@ start_bridge() {
 	"$BIN/mllp-bridge" -c "$1" 2>>"$TMP/bridge.log" &
 	BRIDGE_PID=$!
 	PIDS="$PIDS $BRIDGE_PID"
-	wait_until 10 port_open 127.0.0.1 "$2" || {
+	wait_until 10 "port_open 127.0.0.1 $2" || {
 		echo "# bridge did not start:"
 		tail -n 20 "$TMP/bridge.log"
 		return 1

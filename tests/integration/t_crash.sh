@@ -34,7 +34,7 @@ wait "$LOAD"
 acked=$(sort -u "$TMP/acked" | wc -l)
 expect "the load generator had messages acknowledged ($acked)" test "$acked" -ge 100
 expect "the bridge was killed $KILLS times" test "$(grep -c 'event=started' "$TMP/bridge.log")" -eq $((KILLS + 1))
-expect "the spool drains" wait_until 60 test "$(metric 'mllp_spool_depth')" -eq 0
+expect "the spool drains" wait_until 60 'test "$(metric mllp_spool_depth)" -eq 0'
 cut -f11 "$TMP/up/requests.log" | sort -u >"$TMP/received"
 missing=$(sort -u "$TMP/acked" | comm -23 - "$TMP/received" | wc -l)
 expect "every acknowledged message reached the upstream (missing: $missing of $acked)" test "$missing" -eq 0

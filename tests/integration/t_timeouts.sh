@@ -23,7 +23,7 @@ S=$SAMPLES
 
 "$BIN/mllp-send" -r -t 2500 127.0.0.1:$MLLP "$S/frames/truncated.mllp" >"$TMP/out" &
 expect "a truncated frame is discarded at frame_timeout" \
-	wait_until 5 test "$(metric mllp_frame_timeouts_total)" -eq 1
+	wait_until 5 'test "$(metric mllp_frame_timeouts_total)" -eq 1'
 wait
 expect "... and never acknowledged" test ! -s "$TMP/out"
 

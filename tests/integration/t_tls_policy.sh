@@ -44,7 +44,7 @@ refused wrongname --cert "$CERTS/wrong.pem" --key "$CERTS/wrong.key"
 # A compliant upstream gets all four, in order (order: integration).
 start_sink good $UP --tls policy || exit 1
 expect "a policy-compliant upstream receives every held message" \
-	wait_until 15 test "$(sink_count good)" -eq 4
+	wait_until 15 'test "$(sink_count good)" -eq 4'
 expect "... in the order they were received" \
 	test "$(cut -f11 "$TMP/good/requests.log" | tr '\n' ' ')" = \
 	"TLS-tls11 TLS-cbc TLS-otherca TLS-wrongname "

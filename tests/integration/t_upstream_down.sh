@@ -37,7 +37,7 @@ expect "after a restart the spool still holds all 90" test "$(metric 'mllp_spool
 
 start_sink up $UP --fail-first 5 || exit 1
 expect "the upstream comes back: all 90 delivered" \
-	wait_until 30 test "$(metric mllp_delivered_total)" -eq 90
+	wait_until 30 'test "$(metric mllp_delivered_total)" -eq 90'
 expect "503s were retried" test "$(metric mllp_upstream_retries_total)" -ge 1
 for s in 2 3 4; do
 	got=$(awk -F'\t' -v p="S$s-" '$12 == 200 && index($11, p) == 1 {print $11}' \
@@ -60,12 +60,12 @@ start_sink refuse $UP --status 400 || exit 1
 hl7_msg DEAD1 >"$TMP/dead.hl7"
 "$BIN/mllp-send" 127.0.0.1:$MLLP "$TMP/dead.hl7" >/dev/null
 expect "a 400 moves the message to dead letter" \
-	wait_until 10 bash -c "spool list --state dead | grep -q DEAD1"
+	wait_until 10 'spool list --state dead | grep -q DEAD1'
 expect "the dead row records the status" bash -c "spool list --state dead | grep DEAD1 | grep -q 'HTTP 400'"
 sleep 1
 expect "a dead letter is not retried" test "$(sink_count refuse)" -eq 1
 stop_pid "$SINK_PID"
 start_sink fixed $UP || exit 1
 expect "spool replay --all-dead succeeds" spool replay --all-dead
-expect "the replayed message is delivered" wait_until 10 grep -q DEAD1 "$TMP/fixed/requests.log"
+expect "the replayed message is delivered" wait_until 10 'grep -q DEAD1 "$TMP/fixed/requests.log"'
 finish
