@@ -201,6 +201,7 @@ start_nginx() {
 		log "bench: could not create certificates"
 		return 1
 	}
+	mkdir -p "$tmp/www" # empty document root: see nginx.conf.in
 	sed -e "s#@DIR@#$tmp#g" -e "s#@PORT@#$TLS_PORT#g" "$here/nginx.conf.in" >"$tmp/nginx.conf"
 	start nginx nginx -c "$tmp/nginx.conf" -p "$tmp/"
 	nginx_pid=$last_pid
