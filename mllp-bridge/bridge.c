@@ -11,11 +11,16 @@
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/spool.h"
 
-/* Socket reads run at priority 0, the commit at 1: libevent runs a lower
- * priority only when no higher one is active, so one commit covers every
- * frame read in this pass of the loop. */
-#define PRIO_IO 0
-#define PRIO_COMMIT 1
+/* Every event (sockets, curl, timers) gets libevent's default priority,
+ * the middle one (NPRIO / 2 = 1); the commit gets the lowest. libevent runs
+ * a lower priority only when no higher one is active, so one commit covers
+ * every frame read in this pass of the loop. */
+#define NPRIO 3
+#define PRIO_COMMIT 2
+/* Delivery marks need no fsync of their own: losing one only means a
+ * message is sent again with the same Idempotency-Key. They ride on the next
+ * commit, or on this timer when no message arrives. */
+#define FLUSH_DELAY_MS 100
 
 double bridge_now(void)
 {
@@ -99,6 +104,7 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	b->commit_scheduled = 0;
+	evtimer_del(b->flush_ev);
 	err = spool_commit(b->spool);
 	if (err < 0)
 		bridge_batch_failed(b, err);
@@ -129,6 +135,21 @@ void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m)
 		on_commit(-1, 0, b);
 	else
 		bridge_schedule_commit(b);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	bridge_schedule_commit(arg);
+}
+
+void bridge_schedule_flush(struct bridge *b)
+{
+	static const struct timeval delay = {0, FLUSH_DELAY_MS * 1000};
+
+	if (!b->commit_scheduled && !evtimer_pending(b->flush_ev, NULL))
+		evtimer_add(b->flush_ev, &delay);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -199,7 +220,8 @@ static int setup_events(struct bridge *b)
 	int i;
 
 	b->commit_ev = event_new(b->base, -1, 0, on_commit, b);
-	if (!b->commit_ev || event_priority_set(b->commit_ev, PRIO_COMMIT) < 0)
+	b->flush_ev = evtimer_new(b->base, on_flush, b);
+	if (!b->commit_ev || !b->flush_ev || event_priority_set(b->commit_ev, PRIO_COMMIT) < 0)
 		return -ENOMEM;
 	for (i = 0; i < 3; i++) {
 		b->sig_ev[i] = evsignal_new(b->base, sigs[i], on_signal, b);
@@ -252,7 +274,7 @@ static int bridge_setup(struct bridge *b)
 	int err;
 
 	b->base = event_base_new();
-	if (!b->base || event_base_priority_init(b->base, 2) < 0)
+	if (!b->base || event_base_priority_init(b->base, NPRIO) < 0)
 		return -ENOMEM;
 	if ((err = setup_integrations(b)) < 0)
 		return err;
@@ -303,7 +325,7 @@ int bridge_run(struct bridge *b)
 		return -EIO;
 	/* Whatever was read but not yet committed is committed (and ACKed)
 	 * now rather than dropped: the peers are still connected. */
-	if (b->nstaged)
+	if (b->nstaged || spool_pending(b->spool))
 		on_commit(-1, 0, b);
 	return 0;
 }
@@ -323,6 +345,8 @@ void bridge_free(struct bridge *b)
 	forwarder_free(b);
 	if (b->commit_ev)
 		event_free(b->commit_ev);
+	if (b->flush_ev)
+		event_free(b->flush_ev);
 	for (i = 0; i < 3; i++)
 		if (b->sig_ev[i])
 			event_free(b->sig_ev[i]);

@@ -136,6 +136,7 @@ struct bridge {
 	TAILQ_HEAD(, reply) staged;  /* appended, awaiting the commit */
 	size_t nstaged;
 	struct event *commit_ev;
+	struct event *flush_ev;
 	int commit_scheduled;
 	struct event *replay_ev;
 	struct event *purge_ev;
@@ -165,6 +166,8 @@ void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m);
 int bridge_run(struct bridge *b);
 void bridge_free(struct bridge *b);
 void bridge_schedule_commit(struct bridge *b);
+/* State changes are staged: commit them soon, with whatever else comes. */
+void bridge_schedule_flush(struct bridge *b);
 /* The spool failed inside the open batch (it rolled back): every staged
  * frame is answered with a NAK. */
 void bridge_batch_failed(struct bridge *b, int err);

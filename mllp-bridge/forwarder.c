@@ -118,13 +118,13 @@ int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t 
 	return 0;
 }
 
-/* Durable state changes ride on the next group commit. */
+/* State changes ride on the next group commit. */
 static void spool_result(struct integ *in, int err)
 {
 	if (err < 0)
 		bridge_batch_failed(in->b, err);
 	else
-		bridge_schedule_commit(in->b);
+		bridge_schedule_flush(in->b);
 }
 
 static void msg_release(struct fwd_msg *m)

@@ -19,7 +19,7 @@ EOF
 start_sink up $UP || exit 1
 start_bridge "$CONF" $MLLP || exit 1
 
-"$BIN/mllp-load" -t 127.0.0.1:$MLLP -c 8 -p 4 -d $((KILLS * 2 + 4)) -s 512 --bind-from 127.0.0.2 \
+"$BIN/mllp-load" -t 127.0.0.1:$MLLP -c 8 -p 4 -r 1500 -d $((KILLS * 2 + 4)) -s 512 --bind-from 127.0.0.2 \
 	--reconnect --acked "$TMP/acked" --id-prefix C >"$TMP/load.out" 2>&1 &
 LOAD=$!
 PIDS="$PIDS $LOAD"

@@ -22,6 +22,8 @@
  * taken from upstream.h, so that tests of the client are not circular.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -40,6 +42,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <openssl/err.h>
@@ -663,6 +666,11 @@ static void bind_http(struct sink *s)
 			strerror(errno));
 		exit(1);
 	}
+	/* evhttp writes headers and body separately: without TCP_NODELAY
+	 * (inherited by accepted sockets on Linux) Nagle and the client's
+	 * delayed ACK add 40 ms to every answer. */
+	setsockopt(evconnlistener_get_fd(evhttp_bound_socket_get_listener(b)), IPPROTO_TCP,
+		   TCP_NODELAY, &(int){1}, sizeof(int));
 	if (s->o.port == 0) { /* report the port the kernel picked */
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
