@@ -26,7 +26,7 @@ UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS)
 
-.PHONY: all deps check check-asan unit integration bench demo fuzz format format-check clean
+.PHONY: all deps check check-asan unit integration bench demo fuzz fuzz-build format format-check clean
 all: $(PROGRAMS) $(UNIT_BIN)
 
 deps:
@@ -77,6 +77,17 @@ bench: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh scripts/demo.sh
+
+# libFuzzer targets (clang). FUZZ_SECONDS per target; corpora stay in build/.
+FUZZ_SECONDS ?= 30
+FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c mllp-bridge/%.c mllp-bridge/%.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/$*.c
+fuzz-build: $(FUZZERS)
+fuzz: deps fuzz-build
+	@for f in $(FUZZERS); do mkdir -p $$f.corpus; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$f.corpus 2>&1 | tail -n 3 || exit 1; done
 
 SOURCES := $(shell find appliance vici-client mllp-bridge tests -name '*.[ch]' 2>/dev/null)
 format:

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
-      sqlite3 openssl curl nginx-light iproute2 util-linux procps"
+      sqlite3 openssl curl nginx-light iproute2 util-linux procps clang"
 
 missing=""
 for p in $PKGS; do

@@ -43,8 +43,11 @@ run_integration() {
 		name=$(basename "$s" .sh)
 		case "$name" in *"$T"*) ;; *) continue ;; esac
 		echo "integration $name:"
-		bash "$s" >"$log" 2>&1
+		# A hung scenario fails instead of stalling the run; TERM lets
+		# its EXIT trap stop what it started.
+		timeout -s TERM "${SCENARIO_TIMEOUT:-600}" bash "$s" >"$log" 2>&1
 		rc=$?
+		[ "$rc" -eq 124 ] && echo "not ok - $name timed out" >>"$log"
 		ok=$(grep -c '^ok - ' "$log")
 		bad=$(grep -c '^not ok - ' "$log")
 		[ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1

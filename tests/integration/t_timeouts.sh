@@ -22,9 +22,10 @@ start_bridge "$CONF" $MLLP || exit 1
 S=$SAMPLES
 
 "$BIN/mllp-send" -r -t 2500 127.0.0.1:$MLLP "$S/frames/truncated.mllp" >"$TMP/out" &
+sender=$!
 expect "a truncated frame is discarded at frame_timeout" \
 	wait_until 5 'test "$(metric mllp_frame_timeouts_total)" -eq 1'
-wait
+wait $sender
 expect "... and never acknowledged" test ! -s "$TMP/out"
 
 t0=$(date +%s%N)
