@@ -15,7 +15,7 @@
  * the middle one (NPRIO / 2 = 1); the commit gets the lowest. libevent runs
  * a lower priority only when no higher one is active, so one commit covers
  * every frame read in this pass of the loop. */
-#define NPRIO 3
+#define NPRIO	    3
 #define PRIO_COMMIT 2
 /* Delivery marks need no fsync of their own: losing one only means a
  * message is sent again with the same Idempotency-Key. They ride on the next
@@ -258,12 +258,12 @@ static int setup_integrations(struct bridge *b)
 			}
 		}
 		in->target = (struct upstream_target){
-			.url = u->url,
-			.ca_file = u->ca_file,
-			.client_cert = u->client_cert,
-			.client_key = u->client_key,
-			.bearer_token = in->bearer_token,
-			.timeout_ms = u->timeout_ms,
+		    .url = u->url,
+		    .ca_file = u->ca_file,
+		    .client_cert = u->client_cert,
+		    .client_key = u->client_key,
+		    .bearer_token = in->bearer_token,
+		    .timeout_ms = u->timeout_ms,
 		};
 	}
 	return 0;
@@ -280,7 +280,8 @@ static int bridge_setup(struct bridge *b)
 		return err;
 	if ((err = spool_open(b->cfg->spool_path, &b->spool)) < 0) {
 		log_event(LOG_ERR, "spool_open_failed", " path=%s error=\"%s\" detail=\"%s\"",
-			  b->cfg->spool_path, strerror(-err), b->spool ? spool_errmsg(b->spool) : "");
+			  b->cfg->spool_path, strerror(-err),
+			  b->spool ? spool_errmsg(b->spool) : "");
 		return err;
 	}
 	if ((err = upstream_new(b->base, &b->up)) < 0)
@@ -319,8 +320,7 @@ int bridge_new(const struct cfg *cfg, struct bridge **out)
 
 int bridge_run(struct bridge *b)
 {
-	log_event(LOG_INFO, "started", " integrations=%zu spool=%s", b->ninteg,
-		  b->cfg->spool_path);
+	log_event(LOG_INFO, "started", " integrations=%zu spool=%s", b->ninteg, b->cfg->spool_path);
 	if (event_base_dispatch(b->base) < 0)
 		return -EIO;
 	/* Whatever was read but not yet committed is committed (and ACKed)

@@ -33,13 +33,13 @@ struct conn;
 struct fwd_msg;
 struct spool_new;
 
-#define BRIDGE_PEER_MAX 64            /* "[v6addr]:port" text */
-#define BRIDGE_BATCH_MAX 1024         /* staged rows that force a commit now */
+#define BRIDGE_PEER_MAX		64    /* "[v6addr]:port" text */
+#define BRIDGE_BATCH_MAX	1024  /* staged rows that force a commit now */
 #define BRIDGE_CONN_PENDING_MAX 256   /* unanswered frames before a reader pauses */
-#define BRIDGE_REPLAY_POLL_MS 1000    /* how often operator replays are picked up */
-#define BRIDGE_PURGE_POLL_MS 60000    /* how often the retention purge runs */
-#define BRIDGE_MSH_COPY_MAX 2048      /* MSH kept for a late ACK (ack: upstream) */
-#define BRIDGE_LAT_BUCKETS 14
+#define BRIDGE_REPLAY_POLL_MS	1000  /* how often operator replays are picked up */
+#define BRIDGE_PURGE_POLL_MS	60000 /* how often the retention purge runs */
+#define BRIDGE_MSH_COPY_MAX	2048  /* MSH kept for a late ACK (ack: upstream) */
+#define BRIDGE_LAT_BUCKETS	14
 
 /* A Prometheus histogram with fixed bucket bounds (seconds). */
 struct histogram {
@@ -52,14 +52,14 @@ void histogram_observe(struct histogram *h, double seconds);
 struct integ_stats {
 	uint64_t frames;
 	uint64_t bytes;
-	uint64_t acks[6];            /* AA AE AR CA CE CR */
+	uint64_t acks[6]; /* AA AE AR CA CE CR */
 	uint64_t r2_acks, r2_naks;
-	uint64_t rejected_store;     /* NAK because the spool failed */
-	uint64_t upstream_class[6];  /* 0: transport error, 1..5: status class */
+	uint64_t rejected_store;    /* NAK because the spool failed */
+	uint64_t upstream_class[6]; /* 0: transport error, 1..5: status class */
 	uint64_t retries;
 	uint64_t dead;
 	uint64_t delivered;
-	struct histogram ack_latency;      /* frame read → ACK written */
+	struct histogram ack_latency;	   /* frame read → ACK written */
 	struct histogram upstream_latency; /* one POST */
 };
 
@@ -69,7 +69,7 @@ struct fwd_sender {
 	char key[BRIDGE_PEER_MAX];
 	TAILQ_HEAD(, fwd_msg) q;
 	size_t depth;
-	int busy;                    /* its head is in flight or waiting to retry */
+	int busy; /* its head is in flight or waiting to retry */
 	struct event *retry_ev;
 	struct integ *integ;
 	TAILQ_ENTRY(fwd_sender) ready_link;
@@ -96,20 +96,20 @@ struct integ {
 /* A response slot: frames on one connection are answered in the order they
  * arrived, whatever order their outcomes are known in. */
 struct reply {
-	TAILQ_ENTRY(reply) link;     /* in conn->replies */
-	TAILQ_ENTRY(reply) batch;    /* in bridge->staged while uncommitted */
-	struct conn *conn;           /* NULL once the connection is gone */
+	TAILQ_ENTRY(reply) link;  /* in conn->replies */
+	TAILQ_ENTRY(reply) batch; /* in bridge->staged while uncommitted */
+	struct conn *conn;	  /* NULL once the connection is gone */
 	struct integ *integ;
-	int ready;                   /* ack/ack_len hold the answer */
-	int release;                 /* MLLP release of the connection: 1 or 2 */
+	int ready;   /* ack/ack_len hold the answer */
+	int release; /* MLLP release of the connection: 1 or 2 */
 	int64_t spool_id;
 	int64_t received_ms;
-	double t_read;               /* monotonic seconds when the frame was read */
-	char sender[BRIDGE_PEER_MAX];/* peer address without port */
-	char *ack;                   /* the framed answer; NULL when none is due */
+	double t_read;		      /* monotonic seconds when the frame was read */
+	char sender[BRIDGE_PEER_MAX]; /* peer address without port */
+	char *ack;		      /* the framed answer; NULL when none is due */
 	size_t ack_len;
-	size_t msh_len;              /* 0 when the payload had no usable MSH */
-	char msh[];                  /* copy of the MSH segment, for ACKs built later */
+	size_t msh_len; /* 0 when the payload had no usable MSH */
+	char msh[];	/* copy of the MSH segment, for ACKs built later */
 };
 
 struct listener {
@@ -117,10 +117,10 @@ struct listener {
 	struct evconnlistener *evl;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
-	struct integ **integs;       /* integrations that listen here */
+	struct integ **integs; /* integrations that listen here */
 	size_t ninteg;
 	LIST_HEAD(, conn) conns;
-	uint64_t incomplete;         /* peers that matched no integration */
+	uint64_t incomplete; /* peers that matched no integration */
 	uint64_t accepted;
 	struct listener *next;
 };
@@ -133,7 +133,7 @@ struct bridge {
 	struct integ *integs;
 	size_t ninteg;
 	struct listener *listeners;
-	TAILQ_HEAD(, reply) staged;  /* appended, awaiting the commit */
+	TAILQ_HEAD(, reply) staged; /* appended, awaiting the commit */
 	size_t nstaged;
 	struct event *commit_ev;
 	struct event *flush_ev;
@@ -142,7 +142,7 @@ struct bridge {
 	struct event *purge_ev;
 	struct event *sig_ev[3];
 	struct evhttp *http;
-	uint64_t ack_seq;            /* for ACK control ids */
+	uint64_t ack_seq; /* for ACK control ids */
 	int64_t started_s;
 	uint64_t conns_open;
 	uint64_t junk_bytes;
@@ -153,7 +153,7 @@ struct bridge {
 	uint64_t commits;
 	uint64_t commit_rows;
 	uint64_t commit_failures;
-	int ready;                   /* listeners bound and spool open */
+	int ready; /* listeners bound and spool open */
 	int stopping;
 };
 
@@ -171,7 +171,7 @@ void bridge_schedule_flush(struct bridge *b);
 /* The spool failed inside the open batch (it rolled back): every staged
  * frame is answered with a NAK. */
 void bridge_batch_failed(struct bridge *b, int err);
-double bridge_now(void);    /* monotonic seconds */
+double bridge_now(void); /* monotonic seconds */
 int64_t bridge_wall_ms(void);
 
 /* listener.c */
@@ -181,8 +181,8 @@ void listeners_free(struct bridge *b);
  * connection's queue. Frees replies whose connection is gone. */
 void reply_complete(struct reply *r);
 /* Fill r with an HL7 or R2 answer. */
-void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err,
-		   char severity, const char *text);
+void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err, char severity,
+		   const char *text);
 /* Fill r with a relayed HL7 answer (already a complete HL7 message). */
 void reply_set_raw(struct reply *r, const void *hl7, size_t len);
 

@@ -24,7 +24,7 @@
 #include "mllp-bridge/spool.h"
 
 #define RETRY_AFTER_MAX_MS (3600 * 1000) /* a Retry-After is honoured up to 1 h */
-#define ERRTEXT_MAX 200
+#define ERRTEXT_MAX	   200
 
 struct fwd_msg {
 	TAILQ_ENTRY(fwd_msg) link;
@@ -32,9 +32,9 @@ struct fwd_msg {
 	int64_t id;
 	int64_t received_ms;
 	int attempts;
-	struct reply *waiter;     /* ack: upstream: the frame waiting for our answer */
-	struct event *deadline;   /* answers the waiter if the upstream is too slow */
-	struct spool_row row;     /* loaded while in flight */
+	struct reply *waiter;	/* ack: upstream: the frame waiting for our answer */
+	struct event *deadline; /* answers the waiter if the upstream is too slow */
+	struct spool_row row;	/* loaded while in flight */
 	void *body;
 };
 
@@ -99,7 +99,8 @@ int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t 
 	m->received_ms = received_ms;
 	if (waiter) {
 		uint64_t ms = in->cfg->upstream.timeout_ms;
-		struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (long)(ms % 1000) * 1000};
+		struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+				     .tv_usec = (long)(ms % 1000) * 1000};
 
 		m->deadline = evtimer_new(in->b->base, on_deadline, m);
 		if (!m->deadline || evtimer_add(m->deadline, &tv) < 0) {
@@ -170,9 +171,8 @@ static void answer_waiter(struct fwd_msg *m, const struct upstream_response *r)
 
 	if (!w)
 		return;
-	if (w->release == 1 && r->len &&
-	    hl7_parse_msa(r->body, r->len, &code, &ctl) == 0 && ctl.len == strlen(want) &&
-	    memcmp(ctl.p, want, ctl.len) == 0) {
+	if (w->release == 1 && r->len && hl7_parse_msa(r->body, r->len, &code, &ctl) == 0 &&
+	    ctl.len == strlen(want) && memcmp(ctl.p, want, ctl.len) == 0) {
 		reply_set_raw(w, r->body, r->len); /* HL7 over HTTP: relay as is */
 	} else {
 		reply_set_ack(w, HL7_ACCEPT, HL7_ERR_OK, 0, NULL);
@@ -228,10 +228,11 @@ static void retry_later(struct fwd_msg *m, const char *err, int64_t retry_after_
 	struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
 
 	in->st.retries++;
-	log_event(LOG_WARN, "upstream_retry", " integration=%s id=%lld attempts=%d delay_ms=%lld error=\"%s\"",
-		  in->cfg->name, (long long)m->id, m->attempts, (long long)delay, err);
-	spool_result(in, spool_mark_retry(in->b->spool, m->id, m->attempts,
-					  bridge_wall_ms() + delay, err));
+	log_event(LOG_WARN, "upstream_retry",
+		  " integration=%s id=%lld attempts=%d delay_ms=%lld error=\"%s\"", in->cfg->name,
+		  (long long)m->id, m->attempts, (long long)delay, err);
+	spool_result(
+	    in, spool_mark_retry(in->b->spool, m->id, m->attempts, bridge_wall_ms() + delay, err));
 	tell_waiter(m, HL7_ACCEPT, 'W', STORED_WILL_RETRY);
 	msg_release(m);
 	evtimer_add(m->s->retry_ev, &tv); /* the sender stays busy until then */
@@ -270,9 +271,9 @@ static void on_response(void *arg, const struct upstream_response *r)
 	in->in_flight--;
 	m->attempts++;
 	histogram_observe(&in->st.upstream_latency, r->total_s);
-	in->st.upstream_class[r->error ? 0 : (r->status / 100 >= 1 && r->status / 100 <= 5)
-						 ? r->status / 100
-						 : 0]++;
+	in->st.upstream_class[r->error					       ? 0
+			      : (r->status / 100 >= 1 && r->status / 100 <= 5) ? r->status / 100
+									       : 0]++;
 	if (r->error) {
 		snprintf(err, sizeof(err), "%s: %s", strerror(-r->error), r->errmsg);
 		retry_later(m, err, -1);
@@ -312,6 +313,13 @@ static int send_head(struct integ *in, struct fwd_sender *s)
 						       .forwarded_for = m->row.sender,
 						       .integration = in->cfg->name},
 			    on_response, m);
+	if (err == -EINVAL) {
+		/* The client refuses this request outright (a header value it
+		 * will not send): retrying cannot help, so it is a dead letter
+		 * rather than a sender blocked forever. */
+		go_dead(m, "the HTTP client refused the request (invalid URL or header value)");
+		return err;
+	}
 	if (err < 0) {
 		msg_release(m);
 		return err;

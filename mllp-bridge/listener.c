@@ -23,8 +23,8 @@
 #include "mllp-bridge/mllp.h"
 #include "mllp-bridge/spool.h"
 
-#define READ_CHUNK 65536          /* one read() into the shared buffer */
-#define LISTEN_BACKLOG 1024
+#define READ_CHUNK	 65536 /* one read() into the shared buffer */
+#define LISTEN_BACKLOG	 1024
 #define CONTENT_TYPE_MAX 96
 
 struct conn {
@@ -33,19 +33,19 @@ struct conn {
 	evutil_socket_t fd;
 	struct event *rd, *wr, *tm;
 	struct mllp_deframer *df;
-	struct evbuffer *out;         /* only while a write would block */
-	struct integ **cands;         /* integrations whose sources hold the peer */
+	struct evbuffer *out; /* only while a write would block */
+	struct integ **cands; /* integrations whose sources hold the peer */
 	size_t ncands;
-	const struct cfg_mllp *mllp;  /* shared by every candidate (config rule) */
+	const struct cfg_mllp *mllp; /* shared by every candidate (config rule) */
 	TAILQ_HEAD(, reply) replies;
 	size_t npending;
-	double frame_start;           /* 0 when not inside a frame */
-	int eof;                      /* peer closed its side */
-	int closing;                  /* close once the answers are written */
-	int in_process;               /* conn_process() is on the stack */
-	LIST_ENTRY(conn) link;        /* in listener->conns */
-	char peer[BRIDGE_PEER_MAX];   /* address:port, for logs */
-	char addr[BRIDGE_PEER_MAX];   /* address, the sender key */
+	double frame_start;	    /* 0 when not inside a frame */
+	int eof;		    /* peer closed its side */
+	int closing;		    /* close once the answers are written */
+	int in_process;		    /* conn_process() is on the stack */
+	LIST_ENTRY(conn) link;	    /* in listener->conns */
+	char peer[BRIDGE_PEER_MAX]; /* address:port, for logs */
+	char addr[BRIDGE_PEER_MAX]; /* address, the sender key */
 };
 
 static uint8_t read_buf[READ_CHUNK]; /* one loop, one thread: shared */
@@ -110,8 +110,8 @@ static void reply_store(struct reply *r, const void *payload, size_t len)
 	r->ready = 1;
 }
 
-void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err,
-		   char severity, const char *text)
+void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err, char severity,
+		   const char *text)
 {
 	struct hl7_msh msh, *mp = NULL;
 	const char *why;
@@ -369,11 +369,12 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 	if (len == 0) {
 		reject(r, HL7_ERR_SEGMENT_SEQUENCE, "empty frame");
 	} else if (kind == PAYLOAD_UNKNOWN) {
-		reject(r, looks_like_segment(data, len) ? HL7_ERR_SEGMENT_SEQUENCE
-							: HL7_ERR_UNSUPPORTED_MESSAGE,
+		reject(r,
+		       looks_like_segment(data, len) ? HL7_ERR_SEGMENT_SEQUENCE
+						     : HL7_ERR_UNSUPPORTED_MESSAGE,
 		       looks_like_segment(data, len)
-			       ? "no MSH segment: an HL7 v2 message must start with MSH"
-			       : "payload is not HL7 v2 (MSH), X12 (ISA) or XML");
+			   ? "no MSH segment: an HL7 v2 message must start with MSH"
+			   : "payload is not HL7 v2 (MSH), X12 (ISA) or XML");
 	} else if (bad) {
 		reject(r, HL7_ERR_REQUIRED_FIELD, why);
 	} else if (!in) {
@@ -407,7 +408,8 @@ static void oversize(struct conn *c)
 	mllp_deframer_reset(c->df);
 	if (!r)
 		return;
-	log_event(LOG_WARN, "frame_oversize", " peer=%s max_frame=%zu", c->peer, c->mllp->max_frame);
+	log_event(LOG_WARN, "frame_oversize", " peer=%s max_frame=%zu", c->peer,
+		  c->mllp->max_frame);
 	reply_set_ack(r, HL7_REJECT, HL7_ERR_APPLICATION_INTERNAL, 'E',
 		      "frame exceeds max_frame; connection closed");
 	reply_complete(r);
@@ -466,6 +468,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* While we stopped reading (too many unanswered frames), the frame
+	 * cannot progress, and frames behind it wait to be handled: that is
+	 * our doing, not the peer's, so the clock does not run out on it. */
+	if (c->frame_start && c->npending >= BRIDGE_CONN_PENDING_MAX) {
+		c->frame_start = bridge_now(); /* the clock restarts */
+		arm_timer(c);
+		return;
+	}
 	if (c->frame_start) {
 		log_event(LOG_WARN, "frame_timeout", " peer=%s", c->peer);
 		c->b->frame_timeouts++;
@@ -552,8 +562,7 @@ static size_t find_candidates(struct listener *l, const struct sockaddr *sa, str
 	return n;
 }
 
-static struct conn *conn_new(struct listener *l, evutil_socket_t fd, struct integ **cands,
-			     size_t n)
+static struct conn *conn_new(struct listener *l, evutil_socket_t fd, struct integ **cands, size_t n)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
@@ -595,8 +604,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	peer_text(sa, addr, peer);
 	if (n == 0) {
 		l->incomplete++;
-		log_event(LOG_WARN, "incomplete_integration", " peer=%s reason=\"source not allowed\"",
-			  peer);
+		log_event(LOG_WARN, "incomplete_integration",
+			  " peer=%s reason=\"source not allowed\"", peer);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -655,7 +664,8 @@ static struct listener *listener_for(struct bridge *b, const struct cfg_integrat
 	struct listener *l;
 
 	for (l = b->listeners; l; l = l->next)
-		if (l->addr_len == ci->listen_len && memcmp(&l->addr, &ci->listen, l->addr_len) == 0)
+		if (l->addr_len == ci->listen_len &&
+		    memcmp(&l->addr, &ci->listen, l->addr_len) == 0)
 			return l;
 	l = calloc(1, sizeof(*l));
 	if (!l)
@@ -675,11 +685,10 @@ static struct listener *listener_for(struct bridge *b, const struct cfg_integrat
 
 static int listener_bind(struct listener *l, const char *text)
 {
-	l->evl = evconnlistener_new_bind(l->b->base, on_accept, l,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-						 LEV_OPT_CLOSE_ON_EXEC,
-					 LISTEN_BACKLOG, (struct sockaddr *)&l->addr,
-					 (int)l->addr_len);
+	l->evl = evconnlistener_new_bind(
+	    l->b->base, on_accept, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG,
+	    (struct sockaddr *)&l->addr, (int)l->addr_len);
 	if (!l->evl) {
 		int err = errno;
 

@@ -16,7 +16,7 @@ int log_phi_enabled(void);
 
 /* fmt is the rest of the line after "event=<event>", usually " key=%s ...". */
 void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Copies s into buf (size cap) as a log-safe value: printable ASCII only,
  * spaces and quotes escaped, cut with "..." when long. Returns buf. */

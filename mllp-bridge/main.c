@@ -19,7 +19,7 @@
 #include "mllp-bridge/spool_cli.h"
 
 #define DEFAULT_CONFIG "/etc/appliance/appliance.yaml"
-#define VERSION "0.1.0"
+#define VERSION	       "0.1.0"
 
 static void usage(FILE *f)
 {
@@ -99,7 +99,8 @@ int main(int argc, char **argv)
 		printf("%s: configuration is valid\n", path);
 		rc = 0;
 	} else if (optind < argc) {
-		rc = spool_cli(cfg->spool_path, argc - optind - 1, argv + optind + 1, stdout, stderr);
+		rc = spool_cli(cfg->spool_path, argc - optind - 1, argv + optind + 1, stdout,
+			       stderr);
 	} else {
 		log_init(verbose ? LOG_DEBUG : LOG_INFO, cfg->log_phi);
 		rc = run(cfg);

@@ -18,7 +18,7 @@
 #include "mllp-bridge/spool.h"
 
 static const double bucket_bounds[BRIDGE_LAT_BUCKETS] = {
-	0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 
 void histogram_observe(struct histogram *h, double seconds)
@@ -44,26 +44,27 @@ static void put_histogram(struct evbuffer *o, const char *name, const char *inte
 
 	for (i = 0; i < BRIDGE_LAT_BUCKETS; i++) {
 		cum += h->count[i];
-		evbuffer_add_printf(o, "%s_bucket{integration=\"%s\",le=\"%g\"} %llu\n", name, integ,
-				    bucket_bounds[i], (unsigned long long)cum);
+		evbuffer_add_printf(o, "%s_bucket{integration=\"%s\",le=\"%g\"} %llu\n", name,
+				    integ, bucket_bounds[i], (unsigned long long)cum);
 	}
 	cum += h->count[BRIDGE_LAT_BUCKETS];
 	evbuffer_add_printf(o, "%s_bucket{integration=\"%s\",le=\"+Inf\"} %llu\n", name, integ,
 			    (unsigned long long)cum);
-	evbuffer_add_printf(o, "%s_sum{integration=\"%s\"} %.6f\n%s_count{integration=\"%s\"} %llu\n",
+	evbuffer_add_printf(o,
+			    "%s_sum{integration=\"%s\"} %.6f\n%s_count{integration=\"%s\"} %llu\n",
 			    name, integ, h->sum, name, integ, (unsigned long long)cum);
 }
 
 /* A per-integration counter family: one line per integration. */
 #define PER_INTEG(o, b, metric, type, help, expr)                                                  \
-	do {                                                                                     \
-		size_t i_;                                                                       \
-		put_help(o, metric, type, help);                                                 \
-		for (i_ = 0; i_ < (b)->ninteg; i_++) {                                           \
-			const struct integ *in = &(b)->integs[i_];                               \
-			evbuffer_add_printf(o, "%s{integration=\"%s\"} %llu\n", metric,          \
-					    in->cfg->name, (unsigned long long)(expr));          \
-		}                                                                                \
+	do {                                                                                       \
+		size_t i_;                                                                         \
+		put_help(o, metric, type, help);                                                   \
+		for (i_ = 0; i_ < (b)->ninteg; i_++) {                                             \
+			const struct integ *in = &(b)->integs[i_];                                 \
+			evbuffer_add_printf(o, "%s{integration=\"%s\"} %llu\n", metric,            \
+					    in->cfg->name, (unsigned long long)(expr));            \
+		}                                                                                  \
 	} while (0)
 
 static void put_ack_codes(struct evbuffer *o, const struct bridge *b)
@@ -77,9 +78,9 @@ static void put_ack_codes(struct evbuffer *o, const struct bridge *b)
 		const struct integ *in = &b->integs[i];
 
 		for (k = 0; k < 6; k++)
-			evbuffer_add_printf(o, "mllp_acks_total{integration=\"%s\",code=\"%s\"} %llu\n",
-					    in->cfg->name, codes[k],
-					    (unsigned long long)in->st.acks[k]);
+			evbuffer_add_printf(
+			    o, "mllp_acks_total{integration=\"%s\",code=\"%s\"} %llu\n",
+			    in->cfg->name, codes[k], (unsigned long long)in->st.acks[k]);
 		evbuffer_add_printf(o, "mllp_acks_total{integration=\"%s\",code=\"R2_ACK\"} %llu\n",
 				    in->cfg->name, (unsigned long long)in->st.r2_acks);
 		evbuffer_add_printf(o, "mllp_acks_total{integration=\"%s\",code=\"R2_NAK\"} %llu\n",
@@ -98,9 +99,10 @@ static void put_upstream_classes(struct evbuffer *o, const struct bridge *b)
 	for (i = 0; i < b->ninteg; i++)
 		for (k = 0; k < 6; k++)
 			evbuffer_add_printf(
-				o, "mllp_upstream_responses_total{integration=\"%s\",class=\"%s\"} %llu\n",
-				b->integs[i].cfg->name, cls[k],
-				(unsigned long long)b->integs[i].st.upstream_class[k]);
+			    o,
+			    "mllp_upstream_responses_total{integration=\"%s\",class=\"%s\"} %llu\n",
+			    b->integs[i].cfg->name, cls[k],
+			    (unsigned long long)b->integs[i].st.upstream_class[k]);
 }
 
 static void put_spool(struct evbuffer *o, const struct bridge *b)
@@ -156,16 +158,18 @@ static void put_listeners(struct evbuffer *o, const struct bridge *b)
 	put_help(o, "mllp_connections_total", "counter", "MLLP connections accepted.");
 	for (l = b->listeners; l; l = l->next)
 		evbuffer_add_printf(o, "mllp_connections_total{listen=\"%s\"} %llu\n",
-				    l->integs[0]->cfg->listen_text, (unsigned long long)l->accepted);
+				    l->integs[0]->cfg->listen_text,
+				    (unsigned long long)l->accepted);
 	put_help(o, "mllp_incomplete_integration_total", "counter",
 		 "Peers or messages that matched no integration (closed at once).");
 	for (l = b->listeners; l; l = l->next)
 		evbuffer_add_printf(o, "mllp_incomplete_integration_total{listen=\"%s\"} %llu\n",
-				    l->integs[0]->cfg->listen_text, (unsigned long long)l->incomplete);
+				    l->integs[0]->cfg->listen_text,
+				    (unsigned long long)l->incomplete);
 }
 
-static void put_global(struct evbuffer *o, const char *name,
-		       const char *type, const char *help, uint64_t v)
+static void put_global(struct evbuffer *o, const char *name, const char *type, const char *help,
+		       uint64_t v)
 {
 	put_help(o, name, type, help);
 	evbuffer_add_printf(o, "%s %llu\n", name, (unsigned long long)v);
@@ -180,11 +184,12 @@ static void put_bridge(struct evbuffer *o, const struct bridge *b)
 	put_global(o, "mllp_junk_bytes_total", "counter",
 		   "Bytes discarded outside frames (before a start block).", b->junk_bytes);
 	put_global(o, "mllp_abandoned_frames_total", "counter",
-		   "Partial frames dropped because a new start block arrived.", b->abandoned_frames);
+		   "Partial frames dropped because a new start block arrived.",
+		   b->abandoned_frames);
 	put_global(o, "mllp_frame_timeouts_total", "counter",
 		   "Partial frames discarded at frame_timeout.", b->frame_timeouts);
-	put_global(o, "mllp_idle_timeouts_total", "counter",
-		   "Connections closed at idle_timeout.", b->idle_timeouts);
+	put_global(o, "mllp_idle_timeouts_total", "counter", "Connections closed at idle_timeout.",
+		   b->idle_timeouts);
 	put_global(o, "mllp_oversize_frames_total", "counter",
 		   "Frames refused for exceeding max_frame.", b->oversize);
 	put_global(o, "mllp_spool_commits_total", "counter", "Group commits (one fsync each).",

@@ -24,10 +24,20 @@ cleanup() {
 	for m in $MOUNTS; do
 		umount "$m" 2>/dev/null
 	done
+	# Under check-asan the programs' own sanitizer reports land in their
+	# logs: any report fails the scenario.
+	if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+		"$TMP"/*.log "$TMP"/*.out >/dev/null 2>&1; then
+		echo "not ok - sanitizer report from a program this scenario ran:"
+		grep -hE -A8 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+			"$TMP"/*.log "$TMP"/*.out | head -n 40
+		FAILS=$((FAILS + 1))
+	fi
 	if [ "$FAILS" -eq 0 ] && [ -z "${KEEP:-}" ]; then
 		rm -rf "$TMP"
 	else
 		echo "# scenario files kept in $TMP"
+		exit 1
 	fi
 }
 trap cleanup EXIT

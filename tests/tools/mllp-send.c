@@ -172,7 +172,9 @@ int main(int argc, char **argv)
 		}
 		cap = len + MLLP_OVERHEAD;
 		frame = raw ? body : malloc(cap);
-		if (!frame || send_all(fd, frame, raw ? len : mllp_encode((uint8_t *)frame, cap, body, len)) < 0)
+		if (!frame ||
+		    send_all(fd, frame, raw ? len : mllp_encode((uint8_t *)frame, cap, body, len)) <
+			0)
 			rc = 1;
 		else if (!raw && read_answers(fd, d, 1, timeout_ms) != 1)
 			rc = 1;
