@@ -26,11 +26,10 @@ cleanup() {
 	done
 	# Under check-asan the programs' own sanitizer reports land in their
 	# logs: any report fails the scenario.
-	if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
-		"$TMP"/*.log "$TMP"/*.out >/dev/null 2>&1; then
+	san='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:'
+	if cat "$TMP"/*.log "$TMP"/*.out 2>/dev/null | grep -qE "$san"; then
 		echo "not ok - sanitizer report from a program this scenario ran:"
-		grep -hE -A8 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
-			"$TMP"/*.log "$TMP"/*.out | head -n 40
+		cat "$TMP"/*.log "$TMP"/*.out 2>/dev/null | grep -E -A8 "$san" | head -n 40
 		FAILS=$((FAILS + 1))
 	fi
 	if [ "$FAILS" -eq 0 ] && [ -z "${KEEP:-}" ]; then
