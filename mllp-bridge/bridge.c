@@ -11,12 +11,12 @@
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/spool.h"
 
-/* Every event (sockets, curl, timers) gets libevent's default priority,
- * the middle one (NPRIO / 2 = 1); the commit gets the lowest. libevent runs
- * a lower priority only when no higher one is active, so one commit covers
- * every frame read in this pass of the loop. */
-#define NPRIO	    3
-#define PRIO_COMMIT 2
+/* Group commit without a timer: the first frame staged in a loop pass
+ * activates the commit event, which libevent appends behind every socket
+ * event that the same poll already made active. So the commit runs once
+ * those are handled, covering all the frames they read. (A separate, lower
+ * priority would not do: libevent 2.1 serves only the highest non-empty
+ * priority per pass, and busy upstream sockets could starve the commit.) */
 /* Delivery marks need no fsync of their own: losing one only means a
  * message is sent again with the same Idempotency-Key. They ride on the next
  * commit, or on this timer when no message arrives. */
@@ -221,7 +221,7 @@ static int setup_events(struct bridge *b)
 
 	b->commit_ev = event_new(b->base, -1, 0, on_commit, b);
 	b->flush_ev = evtimer_new(b->base, on_flush, b);
-	if (!b->commit_ev || !b->flush_ev || event_priority_set(b->commit_ev, PRIO_COMMIT) < 0)
+	if (!b->commit_ev || !b->flush_ev)
 		return -ENOMEM;
 	for (i = 0; i < 3; i++) {
 		b->sig_ev[i] = evsignal_new(b->base, sigs[i], on_signal, b);
@@ -274,7 +274,7 @@ static int bridge_setup(struct bridge *b)
 	int err;
 
 	b->base = event_base_new();
-	if (!b->base || event_base_priority_init(b->base, NPRIO) < 0)
+	if (!b->base)
 		return -ENOMEM;
 	if ((err = setup_integrations(b)) < 0)
 		return err;

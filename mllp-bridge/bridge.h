@@ -7,9 +7,9 @@
  *   for every frame read in this loop pass) → ACK written (ack: commit) and
  *   the message handed to the forwarder → POST upstream → delivered.
  *
- * The commit event runs at a lower priority than socket reads, so a commit
- * waits until every readable socket has been drained: that is what groups
- * many messages into one fsync without adding a timer's latency.
+ * The commit event is activated by the first frame staged in a loop pass
+ * and runs after every socket event of that pass: that is what groups many
+ * messages into one fsync without adding a timer's latency.
  */
 #ifndef BRIDGE_H
 #define BRIDGE_H
