@@ -56,6 +56,8 @@ void bridge_batch_failed(struct bridge *b, int err)
 	b->commit_failures++;
 	while ((r = TAILQ_FIRST(&b->staged))) {
 		TAILQ_REMOVE(&b->staged, r, batch);
+		fwd_body_free(b, r->fb);
+		r->fb = NULL;
 		r->integ->st.rejected_store++;
 		reply_set_ack(r, HL7_REJECT, HL7_ERR_APPLICATION_INTERNAL, 'E',
 			      err == -ENOSPC ? "message not stored: spool disk is full"
@@ -78,15 +80,20 @@ static void ack_staged(struct bridge *b)
 		 * connection is gone: the commit answer is all there is. */
 		struct reply *waiter = in->cfg->ack == CFG_ACK_UPSTREAM && r->conn ? r : NULL;
 		int64_t id = r->spool_id, received = r->received_ms;
+		struct fwd_body *fb = r->fb;
 		char sender[BRIDGE_PEER_MAX];
+		int err;
 
 		TAILQ_REMOVE(&b->staged, r, batch);
+		r->fb = NULL;
 		memcpy(sender, r->sender, sizeof(sender));
 		if (!waiter) {
 			reply_set_ack(r, HL7_ACCEPT, HL7_ERR_OK, 0, NULL);
 			reply_complete(r); /* may free r */
 		}
-		if (forwarder_enqueue(in, id, sender, received, waiter) < 0 && waiter) {
+		err = fb ? forwarder_enqueue_body(in, id, received, waiter, fb)
+			 : forwarder_enqueue(in, id, sender, received, waiter);
+		if (err < 0 && waiter) {
 			/* Stored but not queued in memory: the next start
 			 * picks it up, and the sender hears it is safe. */
 			reply_set_ack(waiter, HL7_ACCEPT, HL7_ERR_OK, 0, NULL);
@@ -99,22 +106,61 @@ static void ack_staged(struct bridge *b)
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
 	struct bridge *b = arg;
+	double t0;
 	int err;
 
 	(void)fd;
 	(void)what;
 	b->commit_scheduled = 0;
 	evtimer_del(b->flush_ev);
+	t0 = bridge_now();
 	err = spool_commit(b->spool);
+	histogram_observe(&b->commit_time, bridge_now() - t0);
 	if (err < 0)
 		bridge_batch_failed(b, err);
 	else
 		ack_staged(b);
 }
 
+void fwd_body_free(struct bridge *b, struct fwd_body *fb)
+{
+	if (!fb)
+		return;
+	b->mem_bodies -= fb->size;
+	free(fb);
+}
+
+/* The forwarder's copy of a staged message, or NULL past the memory cap. */
+static struct fwd_body *fwd_body_new(struct bridge *b, const struct spool_new *m,
+				     const char idem_key[37])
+{
+	size_t lc = strlen(m->content_type) + 1, li = strlen(m->control_id) + 1;
+	size_t ls = strlen(m->sender) + 1;
+	size_t size = sizeof(struct fwd_body) + m->len + lc + li + ls;
+	struct fwd_body *fb;
+	char *p;
+
+	if (b->mem_bodies + size > BRIDGE_MEM_BODIES_MAX || !(fb = malloc(size)))
+		return NULL;
+	fb->len = m->len;
+	fb->size = size;
+	memcpy(fb->idem_key, idem_key, sizeof(fb->idem_key));
+	p = fb->data;
+	memcpy(p, m->body, m->len);
+	p += m->len;
+	fb->content_type = memcpy(p, m->content_type, lc);
+	p += lc;
+	fb->control_id = memcpy(p, m->control_id, li);
+	p += li;
+	fb->sender = memcpy(p, m->sender, ls);
+	b->mem_bodies += size;
+	return fb;
+}
+
 void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m)
 {
-	int err = spool_append(b->spool, m, &r->spool_id, NULL);
+	char key[37];
+	int err = spool_append(b->spool, m, &r->spool_id, key);
 
 	if (err == -EINVAL || err == -EMSGSIZE) {
 		/* Refused on its own merits; the batch is untouched. */
@@ -124,6 +170,8 @@ void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m)
 		reply_complete(r);
 		return;
 	}
+	if (err == 0)
+		r->fb = fwd_body_new(b, m, key);
 	TAILQ_INSERT_TAIL(&b->staged, r, batch);
 	b->nstaged++;
 	if (err < 0) {

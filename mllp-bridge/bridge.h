@@ -40,6 +40,20 @@ struct spool_new;
 #define BRIDGE_PURGE_POLL_MS	60000 /* how often the retention purge runs */
 #define BRIDGE_MSH_COPY_MAX	2048  /* MSH kept for a late ACK (ack: upstream) */
 #define BRIDGE_LAT_BUCKETS	14
+#define BRIDGE_MEM_BODIES_MAX	(64u << 20) /* bodies handed to the forwarder in memory */
+
+/* A committed message as the forwarder needs it, handed over in memory so
+ * that it is not read back from the spool. Past BRIDGE_MEM_BODIES_MAX in
+ * total, messages are not copied and the forwarder reads the spool. */
+struct fwd_body {
+	size_t len;  /* body bytes */
+	size_t size; /* the whole allocation, for the cap */
+	char idem_key[37];
+	const char *content_type; /* these point into data[] */
+	const char *control_id;
+	const char *sender;
+	char data[]; /* body, then the three strings */
+};
 
 /* A Prometheus histogram with fixed bucket bounds (seconds). */
 struct histogram {
@@ -106,6 +120,7 @@ struct reply {
 	int64_t received_ms;
 	double t_read;		      /* monotonic seconds when the frame was read */
 	char sender[BRIDGE_PEER_MAX]; /* peer address without port */
+	struct fwd_body *fb;	      /* set while staged, passed to the forwarder */
 	char *ack;		      /* the framed answer; NULL when none is due */
 	size_t ack_len;
 	size_t msh_len; /* 0 when the payload had no usable MSH */
@@ -142,7 +157,8 @@ struct bridge {
 	struct event *purge_ev;
 	struct event *sig_ev[3];
 	struct evhttp *http;
-	uint64_t ack_seq; /* for ACK control ids */
+	uint64_t ack_seq;  /* for ACK control ids */
+	size_t mem_bodies; /* bytes held in fwd_body copies */
 	int64_t started_s;
 	uint64_t conns_open;
 	uint64_t junk_bytes;
@@ -153,6 +169,7 @@ struct bridge {
 	uint64_t commits;
 	uint64_t commit_rows;
 	uint64_t commit_failures;
+	struct histogram commit_time;
 	int ready; /* listeners bound and spool open */
 	int stopping;
 };
@@ -168,6 +185,8 @@ void bridge_free(struct bridge *b);
 void bridge_schedule_commit(struct bridge *b);
 /* State changes are staged: commit them soon, with whatever else comes. */
 void bridge_schedule_flush(struct bridge *b);
+/* Frees a fwd_body (NULL is fine) and gives its bytes back to the cap. */
+void fwd_body_free(struct bridge *b, struct fwd_body *fb);
 /* The spool failed inside the open batch (it rolled back): every staged
  * frame is answered with a NAK. */
 void bridge_batch_failed(struct bridge *b, int err);
@@ -194,6 +213,12 @@ void forwarder_free(struct bridge *b);
 __attribute__((warn_unused_result)) int forwarder_enqueue(struct integ *in, int64_t id,
 							  const char *sender, int64_t received_ms,
 							  struct reply *waiter);
+/* The same, with the message's content in memory; takes ownership of fb
+ * (also on failure). */
+__attribute__((warn_unused_result)) int forwarder_enqueue_body(struct integ *in, int64_t id,
+							       int64_t received_ms,
+							       struct reply *waiter,
+							       struct fwd_body *fb);
 
 /* received_ms of the oldest message waiting in the integration; 0 if none. */
 int64_t forwarder_oldest_ms(const struct integ *in);

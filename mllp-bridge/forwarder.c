@@ -34,7 +34,8 @@ struct fwd_msg {
 	int attempts;
 	struct reply *waiter;	/* ack: upstream: the frame waiting for our answer */
 	struct event *deadline; /* answers the waiter if the upstream is too slow */
-	struct spool_row row;	/* loaded while in flight */
+	struct fwd_body *fb;	/* the content in memory, or NULL: read the spool */
+	struct spool_row row;	/* loaded while in flight when fb is NULL */
 	void *body;
 };
 
@@ -85,18 +86,21 @@ static void make_ready(struct fwd_sender *s)
 	}
 }
 
-int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t received_ms,
-		      struct reply *waiter)
+static int enqueue(struct integ *in, int64_t id, const char *sender, int64_t received_ms,
+		   struct reply *waiter, struct fwd_body *fb)
 {
 	const char *key = in->cfg->order == CFG_ORDER_INTEGRATION ? "" : sender;
 	struct fwd_sender *s = sender_get(in, key);
 	struct fwd_msg *m;
 
-	if (!s || !(m = calloc(1, sizeof(*m))))
+	if (!s || !(m = calloc(1, sizeof(*m)))) {
+		fwd_body_free(in->b, fb);
 		return -ENOMEM;
+	}
 	m->s = s;
 	m->id = id;
 	m->received_ms = received_ms;
+	m->fb = fb;
 	if (waiter) {
 		uint64_t ms = in->cfg->upstream.timeout_ms;
 		struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
@@ -106,6 +110,7 @@ int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t 
 		if (!m->deadline || evtimer_add(m->deadline, &tv) < 0) {
 			if (m->deadline)
 				event_free(m->deadline);
+			fwd_body_free(in->b, fb);
 			free(m);
 			return -ENOMEM;
 		}
@@ -117,6 +122,18 @@ int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t 
 	make_ready(s);
 	dispatch(in);
 	return 0;
+}
+
+int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t received_ms,
+		      struct reply *waiter)
+{
+	return enqueue(in, id, sender, received_ms, waiter, NULL);
+}
+
+int forwarder_enqueue_body(struct integ *in, int64_t id, int64_t received_ms, struct reply *waiter,
+			   struct fwd_body *fb)
+{
+	return enqueue(in, id, fb->sender, received_ms, waiter, fb);
 }
 
 /* State changes ride on the next group commit. */
@@ -143,6 +160,7 @@ static void sender_advance(struct fwd_sender *s, struct fwd_msg *m)
 	s->integ->depth--;
 	msg_release(m);
 	take_waiter(m);
+	fwd_body_free(s->integ->b, m->fb);
 	free(m);
 	s->busy = 0;
 	make_ready(s);
@@ -167,7 +185,7 @@ static void answer_waiter(struct fwd_msg *m, const struct upstream_response *r)
 {
 	struct reply *w = take_waiter(m);
 	struct hl7_str code, ctl;
-	const char *want = m->row.control_id ? m->row.control_id : "";
+	const char *want = m->fb ? m->fb->control_id : m->row.control_id ? m->row.control_id : "";
 
 	if (!w)
 		return;
@@ -291,10 +309,35 @@ static void on_response(void *arg, const struct upstream_response *r)
 
 /* --- sending --------------------------------------------------------- */
 
+/* The request for m, from memory or from the spool row. */
+static int load_request(struct integ *in, struct fwd_msg *m, struct upstream_request *req)
+{
+	int err;
+
+	*req = (struct upstream_request){.target = &in->target, .integration = in->cfg->name};
+	if (m->fb) {
+		req->body = m->fb->data;
+		req->len = m->fb->len;
+		req->content_type = m->fb->content_type;
+		req->idempotency_key = m->fb->idem_key;
+		req->forwarded_for = m->fb->sender;
+		return 0;
+	}
+	if ((err = spool_get(in->b->spool, m->id, &m->row, &m->body)) < 0)
+		return err;
+	req->body = m->body;
+	req->len = m->row.len;
+	req->content_type = m->row.content_type;
+	req->idempotency_key = m->row.idempotency_key;
+	req->forwarded_for = m->row.sender;
+	return 0;
+}
+
 static int send_head(struct integ *in, struct fwd_sender *s)
 {
 	struct fwd_msg *m = TAILQ_FIRST(&s->q);
-	int err = spool_get(in->b->spool, m->id, &m->row, &m->body);
+	struct upstream_request req;
+	int err = load_request(in, m, &req);
 
 	if (err < 0) {
 		/* Purged or removed by an operator: nothing left to send. */
@@ -304,15 +347,7 @@ static int send_head(struct integ *in, struct fwd_sender *s)
 		sender_advance(s, m);
 		return err;
 	}
-	err = upstream_post(in->b->up,
-			    &(struct upstream_request){.target = &in->target,
-						       .body = m->body,
-						       .len = m->row.len,
-						       .content_type = m->row.content_type,
-						       .idempotency_key = m->row.idempotency_key,
-						       .forwarded_for = m->row.sender,
-						       .integration = in->cfg->name},
-			    on_response, m);
+	err = upstream_post(in->b->up, &req, on_response, m);
 	if (err == -EINVAL) {
 		/* The client refuses this request outright (a header value it
 		 * will not send): retrying cannot help, so it is a dead letter
@@ -450,6 +485,7 @@ void forwarder_free(struct bridge *b)
 					if (w)
 						reply_complete(w);
 					msg_release(m);
+					fwd_body_free(b, m->fb);
 					free(m);
 				}
 				event_free(s->retry_ev);

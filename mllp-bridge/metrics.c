@@ -7,6 +7,7 @@
 #include "mllp-bridge/bridge.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,23 +37,43 @@ static void put_help(struct evbuffer *o, const char *name, const char *type, con
 	evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void put_histogram(struct evbuffer *o, const char *name, const char *integ,
+/* labels: "" or e.g. integration="lab" (already quoted). */
+static void put_histogram(struct evbuffer *o, const char *name, const char *labels,
 			  const struct histogram *h)
 {
+	const char *sep = labels[0] ? "," : "";
 	uint64_t cum = 0;
 	int i;
 
-	for (i = 0; i < BRIDGE_LAT_BUCKETS; i++) {
+	for (i = 0; i <= BRIDGE_LAT_BUCKETS; i++) {
+		char le[16] = "+Inf";
+
 		cum += h->count[i];
-		evbuffer_add_printf(o, "%s_bucket{integration=\"%s\",le=\"%g\"} %llu\n", name,
-				    integ, bucket_bounds[i], (unsigned long long)cum);
+		if (i < BRIDGE_LAT_BUCKETS)
+			snprintf(le, sizeof(le), "%g", bucket_bounds[i]);
+		evbuffer_add_printf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, sep, le,
+				    (unsigned long long)cum);
 	}
-	cum += h->count[BRIDGE_LAT_BUCKETS];
-	evbuffer_add_printf(o, "%s_bucket{integration=\"%s\",le=\"+Inf\"} %llu\n", name, integ,
-			    (unsigned long long)cum);
-	evbuffer_add_printf(o,
-			    "%s_sum{integration=\"%s\"} %.6f\n%s_count{integration=\"%s\"} %llu\n",
-			    name, integ, h->sum, name, integ, (unsigned long long)cum);
+	if (labels[0])
+		evbuffer_add_printf(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum,
+				    name, labels, (unsigned long long)cum);
+	else
+		evbuffer_add_printf(o, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name,
+				    (unsigned long long)cum);
+}
+
+static void put_integ_histograms(struct evbuffer *o, const struct bridge *b, const char *name,
+				 const char *help, size_t offset)
+{
+	char labels[CFG_NAME_MAX + 16];
+	size_t i;
+
+	put_help(o, name, "histogram", help);
+	for (i = 0; i < b->ninteg; i++) {
+		snprintf(labels, sizeof(labels), "integration=\"%s\"", b->integs[i].cfg->name);
+		put_histogram(o, name, labels,
+			      (const struct histogram *)((const char *)&b->integs[i].st + offset));
+	}
 }
 
 /* A per-integration counter family: one line per integration. */
@@ -125,8 +146,6 @@ static void put_spool(struct evbuffer *o, const struct bridge *b)
 
 static void put_integrations(struct evbuffer *o, const struct bridge *b)
 {
-	size_t i;
-
 	PER_INTEG(o, b, "mllp_frames_total", "counter", "MLLP frames received.", in->st.frames);
 	PER_INTEG(o, b, "mllp_bytes_total", "counter", "Payload bytes received.", in->st.bytes);
 	put_ack_codes(o, b);
@@ -141,14 +160,10 @@ static void put_integrations(struct evbuffer *o, const struct bridge *b)
 		  in->st.delivered);
 	PER_INTEG(o, b, "mllp_dead_letters_total", "counter",
 		  "Messages moved to dead letter by a permanent upstream refusal.", in->st.dead);
-	put_help(o, "mllp_ack_latency_seconds", "histogram", "Frame read to answer written.");
-	for (i = 0; i < b->ninteg; i++)
-		put_histogram(o, "mllp_ack_latency_seconds", b->integs[i].cfg->name,
-			      &b->integs[i].st.ack_latency);
-	put_help(o, "mllp_upstream_latency_seconds", "histogram", "One upstream POST.");
-	for (i = 0; i < b->ninteg; i++)
-		put_histogram(o, "mllp_upstream_latency_seconds", b->integs[i].cfg->name,
-			      &b->integs[i].st.upstream_latency);
+	put_integ_histograms(o, b, "mllp_ack_latency_seconds", "Frame read to answer written.",
+			     offsetof(struct integ_stats, ack_latency));
+	put_integ_histograms(o, b, "mllp_upstream_latency_seconds", "One upstream POST.",
+			     offsetof(struct integ_stats, upstream_latency));
 }
 
 static void put_listeners(struct evbuffer *o, const struct bridge *b)
@@ -196,6 +211,9 @@ static void put_bridge(struct evbuffer *o, const struct bridge *b)
 		   b->commits);
 	put_global(o, "mllp_spool_commit_rows_total", "counter",
 		   "Messages made durable by those commits.", b->commit_rows);
+	put_help(o, "mllp_spool_commit_seconds", "histogram",
+		 "Duration of one group commit, fsync included: the disk's latency.");
+	put_histogram(o, "mllp_spool_commit_seconds", "", &b->commit_time);
 	put_global(o, "mllp_spool_commit_failures_total", "counter",
 		   "Commits that failed; every message in them was NAKed.", b->commit_failures);
 	put_global(o, "mllp_upstream_requests_total", "counter", "Upstream POSTs started.",

@@ -132,6 +132,11 @@ struct spool {
 	size_t rows;	/* of which new rows */
 	int lost;	/* sticky: a batch with new rows was rolled back behind the caller's back */
 	char err[SPOOL_ERRMSG_MAX];
+	/* Random bytes for idempotency keys, fetched SPOOL_RANDOM_POOL at a
+	 * time: one getrandom(2) per message was a syscall on the hot path.
+	 * A handle is not shared across fork(), so the pool never repeats. */
+	uint8_t rnd[SPOOL_RANDOM_POOL];
+	size_t rnd_used;
 };
 
 static const char *const state_names[] = {"queued", "inflight", "delivered", "dead"};
@@ -450,6 +455,7 @@ int spool_open(const char *path, struct spool **out)
 	*out = s;
 	if (!s)
 		return -ENOMEM;
+	s->rnd_used = sizeof(s->rnd); /* empty: the first key fills the pool */
 	if ((err = create_private(s, path)) < 0)
 		return err;
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -482,20 +488,35 @@ void spool_close(struct spool *s)
 	free(s);
 }
 
-/* A random (version 4) UUID, the Idempotency-Key of a message. */
-static int uuid_v4(char out[37])
+static int refill_random(struct spool *s)
 {
-	static const char hex[] = "0123456789abcdef";
-	uint8_t b[16];
-	size_t got = 0, o = 0;
+	size_t got = 0;
 
-	while (got < sizeof(b)) {
-		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+	while (got < sizeof(s->rnd)) {
+		ssize_t n = getrandom(s->rnd + got, sizeof(s->rnd) - got, 0);
 
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		got += n > 0 ? (size_t)n : 0;
 	}
+	s->rnd_used = 0;
+	return 0;
+}
+
+/* A random (version 4) UUID, the Idempotency-Key of a message. */
+static int uuid_v4(struct spool *s, char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[16];
+	size_t o = 0;
+	int err;
+
+	if (s->rnd_used + sizeof(b) > sizeof(s->rnd) && (err = refill_random(s)) < 0)
+		return err;
+	memcpy(b, s->rnd + s->rnd_used, sizeof(b));
+	/* Used bytes are wiped: no key can be recovered from the pool later. */
+	memset(s->rnd + s->rnd_used, 0, sizeof(b));
+	s->rnd_used += sizeof(b);
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
 	for (size_t i = 0; i < sizeof(b); i++) {
@@ -570,7 +591,7 @@ int spool_append(struct spool *s, const struct spool_new *m, int64_t *id, char i
 		return err;
 	if ((err = batch_lost(s)) < 0)
 		return err;
-	if ((err = uuid_v4(key)) < 0)
+	if ((err = uuid_v4(s, key)) < 0)
 		snprintf(s->err, sizeof(s->err), "getrandom: %s", strerror(-err));
 	else if ((err = batch_open(s)) == 0)
 		err = insert(s, m, key);

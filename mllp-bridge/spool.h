@@ -27,6 +27,7 @@
 #define SPOOL_BODY_MAX	  (64u << 20) /* = MLLP_MAX_FRAME_LIMIT; larger bodies are refused */
 #define SPOOL_ERRMSG_MAX  512	      /* spool_errmsg() text */
 #define SPOOL_PURGE_CHUNK 1000	      /* rows deleted per transaction by spool_purge() */
+#define SPOOL_RANDOM_POOL 4096	      /* random bytes fetched at once for idempotency keys */
 
 enum spool_state {
 	SPOOL_QUEUED = 0,

@@ -277,8 +277,11 @@ handshakes() {
 # Commit mode ACKs before forwarding: let the spool drain so (d) and (f)
 # see a quiet bridge; the drain time says how far forwarding lags ACKing.
 wait_drain() {
-	want=$(field acked "$tmp/load-b.out")
-	[ -n "$want" ] || return 0
+	want=0
+	for f in "$tmp/load-b.out" "$tmp/load-b2.out"; do
+		[ -s "$f" ] && want=$((want + $(field acked "$f")))
+	done
+	[ "$want" -gt 0 ] || return 0
 	t0=$(date +%s)
 	while [ $(($(date +%s) - t0)) -lt $DRAIN_TIMEOUT ]; do
 		got=$(metric mllp_upstream_requests_total)
@@ -290,6 +293,18 @@ wait_drain() {
 		sleep 0.5
 	done
 	log "bench: spool not drained after $DRAIN_TIMEOUT s ($got of $want forwarded)"
+}
+
+# group_commit LABEL: rows per commit and the mean commit time (fsync
+# included) so far, from the running bridge's /metrics.
+group_commit() {
+	command -v curl >/dev/null 2>&1 || return 0
+	curl -s --max-time 2 "http://$HOST:$METRICS_PORT/metrics" | awk -v label="$1" '
+		$1 == "mllp_spool_commits_total" { c = $2 }
+		$1 == "mllp_spool_commit_rows_total" { r = $2 }
+		$1 == "mllp_spool_commit_seconds_sum" { t = $2 }
+		END { if (c > 0) printf "%s\t%.1f rows per commit, %.2f ms per commit (fsync included), %d commits\n",
+			label, r / c, t * 1000 / c, c }' >>"$extra"
 }
 
 rss_kib() {
@@ -338,6 +353,12 @@ scenario_commit() {
 		return
 	fi
 	load "(b) bridge ack: commit" load-b -t "$HOST:$BRIDGE_PORT" $(load_args)
+	group_commit "(g) group commit, (b)"
+	# The same with 8 frames in flight per connection: the batch is no
+	# longer capped by the 32 connections, which shows what group commit
+	# buys on this disk.
+	load "(b2) commit, pipeline 8" load-b2 -t "$HOST:$BRIDGE_PORT" $(load_args) -p 8
+	group_commit "(g) group commit, (b)+(b2)"
 	wait_drain
 	load "(d) commit @$RATE msg/s" load-d -t "$HOST:$BRIDGE_PORT" $(load_args) -r $RATE
 	scenario_idle
