@@ -113,6 +113,8 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	b->commit_scheduled = 0;
 	evtimer_del(b->flush_ev);
+	if (!b->nstaged && spool_pending(b->spool) == 0)
+		return; /* an earlier commit in this pass took everything */
 	t0 = bridge_now();
 	err = spool_commit(b->spool);
 	histogram_observe(&b->commit_time, bridge_now() - t0);

@@ -357,8 +357,12 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 	char ctl[HL7_FIELD_MAX + 1] = "", ctbuf[CONTENT_TYPE_MAX];
 	int bad = kind == PAYLOAD_HL7 && hl7_parse_msh(data, len, &msh, &why) < 0;
 
-	in = bad || kind == PAYLOAD_UNKNOWN ? c->cands[0]
-					    : match_integ(c, kind == PAYLOAD_HL7 ? &msh : NULL);
+	/* A malformed header still names its facilities most of the time:
+	 * its rejection is counted where the message was headed. */
+	in = kind == PAYLOAD_UNKNOWN ? c->cands[0]
+				     : match_integ(c, kind == PAYLOAD_HL7 ? &msh : NULL);
+	if (bad && !in)
+		in = c->cands[0];
 	r = reply_new(c, in ? in : c->cands[0], data, len);
 	if (!r) {
 		c->closing = 1;
