@@ -26,7 +26,7 @@ UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS)
 
-.PHONY: all deps check check-asan unit integration bench demo fuzz fuzz-build format format-check clean
+.PHONY: all deps check check-asan unit integration bench demo fuzz fuzz-build lint format format-check clean
 all: $(PROGRAMS) $(UNIT_BIN)
 
 deps:
@@ -59,6 +59,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BRIDGE_LIB)
 # Unit suites (Check) and integration scenarios, one summary line at the end.
 check: deps
 	@$(MAKE) --no-print-directory all
+	@if command -v clang >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz-build; fi
 	@BUILD=$(BUILD) sh tests/run.sh
 
 check-asan: deps
@@ -88,6 +89,11 @@ fuzz-build: $(FUZZERS)
 fuzz: deps fuzz-build
 	@for f in $(FUZZERS); do mkdir -p $$f.corpus; \
 		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$f.corpus 2>&1 | tail -n 3 || exit 1; done
+
+QUEUE_H := $(firstword $(wildcard /usr/include/*/sys/queue.h /usr/include/sys/queue.h))
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
+		-I. --include=$(QUEUE_H) mllp-bridge/ tests/tools/
 
 SOURCES := $(shell find appliance vici-client mllp-bridge tests -name '*.[ch]' 2>/dev/null)
 format:

@@ -3,7 +3,7 @@
 #   check: N passed, M failed
 # Unit suites are Check programs (each check counts); integration scenarios
 # are shell scripts printing "ok - NAME" / "not ok - NAME" per case.
-#   ONLY=unit|integration  run one kind;  T=name  run scenarios matching name.
+#   ONLY=unit|fuzz|integration  run one kind;  T=name  run scenarios matching name.
 set -u
 BUILD=${BUILD:-build}
 ONLY=${ONLY:-}
@@ -62,8 +62,30 @@ run_integration() {
 	done
 }
 
-[ "$ONLY" = integration ] || run_unit
-[ "$ONLY" = unit ] || run_integration
+# A short libFuzzer run of each codec (built by make check when clang is
+# there): a crash or a sanitizer report fails it.
+run_fuzz() {
+	for f in "$BUILD"/fuzz/fuzz_*; do
+		[ -x "$f" ] && [ -f "$f" ] || continue
+		name=$(basename "$f")
+		mkdir -p "$f.corpus"
+		if "$f" -max_total_time="${FUZZ_SECONDS:-10}" -print_final_stats=1 "$f.corpus" \
+			>"$log" 2>&1; then
+			passed=$((passed + 1))
+			echo "fuzz $name: ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" |
+				awk '{print $2}') runs)"
+		else
+			failed=$((failed + 1))
+			failures="$failures fuzz:$name"
+			echo "fuzz $name: FAILED"
+			grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -n 10
+		fi
+	done
+}
+
+case "${ONLY:-all}" in all | unit) run_unit ;; esac
+case "${ONLY:-all}" in all | fuzz) run_fuzz ;; esac
+case "${ONLY:-all}" in all | integration) run_integration ;; esac
 [ -n "$failures" ] && echo "failed:$failures"
 echo "check: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
