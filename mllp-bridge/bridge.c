@@ -267,6 +267,7 @@ static struct event *add_timer(struct bridge *b, uint64_t ms, event_callback_fn 
 static int setup_events(struct bridge *b)
 {
 	static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+	uint64_t purge_ms;
 	int i;
 
 	b->commit_ev = event_new(b->base, -1, 0, on_commit, b);
@@ -279,7 +280,14 @@ static int setup_events(struct bridge *b)
 			return -ENOMEM;
 	}
 	b->replay_ev = add_timer(b, BRIDGE_REPLAY_POLL_MS, on_replay_poll);
-	b->purge_ev = add_timer(b, BRIDGE_PURGE_POLL_MS, on_purge);
+	/* Often enough that no row outlives its retention by much more than
+	 * a quarter of it, and at most once a second. */
+	purge_ms = b->cfg->retention_ms / 4;
+	if (purge_ms > BRIDGE_PURGE_POLL_MS)
+		purge_ms = BRIDGE_PURGE_POLL_MS;
+	if (purge_ms < 1000)
+		purge_ms = 1000;
+	b->purge_ev = add_timer(b, purge_ms, on_purge);
 	return b->replay_ev && b->purge_ev ? 0 : -ENOMEM;
 }
 

@@ -37,7 +37,7 @@ struct spool_new;
 #define BRIDGE_BATCH_MAX	1024  /* staged rows that force a commit now */
 #define BRIDGE_CONN_PENDING_MAX 256   /* unanswered frames before a reader pauses */
 #define BRIDGE_REPLAY_POLL_MS	1000  /* how often operator replays are picked up */
-#define BRIDGE_PURGE_POLL_MS	60000 /* how often the retention purge runs */
+#define BRIDGE_PURGE_POLL_MS	60000 /* the retention purge runs at least this often */
 #define BRIDGE_MSH_COPY_MAX	2048  /* MSH kept for a late ACK (ack: upstream) */
 #define BRIDGE_LAT_BUCKETS	14
 #define BRIDGE_MEM_BODIES_MAX	(64u << 20) /* bodies handed to the forwarder in memory */

@@ -309,11 +309,18 @@ static struct integ *match_integ(const struct conn *c, const struct hl7_msh *msh
 
 static void reject(struct reply *r, enum hl7_err_code code, const char *why)
 {
-	char peer[BRIDGE_PEER_MAX];
+	char peer[BRIDGE_PEER_MAX], msh[LOG_PHI_FIELD_MAX];
 
 	snprintf(peer, sizeof(peer), "%s", r->conn ? r->conn->peer : "-");
-	log_event(LOG_WARN, "frame_rejected", " integration=%s peer=%s reason=\"%s\"",
-		  r->integ->cfg->name, peer, why);
+	/* The header names patients' facilities and the message: only with
+	 * log_phi: true, for an operator who is debugging a sender. */
+	if (log_phi_enabled() && r->msh_len)
+		log_event(LOG_WARN, "frame_rejected",
+			  " integration=%s peer=%s reason=\"%s\" msh=\"%s\"", r->integ->cfg->name,
+			  peer, why, log_safe(msh, sizeof(msh), r->msh, (unsigned)r->msh_len));
+	else
+		log_event(LOG_WARN, "frame_rejected", " integration=%s peer=%s reason=\"%s\"",
+			  r->integ->cfg->name, peer, why);
 	reply_set_ack(r, code == HL7_ERR_TABLE_VALUE ? HL7_ERROR : HL7_REJECT, code, 'E', why);
 	reply_complete(r);
 }

@@ -11,6 +11,8 @@
 
 enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
+#define LOG_PHI_FIELD_MAX 512 /* message content quoted in a log line is cut here */
+
 void log_init(enum log_level min_level, int phi);
 int log_phi_enabled(void);
 

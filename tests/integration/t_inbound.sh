@@ -121,13 +121,21 @@ expect "... in the order they were received" \
 	test "$(awk -F'\t' '$11 ~ /^ORD[0-9][0-9]$/ {print $11}' "$TMP/up/requests.log" | tr '\n' ' ')" = \
 	"$(seq -w 1 40 | sed 's/^/ORD/' | tr '\n' ' ')"
 
+# --- group commit -------------------------------------------------------
+c0=$(metric mllp_spool_commits_total) r0=$(metric mllp_spool_commit_rows_total)
+"$BIN/mllp-load" -t 127.0.0.1:$MLLP -c 16 -p 4 -n 4000 >"$TMP/load.out"
+expect "16 pipelining connections: 4,000 messages acknowledged" grep -q 'acked=4000 nak=0' "$TMP/load.out"
+commits=$(($(metric mllp_spool_commits_total) - c0)) rows=$(($(metric mllp_spool_commit_rows_total) - r0))
+expect "group commit: many messages per fsync ($rows rows in $commits commits)" \
+	test "$rows" -ge 4000 -a "$((rows / (commits > 0 ? commits : 1)))" -ge 4
+
 # --- no patient data in logs --------------------------------------------
 expect "the log holds no patient data (names, MRNs, control IDs)" \
 	bash -c "! grep -qE 'SAMPLE|100234|NW000123|ORD01' '$TMP/bridge.log'"
 
 # --- metrics -------------------------------------------------------------
 expect "/metrics counts AA answers" test "$(metric 'mllp_acks_total{integration="adt",code="AA"}')" -ge 8
-expect "/metrics counts delivered messages" test "$(metric mllp_delivered_total)" -ge 50
+expect "/metrics counts delivered messages" wait_until 10 'test "$(metric mllp_delivered_total)" -ge 4050' 
 expect "/healthz answers ok" bash -c "curl -sf http://127.0.0.1:$OBS_PORT/healthz | grep -qx ok"
 expect "/readyz answers ready" bash -c "curl -sf http://127.0.0.1:$OBS_PORT/readyz | grep -qx ready"
 finish

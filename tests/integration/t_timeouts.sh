@@ -8,8 +8,9 @@
 MLLP=10967 UP=18447 OBS_PORT=19147
 CONF=$TMP/bridge.yaml
 cat >"$CONF" <<EOF
-spool: $TMP/spool.db
+spool: { path: $TMP/spool.db, retention: 2s }
 observability: { listen: 127.0.0.1:$OBS_PORT }
+log_phi: true
 integrations:
   - name: lab
     listen: 127.0.0.1:$MLLP
@@ -43,6 +44,21 @@ out=$("$BIN/mllp-send" -t 2000 127.0.0.1:$MLLP "$TMP/big.hl7")
 expect "a frame over max_frame gets AR saying so" grep -q 'MSA|AR|.*max_frame' <<<"$out"
 expect "... and is counted" test "$(metric mllp_oversize_frames_total)" -eq 1
 expect "... and is not forwarded or stored" bash -c "! spool list --state all | grep -q BIG1"
+
+# log_phi: true puts the header of a rejected message in the log.
+"$BIN/mllp-send" 127.0.0.1:$MLLP "$S/bad_no_control_id.hl7" >/dev/null
+expect "with log_phi: true a rejection logs the message header" \
+	grep -q 'event=frame_rejected .*msh="MSH|^~\\\\&|' "$TMP/bridge.log"
+
+# Retention: a delivered row is purged once retention (2 s) has passed.
+start_sink up $UP || exit 1
+hl7_msg KEEP1 >"$TMP/keep.hl7"
+"$BIN/mllp-send" 127.0.0.1:$MLLP "$TMP/keep.hl7" >/dev/null
+expect "a delivered message is kept in the spool" \
+	wait_until 5 'spool list --state delivered | grep -q KEEP1'
+expect "... and purged after its retention" \
+	wait_until 8 '! spool list --state all | grep -q KEEP1'
+expect "... which the log reports" grep -q 'event=purged rows=' "$TMP/bridge.log"
 
 # Configuration errors: every one, with its line.
 cat >"$TMP/bad.yaml" <<EOF
