@@ -36,8 +36,10 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# Rebuilt from scratch: `ar r` would keep members of deleted sources.
 $(BRIDGE_LIB): $(BRIDGE_OBJ)
 	@mkdir -p $(dir $@)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/bin/mllp-bridge: $(BUILD)/obj/mllp-bridge/main.o $(BRIDGE_LIB)
