@@ -21,6 +21,9 @@ endif
 BRIDGE_SRC  := $(filter-out mllp-bridge/main.c,$(wildcard mllp-bridge/*.c))
 BRIDGE_OBJ  := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
 BRIDGE_LIB  := $(BUILD)/lib/libbridge.a
+VICI_SRC    := $(wildcard vici-client/*.c)
+VICI_OBJ    := $(VICI_SRC:%.c=$(BUILD)/obj/%.o)
+VICI_LIB    := $(if $(VICI_SRC),$(BUILD)/lib/libvici.a)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
@@ -42,6 +45,11 @@ $(BRIDGE_LIB): $(BRIDGE_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(BUILD)/lib/libvici.a: $(VICI_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
 $(BUILD)/bin/mllp-bridge: $(BUILD)/obj/mllp-bridge/main.o $(BRIDGE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -54,7 +62,7 @@ $(BUILD)/bin/mllp-load: $(BUILD)/obj/tests/bench/mllp-load.o $(BRIDGE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BRIDGE_LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BRIDGE_LIB) $(VICI_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
@@ -83,10 +91,13 @@ demo: deps
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target; corpora stay in build/.
 FUZZ_SECONDS ?= 30
-FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7
+FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7 $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c mllp-bridge/%.c mllp-bridge/%.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/$*.c
+$(BUILD)/fuzz/fuzz_vici: tests/fuzz/fuzz_vici.c $(VICI_SRC) vici-client/vici.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< $(VICI_SRC)
 fuzz-build: $(FUZZERS)
 fuzz: deps fuzz-build
 	@for f in $(FUZZERS); do mkdir -p $$f.corpus; \
@@ -95,7 +106,7 @@ fuzz: deps fuzz-build
 QUEUE_H := $(firstword $(wildcard /usr/include/*/sys/queue.h /usr/include/sys/queue.h))
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
-		-I. --include=$(QUEUE_H) mllp-bridge/ tests/tools/
+		-I. --include=$(QUEUE_H) mllp-bridge/ tests/tools/ $(wildcard vici-client)
 
 SOURCES := $(shell find appliance vici-client mllp-bridge tests -name '*.[ch]' 2>/dev/null)
 format:
