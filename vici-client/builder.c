@@ -142,8 +142,7 @@ void vici_builder_section_end(struct vici_builder *b)
 	b->depth--;
 }
 
-void vici_builder_key_value(struct vici_builder *b, const char *name, const void *value,
-			    size_t len)
+void vici_builder_key_value(struct vici_builder *b, const char *name, const void *value, size_t len)
 {
 	if (!usable(b))
 		return;

@@ -89,15 +89,15 @@ static int packet_name(const uint8_t *p, size_t len, char out[VICI_NAME_MAX + 1]
 
 int vici_packet_decode(const uint8_t *seg, size_t len, struct vici_packet *out)
 {
-	const uint8_t *p = seg + VICI_LEN_SIZE;
+	const uint8_t *p;
 	size_t left;
-	int used;
 
 	memset(out, 0, sizeof(*out));
 	if (len < VICI_LEN_SIZE)
 		return -EBADMSG;
 	if (vici_get32(seg) > VICI_SEGMENT_MAX)
 		return -EMSGSIZE;
+	p = seg + VICI_LEN_SIZE;
 	left = len - VICI_LEN_SIZE;
 	if (vici_get32(seg) != left || left < 1 || p[0] > VICI_PACKET_TYPE_MAX)
 		return -EBADMSG;
@@ -105,7 +105,8 @@ int vici_packet_decode(const uint8_t *seg, size_t len, struct vici_packet *out)
 	p++;
 	left--;
 	if (packet_named(out->type)) {
-		used = packet_name(p, left, out->name);
+		int used = packet_name(p, left, out->name);
+
 		if (used < 0)
 			return used;
 		p += used;

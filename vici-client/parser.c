@@ -18,13 +18,14 @@ void vici_parser_init(struct vici_parser *p, const uint8_t *msg, size_t len)
 /* Reads the element's name and/or value after the type byte. */
 static int read_body(struct vici_parser *p, int type, struct vici_element *e)
 {
-	size_t left = p->len - p->pos, n;
+	size_t left = p->len - p->pos;
 	const uint8_t *c = p->msg + p->pos;
 
 	if (vici_element_named(type)) {
-		if (left < 1 || left - 1 < c[0] || !vici_name_ok(c + 1, c[0]))
+		size_t n = left ? c[0] : 0;
+
+		if (left < 1 || left - 1 < n || !vici_name_ok(c + 1, n))
 			return -EBADMSG;
-		n = c[0];
 		memcpy(e->name, c + 1, n);
 		e->name[n] = '\0';
 		c += 1 + n;

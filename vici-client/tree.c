@@ -180,8 +180,7 @@ const struct vici_node *vici_tree_root(const struct vici_tree *t)
 }
 
 /* The child of section named by the first len bytes of name, or NULL. */
-static const struct vici_node *child(const struct vici_node *section, const char *name,
-				     size_t len)
+static const struct vici_node *child(const struct vici_node *section, const char *name, size_t len)
 {
 	const struct vici_node *c;
 
@@ -196,14 +195,13 @@ static const struct vici_node *child(const struct vici_node *section, const char
 const struct vici_node *vici_tree_find(const struct vici_tree *t, const char *path)
 {
 	const struct vici_node *n = t->root;
-	const char *dot;
-	size_t len;
 
 	if (*path == '\0')
 		return n;
 	for (;;) {
-		dot = strchr(path, '.');
-		len = dot ? (size_t)(dot - path) : strlen(path);
+		const char *dot = strchr(path, '.');
+		size_t len = dot ? (size_t)(dot - path) : strlen(path);
+
 		if (len == 0 || len > VICI_NAME_MAX)
 			return NULL;
 		n = child(n, path, len);

@@ -21,32 +21,32 @@
 #define VICI_WUR __attribute__((warn_unused_result))
 
 /* Limits: the only place they are defined. */
-#define VICI_LEN_SIZE	 4		    /* segment length prefix */
-#define VICI_SEGMENT_MAX (512 * 1024)	    /* bytes after the prefix */
-#define VICI_NAME_MAX	 255		    /* packet and element names */
-#define VICI_VALUE_MAX	 65535		    /* one value or list item */
-#define VICI_DEPTH_MAX	 64		    /* nested sections */
+#define VICI_LEN_SIZE	 4	      /* segment length prefix */
+#define VICI_SEGMENT_MAX (512 * 1024) /* bytes after the prefix */
+#define VICI_NAME_MAX	 255	      /* packet and element names */
+#define VICI_VALUE_MAX	 65535	      /* one value or list item */
+#define VICI_DEPTH_MAX	 64	      /* nested sections */
 /* A built message fits in a packet of any type, whatever its name. */
 #define VICI_MSG_MAX (VICI_SEGMENT_MAX - 2 - VICI_NAME_MAX)
 
 enum vici_packet_type {
-	VICI_CMD_REQUEST = 0,	  /* name + message */
-	VICI_CMD_RESPONSE = 1,	  /* message */
-	VICI_CMD_UNKNOWN = 2,	  /* nothing */
-	VICI_EVENT_REGISTER = 3,  /* name */
+	VICI_CMD_REQUEST = 0,	   /* name + message */
+	VICI_CMD_RESPONSE = 1,	   /* message */
+	VICI_CMD_UNKNOWN = 2,	   /* nothing */
+	VICI_EVENT_REGISTER = 3,   /* name */
 	VICI_EVENT_UNREGISTER = 4, /* name */
-	VICI_EVENT_CONFIRM = 5,	  /* nothing */
-	VICI_EVENT_UNKNOWN = 6,	  /* nothing */
-	VICI_EVENT = 7,		  /* name + message */
+	VICI_EVENT_CONFIRM = 5,	   /* nothing */
+	VICI_EVENT_UNKNOWN = 6,	   /* nothing */
+	VICI_EVENT = 7,		   /* name + message */
 };
 #define VICI_PACKET_TYPE_MAX VICI_EVENT
 
 enum vici_element_type {
 	VICI_SECTION_START = 1, /* name */
 	VICI_SECTION_END = 2,
-	VICI_KEY_VALUE = 3, /* name + value */
+	VICI_KEY_VALUE = 3,  /* name + value */
 	VICI_LIST_START = 4, /* name */
-	VICI_LIST_ITEM = 5, /* value */
+	VICI_LIST_ITEM = 5,  /* value */
 	VICI_LIST_END = 6,
 };
 

@@ -21,7 +21,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                               \
+#define CHECK(cond)                                                                                \
 	do {                                                                                       \
 		if (!(cond))                                                                       \
 			abort();                                                                   \

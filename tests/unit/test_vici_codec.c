@@ -18,23 +18,18 @@
 
 /* strongSwan vici README, "Encoding example". */
 static const uint8_t readme_msg[] = {
-	3, 4, 'k', 'e', 'y', '1', 0, 6, 'v', 'a', 'l', 'u', 'e', '1',
-	1, 8, 's', 'e', 'c', 't', 'i', 'o', 'n', '1',
-	1, 11, 's', 'u', 'b', '-', 's', 'e', 'c', 't', 'i', 'o', 'n',
-	3, 4, 'k', 'e', 'y', '2', 0, 6, 'v', 'a', 'l', 'u', 'e', '2',
-	2,
-	4, 5, 'l', 'i', 's', 't', '1',
-	5, 0, 5, 'i', 't', 'e', 'm', '1',
-	5, 0, 5, 'i', 't', 'e', 'm', '2',
-	6,
-	2,
+    3,	 4,   'k', 'e', 'y', '1', 0,   6,   'v', 'a', 'l', 'u', 'e', '1', 1,   8,
+    's', 'e', 'c', 't', 'i', 'o', 'n', '1', 1,	 11,  's', 'u', 'b', '-', 's', 'e',
+    'c', 't', 'i', 'o', 'n', 3,	  4,   'k', 'e', 'y', '2', 0,	6,   'v', 'a', 'l',
+    'u', 'e', '2', 2,	4,   5,	  'l', 'i', 's', 't', '1', 5,	0,   5,	  'i', 't',
+    'e', 'm', '1', 5,	0,   5,	  'i', 't', 'e', 'm', '2', 6,	2,
 };
 /* Cuts of readme_msg that leave a complete, balanced message. */
 static const size_t readme_clean_cuts[] = {0, 14, sizeof(readme_msg)};
 
 static const char readme_json[] =
-	"{\"key1\":\"value1\",\"section1\":{\"sub-section\":{\"key2\":\"value2\"},"
-	"\"list1\":[\"item1\",\"item2\"]}}\n";
+    "{\"key1\":\"value1\",\"section1\":{\"sub-section\":{\"key2\":\"value2\"},"
+    "\"list1\":[\"item1\",\"item2\"]}}\n";
 
 static void build_readme(struct vici_builder *b)
 {
@@ -84,20 +79,20 @@ static const struct {
 	const char *path;
 	const char *value; /* NULL: not a key/value */
 } lookups[] = {
-	{"key1", "value1"},
-	{"section1.sub-section.key2", "value2"},
-	{"section1.sub-section.key3", NULL},
-	{"section1.sub-section", NULL},
-	{"section1.list1", NULL},
-	{"section1", NULL},
-	{"key1.value1", NULL},
-	{"section1..sub-section.key2", NULL},
-	{"section1.sub-section.key2.", NULL},
-	{".key1", NULL},
-	{"", NULL},
-	{"KEY1", NULL},
-	{"key", NULL},
-	{"key12", NULL},
+    {"key1", "value1"},
+    {"section1.sub-section.key2", "value2"},
+    {"section1.sub-section.key3", NULL},
+    {"section1.sub-section", NULL},
+    {"section1.list1", NULL},
+    {"section1", NULL},
+    {"key1.value1", NULL},
+    {"section1..sub-section.key2", NULL},
+    {"section1.sub-section.key2.", NULL},
+    {".key1", NULL},
+    {"", NULL},
+    {"KEY1", NULL},
+    {"key", NULL},
+    {"key12", NULL},
 };
 
 START_TEST(test_readme_lookup)
@@ -156,11 +151,16 @@ START_TEST(test_readme_element_sequence)
 		const char *name;
 		const char *value;
 	} want[] = {
-		{VICI_KEY_VALUE, "key1", "value1"}, {VICI_SECTION_START, "section1", NULL},
-		{VICI_SECTION_START, "sub-section", NULL}, {VICI_KEY_VALUE, "key2", "value2"},
-		{VICI_SECTION_END, "", NULL}, {VICI_LIST_START, "list1", NULL},
-		{VICI_LIST_ITEM, "", "item1"}, {VICI_LIST_ITEM, "", "item2"},
-		{VICI_LIST_END, "", NULL}, {VICI_SECTION_END, "", NULL},
+	    {VICI_KEY_VALUE, "key1", "value1"},
+	    {VICI_SECTION_START, "section1", NULL},
+	    {VICI_SECTION_START, "sub-section", NULL},
+	    {VICI_KEY_VALUE, "key2", "value2"},
+	    {VICI_SECTION_END, "", NULL},
+	    {VICI_LIST_START, "list1", NULL},
+	    {VICI_LIST_ITEM, "", "item1"},
+	    {VICI_LIST_ITEM, "", "item2"},
+	    {VICI_LIST_END, "", NULL},
+	    {VICI_SECTION_END, "", NULL},
 	};
 	struct vici_parser p;
 	struct vici_element e;
@@ -188,29 +188,29 @@ static const struct {
 	size_t len;
 	const char *json;
 } messages[] = {
-	{readme_msg, sizeof(readme_msg), readme_json},
-	{BYTES(""), "{}\n"},
-	{BYTES("\x04\x01l\x06"), "{\"l\":[]}\n"},
-	{BYTES("\x01\x01s\x02"), "{\"s\":{}}\n"},
-	{BYTES("\x03\x01k\x00\x00"), "{\"k\":\"\"}\n"},
-	/* escapes: quote, backslash, newline, tab, CR, 0x01, NUL, DEL */
-	{BYTES("\x03\x01k\x00\x0a\"\\\n\t\r\x01\x00\x7f"
-	       "ab"),
-	 "{\"k\":\"\\\"\\\\\\n\\t\\r\\u0001\\u0000\x7f"
-	 "ab\"}\n"},
-	/* UTF-8 passes: e-acute, euro sign, U+1F600, U+10FFFF */
-	{BYTES("\x03\x01u\x00\x0d\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"),
-	 "{\"u\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"}\n"},
-	/* not UTF-8: stray 0xff, overlong C0 80, surrogate ED A0 80, F4 90 (> U+10FFFF),
-	 * truncated E2 82 at the end */
-	{BYTES("\x03\x01x\x00\x0c\xff\xc0\x80\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82"),
-	 "{\"x\":\"\\u00ff\\u00c0\\u0080\\u00ed\\u00a0\\u0080\\u00f4\\u0090\\u0080"
-	 "\\u0080\\u00e2\\u0082\"}\n"},
-	/* names are escaped too; list items in order; duplicate keys kept */
-	{BYTES("\x04\x03\"a\xe9\x05\x00\x01x\x05\x00\x00\x06\x03\x01k\x00\x01"
-	       "1\x03\x01k\x00\x01"
-	       "2"),
-	 "{\"\\\"a\\u00e9\":[\"x\",\"\"],\"k\":\"1\",\"k\":\"2\"}\n"},
+    {readme_msg, sizeof(readme_msg), readme_json},
+    {BYTES(""), "{}\n"},
+    {BYTES("\x04\x01l\x06"), "{\"l\":[]}\n"},
+    {BYTES("\x01\x01s\x02"), "{\"s\":{}}\n"},
+    {BYTES("\x03\x01k\x00\x00"), "{\"k\":\"\"}\n"},
+    /* escapes: quote, backslash, newline, tab, CR, 0x01, NUL, DEL */
+    {BYTES("\x03\x01k\x00\x0a\"\\\n\t\r\x01\x00\x7f"
+	   "ab"),
+     "{\"k\":\"\\\"\\\\\\n\\t\\r\\u0001\\u0000\x7f"
+     "ab\"}\n"},
+    /* UTF-8 passes: e-acute, euro sign, U+1F600, U+10FFFF */
+    {BYTES("\x03\x01u\x00\x0d\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"),
+     "{\"u\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"}\n"},
+    /* not UTF-8: stray 0xff, overlong C0 80, surrogate ED A0 80, F4 90 (> U+10FFFF),
+     * truncated E2 82 at the end */
+    {BYTES("\x03\x01x\x00\x0c\xff\xc0\x80\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82"),
+     "{\"x\":\"\\u00ff\\u00c0\\u0080\\u00ed\\u00a0\\u0080\\u00f4\\u0090\\u0080"
+     "\\u0080\\u00e2\\u0082\"}\n"},
+    /* names are escaped too; list items in order; duplicate keys kept */
+    {BYTES("\x04\x03\"a\xe9\x05\x00\x01x\x05\x00\x00\x06\x03\x01k\x00\x01"
+	   "1\x03\x01k\x00\x01"
+	   "2"),
+     "{\"\\\"a\\u00e9\":[\"x\",\"\"],\"k\":\"1\",\"k\":\"2\"}\n"},
 };
 
 START_TEST(test_tree_round_trip)
@@ -269,19 +269,19 @@ static const struct {
 	const uint8_t *wire;
 	size_t wire_len;
 } packets[] = {
-	{VICI_CMD_REQUEST, "version", NULL, 0, BYTES("\0\0\0\x09\x00\x07version")},
-	{VICI_CMD_REQUEST, "x", BYTES("\x03\x01k\x00\x01v"),
-	 BYTES("\0\0\0\x09\x00\x01x\x03\x01k\x00\x01v")},
-	{VICI_CMD_RESPONSE, NULL, BYTES("\x03\x01k\x00\x01v"),
-	 BYTES("\0\0\0\x07\x01\x03\x01k\x00\x01v")},
-	{VICI_CMD_RESPONSE, NULL, NULL, 0, BYTES("\0\0\0\x01\x01")},
-	{VICI_CMD_UNKNOWN, NULL, NULL, 0, BYTES("\0\0\0\x01\x02")},
-	{VICI_EVENT_REGISTER, "list-sa", NULL, 0, BYTES("\0\0\0\x09\x03\x07list-sa")},
-	{VICI_EVENT_UNREGISTER, "list-sa", NULL, 0, BYTES("\0\0\0\x09\x04\x07list-sa")},
-	{VICI_EVENT_CONFIRM, NULL, NULL, 0, BYTES("\0\0\0\x01\x05")},
-	{VICI_EVENT_UNKNOWN, NULL, NULL, 0, BYTES("\0\0\0\x01\x06")},
-	{VICI_EVENT, "ike-updown", BYTES("\x01\x01s\x02"),
-	 BYTES("\0\0\0\x10\x07\x0aike-updown\x01\x01s\x02")},
+    {VICI_CMD_REQUEST, "version", NULL, 0, BYTES("\0\0\0\x09\x00\x07version")},
+    {VICI_CMD_REQUEST, "x", BYTES("\x03\x01k\x00\x01v"),
+     BYTES("\0\0\0\x09\x00\x01x\x03\x01k\x00\x01v")},
+    {VICI_CMD_RESPONSE, NULL, BYTES("\x03\x01k\x00\x01v"),
+     BYTES("\0\0\0\x07\x01\x03\x01k\x00\x01v")},
+    {VICI_CMD_RESPONSE, NULL, NULL, 0, BYTES("\0\0\0\x01\x01")},
+    {VICI_CMD_UNKNOWN, NULL, NULL, 0, BYTES("\0\0\0\x01\x02")},
+    {VICI_EVENT_REGISTER, "list-sa", NULL, 0, BYTES("\0\0\0\x09\x03\x07list-sa")},
+    {VICI_EVENT_UNREGISTER, "list-sa", NULL, 0, BYTES("\0\0\0\x09\x04\x07list-sa")},
+    {VICI_EVENT_CONFIRM, NULL, NULL, 0, BYTES("\0\0\0\x01\x05")},
+    {VICI_EVENT_UNKNOWN, NULL, NULL, 0, BYTES("\0\0\0\x01\x06")},
+    {VICI_EVENT, "ike-updown", BYTES("\x01\x01s\x02"),
+     BYTES("\0\0\0\x10\x07\x0aike-updown\x01\x01s\x02")},
 };
 
 START_TEST(test_packet_round_trip)
@@ -354,9 +354,9 @@ START_TEST(test_segment_cut)
 	uint8_t *seg;
 	size_t len, seg_len = 12345;
 
-	ck_assert_int_eq(vici_packet_encode(VICI_EVENT, "list-sa", readme_msg, sizeof(readme_msg),
-					    &seg, &len),
-			 0);
+	ck_assert_int_eq(
+	    vici_packet_encode(VICI_EVENT, "list-sa", readme_msg, sizeof(readme_msg), &seg, &len),
+	    0);
 	if ((size_t)_i < len) {
 		ck_assert_int_eq(vici_segment_length(seg, (size_t)_i, &seg_len), 0);
 		ck_assert_uint_eq(seg_len, 12345);
@@ -371,28 +371,28 @@ static const struct {
 	const uint8_t *msg;
 	size_t len;
 } bad_messages[] = {
-	{"truncated name", BYTES("\x01\x05sec")},
-	{"missing name length", BYTES("\x03")},
-	{"truncated value length", BYTES("\x03\x01k\x00")},
-	{"truncated value", BYTES("\x03\x01k\x00\x05v")},
-	{"truncated list item", BYTES("\x04\x01l\x05\x00\x02x")},
-	{"zero-length section name", BYTES("\x01\x00\x02")},
-	{"zero-length key name", BYTES("\x03\x00\x00\x00")},
-	{"zero-length list name", BYTES("\x04\x00\x06")},
-	{"NUL in name", BYTES("\x03\x02k\x00\x00\x00")},
-	{"section end without start", BYTES("\x02")},
-	{"extra section end", BYTES("\x01\x01s\x02\x02")},
-	{"list item outside a list", BYTES("\x05\x00\x00")},
-	{"list end outside a list", BYTES("\x06")},
-	{"nested list", BYTES("\x04\x01l\x04\x01m\x06\x06")},
-	{"section in list", BYTES("\x04\x01l\x01\x01s\x02\x06")},
-	{"section end in list", BYTES("\x01\x01s\x04\x01l\x02")},
-	{"key in list", BYTES("\x04\x01l\x03\x01k\x00\x00\x06")},
-	{"element type 0", BYTES("\x00")},
-	{"element type 7", BYTES("\x07\x01x")},
-	{"element type 255", BYTES("\x03\x01k\x00\x00\xff")},
-	{"section left open", BYTES("\x01\x01s")},
-	{"list left open", BYTES("\x04\x01l\x05\x00\x00")},
+    {"truncated name", BYTES("\x01\x05sec")},
+    {"missing name length", BYTES("\x03")},
+    {"truncated value length", BYTES("\x03\x01k\x00")},
+    {"truncated value", BYTES("\x03\x01k\x00\x05v")},
+    {"truncated list item", BYTES("\x04\x01l\x05\x00\x02x")},
+    {"zero-length section name", BYTES("\x01\x00\x02")},
+    {"zero-length key name", BYTES("\x03\x00\x00\x00")},
+    {"zero-length list name", BYTES("\x04\x00\x06")},
+    {"NUL in name", BYTES("\x03\x02k\x00\x00\x00")},
+    {"section end without start", BYTES("\x02")},
+    {"extra section end", BYTES("\x01\x01s\x02\x02")},
+    {"list item outside a list", BYTES("\x05\x00\x00")},
+    {"list end outside a list", BYTES("\x06")},
+    {"nested list", BYTES("\x04\x01l\x04\x01m\x06\x06")},
+    {"section in list", BYTES("\x04\x01l\x01\x01s\x02\x06")},
+    {"section end in list", BYTES("\x01\x01s\x04\x01l\x02")},
+    {"key in list", BYTES("\x04\x01l\x03\x01k\x00\x00\x06")},
+    {"element type 0", BYTES("\x00")},
+    {"element type 7", BYTES("\x07\x01x")},
+    {"element type 255", BYTES("\x03\x01k\x00\x00\xff")},
+    {"section left open", BYTES("\x01\x01s")},
+    {"list left open", BYTES("\x04\x01l\x05\x00\x00")},
 };
 
 START_TEST(test_bad_message)
@@ -402,8 +402,7 @@ START_TEST(test_bad_message)
 
 	ck_assert_msg(walk(bad_messages[_i].msg, bad_messages[_i].len, &n) == -EBADMSG, "%s",
 		      bad_messages[_i].what);
-	ck_assert_int_eq(vici_tree_parse(bad_messages[_i].msg, bad_messages[_i].len, &t),
-			 -EBADMSG);
+	ck_assert_int_eq(vici_tree_parse(bad_messages[_i].msg, bad_messages[_i].len, &t), -EBADMSG);
 	ck_assert_ptr_null(t);
 }
 END_TEST
@@ -455,26 +454,26 @@ static const struct {
 	size_t len;
 	int rc;
 } bad_segments[] = {
-	{"empty buffer", BYTES(""), -EBADMSG},
-	{"short prefix", BYTES("\0\0\0"), -EBADMSG},
-	{"empty packet", BYTES("\0\0\0\0"), -EBADMSG},
-	{"prefix longer than data", BYTES("\0\0\0\x02\x05"), -EBADMSG},
-	{"prefix shorter than data", BYTES("\0\0\0\x01\x05\x05"), -EBADMSG},
-	{"announced beyond limit", BYTES("\0\x08\0\x01\x05"), -EMSGSIZE},
-	{"announced 4 GiB", BYTES("\xff\xff\xff\xff\x05"), -EMSGSIZE},
-	{"packet type 8", BYTES("\0\0\0\x01\x08"), -EBADMSG},
-	{"packet type 255", BYTES("\0\0\0\x01\xff"), -EBADMSG},
-	{"request without name length", BYTES("\0\0\0\x01\x00"), -EBADMSG},
-	{"request with empty name", BYTES("\0\0\0\x02\x00\x00"), -EBADMSG},
-	{"truncated request name", BYTES("\0\0\0\x05\x00\x07ver"), -EBADMSG},
-	{"truncated event name", BYTES("\0\0\0\x03\x07\x05x"), -EBADMSG},
-	{"truncated register name", BYTES("\0\0\0\x03\x03\x02x"), -EBADMSG},
-	{"NUL in name", BYTES("\0\0\0\x04\x03\x02x\0"), -EBADMSG},
-	{"trailing bytes after register name", BYTES("\0\0\0\x04\x03\x01x\x01"), -EBADMSG},
-	{"trailing bytes after unregister name", BYTES("\0\0\0\x04\x04\x01x\x01"), -EBADMSG},
-	{"name on CMD_UNKNOWN", BYTES("\0\0\0\x03\x02\x01x"), -EBADMSG},
-	{"name on EVENT_CONFIRM", BYTES("\0\0\0\x03\x05\x01x"), -EBADMSG},
-	{"name on EVENT_UNKNOWN", BYTES("\0\0\0\x03\x06\x01x"), -EBADMSG},
+    {"empty buffer", BYTES(""), -EBADMSG},
+    {"short prefix", BYTES("\0\0\0"), -EBADMSG},
+    {"empty packet", BYTES("\0\0\0\0"), -EBADMSG},
+    {"prefix longer than data", BYTES("\0\0\0\x02\x05"), -EBADMSG},
+    {"prefix shorter than data", BYTES("\0\0\0\x01\x05\x05"), -EBADMSG},
+    {"announced beyond limit", BYTES("\0\x08\0\x01\x05"), -EMSGSIZE},
+    {"announced 4 GiB", BYTES("\xff\xff\xff\xff\x05"), -EMSGSIZE},
+    {"packet type 8", BYTES("\0\0\0\x01\x08"), -EBADMSG},
+    {"packet type 255", BYTES("\0\0\0\x01\xff"), -EBADMSG},
+    {"request without name length", BYTES("\0\0\0\x01\x00"), -EBADMSG},
+    {"request with empty name", BYTES("\0\0\0\x02\x00\x00"), -EBADMSG},
+    {"truncated request name", BYTES("\0\0\0\x05\x00\x07ver"), -EBADMSG},
+    {"truncated event name", BYTES("\0\0\0\x03\x07\x05x"), -EBADMSG},
+    {"truncated register name", BYTES("\0\0\0\x03\x03\x02x"), -EBADMSG},
+    {"NUL in name", BYTES("\0\0\0\x04\x03\x02x\0"), -EBADMSG},
+    {"trailing bytes after register name", BYTES("\0\0\0\x04\x03\x01x\x01"), -EBADMSG},
+    {"trailing bytes after unregister name", BYTES("\0\0\0\x04\x04\x01x\x01"), -EBADMSG},
+    {"name on CMD_UNKNOWN", BYTES("\0\0\0\x03\x02\x01x"), -EBADMSG},
+    {"name on EVENT_CONFIRM", BYTES("\0\0\0\x03\x05\x01x"), -EBADMSG},
+    {"name on EVENT_UNKNOWN", BYTES("\0\0\0\x03\x06\x01x"), -EBADMSG},
 };
 
 START_TEST(test_bad_segment)
@@ -482,7 +481,7 @@ START_TEST(test_bad_segment)
 	struct vici_packet pk;
 
 	ck_assert_msg(vici_packet_decode(bad_segments[_i].seg, bad_segments[_i].len, &pk) ==
-			      bad_segments[_i].rc,
+			  bad_segments[_i].rc,
 		      "%s", bad_segments[_i].what);
 }
 END_TEST
@@ -494,13 +493,13 @@ static const struct {
 	int rc;
 	size_t seg_len;
 } stream_heads[] = {
-	{"nothing yet", BYTES(""), 0, 0},
-	{"partial prefix", BYTES("\0\0"), 0, 0},
-	{"limit exactly, data pending", BYTES("\0\x08\0\0"), 0, 0},
-	{"limit + 1", BYTES("\0\x08\0\x01"), -EMSGSIZE, 0},
-	{"4 GiB", BYTES("\xff\xff\xff\xff"), -EMSGSIZE, 0},
-	{"empty segment", BYTES("\0\0\0\0"), 1, 4},
-	{"data pending", BYTES("\0\0\0\x02\x01"), 0, 0},
+    {"nothing yet", BYTES(""), 0, 0},
+    {"partial prefix", BYTES("\0\0"), 0, 0},
+    {"limit exactly, data pending", BYTES("\0\x08\0\0"), 0, 0},
+    {"limit + 1", BYTES("\0\x08\0\x01"), -EMSGSIZE, 0},
+    {"4 GiB", BYTES("\xff\xff\xff\xff"), -EMSGSIZE, 0},
+    {"empty segment", BYTES("\0\0\0\0"), 1, 4},
+    {"data pending", BYTES("\0\0\0\x02\x01"), 0, 0},
 };
 
 START_TEST(test_segment_length)
@@ -508,7 +507,7 @@ START_TEST(test_segment_length)
 	size_t seg_len = 0;
 
 	ck_assert_msg(vici_segment_length(stream_heads[_i].buf, stream_heads[_i].len, &seg_len) ==
-			      stream_heads[_i].rc,
+			  stream_heads[_i].rc,
 		      "%s", stream_heads[_i].what);
 	ck_assert_uint_eq(seg_len, stream_heads[_i].seg_len);
 }
@@ -526,23 +525,23 @@ static const struct {
 	size_t msg_len;
 	int rc;
 } bad_encodes[] = {
-	{"type 8", 8, NULL, NULL, 0, -EINVAL},
-	{"type -1", -1, NULL, NULL, 0, -EINVAL},
-	{"request without name", VICI_CMD_REQUEST, NULL, NULL, 0, -EINVAL},
-	{"request with empty name", VICI_CMD_REQUEST, "", NULL, 0, -EINVAL},
-	{"event name of 256", VICI_EVENT, name256, NULL, 0, -EINVAL},
-	{"register without name", VICI_EVENT_REGISTER, NULL, NULL, 0, -EINVAL},
-	{"name on response", VICI_CMD_RESPONSE, "x", NULL, 0, -EINVAL},
-	{"name on confirm", VICI_EVENT_CONFIRM, "x", NULL, 0, -EINVAL},
-	{"message on register", VICI_EVENT_REGISTER, "x", big, 1, -EINVAL},
-	{"message on unknown", VICI_CMD_UNKNOWN, NULL, big, 1, -EINVAL},
-	{"length without message", VICI_CMD_RESPONSE, NULL, NULL, 1, -EINVAL},
-	{"response one byte over", VICI_CMD_RESPONSE, NULL, big, VICI_SEGMENT_MAX, -EMSGSIZE},
-	{"request over with name", VICI_CMD_REQUEST, name255, big, VICI_SEGMENT_MAX - 257 + 1,
-	 -EMSGSIZE},
-	{"response at the limit", VICI_CMD_RESPONSE, NULL, big, VICI_SEGMENT_MAX - 1, 0},
-	{"request at the limit", VICI_CMD_REQUEST, name255, big, VICI_SEGMENT_MAX - 257, 0},
-	{"event name of 255", VICI_EVENT, name255, NULL, 0, 0},
+    {"type 8", 8, NULL, NULL, 0, -EINVAL},
+    {"type -1", -1, NULL, NULL, 0, -EINVAL},
+    {"request without name", VICI_CMD_REQUEST, NULL, NULL, 0, -EINVAL},
+    {"request with empty name", VICI_CMD_REQUEST, "", NULL, 0, -EINVAL},
+    {"event name of 256", VICI_EVENT, name256, NULL, 0, -EINVAL},
+    {"register without name", VICI_EVENT_REGISTER, NULL, NULL, 0, -EINVAL},
+    {"name on response", VICI_CMD_RESPONSE, "x", NULL, 0, -EINVAL},
+    {"name on confirm", VICI_EVENT_CONFIRM, "x", NULL, 0, -EINVAL},
+    {"message on register", VICI_EVENT_REGISTER, "x", big, 1, -EINVAL},
+    {"message on unknown", VICI_CMD_UNKNOWN, NULL, big, 1, -EINVAL},
+    {"length without message", VICI_CMD_RESPONSE, NULL, NULL, 1, -EINVAL},
+    {"response one byte over", VICI_CMD_RESPONSE, NULL, big, VICI_SEGMENT_MAX, -EMSGSIZE},
+    {"request over with name", VICI_CMD_REQUEST, name255, big, VICI_SEGMENT_MAX - 257 + 1,
+     -EMSGSIZE},
+    {"response at the limit", VICI_CMD_RESPONSE, NULL, big, VICI_SEGMENT_MAX - 1, 0},
+    {"request at the limit", VICI_CMD_REQUEST, name255, big, VICI_SEGMENT_MAX - 257, 0},
+    {"event name of 255", VICI_EVENT, name255, NULL, 0, 0},
 };
 
 START_TEST(test_packet_encode_limits)
@@ -698,29 +697,29 @@ static const struct {
 	void (*script)(struct vici_builder *b);
 	int rc;
 } builder_cases[] = {
-	{"limits exactly", b_ok, 0},
-	{"7 max values fit", b_big_fits, 0},
-	{"depth max", b_depth_max, 0},
-	{"empty name", b_empty_name, -EINVAL},
-	{"NULL name", b_null_name, -EINVAL},
-	{"256-byte key name", b_long_name, -EINVAL},
-	{"256-byte list name", b_long_list_name, -EINVAL},
-	{"65536-byte value", b_long_value, -EMSGSIZE},
-	{"65536-byte item", b_long_item, -EMSGSIZE},
-	{"NULL value with length", b_null_value, -EINVAL},
-	{"NULL string", b_null_str, -EINVAL},
-	{"message over the segment limit", b_too_big, -EMSGSIZE},
-	{"section end without start", b_end_without_start, -EINVAL},
-	{"section left open", b_section_open, -EINVAL},
-	{"list left open", b_list_open, -EINVAL},
-	{"list item outside a list", b_item_outside, -EINVAL},
-	{"list end outside a list", b_list_end_outside, -EINVAL},
-	{"nested list", b_nested_list, -EINVAL},
-	{"section in list", b_section_in_list, -EINVAL},
-	{"key in list", b_key_in_list, -EINVAL},
-	{"depth over the limit", b_depth_over, -EINVAL},
-	{"first error wins (EINVAL)", b_first_error_wins, -EINVAL},
-	{"first error wins (EMSGSIZE)", b_first_error_wins2, -EMSGSIZE},
+    {"limits exactly", b_ok, 0},
+    {"7 max values fit", b_big_fits, 0},
+    {"depth max", b_depth_max, 0},
+    {"empty name", b_empty_name, -EINVAL},
+    {"NULL name", b_null_name, -EINVAL},
+    {"256-byte key name", b_long_name, -EINVAL},
+    {"256-byte list name", b_long_list_name, -EINVAL},
+    {"65536-byte value", b_long_value, -EMSGSIZE},
+    {"65536-byte item", b_long_item, -EMSGSIZE},
+    {"NULL value with length", b_null_value, -EINVAL},
+    {"NULL string", b_null_str, -EINVAL},
+    {"message over the segment limit", b_too_big, -EMSGSIZE},
+    {"section end without start", b_end_without_start, -EINVAL},
+    {"section left open", b_section_open, -EINVAL},
+    {"list left open", b_list_open, -EINVAL},
+    {"list item outside a list", b_item_outside, -EINVAL},
+    {"list end outside a list", b_list_end_outside, -EINVAL},
+    {"nested list", b_nested_list, -EINVAL},
+    {"section in list", b_section_in_list, -EINVAL},
+    {"key in list", b_key_in_list, -EINVAL},
+    {"depth over the limit", b_depth_over, -EINVAL},
+    {"first error wins (EINVAL)", b_first_error_wins, -EINVAL},
+    {"first error wins (EMSGSIZE)", b_first_error_wins2, -EMSGSIZE},
 };
 
 START_TEST(test_builder_errors)
