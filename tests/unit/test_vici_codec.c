@@ -692,6 +692,20 @@ static void b_first_error_wins2(struct vici_builder *b)
 	vici_builder_section_start(b, "s");
 }
 
+/* A section inside a list fails there, not later at the oversized item. */
+static void b_section_in_list_first(struct vici_builder *b)
+{
+	vici_builder_list_start(b, "l");
+	vici_builder_section_start(b, "s");
+	vici_builder_list_item(b, big, VICI_VALUE_MAX + 1);
+}
+static void b_null_str_after_error(struct vici_builder *b)
+{
+	vici_builder_key_value(b, "k", big, VICI_VALUE_MAX + 1);
+	vici_builder_key_str(b, "k", NULL);
+	vici_builder_list_item_str(b, NULL);
+}
+
 static const struct {
 	const char *what;
 	void (*script)(struct vici_builder *b);
@@ -720,6 +734,8 @@ static const struct {
     {"depth over the limit", b_depth_over, -EINVAL},
     {"first error wins (EINVAL)", b_first_error_wins, -EINVAL},
     {"first error wins (EMSGSIZE)", b_first_error_wins2, -EMSGSIZE},
+    {"section in list fails at once", b_section_in_list_first, -EINVAL},
+    {"NULL strings after an error", b_null_str_after_error, -EMSGSIZE},
 };
 
 START_TEST(test_builder_errors)
