@@ -221,4 +221,147 @@ VICI_WUR int vici_tree_to_json(const struct vici_tree *t, FILE *out);
  * the parsed one. Returns 0 or a vici_builder_finish() error. */
 VICI_WUR int vici_tree_encode(const struct vici_tree *t, uint8_t **msg, size_t *len);
 
+/* ---- Connection: one socket to charon, driven by the caller's event loop ---- */
+
+/*
+ * Model: the connection never blocks (except vici_call() and the name lookup
+ * of a tcp:// host: use a numeric address in a daemon). A loop watches
+ * vici_conn_fd() for vici_conn_want(), calls vici_conn_process() when the fd
+ * is ready and vici_conn_tick() at the time vici_conn_next_deadline() asks
+ * for; it re-reads fd and want after every call, since both change. Times are
+ * vici_now_ms() (CLOCK_MONOTONIC, milliseconds).
+ *
+ * Requests run one at a time, in order: a command, a streamed command or the
+ * (re-)registration of a subscription. Every request has a deadline counted
+ * from when it was queued. Callbacks run only from vici_conn_process(),
+ * vici_conn_tick(), vici_call(), vici_conn_free() and a vici_conn_connect()
+ * whose attempt fails at once. They may queue requests and subscribe, but
+ * must not process, tick, call, connect or free.
+ *
+ * Losing an established connection reports VICI_STATE_DOWN with the reason,
+ * then fails the active and queued requests with -ECONNRESET; a failed
+ * connect attempt reports DOWN and fails them with its errno. Either way the
+ * connection retries by itself from vici_conn_tick() after 100 ms, doubling
+ * to 5 s, until one attempt succeeds, and then registers every subscription
+ * again. Events may repeat around a reconnect: handlers must be idempotent.
+ *
+ * A request whose deadline passes while it waits for charon gets -ETIMEDOUT;
+ * a late reply could not be told apart from the next one, so the connection
+ * is then dropped (DOWN with -ETIMEDOUT) and reopened at once, and requests
+ * queued behind it are kept and sent on the fresh connection.
+ */
+
+#define VICI_QUEUE_MAX		 1024 /* requests waiting or active */
+#define VICI_SUBS_MAX		 64   /* subscriptions */
+#define VICI_REGISTER_TIMEOUT_MS 5000 /* internal (un)registrations */
+#define VICI_BACKOFF_MIN_MS	 100
+#define VICI_BACKOFF_MAX_MS	 5000
+
+struct vici_conn;
+
+enum vici_want {
+	VICI_WANT_READ = 1,
+	VICI_WANT_WRITE = 2,
+};
+
+enum vici_state {
+	VICI_STATE_UP,
+	VICI_STATE_DOWN,
+};
+
+/* A command's outcome: err is 0 with the reply (borrowed until the callback
+ * returns; a reply saying success=no is still err 0, see vici_reply_error()),
+ * or -ENOENT (charon does not know the command or event), -ETIMEDOUT,
+ * -ECONNRESET, a connect errno, -ECANCELED (vici_conn_free()) with NULL. */
+typedef void (*vici_reply_cb)(void *arg, int err, const struct vici_tree *reply);
+/* An event; msg is borrowed until the callback returns. */
+typedef void (*vici_event_cb)(void *arg, const char *event, const struct vici_tree *msg);
+/* VICI_STATE_UP with err 0, or VICI_STATE_DOWN with the negative errno why. */
+typedef void (*vici_state_cb)(void *arg, enum vici_state state, int err);
+
+/* Milliseconds of CLOCK_MONOTONIC: the clock of every now_ms below. */
+int64_t vici_now_ms(void);
+
+/*
+ * Creates an unconnected connection to "unix:///absolute/path" or
+ * "tcp://host:port" (host may be "[v6addr]"). Returns 0 and *out (free with
+ * vici_conn_free()), -EINVAL for any other URI, -ENOMEM.
+ */
+VICI_WUR int vici_conn_new(const char *uri, struct vici_conn **out);
+
+/* Closes the socket and fails every request with -ECANCELED. NULL is fine.
+ * Not from a callback. */
+void vici_conn_free(struct vici_conn *c);
+
+/*
+ * Starts a non-blocking connect and turns on reconnecting. Returns 0 when
+ * under way (VICI_STATE_UP follows from vici_conn_process()), -EALREADY or
+ * -EISCONN, or the attempt's errno, in which case it was reported DOWN and
+ * the next attempt is scheduled.
+ */
+VICI_WUR int vici_conn_connect(struct vici_conn *c);
+
+/* The socket to watch, or -1 while there is none. */
+int vici_conn_fd(const struct vici_conn *c);
+/* VICI_WANT_* bits for vici_conn_fd(); 0 while there is no socket. */
+int vici_conn_want(const struct vici_conn *c);
+
+/* Does the I/O the ready flags allow and runs the callbacks it causes.
+ * Errors are reported through the callbacks. */
+void vici_conn_process(struct vici_conn *c, int readable, int writable);
+
+/* Milliseconds from now_ms until vici_conn_tick() is due (0 if overdue), or
+ * -1 when nothing is pending: usable as a poll() timeout. */
+int64_t vici_conn_next_deadline(const struct vici_conn *c, int64_t now_ms);
+
+/* Fails requests whose deadline has passed and reconnects when due. */
+void vici_conn_tick(struct vici_conn *c, int64_t now_ms);
+
+/* Sets the connection-state callback (NULL to clear). */
+void vici_conn_on_state(struct vici_conn *c, vici_state_cb cb, void *arg);
+
+/*
+ * Queues command cmd with message msg (borrowed for the call; NULL when len is
+ * 0; build it with vici_builder) and a deadline timeout_ms from now. cb (not
+ * NULL) gets the outcome exactly once; arg is borrowed until then. Returns 0,
+ * -EINVAL (name, timeout, cb), -EMSGSIZE (len beyond VICI_MSG_MAX), -ENOBUFS
+ * (VICI_QUEUE_MAX), -ENOMEM; then cb is never called.
+ */
+VICI_WUR int vici_conn_command(struct vici_conn *c, const char *cmd, const uint8_t *msg, size_t len,
+			       int timeout_ms, vici_reply_cb cb, void *arg);
+
+/*
+ * A streamed command (initiate/terminate with control-log, list-sas with
+ * list-sa...): registers event, runs cmd, unregisters. Events named event go
+ * to event_cb (may be NULL) until the reply, which goes to cb as with
+ * vici_conn_command(); the unregistration that follows reports nothing, and
+ * arg is not used after cb. Don't stream an event that is also subscribed:
+ * the unregistration would end the subscription on charon's side.
+ */
+VICI_WUR int vici_conn_stream(struct vici_conn *c, const char *cmd, const char *event,
+			      const uint8_t *msg, size_t len, int timeout_ms,
+			      vici_event_cb event_cb, vici_reply_cb cb, void *arg);
+
+/*
+ * Delivers every event named event to cb for the connection's lifetime,
+ * registering with charon now (if up) and after every reconnect; arg is
+ * borrowed until vici_conn_free(). An event charon does not know is never
+ * delivered. Returns 0, -EINVAL, -ENOBUFS (VICI_SUBS_MAX) or -ENOMEM.
+ */
+VICI_WUR int vici_conn_subscribe(struct vici_conn *c, const char *event, vici_event_cb cb,
+				 void *arg);
+
+/*
+ * Blocking command for simple tools: connects if needed, then polls the fd
+ * until the outcome. Returns 0 with *reply (caller frees; check
+ * vici_reply_error()) or the error vici_reply_cb would get, with *reply NULL.
+ * Not from a callback, nor with another loop driving the same connection.
+ */
+VICI_WUR int vici_call(struct vici_conn *c, const char *cmd, const uint8_t *msg, size_t len,
+		       int timeout_ms, struct vici_tree **reply);
+
+/* charon's failure text when the reply says success=no ("" when it gave
+ * none), or NULL when it does not; borrowed from the tree. */
+const char *vici_reply_error(const struct vici_tree *reply);
+
 #endif /* VICI_H */
