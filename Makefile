@@ -21,13 +21,14 @@ endif
 BRIDGE_SRC  := $(filter-out mllp-bridge/main.c,$(wildcard mllp-bridge/*.c))
 BRIDGE_OBJ  := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
 BRIDGE_LIB  := $(BUILD)/lib/libbridge.a
-VICI_SRC    := $(wildcard vici-client/*.c)
+VICI_TOOL   := $(wildcard vici-client/vici-tool.c)
+VICI_SRC    := $(filter-out $(VICI_TOOL),$(wildcard vici-client/*.c))
 VICI_OBJ    := $(VICI_SRC:%.c=$(BUILD)/obj/%.o)
 VICI_LIB    := $(if $(VICI_SRC),$(BUILD)/lib/libvici.a)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
-PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS)
+PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici)
 
 .PHONY: all deps check check-asan unit integration bench demo fuzz fuzz-build lint format format-check clean
 all: $(PROGRAMS) $(UNIT_BIN)
@@ -49,6 +50,10 @@ $(BUILD)/lib/libvici.a: $(VICI_OBJ)
 	@mkdir -p $(dir $@)
 	@rm -f $@
 	$(AR) rcs $@ $^
+
+$(BUILD)/bin/vici: $(BUILD)/obj/vici-client/vici-tool.o $(VICI_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/mllp-bridge: $(BUILD)/obj/mllp-bridge/main.o $(BRIDGE_LIB)
 	@mkdir -p $(dir $@)
