@@ -119,7 +119,7 @@ sa_installed() { ch_swanctl "$1" --list-sas --ike "$2" 2>/dev/null | grep -q INS
 
 # tunnel_case CONN GROUP PORT
 tunnel_case() {
-	local conn=$1 group=$2 port=$3 sas i
+	local conn=$1 group=$2 port=$3 sas
 	ch_step "--- $conn ($group) ---"
 	check "$conn: initiate from gateway" \
 		ch_swanctl gw --initiate --child "$conn-net" --timeout 10 >"$CH_TMP/init-$conn.out" 2>&1

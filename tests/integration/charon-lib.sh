@@ -26,32 +26,53 @@
 #                                deletes the namespaces, removes $CH_TMP.
 #   ch_now / ch_step LABEL       timing helpers (ch_step prints time since last).
 #
-# Variables: CH_SUFFIX (default $$), NS_GW, NS_PEER, CH_TMP (temp dir), CH_KEEP=1
+# Variables: CH_SUFFIX (default $$), NS_GW, NS_PEER, CH_TMP (temp dir),
+# CH_PID[NAME] / CH_DIR[NAME] / CH_NS[NAME] per charon, CH_KEEP=1
 # keeps $CH_TMP. Needs root and the packages strongswan-charon
 # strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins,
 # plus netcat-openbsd for traffic tests.
 #
-# Observed here (Debian 12, strongSwan 5.9.8, 2 cores; charon-demo.sh, 10 runs):
-#   - full demo (setup, 2 charons, DH21 + DH14 tunnels, nc through both,
-#     modp1024 failure, cleanup) ~0.9-1.2 s wall; nc waits dominate.
-#   - netns_setup ~0.03 s; charon start -> vici answers ~0.05-0.08 s;
-#     swanctl --load-all ~0.01 s; initiate -> CHILD_SA INSTALLED ~0.02-0.04 s;
-#     SIGTERM -> charon exit < 0.1 s (SIGKILL never needed).
-#   - No charon-systemd on this machine; `ip netns exec` already unshares the
-#     mount namespace, so `mount -t tmpfs tmpfs /run` inside it is private, and
+# Observed here (Debian 12, strongSwan 5.9.8, 2 cores, kernel without ESP):
+#   - charon-demo.sh: 10 consecutive runs all passed, 3.1-3.3 s wall each;
+#     2 runs in parallel also passed. Per step (avg of 10, each includes
+#     ~0.04 s swanctl process start-up): netns_setup 0.18 s; charon_start ->
+#     vici answers 0.19 s; swanctl_load 0.17 s per side; initiate ->
+#     CHILD_SA INSTALLED 0.08 s; forced CHILD_SA rekey 0.11 s; terminate
+#     0.07 s; NO_PROPOSAL_CHOSEN failure 0.35 s (incl. reload of the peer);
+#     cleanup 0.3 s (charon exits on SIGTERM well within 2 s).
+#   - After every run, also when killed with SIGTERM mid-run: no namespace,
+#     no charon, no nc left (temp dir kept only on failure or with CH_KEEP).
+#   - strongSwan spells the PRF "prfsha384"/"prfsha256": "prf_sha384" makes
+#     load-conn fail ("algorithm 'prf_sha384' not recognized" in charon.log,
+#     swanctl only says "invalid value for: proposals").
+#   - The CHILD_SA created with IKE_AUTH does no DH: `list-sas` shows
+#     "ESP:AES_GCM_16-256" without group; only after a CREATE_CHILD_SA
+#     (swanctl --rekey --child X) it shows "ESP:AES_GCM_16-256/ECP_521" and
+#     raw dh-group=. The old CHILD_SA stays listed DELETED for 5 s
+#     (delete_rekeyed_delay).
+#   - Both connections (same addresses) loaded on the responder work: 5.9.8
+#     tries the next ike_cfg when the first has no matching proposal (peer log:
+#     "no acceptable PSEUDO_RANDOM_FUNCTION found", then it succeeds). Use
+#     per-connection identities so the peer_cfg choice is unambiguous.
+#   - No charon-systemd in Debian 12's packages used here. `ip netns exec`
+#     already unshares the mount namespace, so the tmpfs on /run is private;
 #     ip -> unshare -> sh -> charon all exec, so $! is charon's own PID.
-#   - Two connections with the same addresses on the responder: 5.9.8 picks
-#     the right one by IKE proposal (DH21 and DH14 both came up with both
-#     connections loaded on the peer).
-#   - kernel-libipsec installs routes into table 220 via ipsec0 with the
-#     inner address as source only if that address exists in the namespace;
-#     nc must bind the inner address (nc -s 203.0.113.1) anyway.
-#   - The DH failure: `initiate` only says "establishing CHILD_SA ... failed";
-#     NO_PROPOSAL_CHOSEN is in the initiator's charon.log ("received
-#     NO_PROPOSAL_CHOSEN notify error") and the responder logs "no acceptable
-#     proposal found" / "received proposals ... configured proposals".
+#   - kernel-libipsec: ipsec0 TUN, route 203.0.113.64/26 dev ipsec0 table 220
+#     src 203.0.113.1; always ESP-in-UDP/4500 ("TUNNEL-in-UDP"). Without the
+#     tunnel the gateway namespace has no route to 203.0.113.65 (nc fails at
+#     once). nc must bind the inner source (nc -s 203.0.113.1). ESP byte
+#     counters in `list-sas --raw` grow with the nc traffic.
+#   - DH failure: the initiate reply only says "establishing CHILD_SA ...
+#     failed"; the initiator's charon.log has "received NO_PROPOSAL_CHOSEN
+#     notify error", the responder's "no acceptable KEY_EXCHANGE_METHOD
+#     found" plus received/configured proposals. modp1024 loads silently.
+#   - swanctl with STRONGSWAN_CONF set loads its compiled-in plugin list and
+#     warns about plugins Debian does not ship: hence swanctl.load in the
+#     generated strongswan.conf. --load-all --file complains about absent
+#     x509/, private/, ... dirs next to the file (filtered in swanctl_load).
 #   - charon leaves charon.vici behind after exit; probe by connecting.
-#   - A modp1024 config loads without complaint in 5.9.8.
+#   - A process ignoring SIGTERM inside a namespace is found by
+#     `ip netns pids` and SIGKILLed after 2 s (tested with a sh ignoring TERM).
 
 CH_SUFFIX=${CH_SUFFIX:-$$}
 NS_GW=mllp-gw-$CH_SUFFIX
@@ -102,7 +123,7 @@ netns_setup() {
 
 # charon_start NAME NS DIR
 charon_start() {
-	local name=$1 ns=$2 dir=$3 i pid
+	local name=$1 ns=$2 dir=$3 pid
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	cat >"$dir/strongswan.conf" <<EOF
@@ -142,6 +163,7 @@ swanctl {
 }
 EOF
 	CH_DIR[$name]=$dir
+	# shellcheck disable=SC2034 # for scenario scripts
 	CH_NS[$name]=$ns
 	# ip netns exec unshares the mount namespace; unshare -m makes sure, and
 	# the tmpfs on /run keeps /run/charon.pid private. Every step execs.
@@ -151,7 +173,7 @@ EOF
 		>"$dir/charon.stdout" 2>&1 </dev/null &
 	pid=$!
 	CH_PID[$name]=$pid
-	for i in $(seq 250); do
+	for _ in $(seq 250); do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			cat "$dir/charon.stdout" "$dir/charon.log" >&2 2>/dev/null
 			ch_die "charon $name exited during start"
@@ -191,10 +213,10 @@ ns_bg() {
 
 # stop PID: SIGTERM, SIGKILL after 2 s.
 ch_kill_pid() {
-	local pid=$1 i
+	local pid=$1
 	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
 	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 40); do
+	for _ in $(seq 40); do
 		kill -0 "$pid" 2>/dev/null || break
 		# a dead child of ours stays a zombie until reaped
 		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
@@ -235,7 +257,9 @@ charon_cleanup() {
 		ip netns del "$ns" 2>/dev/null
 	done
 	CH_NAMESPACES=""
-	if [ -n "${CH_KEEP:-}" ] || [ "$rc" -ne 0 ]; then
+	# keep the logs on failure, not when interrupted (SIGINT/SIGTERM)
+	if [ -n "${CH_KEEP:-}" ] ||
+		{ [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ]; }; then
 		echo "# charon-lib: files kept in $CH_TMP" >&2
 	else
 		rm -rf "$CH_TMP"
