@@ -66,6 +66,7 @@ struct tool {
 	int timeout_ms; /* -1: the command's default */
 	int ever_up;
 	int state_seen; /* any UP or DOWN report yet */
+	int lost;	/* down since the last UP */
 	int down_err;
 	volatile sig_atomic_t *stop; /* monitor: set by SIGINT/SIGTERM */
 };
@@ -196,15 +197,20 @@ static void on_state(void *arg, enum vici_state state, int err)
 	struct tool *t = arg;
 
 	t->state_seen = 1;
+	/* Only monitor outlives a lost connection: it says so once, and again
+	 * when it is back, not at every retry. */
 	if (state == VICI_STATE_UP) {
+		if (t->stop && t->lost)
+			fprintf(stderr, "vici: reconnected to %s\n", t->uri);
 		t->ever_up = 1;
+		t->lost = 0;
 		return;
 	}
 	t->down_err = err;
-	/* Only monitor outlives a lost connection: it says so and carries on. */
-	if (t->stop && t->ever_up)
+	if (t->stop && t->ever_up && !t->lost)
 		fprintf(stderr, "vici: connection to %s lost (%s), reconnecting\n", t->uri,
 			strerror(-err));
+	t->lost = 1;
 }
 
 /* Runs until *done, or a stop signal when t->stop is set. Signals are blocked
