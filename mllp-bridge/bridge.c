@@ -212,16 +212,23 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(b->base, NULL);
 }
 
+struct integ *bridge_integ(struct bridge *b, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < b->ninteg; i++)
+		if (strcmp(b->integs[i].cfg->name, name) == 0)
+			return &b->integs[i];
+	return NULL;
+}
+
 static int replayed_row(void *arg, const struct spool_row *r)
 {
 	struct bridge *b = arg;
-	size_t i;
+	struct integ *in = bridge_integ(b, r->integration);
 
-	for (i = 0; i < b->ninteg; i++) {
-		if (strcmp(b->integs[i].cfg->name, r->integration) == 0)
-			return forwarder_enqueue(&b->integs[i], r->id, r->sender, r->received_ms,
-						 NULL) < 0;
-	}
+	if (in)
+		return forwarder_enqueue(in, r->id, r->sender, r->received_ms, NULL) < 0;
 	log_event(LOG_WARN, "replay_unknown_integration", " id=%lld integration=%s",
 		  (long long)r->id, r->integration);
 	return 0;

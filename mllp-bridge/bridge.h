@@ -183,6 +183,8 @@ void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m);
 int bridge_run(struct bridge *b);
 void bridge_free(struct bridge *b);
 void bridge_schedule_commit(struct bridge *b);
+/* The runtime of the integration with this name, or NULL. */
+struct integ *bridge_integ(struct bridge *b, const char *name);
 /* State changes are staged: commit them soon, with whatever else comes. */
 void bridge_schedule_flush(struct bridge *b);
 /* Frees a fwd_body (NULL is fine) and gives its bytes back to the cap. */

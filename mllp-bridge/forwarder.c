@@ -86,8 +86,9 @@ static void make_ready(struct fwd_sender *s)
 	}
 }
 
-static int enqueue(struct integ *in, int64_t id, const char *sender, int64_t received_ms,
-		   struct reply *waiter, struct fwd_body *fb)
+/* Appends a message to its sender's FIFO without sending anything yet. */
+static int queue_msg(struct integ *in, int64_t id, const char *sender, int64_t received_ms,
+		     int attempts, struct reply *waiter, struct fwd_body *fb)
 {
 	const char *key = in->cfg->order == CFG_ORDER_INTEGRATION ? "" : sender;
 	struct fwd_sender *s = sender_get(in, key);
@@ -100,6 +101,7 @@ static int enqueue(struct integ *in, int64_t id, const char *sender, int64_t rec
 	m->s = s;
 	m->id = id;
 	m->received_ms = received_ms;
+	m->attempts = attempts;
 	m->fb = fb;
 	if (waiter) {
 		uint64_t ms = in->cfg->upstream.timeout_ms;
@@ -120,8 +122,17 @@ static int enqueue(struct integ *in, int64_t id, const char *sender, int64_t rec
 	s->depth++;
 	in->depth++;
 	make_ready(s);
-	dispatch(in);
 	return 0;
+}
+
+static int enqueue(struct integ *in, int64_t id, const char *sender, int64_t received_ms,
+		   struct reply *waiter, struct fwd_body *fb)
+{
+	int err = queue_msg(in, id, sender, received_ms, 0, waiter, fb);
+
+	if (err == 0)
+		dispatch(in);
+	return err;
 }
 
 int forwarder_enqueue(struct integ *in, int64_t id, const char *sender, int64_t received_ms,
@@ -409,32 +420,14 @@ int64_t forwarder_oldest_ms(const struct integ *in)
 
 /* --- start-up and shutdown ------------------------------------------- */
 
+/* Start-up: queued in id order; sending starts once all are loaded. */
 static int load_row(void *arg, const struct spool_row *r)
 {
-	struct bridge *b = arg;
-	size_t i;
+	struct integ *in = bridge_integ(arg, r->integration);
 
-	for (i = 0; i < b->ninteg; i++) {
-		if (strcmp(b->integs[i].cfg->name, r->integration) == 0) {
-			struct integ *in = &b->integs[i];
-			const char *key = in->cfg->order == CFG_ORDER_INTEGRATION ? "" : r->sender;
-			struct fwd_sender *s = sender_get(in, key);
-			struct fwd_msg *m = s ? calloc(1, sizeof(*m)) : NULL;
-
-			if (!m)
-				return -ENOMEM;
-			m->s = s;
-			m->id = r->id;
-			m->received_ms = r->received_ms;
-			m->attempts = r->attempts;
-			TAILQ_INSERT_TAIL(&s->q, m, link);
-			s->depth++;
-			in->depth++;
-			make_ready(s);
-			return 0;
-		}
-	}
-	return 0; /* an integration no longer configured: its rows wait */
+	if (!in)
+		return 0; /* an integration no longer configured: its rows wait */
+	return queue_msg(in, r->id, r->sender, r->received_ms, r->attempts, NULL, NULL);
 }
 
 static int ignore_row(void *arg, const struct spool_row *r)
