@@ -364,4 +364,34 @@ VICI_WUR int vici_call(struct vici_conn *c, const char *cmd, const uint8_t *msg,
  * none), or NULL when it does not; borrowed from the tree. */
 const char *vici_reply_error(const struct vici_tree *reply);
 
+/* ---- Control commands: why an initiate failed ---- */
+
+#define VICI_CONTROL_LOG_MAX  (64 * 1024) /* log bytes kept; the oldest lines go first */
+#define VICI_CONTROL_LINE_MAX 1024	  /* bytes of one line; longer ones are cut */
+/* vici_control_reason() when charon gave up retransmitting. */
+#define VICI_REASON_NO_ANSWER "NO_ANSWER_FROM_PEER"
+
+/*
+ * The outcome of vici_conn_control(): err and reply as for vici_reply_cb,
+ * and log, charon's control-log lines of the attempt, each
+ * "[GROUP] IKE_NAME: message\n" ("" when none). Both borrowed until return.
+ */
+typedef void (*vici_control_cb)(void *arg, int err, const struct vici_tree *reply, const char *log);
+
+/*
+ * Runs cmd (initiate, terminate) as a stream on control-log, keeping the
+ * log lines for cb (not NULL), which is called exactly once; arg is borrowed
+ * until then. Returns as vici_conn_stream().
+ */
+VICI_WUR int vici_conn_control(struct vici_conn *c, const char *cmd, const uint8_t *msg, size_t len,
+			       int timeout_ms, vici_control_cb cb, void *arg);
+
+/*
+ * The reason a control log gives for a failure: the last notify error the
+ * peer sent ("NO_PROPOSAL_CHOSEN", "AUTHENTICATION_FAILED",
+ * "TS_UNACCEPTABLE"...) or VICI_REASON_NO_ANSWER, copied into buf. Returns
+ * its length, or 0 with buf "" when the log names none (or size is too small).
+ */
+size_t vici_control_reason(const char *log, char *buf, size_t size);
+
 #endif /* VICI_H */

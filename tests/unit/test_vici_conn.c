@@ -774,6 +774,189 @@ START_TEST(test_stream)
 }
 END_TEST
 
+/* ---- Control commands: charon's log of the attempt ---- */
+
+/* A control-log event; name may be NULL (no ikesa-name). */
+static void srv_send_log(int fd, const char *group, const char *name, const char *text)
+{
+	struct vici_builder *b = vici_builder_new();
+	uint8_t *msg;
+	size_t len;
+
+	vici_builder_key_str(b, "group", group);
+	vici_builder_key_str(b, "level", "1");
+	if (name)
+		vici_builder_key_str(b, "ikesa-name", name);
+	vici_builder_key_str(b, "msg", text);
+	SRV_CHECK(vici_builder_finish(b, &msg, &len) == 0);
+	vici_builder_free(b);
+	srv_send(fd, VICI_EVENT, "control-log", msg, len);
+	free(msg);
+}
+
+#define LONG_LINES 100 /* of ~1.5 KiB: more than VICI_CONTROL_LOG_MAX */
+
+/* Registers control-log and expects cmd; the caller sends the log. */
+static int srv_control_start(int lfd, const char *cmd)
+{
+	int fd = srv_accept(lfd);
+
+	srv_expect_only(fd, VICI_EVENT_REGISTER, "control-log");
+	srv_send(fd, VICI_EVENT_CONFIRM, NULL, NULL, 0);
+	srv_expect_only(fd, VICI_CMD_REQUEST, cmd);
+	return fd;
+}
+
+static void srv_control_end(int fd)
+{
+	srv_send_kv(fd, VICI_CMD_RESPONSE, NULL, "success", "no", "errmsg",
+		    "establishing CHILD_SA 'net' failed");
+	srv_expect_only(fd, VICI_EVENT_UNREGISTER, "control-log");
+	srv_send(fd, VICI_EVENT_CONFIRM, NULL, NULL, 0);
+	srv_expect_only(fd, VICI_CMD_REQUEST, "after");
+	srv_send_kv(fd, VICI_CMD_RESPONSE, NULL, "v", "ok", NULL, NULL);
+	srv_expect_eof(fd);
+}
+
+static void scenario_control(int lfd)
+{
+	int fd = srv_control_start(lfd, "initiate");
+
+	srv_send_log(fd, "IKE", "dh14", "initiating IKE_SA dh14[3] to 198.51.100.2");
+	srv_send_kv(fd, VICI_EVENT, "ike-updown", "v", "interleaved", NULL, NULL);
+	srv_send_log(fd, "CFG", NULL, "two\nlines");
+	srv_send_log(fd, "IKE", "dh14", "received NO_PROPOSAL_CHOSEN notify error");
+	srv_control_end(fd);
+}
+
+/* Long lines, more than the log keeps. */
+static void scenario_control_long(int lfd)
+{
+	int fd = srv_control_start(lfd, "initiate");
+	char text[1500];
+
+	for (int i = 0; i < LONG_LINES; i++) {
+		int n = snprintf(text, sizeof(text), "line %03d ", i);
+
+		memset(text + n, 'x', sizeof(text) - 1 - (size_t)n);
+		text[sizeof(text) - 1] = '\0';
+		srv_send_log(fd, "IKE", "c", text);
+	}
+	srv_control_end(fd);
+}
+
+struct control_rec {
+	int calls;
+	int err;
+	char errmsg[64];
+	char *log;
+};
+
+static void on_control(void *arg, int err, const struct vici_tree *reply, const char *log)
+{
+	struct control_rec *r = arg;
+	const char *e = reply ? vici_reply_error(reply) : NULL;
+
+	r->calls++;
+	r->err = err;
+	snprintf(r->errmsg, sizeof(r->errmsg), "%s", e ? e : "(null)");
+	r->log = strdup(log);
+	ck_assert_ptr_nonnull(r->log);
+}
+
+/* Runs one control command against scenario; the caller frees r->log. */
+static void control_run(scenario_fn scenario, struct control_rec *r)
+{
+	struct rec st = {0};
+	pid_t pid = server_start(scenario);
+	struct vici_conn *c = client(&st);
+
+	ck_assert_int_eq(vici_conn_control(c, "initiate", NULL, 0, 2000, on_control, r), 0);
+	/* The next command goes out after the unregistration. */
+	command(c, "after", 2000, &st);
+	run_until(c, &st.replies, 1);
+	ck_assert_str_eq(st.value[0], "ok");
+	vici_conn_free(c);
+	server_reap(pid);
+	ck_assert_int_eq(r->calls, 1);
+}
+
+START_TEST(test_control)
+{
+	struct control_rec r = {0};
+	char reason[32];
+
+	control_run(scenario_control, &r);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_str_eq(r.errmsg, "establishing CHILD_SA 'net' failed");
+	/* Other events stay out; a line break inside a value does not split. */
+	ck_assert_str_eq(r.log, "[IKE] dh14: initiating IKE_SA dh14[3] to 198.51.100.2\n"
+				"[CFG] two lines\n"
+				"[IKE] dh14: received NO_PROPOSAL_CHOSEN notify error\n");
+	ck_assert_uint_eq(vici_control_reason(r.log, reason, sizeof(reason)), 18);
+	ck_assert_str_eq(reason, "NO_PROPOSAL_CHOSEN");
+	free(r.log);
+}
+END_TEST
+
+/* The log keeps the newest whole lines within VICI_CONTROL_LOG_MAX. */
+START_TEST(test_control_log_bounded)
+{
+	struct control_rec r = {0};
+	size_t len, lines = 0;
+	char first[32];
+
+	control_run(scenario_control_long, &r);
+	len = strlen(r.log);
+	ck_assert_uint_le(len, VICI_CONTROL_LOG_MAX);
+	ck_assert_uint_gt(len, VICI_CONTROL_LOG_MAX - VICI_CONTROL_LINE_MAX);
+	for (const char *p = r.log; (p = strchr(p, '\n')); p++)
+		lines++;
+	/* Every line cut to VICI_CONTROL_LINE_MAX - 1 bytes plus its '\n'. */
+	ck_assert_uint_eq(len, lines * VICI_CONTROL_LINE_MAX);
+	snprintf(first, sizeof(first), "[IKE] c: line %03zu", (size_t)LONG_LINES - lines);
+	ck_assert_int_eq(strncmp(r.log, first, strlen(first)), 0);
+	ck_assert(strstr(r.log, "line 099") != NULL);
+	free(r.log);
+}
+END_TEST
+
+static const struct {
+	const char *log;
+	size_t size;
+	const char *reason; /* "" for none */
+} reasons[] = {
+    {"", 64, ""},
+    {"[IKE] a: received NO_PROPOSAL_CHOSEN notify error\n", 64, "NO_PROPOSAL_CHOSEN"},
+    /* The last reason wins: the CHILD_SA failed after the IKE_SA. */
+    {"[IKE] a: received AUTHENTICATION_FAILED notify error\n"
+     "[IKE] a: received TS_UNACCEPTABLE notify, no CHILD_SA built\n",
+     64, "TS_UNACCEPTABLE"},
+    {"[IKE] a: sending retransmit 2 of request message ID 0, seq 1\n"
+     "[IKE] a: giving up after 2 retransmits\n",
+     64, VICI_REASON_NO_ANSWER},
+    {"[NET] a: received packet: from 198.51.100.2[500] to 198.51.100.1[500]\n", 64, ""},
+    {"[IKE] a: received notify error\n", 64, ""},
+    {"[IKE] a: received NO_PROPOSAL_CHOSEN notify", 64, ""},
+    {"[IKE] a: received NO_PROPOSAL_CHOSEN notify error", 64, "NO_PROPOSAL_CHOSEN"},
+    /* A name cut by a line break is no name. */
+    {"[IKE] a: received NO_PROP\nOSAL_CHOSEN notify error\n", 64, ""},
+    {"[IKE] a: received NO_PROPOSAL_CHOSEN notify error\n", 18, ""},
+    {"[IKE] a: received NO_PROPOSAL_CHOSEN notify error\n", 19, "NO_PROPOSAL_CHOSEN"},
+};
+
+START_TEST(test_control_reason)
+{
+	char buf[64];
+
+	memset(buf, '#', sizeof(buf));
+	ck_assert_uint_eq(vici_control_reason(reasons[_i].log, buf, reasons[_i].size),
+			  strlen(reasons[_i].reason));
+	ck_assert_str_eq(buf, reasons[_i].reason);
+	ck_assert_uint_eq(vici_control_reason("x", buf, 0), 0);
+}
+END_TEST
+
 /* Freeing with requests queued tells each of them. */
 START_TEST(test_free_cancels)
 {
@@ -810,6 +993,10 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_reconnect);
 	tcase_add_test(tc, test_stream);
 	tcase_add_test(tc, test_free_cancels);
+	tcase_add_test(tc, test_control);
+	tcase_add_test(tc, test_control_log_bounded);
+	tcase_add_loop_test(tc, test_control_reason, 0,
+			    (int)(sizeof(reasons) / sizeof(reasons[0])));
 	suite_add_tcase(s, tc);
 	return s;
 }
