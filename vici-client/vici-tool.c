@@ -22,12 +22,10 @@
 
 #include "vici-client/vici.h"
 
-#define DEFAULT_URI	     "unix:///var/run/charon.vici"
-#define DEFAULT_TIMEOUT_MS   10000 /* client deadline of a plain command */
-#define CONTROL_TIMEOUT_MS   60000 /* initiate/terminate without a charon timeout */
-#define CONTROL_MARGIN_MS    5000  /* client deadline beyond charon's own timeout */
-#define CONTROL_LOG_MAX	     256   /* control-log lines kept for a failure report */
-#define CONTROL_LOG_LINE_MAX 1024  /* bytes of one kept line */
+#define DEFAULT_URI	   "unix:///var/run/charon.vici"
+#define DEFAULT_TIMEOUT_MS 10000 /* client deadline of a plain command */
+#define CONTROL_TIMEOUT_MS 60000 /* initiate/terminate without a charon timeout */
+#define CONTROL_MARGIN_MS  5000	 /* client deadline beyond charon's own timeout */
 
 enum exit_code {
 	EXIT_OK = 0,
@@ -192,6 +190,8 @@ static void print_tree(const struct tool *t, const struct vici_tree *tree)
 
 /* ---- The loop ---- */
 
+static void on_monitor_ready(void *arg, int err, const struct vici_tree *reply);
+
 static void on_state(void *arg, enum vici_state state, int err)
 {
 	struct tool *t = arg;
@@ -200,10 +200,12 @@ static void on_state(void *arg, enum vici_state state, int err)
 	/* Only monitor outlives a lost connection: it says so once, and again
 	 * when it is back, not at every retry. */
 	if (state == VICI_STATE_UP) {
-		if (t->stop && t->lost)
-			fprintf(stderr, "vici: reconnected to %s\n", t->uri);
+		/* The library queues the event registrations ahead of anything
+		 * else: the reply to this version request means they are done. */
+		if (t->stop && vici_conn_command(t->conn, "version", NULL, 0, DEFAULT_TIMEOUT_MS,
+						 on_monitor_ready, t) < 0)
+			fprintf(stderr, "vici: monitor: cannot queue a request\n");
 		t->ever_up = 1;
-		t->lost = 0;
 		return;
 	}
 	t->down_err = err;
@@ -289,9 +291,11 @@ struct request {
 	const char *cmd;
 	vici_event_cb on_event; /* streamed commands */
 	void *event_arg;
+	int control; /* a control command: keep charon's log of it */
 	int done;
 	int err;
 	struct vici_tree *reply; /* a copy: the callback's tree is borrowed */
+	char *log;		 /* control: a copy of the log, or NULL */
 };
 
 static void on_reply(void *arg, int err, const struct vici_tree *reply)
@@ -309,6 +313,14 @@ static void on_reply(void *arg, int err, const struct vici_tree *reply)
 	if (!r->err)
 		r->err = vici_tree_parse(msg, len, &r->reply);
 	free(msg);
+}
+
+static void on_control_reply(void *arg, int err, const struct vici_tree *reply, const char *log)
+{
+	struct request *r = arg;
+
+	r->log = strdup(log); /* without it, only the reason is lost */
+	on_reply(r, err, reply);
 }
 
 /* Events of a streamed command go to the request's handler. */
@@ -338,7 +350,9 @@ static int request(struct tool *t, struct request *r, const char *event, struct 
 		fprintf(stderr, "vici: %s: cannot build the request: %s\n", r->cmd, strerror(-rc));
 		return EXIT_FAILED;
 	}
-	if (event)
+	if (r->control)
+		rc = vici_conn_control(t->conn, r->cmd, msg, len, timeout, on_control_reply, r);
+	else if (event)
 		rc = vici_conn_stream(t->conn, r->cmd, event, msg, len, timeout, on_stream_event,
 				      on_reply, r);
 	else
@@ -734,62 +748,45 @@ static int cmd_load_shared(struct tool *t, const struct args *a)
 	return simple_command(t, "load-shared", b);
 }
 
-/* control-log lines of initiate/terminate, the last CONTROL_LOG_MAX kept. */
-struct control_log {
-	char lines[CONTROL_LOG_MAX][CONTROL_LOG_LINE_MAX];
-	size_t count; /* ever received */
-};
-
-static void on_control_log(void *arg, const char *event, const struct vici_tree *msg)
+/* Prints log with an indent, escaped like any other output. */
+static void print_log(const char *log)
 {
-	struct control_log *log = arg;
-	const char *group = vici_tree_get(msg, "group");
-	const char *name = vici_tree_get(msg, "ikesa-name");
-	const char *text = vici_tree_get(msg, "msg");
+	while (*log) {
+		const char *nl = strchr(log, '\n');
+		size_t n = nl ? (size_t)(nl - log) : strlen(log);
 
-	(void)event;
-	snprintf(log->lines[log->count % CONTROL_LOG_MAX], CONTROL_LOG_LINE_MAX, "[%s] %s%s%s",
-		 group ? group : "?", name ? name : "", name ? ": " : "", text ? text : "");
-	log->count++;
-}
-
-static void print_control_log(const struct control_log *log)
-{
-	size_t first = log->count > CONTROL_LOG_MAX ? log->count - CONTROL_LOG_MAX : 0;
-
-	if (first)
-		fprintf(stderr, "  (%zu earlier log lines dropped)\n", first);
-	for (size_t i = first; i < log->count; i++) {
 		fputs("  ", stderr);
-		put_text(stderr, log->lines[i % CONTROL_LOG_MAX],
-			 strlen(log->lines[i % CONTROL_LOG_MAX]));
+		put_text(stderr, log, n);
 		fputc('\n', stderr);
+		log += nl ? n + 1 : n;
 	}
 }
 
-/* initiate/terminate: charon's log explains a failure better than errmsg. */
+/*
+ * initiate/terminate: on failure, the reason charon's log gives (the peer's
+ * notify, e.g. NO_PROPOSAL_CHOSEN) and the log itself explain more than
+ * errmsg.
+ */
 static int control_command(struct tool *t, const char *cmd, struct vici_builder *b, int deadline_ms)
 {
-	struct control_log *log = calloc(1, sizeof(*log));
-	struct request r = {.tool = t, .cmd = cmd, .on_event = on_control_log, .event_arg = log};
-	int rc = log ? connect_daemon(t) : EXIT_FAILED;
+	struct request r = {.tool = t, .cmd = cmd, .control = 1};
+	char reason[64];
+	int rc = connect_daemon(t);
 
-	if (!log)
-		fprintf(stderr, "vici: %s\n", strerror(ENOMEM));
 	if (rc != EXIT_OK) {
 		vici_builder_free(b);
-		free(log);
 		return rc;
 	}
-	rc = request(t, &r, "control-log", b, deadline_ms);
-	if (rc == EXIT_OK) {
+	rc = request(t, &r, NULL, b, deadline_ms);
+	if (rc == EXIT_OK)
 		rc = finish_reply(t, &r, 1);
-		if (rc != EXIT_OK && log->count)
-			fprintf(stderr, "charon's log of the attempt:\n");
+	if (rc != EXIT_OK && r.log && *r.log) {
+		if (vici_control_reason(r.log, reason, sizeof(reason)))
+			fprintf(stderr, "reason: %s\n", reason);
+		fprintf(stderr, "charon's log of the attempt:\n");
+		print_log(r.log);
 	}
-	if (rc != EXIT_OK)
-		print_control_log(log);
-	free(log);
+	free(r.log);
 	return rc;
 }
 
@@ -806,27 +803,40 @@ static int parse_int(const char *s, long min, long max, long *out)
 	return 0;
 }
 
-static int cmd_initiate(struct tool *t, const struct args *a)
+/*
+ * initiate/terminate: --timeout MS goes to charon (-1: don't wait, 0: wait
+ * for ever); the client's own deadline leaves charon time to answer after
+ * its timeout. Consumes b.
+ */
+static int timed_control(struct tool *t, const char *cmd, const struct args *a,
+			 struct vici_builder *b)
 {
-	struct vici_builder *b;
 	int deadline = CONTROL_TIMEOUT_MS;
 	long charon_ms = 0;
 
-	if (!a->opt[OPT_CHILD])
-		return usage_error("initiate: --child is required");
 	if (a->opt[OPT_TIMEOUT] &&
-	    parse_int(a->opt[OPT_TIMEOUT], -1, INT_MAX - CONTROL_MARGIN_MS, &charon_ms) < 0)
-		return usage_error("initiate: --timeout takes milliseconds, -1 or more");
-	/* Leave charon time to answer after its own timeout. */
+	    parse_int(a->opt[OPT_TIMEOUT], -1, INT_MAX - CONTROL_MARGIN_MS, &charon_ms) < 0) {
+		vici_builder_free(b);
+		return usage_error("%s: --timeout takes milliseconds, -1 or more", cmd);
+	}
 	if (charon_ms > 0)
 		deadline = (int)charon_ms + CONTROL_MARGIN_MS;
+	if (a->opt[OPT_TIMEOUT])
+		vici_builder_key_str(b, "timeout", a->opt[OPT_TIMEOUT]);
+	return control_command(t, cmd, b, deadline);
+}
+
+static int cmd_initiate(struct tool *t, const struct args *a)
+{
+	struct vici_builder *b;
+
+	if (!a->opt[OPT_CHILD])
+		return usage_error("initiate: --child is required");
 	b = vici_builder_new();
 	vici_builder_key_str(b, "child", a->opt[OPT_CHILD]);
 	if (a->opt[OPT_IKE])
 		vici_builder_key_str(b, "ike", a->opt[OPT_IKE]);
-	if (a->opt[OPT_TIMEOUT])
-		vici_builder_key_str(b, "timeout", a->opt[OPT_TIMEOUT]);
-	return control_command(t, "initiate", b, deadline);
+	return timed_control(t, "initiate", a, b);
 }
 
 /* terminate and rekey name exactly one SA: --ike or --child. */
@@ -853,7 +863,7 @@ static int cmd_terminate(struct tool *t, const struct args *a)
 
 	if (!b)
 		return rc;
-	return control_command(t, "terminate", b, CONTROL_TIMEOUT_MS);
+	return timed_control(t, "terminate", a, b);
 }
 
 static int cmd_rekey(struct tool *t, const struct args *a)
@@ -913,6 +923,22 @@ static void on_monitor_event(void *arg, const char *event, const struct vici_tre
 	fflush(stdout);
 }
 
+/* Tells the user (and scripts waiting for it) that events now flow. */
+static void on_monitor_ready(void *arg, int err, const struct vici_tree *reply)
+{
+	struct tool *t = arg;
+	const char *version = reply ? vici_tree_get(reply, "version") : NULL;
+
+	if (err < 0)
+		return; /* the connection went down again: on_state says so */
+	if (t->lost)
+		fprintf(stderr, "vici: reconnected to %s, events registered again\n", t->uri);
+	else
+		fprintf(stderr, "vici: monitoring charon %s at %s\n", version ? version : "?",
+			t->uri);
+	t->lost = 0;
+}
+
 static int cmd_monitor(struct tool *t, const struct args *a)
 {
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -962,8 +988,8 @@ static const struct command commands[] = {
      "load-shared FILE.yaml | --secret S [--id ID] [--type IKE|EAP|XAUTH]"},
     {"initiate", OPT(OPT_CHILD) | OPT(OPT_IKE) | OPT(OPT_TIMEOUT), 0, cmd_initiate,
      "initiate --child NAME [--ike NAME] [--timeout MS]"},
-    {"terminate", OPT(OPT_CHILD) | OPT(OPT_IKE), 0, cmd_terminate,
-     "terminate --ike NAME | --child NAME"},
+    {"terminate", OPT(OPT_CHILD) | OPT(OPT_IKE) | OPT(OPT_TIMEOUT), 0, cmd_terminate,
+     "terminate --ike NAME | --child NAME [--timeout MS]"},
     {"rekey", OPT(OPT_CHILD) | OPT(OPT_IKE), 0, cmd_rekey, "rekey --ike NAME | --child NAME"},
     {"monitor", 0, 0, cmd_monitor, "monitor"},
 };
