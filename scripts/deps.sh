@@ -5,7 +5,9 @@ set -eu
 
 PKGS="build-essential pkg-config
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
-      sqlite3 openssl curl nginx-light iproute2 util-linux procps clang"
+      sqlite3 openssl curl nginx-light iproute2 util-linux procps clang
+      strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
+      libcharon-extra-plugins netcat-openbsd"
 
 missing=""
 for p in $PKGS; do
@@ -20,6 +22,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+# strongswan-starter (pulled in by strongswan-charon) and nginx would start
+# their services on install: the tests start their own, in namespaces, and
+# nothing may run on the host's network. policy-rc.d forbids it meanwhile.
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+	chmod 755 "$POLICY"
+	trap 'rm -f "$POLICY"' EXIT
+fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -19,70 +19,6 @@ check() { # check DESCRIPTION COMMAND...
 	fi
 }
 
-PSK='0sbWxscC1lZGdlLWRlbW8tcHNrLW5vdC1mb3ItcHJvZHVjdGlvbg=='
-
-# write_conf FILE SIDE CONN:IKE_PROPOSAL:ESP_PROPOSAL...
-# SIDE gw|peer; identities are per connection so each side picks its peer
-# config unambiguously.
-write_conf() {
-	local file=$1 side=$2 spec name ike esp la ra lts rts lid rid
-	shift 2
-	if [ "$side" = gw ]; then
-		la=198.51.100.1 ra=198.51.100.2 lts=203.0.113.1/32 rts=203.0.113.64/26
-	else
-		la=198.51.100.2 ra=198.51.100.1 lts=203.0.113.64/26 rts=203.0.113.1/32
-	fi
-	mkdir -p "$(dirname "$file")"
-	{
-		echo "connections {"
-		for spec in "$@"; do
-			IFS=: read -r name ike esp <<<"$spec"
-			if [ "$side" = gw ]; then
-				lid=gw-$name.mllp.test rid=peer-$name.mllp.test
-			else
-				lid=peer-$name.mllp.test rid=gw-$name.mllp.test
-			fi
-			cat <<EOF
-	$name {
-		version = 2
-		local_addrs = $la
-		remote_addrs = $ra
-		proposals = $ike
-		local {
-			auth = psk
-			id = $lid
-		}
-		remote {
-			auth = psk
-			id = $rid
-		}
-		children {
-			$name-net {
-				local_ts = $lts
-				remote_ts = $rts
-				esp_proposals = $esp
-				start_action = none
-			}
-		}
-	}
-EOF
-		done
-		echo "}"
-		echo "secrets {"
-		for spec in "$@"; do
-			IFS=: read -r name ike esp <<<"$spec"
-			cat <<EOF
-	ike-$name {
-		id-gw = gw-$name.mllp.test
-		id-peer = peer-$name.mllp.test
-		secret = $PSK
-	}
-EOF
-		done
-		echo "}"
-	} >"$file"
-}
-
 DH21=dh21:aes256gcm16-prfsha384-ecp521:aes256gcm16-ecp521
 DH14=dh14:aes256gcm16-prfsha256-modp2048:aes256gcm16-modp2048
 
@@ -164,9 +100,9 @@ ch_step "charon_start peer (PID ${CH_PID[peer]}) -> vici answers"
 check "gw PID is charon itself" \
 	test "$(readlink /proc/"${CH_PID[gw]}"/exe)" = "$CH_CHARON"
 
-write_conf "$CH_TMP/gw-conf/swanctl.conf" gw "$DH21" "$DH14"
-write_conf "$CH_TMP/peer-conf/swanctl.conf" peer "$DH21" "$DH14"
-write_conf "$CH_TMP/peer-modp1024/swanctl.conf" peer \
+ch_write_conf "$CH_TMP/gw-conf/swanctl.conf" gw "$DH21" "$DH14"
+ch_write_conf "$CH_TMP/peer-conf/swanctl.conf" peer "$DH21" "$DH14"
+ch_write_conf "$CH_TMP/peer-modp1024/swanctl.conf" peer \
 	dh14:aes256gcm16-prfsha256-modp1024:aes256gcm16-modp1024
 check "swanctl_load gw" swanctl_load gw "$CH_TMP/gw-conf" >/dev/null
 check "swanctl_load peer" swanctl_load peer "$CH_TMP/peer-conf" >/dev/null

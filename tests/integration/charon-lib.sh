@@ -24,6 +24,8 @@
 #                                stops recorded processes by PID, then any process
 #                                still inside our namespaces (ip netns pids),
 #                                deletes the namespaces, removes $CH_TMP.
+#   ch_write_conf FILE SIDE SPEC...
+#                                a swanctl.conf with test connections and PSKs
 #   ch_now / ch_step LABEL       timing helpers (ch_step prints time since last).
 #
 # Variables: CH_SUFFIX (default $$), NS_GW, NS_PEER, CH_TMP (temp dir),
@@ -200,6 +202,76 @@ swanctl_load() {
 	# stderr: drop the complaints about absent x509/, private/, ... dirs
 	SWANCTL_DIR=$confdir ch_swanctl "$name" --load-all --noprompt \
 		--file "$confdir/swanctl.conf" 2> >(grep -v '^opening directory' >&2)
+}
+
+# Test connections. A spec is NAME:IKE_PROPOSAL:ESP_PROPOSAL, e.g.
+# dh21:aes256gcm16-prfsha384-ecp521:aes256gcm16-ecp521; it becomes the
+# connection NAME with the child NAME-net between the inner addresses. The
+# identities are per connection (gw-NAME.mllp.test, peer-NAME.mllp.test) so
+# that each side picks its peer config unambiguously. Not for production.
+CH_PSK=mllp-edge-test-psk-not-for-production
+
+# ch_side SIDE: sets ch_la ch_ra ch_lts ch_rts ch_other for SIDE gw|peer.
+ch_side() {
+	if [ "$1" = gw ]; then
+		ch_la=198.51.100.1 ch_ra=198.51.100.2 ch_other=peer
+		ch_lts=203.0.113.1/32 ch_rts=203.0.113.64/26
+	else
+		ch_la=198.51.100.2 ch_ra=198.51.100.1 ch_other=gw
+		ch_lts=203.0.113.64/26 ch_rts=203.0.113.1/32
+	fi
+}
+
+# ch_write_conf FILE SIDE SPEC...: a swanctl.conf with the connections and
+# their PSKs, for swanctl_load.
+ch_write_conf() {
+	local file=$1 side=$2 spec name ike esp
+	shift 2
+	ch_side "$side"
+	mkdir -p "$(dirname "$file")"
+	{
+		echo "connections {"
+		for spec in "$@"; do
+			IFS=: read -r name ike esp <<<"$spec"
+			cat <<EOF
+	$name {
+		version = 2
+		local_addrs = $ch_la
+		remote_addrs = $ch_ra
+		proposals = $ike
+		local {
+			auth = psk
+			id = $side-$name.mllp.test
+		}
+		remote {
+			auth = psk
+			id = $ch_other-$name.mllp.test
+		}
+		children {
+			$name-net {
+				local_ts = $ch_lts
+				remote_ts = $ch_rts
+				esp_proposals = $esp
+				start_action = none
+			}
+		}
+	}
+EOF
+		done
+		echo "}"
+		echo "secrets {"
+		for spec in "$@"; do
+			name=${spec%%:*}
+			cat <<EOF
+	ike-$name {
+		id-gw = gw-$name.mllp.test
+		id-peer = peer-$name.mllp.test
+		secret = "$CH_PSK"
+	}
+EOF
+		done
+		echo "}"
+	} >"$file"
 }
 
 # ns_bg NS CMD...: background CMD in NS; PID recorded and put in NS_BG_PID.
