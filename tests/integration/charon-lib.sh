@@ -8,8 +8,11 @@
 #                                  gateway 203.0.113.1/32, peer 203.0.113.65/32
 #                                Installs charon_cleanup as EXIT trap (chained
 #                                before any EXIT trap already set, e.g. lib.sh's).
-#   charon_start NAME NS DIR     writes DIR/strongswan.conf (self-contained,
-#                                kernel-libipsec, vici at unix://DIR/charon.vici,
+#   charon_start NAME NS DIR [URI]
+#                                writes DIR/strongswan.conf (self-contained,
+#                                kernel-libipsec, vici at URI, by default
+#                                unix://DIR/charon.vici; a tcp:// URI is
+#                                inside NS, reach it with ip netns exec NS),
 #                                no stroke, log in DIR/charon.log), starts
 #                                /usr/lib/ipsec/charon in NS with a private /run
 #                                (tmpfs, so /run/charon.pid does not collide),
@@ -29,7 +32,7 @@
 #   ch_now / ch_step LABEL       timing helpers (ch_step prints time since last).
 #
 # Variables: CH_SUFFIX (default $$), NS_GW, NS_PEER, CH_TMP (temp dir),
-# CH_PID[NAME] / CH_DIR[NAME] / CH_NS[NAME] per charon, CH_KEEP=1
+# CH_PID[NAME] / CH_DIR[NAME] / CH_NS[NAME] / CH_URI[NAME] per charon, CH_KEEP=1
 # keeps $CH_TMP. Needs root and the packages strongswan-charon
 # strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins,
 # plus netcat-openbsd for traffic tests.
@@ -81,7 +84,7 @@ NS_GW=mllp-gw-$CH_SUFFIX
 NS_PEER=mllp-peer-$CH_SUFFIX
 CH_TMP=${CH_TMP:-$(mktemp -d /tmp/mllp-charon.XXXXXX)}
 CH_CHARON=${CH_CHARON:-/usr/lib/ipsec/charon}
-declare -A CH_PID=() CH_DIR=() CH_NS=()
+declare -A CH_PID=() CH_DIR=() CH_NS=() CH_URI=()
 CH_BG_PIDS=""
 CH_NAMESPACES=""
 CH_T0=$(date +%s.%N)
@@ -123,11 +126,12 @@ netns_setup() {
 	done
 }
 
-# charon_start NAME NS DIR
+# charon_start NAME NS DIR [URI]
 charon_start() {
-	local name=$1 ns=$2 dir=$3 pid
+	local name=$1 ns=$2 dir=$3 uri=${4:-} pid
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
+	uri=${uri:-unix://$dir/charon.vici}
 	cat >"$dir/strongswan.conf" <<EOF
 # written by charon-lib.sh for charon "$name" in netns $ns
 charon {
@@ -137,7 +141,7 @@ charon {
 	retransmit_timeout = 1.0
 	plugins {
 		vici {
-			socket = unix://$dir/charon.vici
+			socket = $uri
 		}
 	}
 	filelog {
@@ -161,11 +165,11 @@ charon {
 swanctl {
 	# the compiled-in list names plugins Debian does not ship (warnings)
 	load = random openssl pem pkcs1 pkcs8 x509 pubkey
-	socket = unix://$dir/charon.vici
+	socket = $uri
 }
 EOF
 	CH_DIR[$name]=$dir
-	# shellcheck disable=SC2034 # for scenario scripts
+	CH_URI[$name]=$uri
 	CH_NS[$name]=$ns
 	# ip netns exec unshares the mount namespace; unshare -m makes sure, and
 	# the tmpfs on /run keeps /run/charon.pid private. Every step execs.
@@ -192,8 +196,9 @@ EOF
 ch_swanctl() {
 	local name=$1
 	shift
+	# In the namespace, for a tcp:// URI on the namespace's loopback.
 	STRONGSWAN_CONF=${CH_DIR[$name]}/strongswan.conf \
-		timeout 20 swanctl "$@" --uri "unix://${CH_DIR[$name]}/charon.vici"
+		timeout 20 ip netns exec "${CH_NS[$name]}" swanctl "$@" --uri "${CH_URI[$name]}"
 }
 
 # swanctl_load NAME CONF_DIR: load connections and secrets from CONF_DIR/swanctl.conf
