@@ -319,7 +319,7 @@ static void on_control_reply(void *arg, int err, const struct vici_tree *reply, 
 {
 	struct request *r = arg;
 
-	r->log = strdup(log); /* without it, only the reason is lost */
+	r->log = strdup(log); /* out of memory: the report lacks the log */
 	on_reply(r, err, reply);
 }
 

@@ -56,6 +56,12 @@ check "load-conn without FILE: exit 2" 2 "missing argument" -- -s $NOSOCK load-c
 check "terminate needs --ike or --child: exit 2" 2 "either --ike or --child" \
 	-- -s $NOSOCK terminate
 check "extra argument: exit 2" 2 "unexpected argument" -- -s $NOSOCK version now
+check "initiate --timeout below -1: exit 2" 2 "initiate: --timeout takes milliseconds" \
+	-- -s $NOSOCK initiate --child c --timeout -2
+check "terminate --timeout not a number: exit 2" 2 "terminate: --timeout takes milliseconds" \
+	-- -s $NOSOCK terminate --ike c --timeout soon
+check "rekey takes no --timeout: exit 2" 2 "unknown option --timeout" \
+	-- -s $NOSOCK rekey --ike c --timeout 5
 
 "$VICI" --help >"$TMP/out" 2>"$TMP/err"
 if [ $? -eq 0 ] && grep -q "$USAGE" "$TMP/out" && grep -q 'initiate --child' "$TMP/out"; then
