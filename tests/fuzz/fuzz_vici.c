@@ -2,7 +2,8 @@
  * libFuzzer target for the vici codec.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *         tests/fuzz/fuzz_vici.c vici-client/{builder,codec,parser,tree}.c -o build/fuzz/fuzz_vici
+ *         tests/fuzz/fuzz_vici.c vici-client/{builder,codec,conn,control,parser,tree}.c \
+ *         -o build/fuzz/fuzz_vici
  *   build/fuzz/fuzz_vici -max_total_time=60 build/fuzz/corpus_vici
  *
  * The input is both a stream head (segment -> packet -> message) and a bare
@@ -10,6 +11,7 @@
  * pull parser and the tree agree on the verdict; an accepted message
  * re-encodes byte for byte, both through the tree and element by element
  * through the builder; top-level names are found by path; JSON is one line.
+ * The input is also read as a control log for vici_control_reason().
  */
 #include <errno.h>
 #include <stdint.h>
@@ -137,6 +139,24 @@ static void check_segment(const uint8_t *seg, size_t len)
 		check_message(pk.msg, pk.msg_len);
 }
 
+/* The input as a control log: a reason is a notify name found in it, or
+ * the no-answer marker. */
+static void check_reason(const uint8_t *data, size_t size)
+{
+	char *log = malloc(size + 1), buf[64];
+	size_t n;
+
+	CHECK(log);
+	memcpy(log, data, size);
+	log[size] = '\0';
+	n = vici_control_reason(log, buf, sizeof(buf));
+	CHECK(n < sizeof(buf) && strlen(buf) == n);
+	if (n && strcmp(buf, VICI_REASON_NO_ANSWER) != 0)
+		CHECK(strstr(log, buf) &&
+		      strspn(buf, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n);
+	free(log);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t seg_len = 0;
@@ -149,5 +169,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	check_segment(data, size);
 	check_message(data, size);
+	check_reason(data, size);
 	return 0;
 }
