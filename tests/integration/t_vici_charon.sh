@@ -122,6 +122,9 @@ tunnel_case() {
 		wait_until 10 "monitor_has '^child-rekey $conn=.*state=INSTALLED.*dh-group=$group'"
 	expect "$conn: list-sas: the rekeyed CHILD_SA uses $group" \
 		wait_until 10 "sas $conn && grep -qE '\"state\":\"INSTALLED\",[^}]*\"dh-group\":\"$group\"' $TMP/out"
+	check "$conn: rekey --ike" 0 "success" rekey --ike "$conn"
+	expect "$conn: monitor: ike-rekey, the new IKE_SA with $group" \
+		wait_until 10 "monitor_has '^ike-rekey $conn=\\{ old=\\{.* new=\\{.*dh-group=$group'"
 	monitor_mark
 	check "$conn: terminate --ike" 0 "success" terminate --ike "$conn" --timeout 5000
 	expect "$conn: monitor: ike-updown down" \
