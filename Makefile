@@ -27,7 +27,8 @@ VICI_OBJ    := $(VICI_SRC:%.c=$(BUILD)/obj/%.o)
 VICI_LIB    := $(if $(VICI_SRC),$(BUILD)/lib/libvici.a)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
+TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send \
+               $(if $(VICI_LIB),$(BUILD)/bin/vici-bench)
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici)
 
 .PHONY: all deps check check-asan unit integration bench demo fuzz fuzz-build lint format format-check clean
@@ -67,6 +68,10 @@ $(BUILD)/bin/mllp-load: $(BUILD)/obj/tests/bench/mllp-load.o $(BRIDGE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bin/vici-bench: $(BUILD)/obj/tests/bench/vici-bench.o $(VICI_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BRIDGE_LIB) $(VICI_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
@@ -89,6 +94,7 @@ integration: all
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tests/bench/run.sh
+	@BUILD=$(BUILD) bash tests/bench/vici.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
