@@ -3,9 +3,11 @@
 # Only packages that are missing are installed, so a second run is quick and offline.
 set -eu
 
+# libclang-rt-14-dev holds clang's libFuzzer and sanitizer runtimes; clang
+# only recommends it, and recommends are not installed here.
 PKGS="build-essential pkg-config
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
-      sqlite3 openssl curl nginx-light iproute2 util-linux procps clang
+      sqlite3 openssl curl nginx-light iproute2 util-linux procps clang libclang-rt-14-dev
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
       libcharon-extra-plugins netcat-openbsd"
 
