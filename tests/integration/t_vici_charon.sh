@@ -159,9 +159,11 @@ check "list-conns --ike dh14: its child and traffic selector" 0 \
 	"remote-ts = \[203\.0\.113\.64/26\]" list-conns --ike dh14
 printf 'bad:\n  version: 2\n  proposals: [aes256gcm16-prf_sha384-ecp521]\n' >"$TMP/bad.yaml"
 check "load-conn: a proposal charon rejects: exit 1 with errmsg" 1 \
-	"errmsg|failed" load-conn "$TMP/bad.yaml"
-check "unload-conn of an unknown connection: exit 1" 1 "not found|failed" unload-conn nosuch
-check "initiate of an unknown child: exit 1" 1 "not found|failed" initiate --child nosuch
+	"^vici: load-conn failed: invalid value for: proposals" load-conn "$TMP/bad.yaml"
+check "unload-conn of an unknown connection: exit 1" 1 \
+	"^vici: unload-conn failed: .*'nosuch' not found" unload-conn nosuch
+check "initiate of an unknown child: exit 1" 1 \
+	"^vici: initiate failed: CHILD_SA config 'nosuch' not found" initiate --child nosuch
 
 # The monitor runs through everything below, charon's restart included.
 "$BIN/vici" -s "unix://$CH_TMP/gw/charon.vici" monitor >"$TMP/monitor.out" 2>"$TMP/monitor.log" &
