@@ -22,29 +22,6 @@ check() { # check DESCRIPTION COMMAND...
 DH21=dh21:aes256gcm16-prfsha384-ecp521:aes256gcm16-ecp521
 DH14=dh14:aes256gcm16-prfsha256-modp2048:aes256gcm16-modp2048
 
-# nc_through PORT: send a token from 203.0.113.1 (gw) to 203.0.113.65 (peer).
-nc_through() {
-	local port=$1 token out i
-	token="mllp-demo-$port-$$"
-	out=$CH_TMP/nc-$port.out
-	: >"$out"
-	ns_bg "$NS_PEER" sh -c 'exec nc -l -s 203.0.113.65 -p "$0" >"$1"' "$port" "$out"
-	local lpid=$NS_BG_PID
-	for i in $(seq 50); do
-		if echo "$token" | ip netns exec "$NS_GW" \
-			nc -N -w 2 -s 203.0.113.1 203.0.113.65 "$port" 2>/dev/null; then
-			break
-		fi
-		sleep 0.02 # listener not yet listening
-	done
-	for i in $(seq 50); do
-		grep -qx "$token" "$out" && break
-		sleep 0.02
-	done
-	ch_kill_pid "$lpid"
-	grep -qx "$token" "$out"
-}
-
 # child_bytes NAME IKE: total ESP bytes in+out of IKE_SA IKE's CHILD_SAs
 child_bytes() {
 	ch_swanctl "$1" --list-sas --ike "$2" --raw 2>/dev/null |
@@ -79,7 +56,7 @@ tunnel_case() {
 		grep -q "INSTALLED, .*ESP:.*/$group" <<<"$sas"
 	local before after
 	before=$(child_bytes gw "$conn")
-	check "$conn: nc 203.0.113.1 -> 203.0.113.65:$port through the tunnel" nc_through "$port"
+	check "$conn: nc 203.0.113.1 -> 203.0.113.65:$port through the tunnel" ch_nc_through "$port"
 	after=$(child_bytes gw "$conn")
 	echo "    CHILD_SA ESP bytes in+out before: $before; after: $after"
 	check "$conn: ESP byte counters grew" test "$after" -gt "$before"

@@ -27,6 +27,7 @@
 #                                stops recorded processes by PID, then any process
 #                                still inside our namespaces (ip netns pids),
 #                                deletes the namespaces, removes $CH_TMP.
+#   ch_nc_through PORT           nc from 203.0.113.1 to 203.0.113.65:PORT arrives
 #   ch_write_conf FILE SIDE SPEC...
 #                                a swanctl.conf with test connections and PSKs
 #   ch_now / ch_step LABEL       timing helpers (ch_step prints time since last).
@@ -286,6 +287,30 @@ ns_bg() {
 	ip netns exec "$ns" "$@" &
 	NS_BG_PID=$!
 	CH_BG_PIDS="$CH_BG_PIDS $NS_BG_PID"
+}
+
+# ch_nc_through PORT: sends a token from 203.0.113.1 (gw) to 203.0.113.65:PORT
+# (peer) with nc; true when the peer received it. Needs a tunnel.
+ch_nc_through() {
+	local port=$1 token out
+	token="mllp-edge-$port-$$"
+	out=$CH_TMP/nc-$port.out
+	: >"$out"
+	ns_bg "$NS_PEER" sh -c 'exec nc -l -s 203.0.113.65 -p "$0" >"$1"' "$port" "$out"
+	local lpid=$NS_BG_PID
+	for _ in $(seq 50); do
+		if echo "$token" | ip netns exec "$NS_GW" \
+			nc -N -w 2 -s 203.0.113.1 203.0.113.65 "$port" 2>/dev/null; then
+			break
+		fi
+		sleep 0.02 # listener not yet listening
+	done
+	for _ in $(seq 50); do
+		grep -qx "$token" "$out" && break
+		sleep 0.02
+	done
+	ch_kill_pid "$lpid"
+	grep -qx "$token" "$out"
 }
 
 # stop PID: SIGTERM, SIGKILL after 2 s.

@@ -4,7 +4,8 @@
 # build/bin/vici, as the appliance would drive it; the hospital side ("peer")
 # is configured with swanctl. Covers: load-conn and load-shared for a DH 21
 # and a DH 14 connection, initiate, list-sas (CHILD_SA INSTALLED, ECP_521 /
-# MODP_2048, also in the ESP proposal after a rekey), terminate, a modp1024
+# MODP_2048, also in the ESP proposal after a rekey), traffic through the
+# tunnel (nc; ESP counters in list-sas grow), terminate, a modp1024
 # peer failing with NO_PROPOSAL_CHOSEN reported by the tool, monitor printing
 # the up/down events, and charon killed and restarted under a running monitor
 # that reconnects and registers its events again by itself.
@@ -98,9 +99,16 @@ monitor_mark() { MON_MARK=$(wc -l <"$TMP/monitor.out"); }
 # sas IKE: list-sas --ike IKE as JSON into $TMP/out.
 sas() { vici --json list-sas --ike "$1"; }
 
-# tunnel_case CONN GROUP: initiate, check the SAs, rekey, terminate.
+# esp_bytes IKE: ESP bytes in + out of IKE's CHILD_SAs, from list-sas.
+esp_bytes() {
+	sas "$1" && grep -oE '"bytes-(in|out)":"[0-9]+"' "$TMP/out" |
+		awk -F '"' '{ t += $4 } END { print t + 0 }'
+}
+
+# tunnel_case CONN GROUP PORT: initiate, check the SAs, rekey, send traffic
+# to PORT through the tunnel, terminate.
 tunnel_case() {
-	local conn=$1 group=$2
+	local conn=$1 group=$2 port=$3 before after
 	monitor_mark
 	check "$conn: initiate" 0 "success" initiate --child "$conn-net" --timeout 10000
 	sas "$conn"
@@ -122,6 +130,10 @@ tunnel_case() {
 		wait_until 10 "monitor_has '^child-rekey $conn=.*state=INSTALLED.*dh-group=$group'"
 	expect "$conn: list-sas: the rekeyed CHILD_SA uses $group" \
 		wait_until 10 "sas $conn && grep -qE '\"state\":\"INSTALLED\",[^}]*\"dh-group\":\"$group\"' $TMP/out"
+	before=$(esp_bytes "$conn")
+	expect "$conn: nc 203.0.113.1 -> 203.0.113.65:$port through the tunnel" ch_nc_through "$port"
+	after=$(esp_bytes "$conn")
+	expect "$conn: list-sas: ESP byte counters grew ($before -> $after)" test "$after" -gt "$before"
 	check "$conn: rekey --ike" 0 "success" rekey --ike "$conn"
 	expect "$conn: monitor: ike-rekey, the new IKE_SA with $group" \
 		wait_until 10 "monitor_has '^ike-rekey $conn=\\{ old=\\{.* new=\\{.*dh-group=$group'"
@@ -173,8 +185,8 @@ MON_MARK=0
 expect "monitor: subscribed" \
 	wait_until 10 "grep -q '^vici: monitoring charon 5' $TMP/monitor.log"
 
-tunnel_case dh21 ECP_521
-tunnel_case dh14 MODP_2048
+tunnel_case dh21 ECP_521 5021
+tunnel_case dh14 MODP_2048 5014
 
 # --- a modp1024-only peer ---------------------------------------------------
 expect "peer reloaded with modp1024 only" swanctl_load peer "$CH_TMP/peer-weak" >/dev/null
@@ -201,7 +213,7 @@ expect "monitor: reconnects and registers again by itself" \
 expect "monitor: still running" kill -0 "$MON_PID"
 check "restarted charon has no connections" 0 '"conns":\[\]' --json get-conns
 load_gateway
-tunnel_case dh21 ECP_521
+tunnel_case dh21 ECP_521 5022
 
 # --- monitor ends on SIGTERM --------------------------------------------------
 kill -TERM "$MON_PID"
