@@ -21,7 +21,7 @@ endif
 BRIDGE_SRC  := $(filter-out mllp-bridge/main.c,$(wildcard mllp-bridge/*.c))
 BRIDGE_OBJ  := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
 BRIDGE_LIB  := $(BUILD)/lib/libbridge.a
-VICI_TOOL   := $(wildcard vici-client/vici-tool.c)
+VICI_TOOL   := $(wildcard vici-client/vici-tool*.c)
 VICI_SRC    := $(filter-out $(VICI_TOOL),$(wildcard vici-client/*.c))
 VICI_OBJ    := $(VICI_SRC:%.c=$(BUILD)/obj/%.o)
 VICI_LIB    := $(if $(VICI_SRC),$(BUILD)/lib/libvici.a)
@@ -52,7 +52,7 @@ $(BUILD)/lib/libvici.a: $(VICI_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/bin/vici: $(BUILD)/obj/vici-client/vici-tool.o $(VICI_LIB)
+$(BUILD)/bin/vici: $(VICI_TOOL:%.c=$(BUILD)/obj/%.o) $(VICI_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -192,10 +192,10 @@ static const struct vici_node *child(const struct vici_node *section, const char
 	return NULL;
 }
 
-const struct vici_node *vici_tree_find(const struct vici_tree *t, const char *path)
+const struct vici_node *vici_node_find(const struct vici_node *n, const char *path)
 {
-	const struct vici_node *n = t->root;
-
+	if (!n || n->kind != VICI_NODE_SECTION)
+		return NULL;
 	if (*path == '\0')
 		return n;
 	for (;;) {
@@ -209,6 +209,16 @@ const struct vici_node *vici_tree_find(const struct vici_tree *t, const char *pa
 			return n;
 		path = dot + 1;
 	}
+}
+
+const char *vici_node_get(const struct vici_node *section, const char *path)
+{
+	return vici_node_value(vici_node_find(section, path), NULL);
+}
+
+const struct vici_node *vici_tree_find(const struct vici_tree *t, const char *path)
+{
+	return vici_node_find(t->root, path);
 }
 
 const char *vici_tree_get(const struct vici_tree *t, const char *path)

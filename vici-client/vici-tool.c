@@ -18,21 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
-#include "vici-client/vici.h"
+#include "vici-client/vici-tool.h"
 
 #define DEFAULT_URI	   "unix:///var/run/charon.vici"
 #define DEFAULT_TIMEOUT_MS 10000 /* client deadline of a plain command */
 #define CONTROL_TIMEOUT_MS 60000 /* initiate/terminate without a charon timeout */
 #define CONTROL_MARGIN_MS  5000	 /* client deadline beyond charon's own timeout */
-
-enum exit_code {
-	EXIT_OK = 0,
-	EXIT_FAILED = 1,
-	EXIT_USAGE = 2,
-	EXIT_UNREACHABLE = 3,
-};
 
 /* Command options; a command lists the ones it accepts. */
 enum opt_id {
@@ -61,6 +53,7 @@ struct tool {
 	struct vici_conn *conn;
 	const char *uri;
 	int json;
+	int raw;	/* list-sas: the message tree, not the summary */
 	int timeout_ms; /* -1: the command's default */
 	int ever_up;
 	int state_seen; /* any UP or DOWN report yet */
@@ -92,100 +85,6 @@ static int usage_error(const char *fmt, ...)
 	fputc('\n', stderr);
 	usage(stderr);
 	return EXIT_USAGE;
-}
-
-/* ---- Output ---- */
-
-/* Values are charon's strings but may hold anything: keep the terminal sane. */
-static void put_text(FILE *out, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch < 0x20 || ch == 0x7f)
-			fprintf(out, "\\x%02x", ch);
-		else
-			fputc(ch, out);
-	}
-}
-
-static void put_value(FILE *out, const struct vici_node *n)
-{
-	size_t len;
-	const char *v = vici_node_value(n, &len);
-
-	put_text(out, v, len);
-}
-
-static void put_list(FILE *out, const struct vici_node *n, const char *sep)
-{
-	fputc('[', out);
-	for (size_t i = 0; i < vici_node_item_count(n); i++) {
-		size_t len;
-		const char *item = vici_node_item(n, i, &len);
-
-		if (i)
-			fputs(sep, out);
-		put_text(out, item, len);
-	}
-	fputc(']', out);
-}
-
-/* The indented form: `name = value`, `name {` ... `}`, `name = [a, b]`. */
-static void print_section(FILE *out, const struct vici_node *sec, int depth)
-{
-	for (const struct vici_node *n = vici_node_first(sec); n; n = vici_node_next(n)) {
-		fprintf(out, "%*s%s", depth * 2, "", vici_node_name(n));
-		switch (vici_node_kind(n)) {
-		case VICI_NODE_SECTION:
-			fputs(" {\n", out);
-			print_section(out, n, depth + 1);
-			fprintf(out, "%*s}\n", depth * 2, "");
-			break;
-		case VICI_NODE_VALUE:
-			fputs(" = ", out);
-			put_value(out, n);
-			fputc('\n', out);
-			break;
-		case VICI_NODE_LIST:
-			fputs(" = ", out);
-			put_list(out, n, ", ");
-			fputc('\n', out);
-			break;
-		}
-	}
-}
-
-/* The one-line form of monitor: `k=v sect={k=v} list=[a,b]`. */
-static void print_section_line(FILE *out, const struct vici_node *sec)
-{
-	for (const struct vici_node *n = vici_node_first(sec); n; n = vici_node_next(n)) {
-		fprintf(out, " %s=", vici_node_name(n));
-		switch (vici_node_kind(n)) {
-		case VICI_NODE_SECTION:
-			fputc('{', out);
-			print_section_line(out, n);
-			fputs(" }", out);
-			break;
-		case VICI_NODE_VALUE:
-			put_value(out, n);
-			break;
-		case VICI_NODE_LIST:
-			put_list(out, n, ",");
-			break;
-		}
-	}
-}
-
-static void print_tree(const struct tool *t, const struct vici_tree *tree)
-{
-	if (t->json) {
-		if (vici_tree_to_json(tree, stdout) < 0)
-			fprintf(stderr, "vici: cannot write output\n");
-	} else {
-		print_section(stdout, vici_tree_root(tree), 0);
-	}
-	fflush(stdout);
 }
 
 /* ---- The loop ---- */
@@ -379,7 +278,7 @@ static int finish_reply(const struct tool *t, struct request *r, int print)
 		rc = EXIT_FAILED;
 	}
 	if (print && (!errmsg || t->json))
-		print_tree(t, r->reply);
+		tool_print_tree(r->reply, t->json);
 	vici_tree_free(r->reply);
 	r->reply = NULL;
 	return rc;
@@ -399,249 +298,6 @@ static int simple_command(struct tool *t, const char *cmd, struct vici_builder *
 	if (rc != EXIT_OK)
 		return rc;
 	return finish_reply(t, &r, 1);
-}
-
-/* ---- YAML → vici message ---- */
-
-/*
- * Converts a YAML document generically: mapping → section, scalar → key/value,
- * sequence of scalars → list. Reports every error it can as FILE:LINE: message
- * and skips the offending node; a syntax error ends the parse.
- */
-struct yaml_conv {
-	const char *file;
-	yaml_parser_t parser;
-	struct vici_builder *b;
-	int errors;
-	int syntax; /* libyaml gave up, or the stream ended: no more events */
-};
-
-static void conv_error(struct yaml_conv *c, size_t line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void conv_error(struct yaml_conv *c, size_t line, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s:%zu: ", c->file, line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	c->errors++;
-}
-
-/* The next event, or 0 after reporting a syntax error. */
-static int conv_next(struct yaml_conv *c, yaml_event_t *ev)
-{
-	if (c->syntax)
-		return 0;
-	if (!yaml_parser_parse(&c->parser, ev)) {
-		conv_error(c, c->parser.problem_mark.line + 1, "%s%s%s",
-			   c->parser.context ? c->parser.context : "",
-			   c->parser.context ? ": " : "",
-			   c->parser.problem ? c->parser.problem : "YAML syntax error");
-		c->syntax = 1;
-		return 0;
-	}
-	if (ev->type == YAML_STREAM_END_EVENT || ev->type == YAML_NO_EVENT)
-		c->syntax = 1;
-	return 1;
-}
-
-static size_t ev_line(const yaml_event_t *ev)
-{
-	return ev->start_mark.line + 1;
-}
-
-/* Skips the rest of a node whose start event was ev. */
-static void conv_skip(struct yaml_conv *c, const yaml_event_t *start)
-{
-	int depth =
-	    start->type == YAML_MAPPING_START_EVENT || start->type == YAML_SEQUENCE_START_EVENT;
-	yaml_event_t ev;
-
-	while (depth > 0 && conv_next(c, &ev)) {
-		if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)
-			depth++;
-		else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT)
-			depth--;
-		yaml_event_delete(&ev);
-	}
-}
-
-static int scalar_ok(struct yaml_conv *c, const yaml_event_t *ev, const char *what)
-{
-	if (ev->data.scalar.length > VICI_VALUE_MAX) {
-		conv_error(c, ev_line(ev), "%s longer than %d bytes", what, VICI_VALUE_MAX);
-		return 0;
-	}
-	return 1;
-}
-
-static void conv_list(struct yaml_conv *c, const char *name)
-{
-	yaml_event_t ev;
-
-	vici_builder_list_start(c->b, name);
-	while (conv_next(c, &ev)) {
-		if (ev.type == YAML_SEQUENCE_END_EVENT) {
-			yaml_event_delete(&ev);
-			break;
-		}
-		if (ev.type != YAML_SCALAR_EVENT) {
-			conv_error(c, ev_line(&ev), "%s: list items must be scalars", name);
-			conv_skip(c, &ev);
-		} else if (scalar_ok(c, &ev, "list item")) {
-			vici_builder_list_item(c->b, ev.data.scalar.value, ev.data.scalar.length);
-		}
-		yaml_event_delete(&ev);
-	}
-	vici_builder_list_end(c->b);
-}
-
-static void conv_mapping(struct yaml_conv *c, unsigned depth);
-
-/* One value of a mapping, named name, starting with ev. */
-static void conv_value(struct yaml_conv *c, const char *name, const yaml_event_t *ev,
-		       unsigned depth)
-{
-	switch (ev->type) {
-	case YAML_SCALAR_EVENT:
-		if (scalar_ok(c, ev, "value"))
-			vici_builder_key_value(c->b, name, ev->data.scalar.value,
-					       ev->data.scalar.length);
-		break;
-	case YAML_SEQUENCE_START_EVENT:
-		conv_list(c, name);
-		break;
-	case YAML_MAPPING_START_EVENT:
-		if (depth >= VICI_DEPTH_MAX) {
-			conv_error(c, ev_line(ev), "sections nested deeper than %d",
-				   VICI_DEPTH_MAX);
-			conv_skip(c, ev);
-			break;
-		}
-		vici_builder_section_start(c->b, name);
-		conv_mapping(c, depth + 1);
-		vici_builder_section_end(c->b);
-		break;
-	default:
-		conv_error(c, ev_line(ev), "%s: aliases are not supported", name);
-		break;
-	}
-}
-
-/*
- * One key and its value, the key's event already read. sections_only: the
- * value must be a mapping (connections at load-conn's top level).
- */
-static void conv_pair(struct yaml_conv *c, const yaml_event_t *key, unsigned depth,
-		      int sections_only)
-{
-	const char *name = (const char *)key->data.scalar.value;
-	yaml_event_t val;
-
-	if (key->type != YAML_SCALAR_EVENT) {
-		conv_error(c, ev_line(key), "keys must be scalars");
-		conv_skip(c, key);
-		name = NULL;
-	} else if (key->data.scalar.length == 0 || key->data.scalar.length > VICI_NAME_MAX ||
-		   memchr(name, 0, key->data.scalar.length)) {
-		conv_error(c, ev_line(key), "a key must have 1 to %d bytes, no NUL", VICI_NAME_MAX);
-		name = NULL;
-	}
-	if (!conv_next(c, &val))
-		return;
-	if (name && sections_only && val.type != YAML_MAPPING_START_EVENT) {
-		conv_error(c, ev_line(&val), "%s: a connection must be a mapping", name);
-		name = NULL;
-	}
-	if (name)
-		conv_value(c, name, &val, depth);
-	else
-		conv_skip(c, &val);
-	yaml_event_delete(&val);
-}
-
-/* The pairs of a mapping whose start was consumed, up to its end. */
-static void conv_pairs(struct yaml_conv *c, unsigned depth, int sections_only)
-{
-	yaml_event_t key;
-
-	while (conv_next(c, &key)) {
-		int end = key.type == YAML_MAPPING_END_EVENT;
-
-		if (!end)
-			conv_pair(c, &key, depth, sections_only);
-		yaml_event_delete(&key);
-		if (end)
-			return;
-	}
-}
-
-static void conv_mapping(struct yaml_conv *c, unsigned depth)
-{
-	conv_pairs(c, depth, 0);
-}
-
-/* Expects an event of type want; reports what instead. */
-static int conv_expect(struct yaml_conv *c, yaml_event_type_t want, const char *what)
-{
-	yaml_event_t ev;
-	int ok;
-
-	if (!conv_next(c, &ev))
-		return 0;
-	ok = ev.type == want;
-	if (!ok)
-		conv_error(c, ev_line(&ev), "%s", what);
-	yaml_event_delete(&ev);
-	return ok;
-}
-
-/* The top level: one mapping, of sections only for load-conn. */
-static void conv_document(struct yaml_conv *c, int sections_only)
-{
-	if (!conv_expect(c, YAML_STREAM_START_EVENT, "not a YAML stream") ||
-	    !conv_expect(c, YAML_DOCUMENT_START_EVENT, "empty file") ||
-	    !conv_expect(c, YAML_MAPPING_START_EVENT, "the top level must be a mapping"))
-		return;
-	conv_pairs(c, 0, sections_only);
-	if (conv_expect(c, YAML_DOCUMENT_END_EVENT, "trailing content"))
-		(void)conv_expect(c, YAML_STREAM_END_EVENT, "one document only, please");
-}
-
-/*
- * Parses file into a new builder (*out, caller frees). Returns EXIT_OK, or
- * EXIT_FAILED after reporting every error found.
- */
-static int yaml_to_builder(const char *file, int sections_only, struct vici_builder **out)
-{
-	struct yaml_conv c = {.file = file};
-	FILE *f = fopen(file, "rb");
-
-	*out = NULL;
-	if (!f) {
-		fprintf(stderr, "%s: %s\n", file, strerror(errno));
-		return EXIT_FAILED;
-	}
-	if (!yaml_parser_initialize(&c.parser)) {
-		fclose(f);
-		fprintf(stderr, "%s: %s\n", file, strerror(ENOMEM));
-		return EXIT_FAILED;
-	}
-	yaml_parser_set_input_file(&c.parser, f);
-	c.b = vici_builder_new();
-	conv_document(&c, sections_only);
-	yaml_parser_delete(&c.parser);
-	fclose(f);
-	if (c.errors) {
-		vici_builder_free(c.b);
-		return EXIT_FAILED;
-	}
-	*out = c.b;
-	return EXIT_OK;
 }
 
 /* ---- Commands ---- */
@@ -671,14 +327,29 @@ static int cmd_get_conns(struct tool *t, const struct args *a)
 
 static void print_event(void *arg, const char *event, const struct vici_tree *msg)
 {
+	const struct tool *t = arg;
+
 	(void)event;
-	print_tree(arg, msg);
+	tool_print_tree(msg, t->json);
+}
+
+/* list-sas without --json or --raw: the summary swanctl users know. */
+static void print_sa(void *arg, const char *event, const struct vici_tree *msg)
+{
+	const struct tool *t = arg;
+
+	(void)event;
+	if (t->json || t->raw)
+		tool_print_tree(msg, t->json);
+	else
+		tool_print_sa_summary(msg);
 }
 
 /* list-sas and list-conns: print each streamed event; the reply is empty. */
-static int list_command(struct tool *t, const char *cmd, const char *event, const char *ike)
+static int list_command(struct tool *t, const char *cmd, const char *event, const char *ike,
+			vici_event_cb print)
 {
-	struct request r = {.tool = t, .cmd = cmd, .on_event = print_event, .event_arg = t};
+	struct request r = {.tool = t, .cmd = cmd, .on_event = print, .event_arg = t};
 	struct vici_builder *b = vici_builder_new();
 	int rc;
 
@@ -697,18 +368,18 @@ static int list_command(struct tool *t, const char *cmd, const char *event, cons
 
 static int cmd_list_sas(struct tool *t, const struct args *a)
 {
-	return list_command(t, "list-sas", "list-sa", a->opt[OPT_IKE]);
+	return list_command(t, "list-sas", "list-sa", a->opt[OPT_IKE], print_sa);
 }
 
 static int cmd_list_conns(struct tool *t, const struct args *a)
 {
-	return list_command(t, "list-conns", "list-conn", a->opt[OPT_IKE]);
+	return list_command(t, "list-conns", "list-conn", a->opt[OPT_IKE], print_event);
 }
 
 static int cmd_load_conn(struct tool *t, const struct args *a)
 {
 	struct vici_builder *b;
-	int rc = yaml_to_builder(a->pos, 1, &b);
+	int rc = tool_yaml_message(a->pos, 1, &b);
 
 	if (rc != EXIT_OK)
 		return rc;
@@ -731,7 +402,7 @@ static int cmd_load_shared(struct tool *t, const struct args *a)
 	if (a->pos) {
 		if (a->opt[OPT_ID] || a->opt[OPT_SECRET] || a->opt[OPT_TYPE])
 			return usage_error("load-shared: a FILE or --id/--secret/--type, not both");
-		rc = yaml_to_builder(a->pos, 0, &b);
+		rc = tool_yaml_message(a->pos, 0, &b);
 		if (rc != EXIT_OK)
 			return rc;
 		return simple_command(t, "load-shared", b);
@@ -746,20 +417,6 @@ static int cmd_load_shared(struct tool *t, const struct args *a)
 		vici_builder_list_item_str(b, a->opt[OPT_ID]);
 	vici_builder_list_end(b);
 	return simple_command(t, "load-shared", b);
-}
-
-/* Prints log with an indent, escaped like any other output. */
-static void print_log(const char *log)
-{
-	while (*log) {
-		const char *nl = strchr(log, '\n');
-		size_t n = nl ? (size_t)(nl - log) : strlen(log);
-
-		fputs("  ", stderr);
-		put_text(stderr, log, n);
-		fputc('\n', stderr);
-		log += nl ? n + 1 : n;
-	}
 }
 
 /*
@@ -784,7 +441,7 @@ static int control_command(struct tool *t, const char *cmd, struct vici_builder 
 		if (vici_control_reason(r.log, reason, sizeof(reason)))
 			fprintf(stderr, "reason: %s\n", reason);
 		fprintf(stderr, "charon's log of the attempt:\n");
-		print_log(r.log);
+		tool_print_lines(stderr, r.log);
 	}
 	free(r.log);
 	return rc;
@@ -890,37 +547,11 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-/* One line per event; in JSON {"event":NAME,"data":{...}}. Our own
- * subscription names need no escaping. */
 static void on_monitor_event(void *arg, const char *event, const struct vici_tree *msg)
 {
 	const struct tool *t = arg;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *mem;
 
-	if (t->json) {
-		printf("{\"event\":\"%s\",\"data\":", event);
-		/* vici_tree_to_json() ends its line: the closing brace goes after. */
-		mem = open_memstream(&buf, &len);
-
-		if (!mem || vici_tree_to_json(msg, mem) < 0 || fclose(mem) != 0) {
-			fprintf(stderr, "vici: cannot format an event\n");
-			free(buf);
-			printf("null}\n");
-			fflush(stdout);
-			return;
-		}
-		if (len && buf[len - 1] == '\n')
-			len--;
-		printf("%.*s}\n", (int)len, buf);
-		free(buf);
-	} else {
-		fputs(event, stdout);
-		print_section_line(stdout, vici_tree_root(msg));
-		fputc('\n', stdout);
-	}
-	fflush(stdout);
+	tool_print_event(event, msg, t->json);
 }
 
 /* Tells the user (and scripts waiting for it) that events now flow. */
@@ -999,9 +630,11 @@ static const struct command commands[] = {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: vici [-s unix:///PATH | tcp://HOST:PORT] [--json] [--timeout MS] "
+		"usage: vici [-s unix:///PATH | tcp://HOST:PORT] [--json | --raw] [--timeout MS] "
 		"COMMAND [options]\n"
-		"  default socket %s, default timeout %d ms\ncommands:\n",
+		"  default socket %s, default timeout %d ms\n"
+		"  --json: replies and events as JSON; --raw: list-sas as the message tree\n"
+		"commands:\n",
 		DEFAULT_URI, DEFAULT_TIMEOUT_MS);
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		fprintf(out, "  %s\n", commands[i].synopsis);
@@ -1056,6 +689,8 @@ static int parse_global(int argc, char **argv, struct tool *t, int *idx)
 			exit(EXIT_OK);
 		} else if (!strcmp(o, "--json")) {
 			t->json = 1;
+		} else if (!strcmp(o, "--raw")) {
+			t->raw = 1;
 		} else if (!strcmp(o, "-s") || !strcmp(o, "--socket")) {
 			if (++i >= argc)
 				return usage_error("%s needs an argument", o);

@@ -192,6 +192,11 @@ const struct vici_node *vici_tree_find(const struct vici_tree *t, const char *pa
  * values may hold NULs: use vici_node_value() for the length), or NULL. */
 const char *vici_tree_get(const struct vici_tree *t, const char *path);
 
+/* vici_tree_find() and vici_tree_get() from section (NULL is fine), e.g.
+ * "child-sas" under each IKE_SA of a list-sa event. */
+const struct vici_node *vici_node_find(const struct vici_node *section, const char *path);
+const char *vici_node_get(const struct vici_node *section, const char *path);
+
 /* The root section; its name is "". */
 const struct vici_node *vici_tree_root(const struct vici_tree *t);
 

@@ -118,7 +118,7 @@ tunnel_case() {
 		grep -qE "\"name\":\"$conn-net\",[^}]*\"state\":\"INSTALLED\"" "$TMP/out"
 	expect "$conn: the peer has it too (vici over TCP in the peer's namespace)" \
 		sh -c "ip netns exec $NS_PEER $BIN/vici -s $PEER_URI list-sas --ike $conn |
-			grep -q '^      state = INSTALLED'"
+			grep -q '^  $conn-net: #[0-9]*, reqid [0-9]*, INSTALLED, TUNNEL-in-UDP, ESP:'"
 	expect "$conn: monitor: ike-updown up" \
 		wait_until 5 "monitor_has '^ike-updown up=yes $conn=\\{'"
 	expect "$conn: monitor: child-updown up" \
@@ -130,6 +130,11 @@ tunnel_case() {
 		wait_until 10 "monitor_has '^child-rekey $conn=.*state=INSTALLED.*dh-group=$group'"
 	expect "$conn: list-sas: the rekeyed CHILD_SA uses $group" \
 		wait_until 10 "sas $conn && grep -qE '\"state\":\"INSTALLED\",[^}]*\"dh-group\":\"$group\"' $TMP/out"
+	check "$conn: list-sas summary: the CHILD_SA with $group" 0 \
+		"^  $conn-net: #[0-9]+, reqid [0-9]+, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256/$group\$" \
+		list-sas --ike "$conn"
+	check "$conn: list-sas --raw: the message tree" 0 "^      state = INSTALLED\$" \
+		--raw list-sas --ike "$conn"
 	before=$(esp_bytes "$conn")
 	expect "$conn: nc 203.0.113.1 -> 203.0.113.65:$port through the tunnel" ch_nc_through "$port"
 	after=$(esp_bytes "$conn")

@@ -140,6 +140,14 @@ START_TEST(test_readme_iterate)
 	ck_assert_ptr_null(vici_node_item(n, 2, NULL));
 	ck_assert_ptr_null(vici_node_next(n));
 	ck_assert_uint_eq(vici_node_item_count(s), 0);
+	/* Lookups from a section, as from the root. */
+	ck_assert_str_eq(vici_node_get(s, "sub-section.key2"), "value2");
+	ck_assert_ptr_eq(vici_node_find(s, "list1"), n);
+	ck_assert_ptr_eq(vici_node_find(s, ""), s);
+	ck_assert_ptr_null(vici_node_get(s, "key1"));
+	ck_assert_ptr_null(vici_node_find(n, ""));
+	ck_assert_ptr_null(vici_node_find(NULL, "key1"));
+	ck_assert_ptr_null(vici_node_get(vici_tree_root(t), "section1.sub-section"));
 	vici_tree_free(t);
 }
 END_TEST
