@@ -1,12 +1,13 @@
 /*
  * vici: a command-line client for charon's vici socket.
  *
- *   vici [-s URI] [--json] [--timeout MS] COMMAND [options]
+ *   vici [-s URI] [--json | --raw] [--timeout MS] COMMAND [options]
  *
  * One connection, one request at a time, driven by one poll loop (run_loop);
  * monitor keeps the loop running until SIGINT/SIGTERM. Files given to
- * load-conn/load-shared are parsed before connecting, so a bad file is
- * reported as FILE:LINE: message whether or not charon is up.
+ * load-conn/load-shared are parsed before connecting (vici-tool-yaml.c), so a
+ * bad file is reported as FILE:LINE: message whether or not charon is up.
+ * What is printed, and how, is in vici-tool-print.c.
  *
  * Exit codes: 0 success, 1 the command failed, 2 usage, 3 charon unreachable.
  */
