@@ -395,6 +395,55 @@ static int cmd_unload_conn(struct tool *t, const struct args *a)
 	return simple_command(t, "unload-conn", b);
 }
 
+/*
+ * "--secret -": the secret from standard input, one line, so that it does not
+ * show in the process list. Returns its length, or -1 after saying why.
+ */
+static ssize_t read_secret(char *buf, size_t size)
+{
+	size_t n;
+
+	if (!fgets(buf, (int)size, stdin)) {
+		fprintf(stderr, "vici: load-shared: no secret on standard input\n");
+		return -1;
+	}
+	n = strcspn(buf, "\r\n");
+	if (n == size - 1 && !feof(stdin)) {
+		fprintf(stderr, "vici: load-shared: the secret is longer than %zu bytes\n",
+			size - 2);
+		return -1;
+	}
+	buf[n] = '\0';
+	if (n == 0) {
+		fprintf(stderr, "vici: load-shared: the secret on standard input is empty\n");
+		return -1;
+	}
+	return (ssize_t)n;
+}
+
+/* A secret from options: --secret S or -, --id ID (one owner), --type. */
+static int load_shared_opts(struct tool *t, const struct args *a)
+{
+	static char secret[VICI_VALUE_MAX + 2]; /* a line, its '\n' and NUL */
+	const char *data = a->opt[OPT_SECRET];
+	struct vici_builder *b;
+
+	if (!strcmp(data, "-")) {
+		if (read_secret(secret, sizeof(secret)) < 0)
+			return EXIT_FAILED;
+		data = secret;
+	}
+	b = vici_builder_new();
+	vici_builder_key_str(b, "type", a->opt[OPT_TYPE] ? a->opt[OPT_TYPE] : "IKE");
+	vici_builder_key_str(b, "data", data);
+	vici_builder_list_start(b, "owners");
+	if (a->opt[OPT_ID])
+		vici_builder_list_item_str(b, a->opt[OPT_ID]);
+	vici_builder_list_end(b);
+	explicit_bzero(secret, sizeof(secret)); /* the builder holds its own copy */
+	return simple_command(t, "load-shared", b);
+}
+
 static int cmd_load_shared(struct tool *t, const struct args *a)
 {
 	struct vici_builder *b;
@@ -410,14 +459,7 @@ static int cmd_load_shared(struct tool *t, const struct args *a)
 	}
 	if (!a->opt[OPT_SECRET])
 		return usage_error("load-shared: needs a FILE or --secret");
-	b = vici_builder_new();
-	vici_builder_key_str(b, "type", a->opt[OPT_TYPE] ? a->opt[OPT_TYPE] : "IKE");
-	vici_builder_key_str(b, "data", a->opt[OPT_SECRET]);
-	vici_builder_list_start(b, "owners");
-	if (a->opt[OPT_ID])
-		vici_builder_list_item_str(b, a->opt[OPT_ID]);
-	vici_builder_list_end(b);
-	return simple_command(t, "load-shared", b);
+	return load_shared_opts(t, a);
 }
 
 /*
@@ -617,7 +659,7 @@ static const struct command commands[] = {
     {"load-conn", 0, 1, cmd_load_conn, "load-conn FILE.yaml"},
     {"unload-conn", 0, 1, cmd_unload_conn, "unload-conn NAME"},
     {"load-shared", OPT(OPT_ID) | OPT(OPT_SECRET) | OPT(OPT_TYPE), 2, cmd_load_shared,
-     "load-shared FILE.yaml | --secret S [--id ID] [--type IKE|EAP|XAUTH]"},
+     "load-shared FILE.yaml | --secret S|- [--id ID] [--type IKE|EAP|XAUTH]"},
     {"initiate", OPT(OPT_CHILD) | OPT(OPT_IKE) | OPT(OPT_TIMEOUT), 0, cmd_initiate,
      "initiate --child NAME [--ike NAME] [--timeout MS]"},
     {"terminate", OPT(OPT_CHILD) | OPT(OPT_IKE) | OPT(OPT_TIMEOUT), 0, cmd_terminate,

@@ -83,12 +83,13 @@ EOF
 }
 
 # load_gateway: connections and secrets into the gateway's charon, the DH 21
-# secret from a file (both owners), the DH 14 one from options (one owner).
+# secret from a file (both owners), the DH 14 one from standard input (one
+# owner), so that it never shows in the process list.
 load_gateway() {
 	check "load-conn dh21 + dh14" 0 "success" load-conn "$TMP/gw.yaml"
 	check "load-shared from a file" 0 "success" load-shared "$TMP/psk-dh21.yaml"
-	check "load-shared --id --secret" 0 "success" \
-		load-shared --id gw-dh14.mllp.test --secret "$CH_PSK"
+	check "load-shared --id --secret - (standard input)" 0 "success" \
+		load-shared --id gw-dh14.mllp.test --secret - <<<"$CH_PSK"
 }
 
 # monitor_has PATTERN: the running monitor printed a line matching PATTERN

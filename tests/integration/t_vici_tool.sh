@@ -107,4 +107,12 @@ printf 'gw:\n  version: 2\n  children:\n    net:\n      local_ts: [10.0.0.0/24]\
 check "load-conn: a valid file reaches the connect, exit 3" 3 "$UNREACH" \
 	-- -s $NOSOCK load-conn "$TMP/good.yaml"
 
+# --secret -: the secret from standard input, read before connecting.
+check "load-shared --secret - without input: exit 1" 1 "no secret on standard input" \
+	-- -s $NOSOCK load-shared --secret - </dev/null
+check "load-shared --secret - with an empty line: exit 1" 1 "the secret on standard input is empty" \
+	-- -s $NOSOCK load-shared --secret - <<<""
+check "load-shared --secret - with a secret reaches the connect, exit 3" 3 "$UNREACH" \
+	-- -s $NOSOCK load-shared --id a.example --secret - <<<"not-a-real-secret"
+
 [ "$FAILS" -eq 0 ]
