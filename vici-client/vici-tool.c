@@ -35,15 +35,19 @@ enum opt_id {
 	OPT_ID,
 	OPT_SECRET,
 	OPT_TYPE,
+	OPT_LOG,
 	OPT_COUNT,
 };
 
 static const char *const opt_names[OPT_COUNT] = {
     [OPT_CHILD] = "--child", [OPT_IKE] = "--ike",	[OPT_TIMEOUT] = "--timeout",
     [OPT_ID] = "--id",	     [OPT_SECRET] = "--secret", [OPT_TYPE] = "--type",
+    [OPT_LOG] = "--log",
 };
 
 #define OPT(id) (1u << (id))
+/* Options without an argument: set to "yes" when given. */
+#define OPT_FLAGS OPT(OPT_LOG)
 
 struct args {
 	const char *opt[OPT_COUNT];
@@ -578,6 +582,7 @@ static int cmd_rekey(struct tool *t, const struct args *a)
 
 /* ---- monitor ---- */
 
+/* "log" too with --log: charon's whole log, as swanctl --log shows it. */
 static const char *const monitor_events[] = {
     "ike-updown", "child-updown", "ike-rekey", "child-rekey", "log",
 };
@@ -619,7 +624,6 @@ static int cmd_monitor(struct tool *t, const struct args *a)
 	sigset_t block, orig;
 	int rc, never = 0;
 
-	(void)a;
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
@@ -631,6 +635,8 @@ static int cmd_monitor(struct tool *t, const struct args *a)
 	if (rc != EXIT_OK)
 		return rc;
 	for (size_t i = 0; i < sizeof(monitor_events) / sizeof(monitor_events[0]); i++) {
+		if (!strcmp(monitor_events[i], "log") && !a->opt[OPT_LOG])
+			continue;
 		rc = vici_conn_subscribe(t->conn, monitor_events[i], on_monitor_event, t);
 		if (rc < 0) {
 			fprintf(stderr, "vici: monitor: %s\n", strerror(-rc));
@@ -665,7 +671,7 @@ static const struct command commands[] = {
     {"terminate", OPT(OPT_CHILD) | OPT(OPT_IKE) | OPT(OPT_TIMEOUT), 0, cmd_terminate,
      "terminate --ike NAME | --child NAME [--timeout MS]"},
     {"rekey", OPT(OPT_CHILD) | OPT(OPT_IKE), 0, cmd_rekey, "rekey --ike NAME | --child NAME"},
-    {"monitor", 0, 0, cmd_monitor, "monitor"},
+    {"monitor", OPT(OPT_LOG), 0, cmd_monitor, "monitor [--log]"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -701,7 +707,9 @@ static int parse_command_args(const struct command *cmd, int argc, char **argv, 
 		for (id = 0; id < OPT_COUNT; id++)
 			if (!strcmp(argv[i], opt_names[id]))
 				break;
-		if (id < OPT_COUNT && (cmd->opts & OPT(id))) {
+		if (id < OPT_COUNT && (cmd->opts & OPT(id) & OPT_FLAGS)) {
+			a->opt[id] = "yes";
+		} else if (id < OPT_COUNT && (cmd->opts & OPT(id))) {
 			if (i + 1 >= argc)
 				return usage_error("%s: %s needs an argument", cmd->name, argv[i]);
 			a->opt[id] = argv[++i];

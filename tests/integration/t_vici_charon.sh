@@ -196,6 +196,13 @@ tunnel_case dh14 MODP_2048 5014
 
 # --- a modp1024-only peer ---------------------------------------------------
 expect "peer reloaded with modp1024 only" swanctl_load peer "$CH_TMP/peer-weak" >/dev/null
+# A second monitor, with charon's log, watches the failure.
+"$BIN/vici" -s "unix://$CH_TMP/gw/charon.vici" monitor --log >"$TMP/monlog.out" \
+	2>"$TMP/monlog.log" &
+MONLOG_PID=$!
+PIDS="$PIDS $MONLOG_PID"
+expect "monitor --log: subscribed" \
+	wait_until 10 "grep -q '^vici: monitoring charon 5' $TMP/monlog.log"
 check "modp1024 peer: initiate fails with reason NO_PROPOSAL_CHOSEN" 1 \
 	"^reason: NO_PROPOSAL_CHOSEN$" initiate --child dh14-net --timeout 10000
 expect "... after charon's errmsg" grep -q "^vici: initiate failed: establishing CHILD_SA .*failed" "$TMP/err"
@@ -203,6 +210,11 @@ expect "... and before charon's log of the attempt" \
 	grep -q "^  \[IKE\] dh14: received NO_PROPOSAL_CHOSEN notify error" "$TMP/err"
 sas dh14
 expect "modp1024 peer: no SA left" sh -c "! grep -q INSTALLED $TMP/out"
+expect "monitor --log: charon's log line of the failure" \
+	wait_until 5 "grep -q '^log .*msg=received NO_PROPOSAL_CHOSEN notify error' $TMP/monlog.out"
+kill -TERM "$MONLOG_PID"
+expect "monitor --log: exits 0 on SIGTERM" wait "$MONLOG_PID"
+PIDS=${PIDS/ $MONLOG_PID/}
 expect "peer restored" swanctl_load peer "$CH_TMP/peer-conf" >/dev/null
 
 # --- charon dies and comes back ---------------------------------------------
@@ -222,6 +234,7 @@ load_gateway
 tunnel_case dh21 ECP_521 5022
 
 # --- monitor ends on SIGTERM --------------------------------------------------
+expect "monitor without --log: no log lines" sh -c "! grep -q '^log ' $TMP/monitor.out"
 kill -TERM "$MON_PID"
 expect "monitor: exits 0 on SIGTERM" wait "$MON_PID"
 PIDS=${PIDS/ $MON_PID/}
