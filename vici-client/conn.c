@@ -900,9 +900,9 @@ static void call_done(void *arg, int err, const struct vici_tree *reply)
 	st->err = err;
 }
 
-static void call_wait(struct vici_conn *c, const struct call_state *st)
+void vici_conn_wait(struct vici_conn *c, const int *done)
 {
-	while (!st->done) {
+	while (!*done) {
 		struct pollfd pfd = {.fd = vici_conn_fd(c), .events = 0};
 		int want = vici_conn_want(c);
 		int64_t t = vici_conn_next_deadline(c, vici_now_ms());
@@ -934,7 +934,7 @@ int vici_call(struct vici_conn *c, const char *cmd, const uint8_t *msg, size_t l
 	rc = command_new(c, cmd, msg, len, timeout_ms, call_done, &st, reply);
 	if (rc < 0)
 		return rc;
-	call_wait(c, &st);
+	vici_conn_wait(c, &st.done);
 	return st.err;
 }
 

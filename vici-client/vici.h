@@ -229,8 +229,9 @@ VICI_WUR int vici_tree_encode(const struct vici_tree *t, uint8_t **msg, size_t *
 /* ---- Connection: one socket to charon, driven by the caller's event loop ---- */
 
 /*
- * Model: the connection never blocks (except vici_call() and the name lookup
- * of a tcp:// host: use a numeric address in a daemon). A loop watches
+ * Model: the connection never blocks (except vici_call(), vici_conn_wait()
+ * and the name lookup of a tcp:// host: use a numeric address in a daemon).
+ * A loop watches
  * vici_conn_fd() for vici_conn_want(), calls vici_conn_process() when the fd
  * is ready and vici_conn_tick() at the time vici_conn_next_deadline() asks
  * for; it re-reads fd and want after every call, since both change. Times are
@@ -364,6 +365,14 @@ VICI_WUR int vici_conn_subscribe(struct vici_conn *c, const char *event, vici_ev
  */
 VICI_WUR int vici_call(struct vici_conn *c, const char *cmd, const uint8_t *msg, size_t len,
 		       int timeout_ms, struct vici_tree **reply);
+
+/*
+ * Blocking, for simple tools: drives the connection with poll() until *done
+ * is non-zero. A callback of a queued request must set it (or give up on
+ * it): that request's deadline bounds the wait. Not from a callback, nor
+ * with another loop driving the same connection.
+ */
+void vici_conn_wait(struct vici_conn *c, const int *done);
 
 /* charon's failure text when the reply says success=no ("" when it gave
  * none), or NULL when it does not; borrowed from the tree. */

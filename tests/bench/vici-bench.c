@@ -11,7 +11,6 @@
  * first failed operation: a benchmark of failures measures nothing.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +169,7 @@ static void bench_codec(long n)
 
 struct progress {
 	long sent, done, want;
+	int reached; /* done >= want: what vici_conn_wait() waits for */
 };
 
 static void on_reply(void *arg, int err, const struct vici_tree *reply)
@@ -181,6 +181,7 @@ static void on_reply(void *arg, int err, const struct vici_tree *reply)
 	if (vici_reply_error(reply))
 		die("charon said success=no", -EPROTO);
 	p->done++;
+	p->reached = p->done >= p->want;
 }
 
 static void on_list_sa(void *arg, const char *event, const struct vici_tree *msg)
@@ -188,23 +189,6 @@ static void on_list_sa(void *arg, const char *event, const struct vici_tree *msg
 	(void)arg;
 	(void)event;
 	(void)msg;
-}
-
-/* Drives c until p->done reaches target. */
-static void run(struct vici_conn *c, const struct progress *p, long target)
-{
-	while (p->done < target) {
-		int want = vici_conn_want(c);
-		int64_t ms = vici_conn_next_deadline(c, vici_now_ms());
-		struct pollfd pfd = {.fd = vici_conn_fd(c),
-				     .events = (short)((want & VICI_WANT_READ ? POLLIN : 0) |
-						       (want & VICI_WANT_WRITE ? POLLOUT : 0))};
-
-		if (poll(&pfd, pfd.fd >= 0 ? 1 : 0, ms < 0 || ms > 1000 ? 1000 : (int)ms) > 0)
-			vici_conn_process(c, pfd.revents & (POLLIN | POLLHUP | POLLERR),
-					  pfd.revents & (POLLOUT | POLLHUP | POLLERR));
-		vici_conn_tick(c, vici_now_ms());
-	}
 }
 
 static struct vici_conn *open_conn(const char *uri)
@@ -237,7 +221,9 @@ static void bench_queue(const char *uri, long n, const char *cmd, int stream)
 				die("queue", rc);
 			p.sent++;
 		}
-		run(c, &p, p.done + 1);
+		p.want = p.done + 1;
+		p.reached = 0;
+		vici_conn_wait(c, &p.reached);
 	}
 	report(stream ? "stream" : "queue", &clk, n, NULL);
 	vici_conn_free(c);
