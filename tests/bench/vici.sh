@@ -35,20 +35,19 @@ charon_cpu_ms() { awk -v t="$TICK" '{ print ($14 + $15) * 1000 / t }' "/proc/$1/
 
 # row LABEL CMD...: runs CMD (printing vici-bench's key=value line, or
 # nothing for a shell loop that prints its own), with charon's CPU time.
+# An awk rule putting a vici-bench line's key=value fields into f[].
+FIELDS='{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }'
+
 ROWS=""
 row() {
-	local label=$1 before after out ops secs rate cpu
+	local label=$1 before after out
 	shift
 	before=$(charon_cpu_ms "${CH_PID[gw]}")
 	out=$("$@") || fail "$label: $out"
 	after=$(charon_cpu_ms "${CH_PID[gw]}")
-	ops=$(sed -n 's/.*ops=\([0-9]*\).*/\1/p' <<<"$out")
-	secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' <<<"$out")
-	rate=$(sed -n 's/.*per_sec=\([0-9]*\).*/\1/p' <<<"$out")
-	cpu=$(sed -n 's/.*cpu_ms=\([0-9]*\).*/\1/p' <<<"$out")
-	ROWS+=$(awk -v l="$label" -v o="$ops" -v s="$secs" -v r="$rate" -v c="$cpu" \
-		-v ch="$((${after%.*} - ${before%.*}))" 'BEGIN {
-		printf "%-34s %8d %8.2f %10d %10.1f %10.1f\n", l, o, s, r, c * 1000 / o, ch * 1000 / o }')$'\n'
+	ROWS+=$(awk -v l="$label" -v ch="$((${after%.*} - ${before%.*}))" "$FIELDS"'
+		{ printf "%-34s %8d %8.2f %10d %10.1f %10.1f\n", l, f["ops"], f["secs"], f["per_sec"],
+			f["cpu_ms"] * 1000 / f["ops"], ch * 1000 / f["ops"] }' <<<"$out")$'\n'
 }
 
 # cpu_ticks PID: CPU time of PID and of the children it waited for, in
@@ -89,8 +88,7 @@ row "(k) swanctl --stats (a process)" swanctl_loop $((N / 100))
 
 printf '\nvici bench, %s, %s CPUs, %s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" \
 	"$("$BUILD/bin/vici" -s "$URI" version | sed -n 's/^version = /charon /p')"
-awk '{
-	for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+awk "$FIELDS"' {
 	printf "(g) codec %-24s %8d msg/s  %6.2f us/msg  %s-byte list-sa event\n",
 		f["bench"], f["per_sec"], f["cpu_ms"] * 1000 / f["ops"], f["bytes"]
 }' <<<"$CODEC"
