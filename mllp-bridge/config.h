@@ -17,7 +17,7 @@
 #define CFG_MAX_INTEGRATIONS	256
 #define CFG_MAX_SOURCES		64 /* CIDRs per integration */
 #define CFG_NAME_MAX		64 /* integration names: [A-Za-z0-9_-], 1..64 */
-#define CFG_MAX_IN_FLIGHT_LIMIT 256
+#define CFG_MAX_IN_FLIGHT_LIMIT 1024 /* HTTP/2 carries hundreds of streams per connection */
 #define CFG_MAX_ERRORS		100	   /* stop collecting after this many */
 #define CFG_MAX_FILE_SIZE	(1u << 20) /* appliance.yaml is refused above 1 MiB, before reading */
 #define CFG_VALUE_MAX		4096	   /* bytes in one string value (paths, URLs) */
@@ -25,7 +25,12 @@
 #define CFG_DURATION_MAX_MS	(3650ull * 24 * 3600 * 1000) /* 3650d: keeps timers in range */
 
 enum cfg_ack { CFG_ACK_COMMIT, CFG_ACK_UPSTREAM };
-enum cfg_order { CFG_ORDER_SENDER, CFG_ORDER_INTEGRATION };
+/* What one lane (an ordered FIFO with one request in flight) holds:
+ * SENDER the peer's address; INTEGRATION everything; FEED MSH-3 + MSH-4;
+ * PATIENT feed + the first PID-3 identifier (a merge waits for both patients). */
+enum cfg_order { CFG_ORDER_SENDER, CFG_ORDER_INTEGRATION, CFG_ORDER_FEED, CFG_ORDER_PATIENT };
+/* HTTP version toward the upstream: 2 over ALPN (falls back to 1.1), or 1.1 only. */
+enum cfg_http { CFG_HTTP_2, CFG_HTTP_1_1 };
 
 struct cfg_cidr {
 	int family;	  /* AF_INET or AF_INET6 */
@@ -47,6 +52,7 @@ struct cfg_upstream {
 	char *client_cert;	 /* optional mTLS pair: both or neither */
 	char *client_key;
 	uint64_t timeout_ms; /* whole request; default 10 s */
+	enum cfg_http http;  /* `http: 2 | 1.1`; default 2 */
 };
 
 struct cfg_integration {
@@ -59,8 +65,10 @@ struct cfg_integration {
 	char *match_sending_facility;	/* MSH-4 must equal this, or NULL */
 	char *match_receiving_facility; /* MSH-6 must equal this, or NULL */
 	enum cfg_ack ack;		/* default commit */
-	enum cfg_order order;		/* default sender */
-	unsigned max_in_flight;		/* default 16; forced to 1 by order: integration */
+	enum cfg_order order;		/* default feed */
+	unsigned max_in_flight;		/* default 128; forced to 1 by order: integration */
+	uint64_t dedup_ms;		/* `dedup: 10m`: a resend within this window is
+					   answered from the original; 0 (default) off */
 	struct cfg_mllp mllp;
 	struct cfg_upstream upstream;
 	int line; /* where it was defined, for messages */
