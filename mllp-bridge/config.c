@@ -33,7 +33,7 @@
 #define DEFAULT_FRAME_TIMEOUT_MS    (30 * MS_SECOND)
 #define DEFAULT_IDLE_TIMEOUT_MS	    (2 * MS_HOUR)
 #define DEFAULT_UPSTREAM_TIMEOUT_MS (10 * MS_SECOND)
-#define DEFAULT_MAX_IN_FLIGHT	    16
+#define DEFAULT_MAX_IN_FLIGHT	    128
 
 struct err_entry {
 	int line;
@@ -515,21 +515,42 @@ static int want_duration(struct ctx *x, const char *key, yaml_node_t *v, uint64_
 	return rc;
 }
 
+#define ENUM_TEXT_MAX 128 /* "'a', 'b' or 'c'": room for every list used here */
+
+/* Writes "'a', 'b' or 'c'" for a NULL-terminated list of (short) words. */
+static void fmt_words(const char *const *words, char *buf, size_t cap)
+{
+	size_t len = 0;
+	int i;
+
+	buf[0] = '\0';
+	for (i = 0; words[i] && len < cap; i++) {
+		const char *sep = i == 0 ? "" : words[i + 1] ? ", " : " or ";
+		int n = snprintf(buf + len, cap - len, "%s'%s'", sep, words[i]);
+
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+}
+
 /* Looks up a word in a NULL-terminated list; returns its index or -1. */
 static int want_enum(struct ctx *x, const char *key, yaml_node_t *v, const char *const *words)
 {
+	char list[ENUM_TEXT_MAX];
 	const char *s = NULL;
 	int i;
 
+	fmt_words(words, list, sizeof list);
 	if (v->type != YAML_SCALAR_NODE || is_null(v)) {
-		err(x, line_of(v), "%s: expected '%s' or '%s'", key, words[0], words[1]);
+		err(x, line_of(v), "%s: expected %s", key, list);
 		return -1;
 	}
 	s = text_of(v);
 	for (i = 0; words[i]; i++)
 		if (strcmp(s, words[i]) == 0)
 			return i;
-	err(x, line_of(v), "%s: expected '%s' or '%s', got '%s'", key, words[0], words[1], s);
+	err(x, line_of(v), "%s: expected %s, got '%s'", key, list, s);
 	return -1;
 }
 
@@ -742,12 +763,14 @@ static void h_ack(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 
 static void h_order(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
-	static const char *const words[] = {"sender", "integration", NULL};
+	static const char *const words[] = {"integration", "sender", "feed", "patient", NULL};
+	static const enum cfg_order orders[] = {CFG_ORDER_INTEGRATION, CFG_ORDER_SENDER,
+						CFG_ORDER_FEED, CFG_ORDER_PATIENT};
 	struct integ_build *b = obj;
 	int i = want_enum(x, key, v, words);
 
 	if (i >= 0)
-		b->in->order = i == 0 ? CFG_ORDER_SENDER : CFG_ORDER_INTEGRATION;
+		b->in->order = orders[i];
 }
 
 static void h_max_in_flight(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
@@ -764,6 +787,33 @@ static void h_max_in_flight(struct ctx *x, const char *key, yaml_node_t *v, void
 		return;
 	}
 	b->in->max_in_flight = (unsigned)n;
+}
+
+_Static_assert(CFG_DEDUP_MAX_MS % MS_HOUR == 0, "the dedup limit is shown in hours");
+
+/* A zero window turns dedup off, so 0 is accepted, with or without a unit. */
+static void h_dedup(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct integ_build *b = obj;
+	const char *s = want_scalar(x, key, v, "a duration");
+	uint64_t ms = 0;
+	int rc;
+
+	if (!s)
+		return;
+	rc = strcmp(s, "0") == 0 ? 0 : cfg_parse_duration(s, &ms);
+	if (rc == -EINVAL) {
+		err(x, line_of(v),
+		    "%s: expected a duration such as 30s, 10m or 1h, or 0 for off, got '%s'", key,
+		    s);
+		return;
+	}
+	if (rc < 0 || ms > CFG_DEDUP_MAX_MS) {
+		err(x, line_of(v), "%s: %s is longer than %lluh", key, s,
+		    (unsigned long long)(CFG_DEDUP_MAX_MS / MS_HOUR));
+		return;
+	}
+	b->in->dedup_ms = ms;
 }
 
 static void h_release(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
@@ -885,6 +935,23 @@ static void h_upstream_timeout(struct ctx *x, const char *key, yaml_node_t *v, v
 	(void)want_duration(x, key, v, &b->in->upstream.timeout_ms);
 }
 
+/* Plain YAML gives 2 and 1.1 as the scalars "2" and "1.1"; nothing else
+ * (2.0, 1, h2) is accepted, so that a typo is not read as a version. */
+static void h_http(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct integ_build *b = obj;
+	const char *s = want_scalar(x, key, v, "2 or 1.1");
+
+	if (!s)
+		return;
+	if (strcmp(s, "2") == 0)
+		b->in->upstream.http = CFG_HTTP_2;
+	else if (strcmp(s, "1.1") == 0)
+		b->in->upstream.http = CFG_HTTP_1_1;
+	else
+		err(x, line_of(v), "%s: expected 2 or 1.1, got '%s'", key, s);
+}
+
 static const struct key_spec upstream_keys[] = {
     {"url", h_url, 1},
     {"ca_file", h_upstream_file, 1},
@@ -892,6 +959,7 @@ static const struct key_spec upstream_keys[] = {
     {"client_cert", h_upstream_file, 0},
     {"client_key", h_upstream_file, 0},
     {"timeout", h_upstream_timeout, 0},
+    {"http", h_http, 0},
 };
 
 static void h_upstream(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
@@ -913,6 +981,7 @@ static const struct key_spec integration_keys[] = {
     {"ack", h_ack, 0},
     {"order", h_order, 0},
     {"max_in_flight", h_max_in_flight, 0},
+    {"dedup", h_dedup, 0},
     {"mllp", h_mllp, 0},
     {"upstream", h_upstream, 1},
 };
@@ -920,13 +989,15 @@ static const struct key_spec integration_keys[] = {
 static void integration_defaults(struct cfg_integration *in)
 {
 	in->ack = CFG_ACK_COMMIT;
-	in->order = CFG_ORDER_SENDER;
+	in->order = CFG_ORDER_FEED;
 	in->max_in_flight = DEFAULT_MAX_IN_FLIGHT;
+	in->dedup_ms = 0;
 	in->mllp.release = 1;
 	in->mllp.max_frame = MLLP_MAX_FRAME_DEFAULT;
 	in->mllp.frame_timeout_ms = DEFAULT_FRAME_TIMEOUT_MS;
 	in->mllp.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
 	in->upstream.timeout_ms = DEFAULT_UPSTREAM_TIMEOUT_MS;
+	in->upstream.http = CFG_HTTP_2;
 }
 
 static const char *label(const struct integ_build *b, char *buf, size_t cap)

@@ -15,14 +15,15 @@
 #define CFG_PORT_MIN		9960 /* MLLP listeners live in this port range */
 #define CFG_PORT_MAX		11794
 #define CFG_MAX_INTEGRATIONS	256
-#define CFG_MAX_SOURCES		64 /* CIDRs per integration */
-#define CFG_NAME_MAX		64 /* integration names: [A-Za-z0-9_-], 1..64 */
-#define CFG_MAX_IN_FLIGHT_LIMIT 1024 /* HTTP/2 carries hundreds of streams per connection */
+#define CFG_MAX_SOURCES		64	   /* CIDRs per integration */
+#define CFG_NAME_MAX		64	   /* integration names: [A-Za-z0-9_-], 1..64 */
+#define CFG_MAX_IN_FLIGHT_LIMIT 1024	   /* HTTP/2 carries hundreds of streams per connection */
 #define CFG_MAX_ERRORS		100	   /* stop collecting after this many */
 #define CFG_MAX_FILE_SIZE	(1u << 20) /* appliance.yaml is refused above 1 MiB, before reading */
 #define CFG_VALUE_MAX		4096	   /* bytes in one string value (paths, URLs) */
 #define CFG_FACILITY_MAX	227	   /* match values: the HL7 HD data type's length */
 #define CFG_DURATION_MAX_MS	(3650ull * 24 * 3600 * 1000) /* 3650d: keeps timers in range */
+#define CFG_DEDUP_MAX_MS	(24ull * 3600 * 1000) /* dedup window: the keys live in memory */
 
 enum cfg_ack { CFG_ACK_COMMIT, CFG_ACK_UPSTREAM };
 /* What one lane (an ordered FIFO with one request in flight) holds:
@@ -66,9 +67,11 @@ struct cfg_integration {
 	char *match_receiving_facility; /* MSH-6 must equal this, or NULL */
 	enum cfg_ack ack;		/* default commit */
 	enum cfg_order order;		/* default feed */
-	unsigned max_in_flight;		/* default 128; forced to 1 by order: integration */
+	unsigned max_in_flight;		/* 1..CFG_MAX_IN_FLIGHT_LIMIT, default 128;
+					   forced to 1 by order: integration */
 	uint64_t dedup_ms;		/* `dedup: 10m`: a resend within this window is
-					   answered from the original; 0 (default) off */
+					   answered from the original; 0 (default) off;
+					   at most CFG_DEDUP_MAX_MS */
 	struct cfg_mllp mllp;
 	struct cfg_upstream upstream;
 	int line; /* where it was defined, for messages */

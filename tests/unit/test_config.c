@@ -116,6 +116,7 @@ static const char full_yaml[] =
     "    ack: upstream\n"
     "    order: integration\n"
     "    max_in_flight: 8\n"
+    "    dedup: 10m\n"
     "    mllp: { release: 2, max_frame: 1MiB, frame_timeout: 45s, idle_timeout: 1h }\n"
     "    upstream:\n"
     "      url: https://api.example.test/v1/hl7/lab\n"
@@ -124,6 +125,7 @@ static const char full_yaml[] =
     "      client_cert: @CA@\n"
     "      client_key: @CA@\n"
     "      timeout: 20s\n"
+    "      http: 1.1\n"
     "  - name: adt_2\n"
     "    listen: \"[2001:db8::1]:11794\"\n"
     "    sources: [\"::ffff:203.0.113.0/120\"]\n"
@@ -170,6 +172,7 @@ START_TEST(valid_full_config)
 	ck_assert_int_eq(a->ack, CFG_ACK_UPSTREAM);
 	ck_assert_int_eq(a->order, CFG_ORDER_INTEGRATION);
 	ck_assert_uint_eq(a->max_in_flight, 1); /* forced by order: integration */
+	ck_assert_uint_eq(a->dedup_ms, 600000);
 	ck_assert_int_eq(a->mllp.release, 2);
 	ck_assert_uint_eq(a->mllp.max_frame, 1u << 20);
 	ck_assert_uint_eq(a->mllp.frame_timeout_ms, 45000);
@@ -180,10 +183,11 @@ START_TEST(valid_full_config)
 	ck_assert_str_eq(a->upstream.client_cert, ca_path);
 	ck_assert_str_eq(a->upstream.client_key, ca_path);
 	ck_assert_uint_eq(a->upstream.timeout_ms, 20000);
+	ck_assert_int_eq(a->upstream.http, CFG_HTTP_1_1);
 
 	b = &c->integrations[1];
 	ck_assert_str_eq(b->name, "adt_2");
-	ck_assert_int_eq(b->line, 29);
+	ck_assert_int_eq(b->line, 31);
 	addr_is(&b->listen, AF_INET6, "2001:db8::1", 11794);
 	ck_assert_uint_eq(b->nsources, 1);
 	cidr_is(&b->sources[0], AF_INET, "203.0.113.0", 24); /* mapped CIDR became IPv4 */
@@ -192,6 +196,7 @@ START_TEST(valid_full_config)
 	ck_assert_int_eq(b->ack, CFG_ACK_COMMIT);
 	ck_assert_int_eq(b->order, CFG_ORDER_SENDER);
 	ck_assert_uint_eq(b->max_in_flight, 256);
+	ck_assert_uint_eq(b->dedup_ms, 0);
 	ck_assert_int_eq(b->mllp.release, 1);
 	ck_assert_uint_eq(b->mllp.max_frame, MLLP_MAX_FRAME_DEFAULT);
 	ck_assert_uint_eq(b->mllp.frame_timeout_ms, 30000);
@@ -200,6 +205,7 @@ START_TEST(valid_full_config)
 	ck_assert_ptr_null(b->upstream.client_cert);
 	ck_assert_ptr_null(b->upstream.client_key);
 	ck_assert_uint_eq(b->upstream.timeout_ms, 10000);
+	ck_assert_int_eq(b->upstream.http, CFG_HTTP_2);
 	cfg_free(c);
 }
 END_TEST
@@ -227,13 +233,15 @@ START_TEST(valid_minimal_defaults)
 	ck_assert_uint_eq(c->retry.max_ms, 300000);
 	a = &c->integrations[0];
 	ck_assert_int_eq(a->ack, CFG_ACK_COMMIT);
-	ck_assert_int_eq(a->order, CFG_ORDER_SENDER);
-	ck_assert_uint_eq(a->max_in_flight, 16);
+	ck_assert_int_eq(a->order, CFG_ORDER_FEED);
+	ck_assert_uint_eq(a->max_in_flight, 128);
+	ck_assert_uint_eq(a->dedup_ms, 0);
 	ck_assert_int_eq(a->mllp.release, 1);
 	ck_assert_uint_eq(a->mllp.max_frame, 16u << 20);
 	ck_assert_uint_eq(a->mllp.frame_timeout_ms, 30000);
 	ck_assert_uint_eq(a->mllp.idle_timeout_ms, 7200000);
 	ck_assert_uint_eq(a->upstream.timeout_ms, 10000);
+	ck_assert_int_eq(a->upstream.http, CFG_HTTP_2);
 	cfg_free(c);
 }
 END_TEST
@@ -258,13 +266,44 @@ static const struct bad_case bad_cases[] = {
     {TOP LAB UP "    ack: x\n", "t.yaml:9: ack: expected 'commit' or 'upstream', got 'x'"},
     {TOP LAB UP "    ack:\n", "t.yaml:9: ack: expected 'commit' or 'upstream'"},
     {TOP LAB UP "    order: fifo\n",
-     "t.yaml:9: order: expected 'sender' or 'integration', got 'fifo'"},
+     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient', got 'fifo'"},
+    {TOP LAB UP "    order: Patient\n",
+     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient', got 'Patient'"},
+    {TOP LAB UP "    order:\n",
+     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient'"},
+    {TOP LAB UP "    order: [feed]\n",
+     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient'"},
     {TOP LAB UP "    max_in_flight: 0\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 256, got '0'"},
-    {TOP LAB UP "    max_in_flight: 257\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 256, got '257'"},
+     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '0'"},
+    {TOP LAB UP "    max_in_flight: 1025\n",
+     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '1025'"},
     {TOP LAB UP "    max_in_flight: -1\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 256, got '-1'"},
+     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '-1'"},
+    {TOP LAB UP "    max_in_flight: 1e3\n",
+     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '1e3'"},
+    {TOP LAB UP "    max_in_flight: 99999999999999999999\n",
+     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '99999999999999999999'"},
+    {TOP LAB UP "    max_in_flight:\n", "t.yaml:9: max_in_flight: expected an integer"},
+    {TOP LAB UP "    dedup: 25h\n", "t.yaml:9: dedup: 25h is longer than 24h"},
+    {TOP LAB UP "    dedup: 2d\n", "t.yaml:9: dedup: 2d is longer than 24h"},
+    {TOP LAB UP "    dedup: 86400001ms\n", "t.yaml:9: dedup: 86400001ms is longer than 24h"},
+    {TOP LAB UP "    dedup: 3651d\n", "t.yaml:9: dedup: 3651d is longer than 24h"},
+    {TOP LAB UP "    dedup: 99999999999999999999s\n",
+     "t.yaml:9: dedup: 99999999999999999999s is longer than 24h"},
+    {TOP LAB UP "    dedup: 10\n",
+     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '10'"},
+    {TOP LAB UP "    dedup: off\n",
+     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got 'off'"},
+    {TOP LAB UP "    dedup: -1m\n",
+     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '-1m'"},
+    {TOP LAB UP "    dedup: 1.5h\n",
+     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '1.5h'"},
+    {TOP LAB UP "    dedup: 00\n",
+     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '00'"},
+    {TOP LAB UP "    dedup:\n", "t.yaml:9: dedup: expected a duration"},
+    {TOP LAB UP "    dedup: { window: 10m }\n", "t.yaml:9: dedup: expected a duration"},
+    {TOP LAB UP "    dedup: 10m\n    dedup: 5m\n",
+     "t.yaml:10: duplicate key 'dedup' in integration"},
     {TOP LAB UP "    foo: 1\n", "t.yaml:9: unknown key 'foo' in integration"},
     {TOP LAB UP "    ack: commit\n    ack: upstream\n",
      "t.yaml:10: duplicate key 'ack' in integration"},
@@ -346,6 +385,16 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:9: client_key: client_cert is missing (mTLS needs both)"},
     {TOP LAB UP "      timeout: 0ms\n", "t.yaml:9: timeout: must be longer than 0"},
     {TOP LAB UP "      retries: 3\n", "t.yaml:9: unknown key 'retries' in upstream"},
+    {TOP LAB UP "      http: 2.0\n", "t.yaml:9: http: expected 2 or 1.1, got '2.0'"},
+    {TOP LAB UP "      http: 1.0\n", "t.yaml:9: http: expected 2 or 1.1, got '1.0'"},
+    {TOP LAB UP "      http: 1\n", "t.yaml:9: http: expected 2 or 1.1, got '1'"},
+    {TOP LAB UP "      http: 3\n", "t.yaml:9: http: expected 2 or 1.1, got '3'"},
+    {TOP LAB UP "      http: h2\n", "t.yaml:9: http: expected 2 or 1.1, got 'h2'"},
+    {TOP LAB UP "      http: \"1.1 \"\n", "t.yaml:9: http: expected 2 or 1.1, got '1.1 '"},
+    {TOP LAB UP "      http:\n", "t.yaml:9: http: expected 2 or 1.1"},
+    {TOP LAB UP "      http: [2]\n", "t.yaml:9: http: expected 2 or 1.1"},
+    {TOP LAB UP "    http: 2\n", "t.yaml:9: unknown key 'http' in integration"},
+    {TOP LAB UP "      dedup: 10m\n", "t.yaml:9: unknown key 'dedup' in upstream"},
     {TOP LAB "    upstream: https://h.test\n", "t.yaml:6: upstream: expected a mapping"},
     /* missing keys: the line of the mapping that lacks them */
     {TOP LAB "    upstream:\n      url: https://h.test/x\n",
@@ -463,6 +512,77 @@ START_TEST(good_value)
 }
 END_TEST
 
+/* ---------- ordering, dedup, HTTP version: defaults and every value ---------- */
+
+struct knob_case {
+	const char *yaml;
+	enum cfg_order order;
+	unsigned max_in_flight;
+	uint64_t dedup_ms;
+	enum cfg_http http;
+};
+
+static const struct knob_case knob_cases[] = {
+    /* defaults */
+    {TOP LAB UP, CFG_ORDER_FEED, 128, 0, CFG_HTTP_2},
+    /* order; integration forces one in flight, whatever is written and where */
+    {TOP LAB UP "    order: integration\n", CFG_ORDER_INTEGRATION, 1, 0, CFG_HTTP_2},
+    {TOP LAB UP "    order: integration\n    max_in_flight: 1024\n", CFG_ORDER_INTEGRATION, 1, 0,
+     CFG_HTTP_2},
+    {TOP LAB UP "    max_in_flight: 64\n    order: integration\n", CFG_ORDER_INTEGRATION, 1, 0,
+     CFG_HTTP_2},
+    {TOP LAB UP "    order: sender\n", CFG_ORDER_SENDER, 128, 0, CFG_HTTP_2},
+    {TOP LAB UP "    order: feed\n", CFG_ORDER_FEED, 128, 0, CFG_HTTP_2},
+    {TOP LAB UP "    order: patient\n", CFG_ORDER_PATIENT, 128, 0, CFG_HTTP_2},
+    {TOP LAB UP "    order: \"patient\"\n", CFG_ORDER_PATIENT, 128, 0, CFG_HTTP_2},
+    /* max_in_flight bounds */
+    {TOP LAB UP "    max_in_flight: 1\n", CFG_ORDER_FEED, 1, 0, CFG_HTTP_2},
+    {TOP LAB UP "    order: patient\n    max_in_flight: 1024\n", CFG_ORDER_PATIENT, 1024, 0,
+     CFG_HTTP_2},
+    {TOP LAB UP "    order: sender\n    max_in_flight: 256\n", CFG_ORDER_SENDER, 256, 0,
+     CFG_HTTP_2},
+    /* dedup: 0 with or without a unit is off; 24h is the most */
+    {TOP LAB UP "    dedup: 10m\n", CFG_ORDER_FEED, 128, 600000, CFG_HTTP_2},
+    {TOP LAB UP "    dedup: 500ms\n", CFG_ORDER_FEED, 128, 500, CFG_HTTP_2},
+    {TOP LAB UP "    dedup: 0\n", CFG_ORDER_FEED, 128, 0, CFG_HTTP_2},
+    {TOP LAB UP "    dedup: 0s\n", CFG_ORDER_FEED, 128, 0, CFG_HTTP_2},
+    {TOP LAB UP "    dedup: 24h\n", CFG_ORDER_FEED, 128, 86400000, CFG_HTTP_2},
+    {TOP LAB UP "    dedup: 1d\n", CFG_ORDER_FEED, 128, 86400000, CFG_HTTP_2},
+    {TOP LAB UP "    dedup: 1440m\n", CFG_ORDER_FEED, 128, 86400000, CFG_HTTP_2},
+    /* upstream.http, plain or quoted */
+    {TOP LAB UP "      http: 2\n", CFG_ORDER_FEED, 128, 0, CFG_HTTP_2},
+    {TOP LAB UP "      http: 1.1\n", CFG_ORDER_FEED, 128, 0, CFG_HTTP_1_1},
+    {TOP LAB UP "      http: \"2\"\n", CFG_ORDER_FEED, 128, 0, CFG_HTTP_2},
+    {TOP LAB UP "      http: '1.1'\n", CFG_ORDER_FEED, 128, 0, CFG_HTTP_1_1},
+    /* all together, in flow style */
+    {TOP LAB "    upstream: { url: \"https://h.test\", ca_file: @CA@, http: 1.1 }\n"
+	     "    order: patient\n    max_in_flight: 512\n    dedup: 2h\n",
+     CFG_ORDER_PATIENT, 512, 7200000, CFG_HTTP_1_1},
+};
+
+START_TEST(knob_value)
+{
+	const struct knob_case *t = &knob_cases[_i];
+	const struct cfg_integration *a;
+	struct cfg_errors errs;
+	struct cfg *c;
+	int rc = load(t->yaml, &c, &errs);
+
+	if (rc != 0) {
+		fprintf(stderr, "case %d\n", _i);
+		dump(&errs);
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(c->nintegrations, 1);
+	a = &c->integrations[0];
+	ck_assert_int_eq(a->order, t->order);
+	ck_assert_uint_eq(a->max_in_flight, t->max_in_flight);
+	ck_assert_uint_eq(a->dedup_ms, t->dedup_ms);
+	ck_assert_int_eq(a->upstream.http, t->http);
+	cfg_free(c);
+}
+END_TEST
+
 /* ---------- many errors at once ---------- */
 
 static const char many_yaml[] =
@@ -483,7 +603,8 @@ static const char many_yaml[] =
     "  - listen: 203.0.113.1:9960\n"				 /* 15 */
     "    sources: [10.0.0.0/16]\n"				 /* 16 */
     "    upstream: { url: \"https://h.test\", ca_file: @CA@ }\n" /* 17 */
-    "bogus: 1\n";						 /* 18 */
+    "    dedup: 2d\n"						 /* 18 */
+    "bogus: 1\n";						 /* 19 */
 
 static const char *const many_want[] = {
     "t.yaml:2: log_phi: expected true or false, got 'yes'",
@@ -498,7 +619,8 @@ static const char *const many_want[] = {
     "t.yaml:15: integration #3: missing 'name'",
     ("t.yaml:15: integrations 'lab' and #3 share 203.0.113.1:9960 and overlapping sources but "
      "have the same match: a peer cannot be told apart"),
-    "t.yaml:18: unknown key 'bogus' at the top level",
+    "t.yaml:18: dedup: 2d is longer than 24h",
+    "t.yaml:19: unknown key 'bogus' at the top level",
 };
 
 START_TEST(many_errors_in_file_order)
@@ -923,6 +1045,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, valid_minimal_defaults);
 	tcase_add_loop_test(tc, bad_value, 0, N(bad_cases));
 	tcase_add_loop_test(tc, good_value, 0, N(good_cases));
+	tcase_add_loop_test(tc, knob_value, 0, N(knob_cases));
 	tcase_add_test(tc, many_errors_in_file_order);
 	tcase_add_test(tc, errors_stop_at_limit);
 	tcase_add_test(tc, messages_are_sanitized);
