@@ -4,6 +4,7 @@
  *   mllp-load -t HOST:PORT [-c CONNS] [-n TOTAL] [-d SECS] [-s SIZE] [-p DEPTH]
  *             [-r RATE] [--bind-from ADDR] [--acked FILE] [--reconnect]
  *             [--enhanced] [--id-prefix P] [--facility F] [-T ACK_TIMEOUT]
+ *             [--feeds N] [--patients M]
  *   mllp-load --echo ADDR:PORT [--r2]
  *   mllp-load --idle N -t HOST:PORT [-d SECS]
  *
@@ -47,6 +48,8 @@
 #define MAX_RATE       10000000u
 #define MAX_PREFIX_LEN 32u
 #define MAX_FIELD_LEN  64u /* --facility */
+#define MAX_FEEDS      100000u
+#define MAX_PATIENTS   100000000u
 
 /* Buffers and protocol limits. */
 #define READ_CHUNK     65536u	  /* one read() asks for this much */
@@ -87,6 +90,7 @@
 struct opts {
 	const char *target, *echo, *acked_path, *prefix, *facility;
 	unsigned conns, pipeline, idle;
+	unsigned feeds, patients; /* 0: one feed (MSH-3/4 fixed), PID-3 = sequence */
 	uint64_t total, rate;
 	double duration, ack_timeout;
 	bool have_duration, have_bind, reconnect, enhanced, r2;
@@ -623,22 +627,55 @@ static void conn_drop(struct conn *c, bool is_error, const char *why, int err)
 	load_check_done(ld);
 }
 
+/* Who message i (0-based, in sending order over all connections) comes
+ * from: feed i % N sets MSH-3 and MSH-4 (MLLPLOAD<k>, <facility><k>), and
+ * patient (i / N) % M of that feed sets PID-3 (P<j>^^^<MSH-4>^MR). Without
+ * --feeds, MSH-3/4 are MLLPLOAD and the facility; without --patients, PID-3
+ * is the connection's sequence number, as it always was. The names point
+ * into the buffers or into o. */
+struct origin {
+	const char *app, *fac;
+	char app_buf[32], fac_buf[MAX_FIELD_LEN + 24], pid[32];
+};
+
+static void message_origin(const struct opts *o, uint64_t i, uint64_t seq, struct origin *org)
+{
+	uint64_t per_feed = o->feeds ? i / o->feeds : i;
+
+	org->app = "MLLPLOAD";
+	org->fac = o->facility;
+	if (o->feeds) {
+		snprintf(org->app_buf, sizeof(org->app_buf), "MLLPLOAD%" PRIu64, i % o->feeds);
+		snprintf(org->fac_buf, sizeof(org->fac_buf), "%s%" PRIu64, o->facility,
+			 i % o->feeds);
+		org->app = org->app_buf;
+		org->fac = org->fac_buf;
+	}
+	if (o->patients)
+		snprintf(org->pid, sizeof(org->pid), "P%" PRIu64, per_feed % o->patients);
+	else
+		snprintf(org->pid, sizeof(org->pid), "%" PRIu64, seq);
+}
+
 /* Appends one framed ADT^A01 of exactly SIZE payload bytes (or the bare
- * header when SIZE is smaller). Returns the frame length or -EMSGSIZE. */
-static int build_message(const struct load *ld, const struct conn *c, uint64_t seq, uint8_t *dst,
-			 size_t cap)
+ * header when SIZE is smaller); i is the message's index over the run.
+ * Returns the frame length or -EMSGSIZE. */
+static int build_message(const struct load *ld, const struct conn *c, uint64_t i, uint64_t seq,
+			 uint8_t *dst, size_t cap)
 {
 	const struct opts *o = ld->o;
+	struct origin from;
 	size_t len = 1;
 	int n;
 
+	message_origin(o, i, seq, &from);
 	dst[0] = SB;
-	n = snprintf((char *)dst + 1, cap - 1,
-		     "MSH|^~\\&|MLLPLOAD|%s|BRIDGE|CLOUD|%s||ADT^A01^ADT_A01|%s%" PRIu64
-		     "|P|2.5.1%s\rEVN|A01|%s\rPID|1||%" PRIu64
-		     "^^^%s^MR||LOAD^PATIENT||19800101|U\rPV1|1|I\r",
-		     o->facility, ld->ts, c->idpfx, seq, o->enhanced ? "|||AL|NE" : "", ld->ts, seq,
-		     o->facility);
+	n = snprintf(
+	    (char *)dst + 1, cap - 1,
+	    "MSH|^~\\&|%s|%s|BRIDGE|CLOUD|%s||ADT^A01^ADT_A01|%s%" PRIu64
+	    "|P|2.5.1%s\rEVN|A01|%s\rPID|1||%s^^^%s^MR||LOAD^PATIENT||19800101|U\rPV1|1|I\r",
+	    from.app, from.fac, ld->ts, c->idpfx, seq, o->enhanced ? "|||AL|NE" : "", ld->ts,
+	    from.pid, from.fac);
 	if (n < 0 || (size_t)n + MSG_SLACK > cap)
 		return -EMSGSIZE;
 	len += (size_t)n;
@@ -667,7 +704,8 @@ static int conn_send_one(struct conn *c, uint64_t now)
 
 	if (err)
 		return err;
-	int len = build_message(ld, c, c->next_seq, c->out.p + c->out.len, c->out.cap - c->out.len);
+	int len = build_message(ld, c, ld->st.sent, c->next_seq, c->out.p + c->out.len,
+				c->out.cap - c->out.len);
 	if (len < 0)
 		return len;
 	c->out.len += (size_t)len;
@@ -1464,6 +1502,7 @@ static void usage(FILE *f)
 	    "usage: mllp-load -t HOST:PORT [-c CONNS] [-n TOTAL] [-d SECS] [-s SIZE] [-p DEPTH]\n"
 	    "                 [-r MSG_PER_S] [--bind-from ADDR] [--acked FILE] [--reconnect]\n"
 	    "                 [--enhanced] [--id-prefix P] [--facility F] [-T ACK_TIMEOUT_S]\n"
+	    "                 [--feeds N] [--patients M]\n"
 	    "       mllp-load --echo ADDR:PORT [--r2]\n"
 	    "       mllp-load --idle N -t HOST:PORT [-d SECS]\n");
 }
@@ -1501,6 +1540,8 @@ enum {
 	OPT_ECHO,
 	OPT_R2,
 	OPT_IDLE,
+	OPT_FEEDS,
+	OPT_PATIENTS,
 };
 
 static const struct option long_opts[] = {
@@ -1521,6 +1562,8 @@ static const struct option long_opts[] = {
     {"echo", required_argument, NULL, OPT_ECHO},
     {"r2", no_argument, NULL, OPT_R2},
     {"idle", required_argument, NULL, OPT_IDLE},
+    {"feeds", required_argument, NULL, OPT_FEEDS},
+    {"patients", required_argument, NULL, OPT_PATIENTS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1597,6 +1640,14 @@ static int parse_one(struct opts *o, int ch, const char *arg)
 	case OPT_IDLE:
 		err = parse_u64(arg, 1, MAX_CONNS, &v);
 		o->idle = (unsigned)v;
+		break;
+	case OPT_FEEDS:
+		err = parse_u64(arg, 1, MAX_FEEDS, &v);
+		o->feeds = (unsigned)v;
+		break;
+	case OPT_PATIENTS:
+		err = parse_u64(arg, 1, MAX_PATIENTS, &v);
+		o->patients = (unsigned)v;
 		break;
 	default:
 		err = -EINVAL;
