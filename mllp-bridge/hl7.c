@@ -1,8 +1,10 @@
 /*
  * HL7 v2 header parsing, payload classification and ACK building.
  *
- * Only the MSH segment (and MSA, for ACKs we receive) is ever looked at, so
- * the cost does not grow with the message. Nothing here allocates.
+ * The MSH segment (and MSA, for ACKs we receive) is looked at without
+ * scanning the rest, so its cost does not grow with the message;
+ * hl7_find_field() walks the segments, for the callers that need one more
+ * field. Nothing here allocates.
  */
 #include "hl7.h"
 
@@ -641,4 +643,57 @@ int hl7_parse_msa(const void *msg, size_t len, struct hl7_str *code, struct hl7_
 		return 0;
 	}
 	return -EBADMSG;
+}
+
+/* ---- any segment's field ---- */
+
+/* The first segment named seg, or NULL. The ID must be followed by the
+ * field separator or the segment's end: "PIDX|" is not a PID. */
+static const char *find_segment(const char *p, const char *end, const char seg[3], char fs)
+{
+	for (; p < end; p = next_seg(p, end)) {
+		if (end - p < 3 || memcmp(p, seg, 3) != 0)
+			continue;
+		if (end - p == 3 || p[3] == fs || is_seg_end(p[3]))
+			return p;
+	}
+	return NULL;
+}
+
+int hl7_find_field(const void *msg, size_t len, const struct hl7_msh *msh, const char seg[3],
+		   unsigned field, struct hl7_str *out)
+{
+	const char *end, *p, *e;
+	unsigned n;
+
+	out->p = NULL;
+	out->len = 0;
+	if (!msg || !msh || !seg || !msh->field_sep || field == 0)
+		return -EINVAL;
+	end = (const char *)msg + len;
+	p = find_segment(skip_lead(msg, end), end, seg, msh->field_sep);
+	if (!p)
+		return -ENOENT;
+	if (memcmp(seg, "MSH", 3) == 0) {
+		/* MSH-1 is the separator after the ID, so MSH-n is the
+		 * (n-1)th field split after it. */
+		if (field == 1) {
+			if (end - p > 3 && p[3] == msh->field_sep) {
+				out->p = p + 3;
+				out->len = 1;
+			}
+			return 0;
+		}
+		field--;
+	}
+	for (e = p + 3, n = 1; e < end && *e == msh->field_sep; n++) {
+		p = e + 1;
+		e = field_end(p, end, msh->field_sep);
+		if (n == field) {
+			out->p = p;
+			out->len = (size_t)(e - p);
+			break;
+		}
+	}
+	return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * HL7 v2 header (MSH) parsing, payload classification and ACK building.
+ * HL7 v2 header (MSH) parsing, payload classification, ACK building, and
+ * finding one field of another segment (PID-3, MRG-1, ...).
  *
  * A pure codec over buffers. Parsed fields are slices that borrow the
  * message buffer: they stay valid as long as that buffer does.
@@ -128,5 +129,19 @@ __attribute__((warn_unused_result)) int hl7_build_ack(const struct hl7_ack_req *
  * Returns 0, or -EBADMSG when the text is not an HL7 message with an MSA. */
 __attribute__((warn_unused_result)) int
 hl7_parse_msa(const void *msg, size_t len, struct hl7_str *code, struct hl7_str *control_id);
+
+/* Finds field `field` of the first segment whose ID is seg[0..2] (a
+ * segment starts the message, after an optional BOM and whitespace, or
+ * follows a CR, LF or CRLF), split with msh->field_sep. Numbering is HL7's:
+ * field 1 follows the segment ID's separator; for "MSH", field 1 is the
+ * field separator itself and field 2 the encoding characters. The field is
+ * returned raw (repetitions, components and escapes untouched) and borrows
+ * msg. Returns 0 with out->p NULL when the segment is shorter than that,
+ * -ENOENT when no segment has that ID, -EINVAL for a NULL msg, msh or seg,
+ * an msh without a field separator, or field 0. msg is not required to be
+ * the message msh was parsed from, only to use its separator. */
+__attribute__((warn_unused_result)) int hl7_find_field(const void *msg, size_t len,
+						       const struct hl7_msh *msh, const char seg[3],
+						       unsigned field, struct hl7_str *out);
 
 #endif

@@ -859,6 +859,86 @@ START_TEST(test_parse_msa)
 }
 END_TEST
 
+/* ---- any segment's field ---- */
+
+#define MSH_STD "MSH|^~\\&|A|B|C|D|T||ADT^A01|ID1|P|2.5.1"
+
+static const struct {
+	const char *name;
+	struct msg m;
+	char fs; /* the msh handed in holds only this separator */
+	const char *seg;
+	unsigned field;
+	int rc;
+	const char *want; /* NULL: absent */
+} find_cases[] = {
+    {"PID-3 with repetitions", SMP("adt_a01_v251.hl7"), '|', "PID", 3, 0,
+     "100234^^^NORTHWIND^MR~999-00-1234^^^USSSA^SS"},
+    {"PID-1", SMP("adt_a01_v251.hl7"), '|', "PID", 1, 0, "1"},
+    {"PID-2 empty", SMP("adt_a01_v251.hl7"), '|', "PID", 2, 0, ""},
+    {"PID-5", SMP("adt_a01_v251.hl7"), '|', "PID", 5, 0, "SAMPLE^ALEX^J"},
+    {"PID-40 past the end", SMP("adt_a01_v251.hl7"), '|', "PID", 40, 0, NULL},
+    {"MSH-1 is the separator", SMP("adt_a01_v251.hl7"), '|', "MSH", 1, 0, "|"},
+    {"MSH-2", SMP("adt_a01_v251.hl7"), '|', "MSH", 2, 0, "^~\\&"},
+    {"MSH-3", SMP("adt_a01_v251.hl7"), '|', "MSH", 3, 0, "EPIC"},
+    {"MSH-10", SMP("adt_a01_v251.hl7"), '|', "MSH", 10, 0, "NW000123"},
+    {"no MRG", SMP("adt_a01_v251.hl7"), '|', "MRG", 1, -ENOENT, NULL},
+    {"LF segments", SMP("lf_segments.hl7"), '|', "PID", 3, 0, "7^^^X^MR"},
+    {"LF segments, MSH-10", SMP("lf_segments.hl7"), '|', "MSH", 10, 0, "LFSEP1"},
+    {"CRLF segments", RAW(MSH_STD "\r\nPID|1||X1\r\nPV1|1\r\n"), '|', "PID", 3, 0, "X1"},
+    {"CRLF segments, segment after", RAW(MSH_STD "\r\nPID|1||X1\r\nPV1|1|I\r\n"), '|', "PV1", 2, 0,
+     "I"},
+    {"other separator", RAW("MSH#!@$%#A#B\rPID#1##9!!!AA@8\r"), '#', "PID", 3, 0, "9!!!AA@8"},
+    {"other separator, '|' is data", RAW("MSH#!@$%#A#B\rPID#1|2#3\r"), '#', "PID", 1, 0, "1|2"},
+    {"first segment wins", RAW(MSH_STD "\rPID|1||FIRST\rPID|2||SECOND\r"), '|', "PID", 3, 0,
+     "FIRST"},
+    {"PIDX is not PID", RAW(MSH_STD "\rPIDX|1||X\r"), '|', "PID", 3, -ENOENT, NULL},
+    {"PIDX then PID", RAW(MSH_STD "\rPIDX|1||X\rPID|1||Y\r"), '|', "PID", 3, 0, "Y"},
+    {"ID inside a field is not a segment", RAW(MSH_STD "\rNTE|1||see PID|x\r"), '|', "PID", 1,
+     -ENOENT, NULL},
+    {"segment without fields", RAW(MSH_STD "\rPID\rPV1|1\r"), '|', "PID", 1, 0, NULL},
+    {"segment at the very end, no terminator", RAW(MSH_STD "\rPID|1||LAST"), '|', "PID", 3, 0,
+     "LAST"},
+    {"empty last field", RAW(MSH_STD "\rPID|1||\r"), '|', "PID", 3, 0, ""},
+    {"blank lines between segments", RAW(MSH_STD "\r\r\n\nPID|1||B\r"), '|', "PID", 3, 0, "B"},
+    {"BOM before MSH", RAW("\xef\xbb\xbf" MSH_STD "\r"), '|', "MSH", 3, 0, "A"},
+    {"MSH alone", RAW("MSH"), '|', "MSH", 1, 0, NULL},
+    {"Z-segment", RAW(MSH_STD "\rZPD|a|b\r"), '|', "ZPD", 2, 0, "b"},
+    {"MRG-1", RAW(MSH_STD "\rPID|1||2\rMRG|1^^^NW~3\r"), '|', "MRG", 1, 0, "1^^^NW~3"},
+    {"field 0", RAW(MSH_STD "\rPID|1\r"), '|', "PID", 0, -EINVAL, NULL},
+    {"no field separator", RAW(MSH_STD "\rPID|1\r"), '\0', "PID", 1, -EINVAL, NULL},
+    {"empty message", RAW(""), '|', "PID", 1, -ENOENT, NULL},
+};
+
+START_TEST(test_find_field)
+{
+	struct blob b = msg_get(&find_cases[_i].m);
+	struct hl7_msh msh = {.field_sep = find_cases[_i].fs};
+	struct hl7_str v = {"stale", 5};
+	int rc = hl7_find_field(b.p, b.len, &msh, find_cases[_i].seg, find_cases[_i].field, &v);
+
+	ck_assert_msg(rc == find_cases[_i].rc, "%s: rc %d", find_cases[_i].name, rc);
+	ck_assert_msg(str_is(&v, rc == 0 ? find_cases[_i].want : NULL), "%s: %s",
+		      find_cases[_i].name, show(&v));
+	if (v.p)
+		ck_assert(v.p >= b.p && v.p + v.len <= b.p + b.len); /* borrows the message */
+	blob_free(&b);
+}
+END_TEST
+
+START_TEST(test_find_field_null_args)
+{
+	static const char m[] = MSH_STD "\rPID|1\r";
+	struct hl7_msh msh = {.field_sep = '|'};
+	struct hl7_str v;
+
+	ck_assert_int_eq(hl7_find_field(NULL, 0, &msh, "PID", 1, &v), -EINVAL);
+	ck_assert_ptr_null(v.p);
+	ck_assert_int_eq(hl7_find_field(m, sizeof(m) - 1, NULL, "PID", 1, &v), -EINVAL);
+	ck_assert_int_eq(hl7_find_field(m, sizeof(m) - 1, &msh, NULL, 1, &v), -EINVAL);
+}
+END_TEST
+
 static Suite *hl7_suite(void)
 {
 	Suite *s = suite_create("hl7");
@@ -874,6 +954,8 @@ static Suite *hl7_suite(void)
 	tcase_add_test(tc, test_parse_msh_control_id_length);
 	tcase_add_loop_test(tc, test_mime_charset, 0, (int)NELEMS(charset_cases));
 	tcase_add_loop_test(tc, test_parse_msa, 0, (int)NELEMS(msa_cases));
+	tcase_add_loop_test(tc, test_find_field, 0, (int)NELEMS(find_cases));
+	tcase_add_test(tc, test_find_field_null_args);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ack");
