@@ -132,9 +132,9 @@ void fwd_body_free(struct bridge *b, struct fwd_body *fb)
 	free(fb);
 }
 
-/* The forwarder's copy of a staged message, or NULL past the memory cap. */
-static struct fwd_body *fwd_body_new(struct bridge *b, const struct spool_new *m,
-				     const char idem_key[37])
+/* The forwarder's copy of a staged message, or NULL past the memory cap (or
+ * for a key longer than fwd_body holds): the forwarder then reads the spool. */
+static struct fwd_body *fwd_body_new(struct bridge *b, const struct spool_new *m)
 {
 	size_t lc = strlen(m->content_type) + 1, li = strlen(m->control_id) + 1;
 	size_t ls = strlen(m->sender) + 1;
@@ -142,11 +142,12 @@ static struct fwd_body *fwd_body_new(struct bridge *b, const struct spool_new *m
 	struct fwd_body *fb;
 	char *p;
 
-	if (b->mem_bodies + size > BRIDGE_MEM_BODIES_MAX || !(fb = malloc(size)))
+	if (strlen(m->idem_key) >= sizeof(fb->idem_key) ||
+	    b->mem_bodies + size > BRIDGE_MEM_BODIES_MAX || !(fb = malloc(size)))
 		return NULL;
 	fb->len = m->len;
 	fb->size = size;
-	memcpy(fb->idem_key, idem_key, sizeof(fb->idem_key));
+	memcpy(fb->idem_key, m->idem_key, strlen(m->idem_key) + 1);
 	p = fb->data;
 	memcpy(p, m->body, m->len);
 	p += m->len;
@@ -161,8 +162,7 @@ static struct fwd_body *fwd_body_new(struct bridge *b, const struct spool_new *m
 
 void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m)
 {
-	char key[37];
-	int err = spool_append(b->spool, m, &r->spool_id, key);
+	int err = spool_append(b->spool, m, &r->spool_id);
 
 	if (err == -EINVAL || err == -EMSGSIZE) {
 		/* Refused on its own merits; the batch is untouched. */
@@ -173,7 +173,7 @@ void bridge_stage(struct bridge *b, struct reply *r, const struct spool_new *m)
 		return;
 	}
 	if (err == 0)
-		r->fb = fwd_body_new(b, m, key);
+		r->fb = fwd_body_new(b, m);
 	TAILQ_INSERT_TAIL(&b->staged, r, batch);
 	b->nstaged++;
 	if (err < 0) {

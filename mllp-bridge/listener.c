@@ -21,6 +21,7 @@
 
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/mllp.h"
+#include "mllp-bridge/msgkey.h"
 #include "mllp-bridge/spool.h"
 
 #define READ_CHUNK	 65536 /* one read() into the shared buffer */
@@ -396,14 +397,21 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 	} else if (!(ctype = content_type(kind, &msh, ctbuf))) {
 		reject(r, HL7_ERR_TABLE_VALUE, "MSH-18 character set is not supported");
 	} else {
+		char key[MSGKEY_IDEM_LEN + 1];
+
 		if (kind == PAYLOAD_HL7)
 			snprintf(ctl, sizeof(ctl), "%.*s", (int)msh.control_id.len,
 				 msh.control_id.p);
+		/* Derived: a resend of the same bytes carries the same key. */
+		msgkey_idem(in->cfg->name, kind == PAYLOAD_HL7 ? &msh : NULL, data, len, key);
 		bridge_stage(c->b, r,
 			     &(struct spool_new){.integration = in->cfg->name,
 						 .sender = c->addr,
 						 .content_type = ctype,
 						 .control_id = ctl,
+						 .idem_key = key,
+						 .lane = "",
+						 .lane2 = "",
 						 .received_ms = r->received_ms,
 						 .body = data,
 						 .len = len});

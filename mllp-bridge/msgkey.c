@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "mllp-bridge/lane.h"
+#include "mllp-bridge/spool.h"
 
 #define SHA256_LEN	32
 #define UUID_BYTES	16 /* the first 16 bytes of the digest make the UUID */
@@ -38,6 +39,8 @@ _Static_assert(2 + MSGKEY_TEXT_MAX + 1 + LANE_HASH_HEX + 1 <= MSGKEY_LANE_MAX,
 	       "a patient lane key must fit MSGKEY_LANE_MAX");
 _Static_assert(1 + LANE_HASH_HEX <= MSGKEY_TEXT_MAX, "a hashed feed must fit the feed text");
 _Static_assert(MSGKEY_LANE_MAX - 1 <= LANE_KEY_MAX, "every lane key must be a valid lanes key");
+_Static_assert(MSGKEY_LANE_MAX - 1 <= SPOOL_LANE_MAX, "every lane key must fit the spool");
+_Static_assert(MSGKEY_IDEM_LEN <= SPOOL_KEY_MAX, "the idempotency key must fit the spool");
 
 struct piece {
 	const void *p;

@@ -17,10 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION	1
+#define SCHEMA_VERSION	2	   /* 1: first release; 2: lane, lane2 */
 #define APPLICATION_ID	0x4d4c4c50 /* "MLLP": tells a spool from another SQLite file */
 #define BUSY_TIMEOUT_MS 5000
 #define UNCAPPED_PAGES	1073741823 /* SQLite's default max_page_count */
@@ -54,19 +53,19 @@ enum stmt_id {
 	ST_COUNT
 };
 
-/* Column order read by row_view(); the body comes last so that reading the
- * metadata never touches its overflow pages. */
+/* Column order read by row_view(); the body comes last in the result. */
 #define ROW_COLS                                                                                   \
 	"id, integration, sender, content_type, control_id, idem_key, received_ms, state, "        \
-	"attempts, next_attempt_ms, delivered_ms, last_error, length(body)"
-#define COL_BODY 13
+	"attempts, next_attempt_ms, delivered_ms, last_error, lane, lane2, length(body)"
+#define COL_BODY 15
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT] = "INSERT INTO messages (integration, sender, content_type, control_id, "
-		  "idem_key, received_ms, state, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+		  "idem_key, lane, lane2, received_ms, state, body) "
+		  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
     [ST_INFLIGHT] = "UPDATE messages SET state = 1 WHERE id = ?1",
     [ST_DELIVERED] = "UPDATE messages SET state = 2, delivered_ms = ?2, next_attempt_ms = 0 "
 		     "WHERE id = ?1",
@@ -103,6 +102,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 		 "WHERE state IN (0, 1, 3) GROUP BY integration ORDER BY integration",
 };
 
+/* A new spool gets the current schema at once. The small columns come
+ * before the body: SQLite stores a row's columns in this order, and one
+ * read after a large body walks its overflow pages. */
 static const char schema_sql[] =
     "CREATE TABLE messages ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -111,6 +113,8 @@ static const char schema_sql[] =
     " content_type TEXT NOT NULL,"
     " control_id TEXT NOT NULL,"
     " idem_key TEXT NOT NULL,"
+    " lane TEXT NOT NULL DEFAULT '',"
+    " lane2 TEXT NOT NULL DEFAULT '',"
     " received_ms INTEGER NOT NULL,"
     " state INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
@@ -125,6 +129,19 @@ static const char schema_sql[] =
     /* Tiny: lets the bridge poll for replays every second without a scan. */
     "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;";
 
+/* An older spool is brought up to date in place, one step per version, in
+ * the schema transaction: an appliance upgraded with messages waiting keeps
+ * them. migrations[v - 1] takes version v to v + 1.
+ * 1 → 2: lanes. ADD COLUMN puts them after the body (unlike a new spool);
+ * old rows read the default without touching their body, and rebuilding the
+ * table would copy every body once more under the write lock. */
+static const char *const migrations[] = {
+    "ALTER TABLE messages ADD COLUMN lane TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE messages ADD COLUMN lane2 TEXT NOT NULL DEFAULT '';",
+};
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == SCHEMA_VERSION - 1,
+	       "one migration per schema version");
+
 struct spool {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
@@ -132,11 +149,6 @@ struct spool {
 	size_t rows;	/* of which new rows */
 	int lost;	/* sticky: a batch with new rows was rolled back behind the caller's back */
 	char err[SPOOL_ERRMSG_MAX];
-	/* Random bytes for idempotency keys, fetched SPOOL_RANDOM_POOL at a
-	 * time: one getrandom(2) per message was a syscall on the hot path.
-	 * A handle is not shared across fork(), so the pool never repeats. */
-	uint8_t rnd[SPOOL_RANDOM_POOL];
-	size_t rnd_used;
 };
 
 static const char *const state_names[] = {"queued", "inflight", "delivered", "dead"};
@@ -408,6 +420,24 @@ static int check_version(struct spool *s, int64_t *version)
 	return 0;
 }
 
+/* Creates the schema (version 0: a new file) or migrates it from version,
+ * then records SCHEMA_VERSION. Runs inside the schema transaction. */
+static int upgrade_schema(struct spool *s, int64_t version)
+{
+	char sql[128];
+	int err = 0;
+
+	if (version == 0)
+		err = exec_sql(s, schema_sql, "schema");
+	for (int64_t v = version; v > 0 && v < SCHEMA_VERSION && !err; v++)
+		err = exec_sql(s, migrations[v - 1], "schema migration");
+	if (err)
+		return err;
+	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
+		 APPLICATION_ID, SCHEMA_VERSION);
+	return exec_sql(s, sql, "schema version");
+}
+
 static int apply_schema(struct spool *s)
 {
 	int64_t version = 0;
@@ -415,18 +445,12 @@ static int apply_schema(struct spool *s)
 
 	if ((err = check_version(s, &version)) < 0 || version == SCHEMA_VERSION)
 		return err;
-	/* Version 0: a new file. Check again under the write lock, since the
-	 * bridge and the operator CLI may both get here first. */
+	/* Check again under the write lock, since the bridge and the operator
+	 * CLI may both get here first: only one of them creates or migrates. */
 	if ((err = exec_sql(s, "BEGIN IMMEDIATE", "begin")) < 0)
 		return err;
-	if ((err = check_version(s, &version)) == 0 && version == 0) {
-		char sql[128];
-
-		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
-			 APPLICATION_ID, SCHEMA_VERSION);
-		if ((err = exec_sql(s, schema_sql, "schema")) == 0)
-			err = exec_sql(s, sql, "schema version");
-	}
+	if ((err = check_version(s, &version)) == 0 && version < SCHEMA_VERSION)
+		err = upgrade_schema(s, version);
 	if (!err)
 		return exec_sql(s, "COMMIT", "commit schema");
 	(void)exec_sql(s, "ROLLBACK", "rollback");
@@ -455,7 +479,6 @@ int spool_open(const char *path, struct spool **out)
 	*out = s;
 	if (!s)
 		return -ENOMEM;
-	s->rnd_used = sizeof(s->rnd); /* empty: the first key fills the pool */
 	if ((err = create_private(s, path)) < 0)
 		return err;
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -488,47 +511,6 @@ void spool_close(struct spool *s)
 	free(s);
 }
 
-static int refill_random(struct spool *s)
-{
-	size_t got = 0;
-
-	while (got < sizeof(s->rnd)) {
-		ssize_t n = getrandom(s->rnd + got, sizeof(s->rnd) - got, 0);
-
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		got += n > 0 ? (size_t)n : 0;
-	}
-	s->rnd_used = 0;
-	return 0;
-}
-
-/* A random (version 4) UUID, the Idempotency-Key of a message. */
-static int uuid_v4(struct spool *s, char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	uint8_t b[16];
-	size_t o = 0;
-	int err;
-
-	if (s->rnd_used + sizeof(b) > sizeof(s->rnd) && (err = refill_random(s)) < 0)
-		return err;
-	memcpy(b, s->rnd + s->rnd_used, sizeof(b));
-	/* Used bytes are wiped: no key can be recovered from the pool later. */
-	memset(s->rnd + s->rnd_used, 0, sizeof(b));
-	s->rnd_used += sizeof(b);
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	for (size_t i = 0; i < sizeof(b); i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 0x0f];
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 static int check_text(struct spool *s, const char *v, const char *name)
 {
 	if (!v) {
@@ -543,6 +525,39 @@ static int check_text(struct spool *s, const char *v, const char *name)
 	return 0;
 }
 
+/* The key goes out as an HTTP header value: visible ASCII only, since a
+ * space at either end would not survive the trip. */
+static int check_key(struct spool *s, const char *k)
+{
+	size_t n = k ? strnlen(k, SPOOL_KEY_MAX + 1) : 0;
+	int visible = n > 0;
+
+	if (n > SPOOL_KEY_MAX) {
+		snprintf(s->err, sizeof(s->err), "append: idem_key longer than %d bytes",
+			 SPOOL_KEY_MAX);
+		return -EMSGSIZE;
+	}
+	for (size_t i = 0; i < n && visible; i++)
+		visible = (unsigned char)k[i] >= 0x21 && (unsigned char)k[i] <= 0x7e;
+	if (!visible) {
+		snprintf(s->err, sizeof(s->err), "append: idem_key is %s",
+			 k ? "empty or not printable ASCII" : "NULL");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A lane may be NULL (no lane: ""). */
+static int check_lane(struct spool *s, const char *v, const char *name)
+{
+	if (v && strnlen(v, SPOOL_LANE_MAX + 1) > SPOOL_LANE_MAX) {
+		snprintf(s->err, sizeof(s->err), "append: %s longer than %d bytes", name,
+			 SPOOL_LANE_MAX);
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
 static int check_new(struct spool *s, const struct spool_new *m)
 {
 	int err;
@@ -550,7 +565,9 @@ static int check_new(struct spool *s, const struct spool_new *m)
 	if ((err = check_text(s, m->integration, "integration")) < 0 ||
 	    (err = check_text(s, m->sender, "sender")) < 0 ||
 	    (err = check_text(s, m->content_type, "content_type")) < 0 ||
-	    (err = check_text(s, m->control_id, "control_id")) < 0)
+	    (err = check_text(s, m->control_id, "control_id")) < 0 ||
+	    (err = check_key(s, m->idem_key)) < 0 || (err = check_lane(s, m->lane, "lane")) < 0 ||
+	    (err = check_lane(s, m->lane2, "lane2")) < 0)
 		return err;
 	if (!m->body && m->len > 0) {
 		snprintf(s->err, sizeof(s->err), "append: NULL body");
@@ -564,7 +581,7 @@ static int check_new(struct spool *s, const struct spool_new *m)
 	return 0;
 }
 
-static int insert(struct spool *s, const struct spool_new *m, const char *key)
+static int insert(struct spool *s, const struct spool_new *m)
 {
 	sqlite3_stmt *st;
 	int err = stmt(s, ST_INSERT, &st);
@@ -575,26 +592,25 @@ static int insert(struct spool *s, const struct spool_new *m, const char *key)
 	sqlite3_bind_text(st, 2, m->sender, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, m->content_type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, m->control_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, m->received_ms);
+	sqlite3_bind_text(st, 5, m->idem_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, m->lane ? m->lane : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, m->lane2 ? m->lane2 : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, m->received_ms);
 	/* A zero-length blob, never NULL: the column is NOT NULL. */
-	sqlite3_bind_blob64(st, 7, m->len ? m->body : "", m->len, SQLITE_STATIC);
+	sqlite3_bind_blob64(st, 9, m->len ? m->body : "", m->len, SQLITE_STATIC);
 	return step_done(s, st, "insert");
 }
 
-int spool_append(struct spool *s, const struct spool_new *m, int64_t *id, char idem_key[37])
+int spool_append(struct spool *s, const struct spool_new *m, int64_t *id)
 {
-	char key[37];
 	int err;
 
 	if ((err = check_new(s, m)) < 0)
 		return err;
 	if ((err = batch_lost(s)) < 0)
 		return err;
-	if ((err = uuid_v4(s, key)) < 0)
-		snprintf(s->err, sizeof(s->err), "getrandom: %s", strerror(-err));
-	else if ((err = batch_open(s)) == 0)
-		err = insert(s, m, key);
+	if ((err = batch_open(s)) == 0)
+		err = insert(s, m);
 	if (err) {
 		(void)batch_abort(s, err);
 		s->lost = 0; /* told to this caller right now */
@@ -603,8 +619,6 @@ int spool_append(struct spool *s, const struct spool_new *m, int64_t *id, char i
 	s->pending++;
 	s->rows++;
 	*id = sqlite3_last_insert_rowid(s->db);
-	if (idem_key)
-		memcpy(idem_key, key, sizeof(key));
 	return 0;
 }
 
@@ -721,7 +735,9 @@ static void row_view(sqlite3_stmt *st, struct spool_row *r)
 	r->next_attempt_ms = sqlite3_column_int64(st, 9);
 	r->delivered_ms = sqlite3_column_int64(st, 10);
 	r->last_error = sqlite3_column_type(st, 11) == SQLITE_NULL ? NULL : col_text(st, 11);
-	r->len = (size_t)sqlite3_column_int64(st, 12);
+	r->lane = col_text(st, 12);
+	r->lane2 = col_text(st, 13);
+	r->len = (size_t)sqlite3_column_int64(st, 14);
 }
 
 /* Steps a bound query, handing each row to cb until it returns non-zero
@@ -767,6 +783,8 @@ void spool_row_clear(struct spool_row *r)
 	free(r->content_type);
 	free(r->control_id);
 	free(r->idempotency_key);
+	free(r->lane);
+	free(r->lane2);
 	free(r->last_error);
 	memset(r, 0, sizeof(*r));
 }
@@ -779,9 +797,11 @@ static int row_copy(const struct spool_row *v, struct spool_row *r)
 	r->content_type = strdup(v->content_type);
 	r->control_id = strdup(v->control_id);
 	r->idempotency_key = strdup(v->idempotency_key);
+	r->lane = strdup(v->lane);
+	r->lane2 = strdup(v->lane2);
 	r->last_error = v->last_error ? strdup(v->last_error) : NULL;
 	if (!r->integration || !r->sender || !r->content_type || !r->control_id ||
-	    !r->idempotency_key || (v->last_error && !r->last_error)) {
+	    !r->idempotency_key || !r->lane || !r->lane2 || (v->last_error && !r->last_error)) {
 		spool_row_clear(r);
 		return -ENOMEM;
 	}

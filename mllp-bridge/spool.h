@@ -27,7 +27,8 @@
 #define SPOOL_BODY_MAX	  (64u << 20) /* = MLLP_MAX_FRAME_LIMIT; larger bodies are refused */
 #define SPOOL_ERRMSG_MAX  512	      /* spool_errmsg() text */
 #define SPOOL_PURGE_CHUNK 1000	      /* rows deleted per transaction by spool_purge() */
-#define SPOOL_RANDOM_POOL 4096	      /* random bytes fetched at once for idempotency keys */
+#define SPOOL_KEY_MAX	  64	      /* an Idempotency-Key: 1..64 visible ASCII characters */
+#define SPOOL_LANE_MAX	  256	      /* a lane key: 0..256 bytes of text */
 
 enum spool_state {
 	SPOOL_QUEUED = 0,
@@ -44,6 +45,9 @@ struct spool_new {
 	const char *sender;	  /* the MLLP peer address, text */
 	const char *content_type; /* as it will be sent upstream */
 	const char *control_id;	  /* MSH-10 or "" */
+	const char *idem_key;	  /* the Idempotency-Key, chosen by the caller */
+	const char *lane;	  /* the lane (ordered FIFO) the message belongs to */
+	const char *lane2;	  /* a second lane it must also wait for (merges), or "" */
 	int64_t received_ms;	  /* wall clock, ms since the epoch */
 	const void *body;
 	size_t len;
@@ -58,7 +62,9 @@ struct spool_row {
 	char *sender;
 	char *content_type;
 	char *control_id;
-	char *idempotency_key; /* a UUID chosen at insert, stable forever */
+	char *idempotency_key; /* chosen by the appender, stable forever */
+	char *lane;	       /* "" for rows stored before lanes existed */
+	char *lane2;	       /* "" when none */
 	int64_t received_ms;
 	enum spool_state state;
 	int attempts;
@@ -74,8 +80,10 @@ void spool_row_clear(struct spool_row *r);
 const char *spool_state_name(int state);
 
 /* Opens (creating when needed, mode 0600) the database at path, applies the
- * schema and the pragmas. Refuses with -EPROTO a file that is not a spool or
- * has a newer schema than this program knows.
+ * schema and the pragmas. A spool of an older schema version is migrated in
+ * place, its rows kept (rows from before lanes get lane ""). Refuses with
+ * -EPROTO a file that is not a spool or has a newer schema than this program
+ * knows.
  * Like sqlite3_open(), *out is set even on failure (unless -ENOMEM), so that
  * spool_errmsg(*out) can say why: the caller always closes with
  * spool_close(), which accepts NULL. */
@@ -86,15 +94,18 @@ void spool_close(struct spool *s);
  * handle). */
 const char *spool_errmsg(const struct spool *s);
 
-/* Stages a new queued row; *id and the new idempotency key (37 bytes incl.
- * NUL, may be NULL) are returned. Arguments are checked first: -EINVAL (a
- * NULL string, or a NULL body with len > 0) and -EMSGSIZE (a string past
- * SPOOL_TEXT_MAX, a body past SPOOL_BODY_MAX) refuse only this message and
- * leave the batch alone. On any other failure the whole open batch is rolled
- * back: every row staged since the last commit is gone, and the caller must
- * NAK all of them. */
+/* Stages a new queued row; *id is returned. The row keeps m->idem_key as
+ * its Idempotency-Key (the caller derives it: see msgkey.h) and m->lane,
+ * m->lane2 (NULL counts as ""). Arguments are checked first: -EINVAL (a NULL
+ * string other than a lane, an idem_key that is empty or holds anything but
+ * visible ASCII 0x21-0x7e, or a NULL body with len > 0) and -EMSGSIZE (a
+ * string past SPOOL_TEXT_MAX, an idem_key past SPOOL_KEY_MAX, a lane past
+ * SPOOL_LANE_MAX, a body past SPOOL_BODY_MAX) refuse only this message and
+ * leave the batch alone. On any other failure the whole open batch is
+ * rolled back: every row staged since the last commit is gone, and the
+ * caller must NAK all of them. */
 __attribute__((warn_unused_result)) int spool_append(struct spool *s, const struct spool_new *m,
-						     int64_t *id, char idem_key[37]);
+						     int64_t *id);
 
 /* Commits the open batch (if any) with one fsync. On failure the batch is
  * rolled back: nothing staged since the last commit is stored. This includes

@@ -269,6 +269,8 @@ static void show_meta(FILE *out, const struct spool_row *r)
 	fprintf(out, "content_type:    %s\n", safe(b, sizeof(b), r->content_type));
 	fprintf(out, "control_id:      %s\n", safe(b, sizeof(b), r->control_id));
 	fprintf(out, "idempotency_key: %s\n", safe(b, sizeof(b), r->idempotency_key));
+	fprintf(out, "lane:            %s\n", safe(b, sizeof(b), r->lane));
+	fprintf(out, "lane2:           %s\n", safe(b, sizeof(b), r->lane2));
 	fprintf(out, "received:        %s\n", iso(t, sizeof(t), r->received_ms));
 	fprintf(out, "attempts:        %d\n", r->attempts);
 	fprintf(out, "next_attempt:    %s\n", iso(t, sizeof(t), r->next_attempt_ms));

@@ -20,7 +20,8 @@
 #include "mllp-bridge/spool.h"
 #include "mllp-bridge/spool_cli.h"
 
-#define T0	1764424800000LL /* 2025-11-29T14:00:00Z */
+#define T0	1764424800000LL			       /* 2025-11-29T14:00:00Z */
+#define KEY	"5d0c7a2e-4b1f-8a3c-9d2e-0123456789ab" /* the tests' default key */
 #define DAY_MS	86400000LL
 #define MAX_IDS 4096
 
@@ -75,15 +76,28 @@ static int64_t append(struct spool *s, const char *integ, const char *body, int6
 			      .sender = "203.0.113.70:4242",
 			      .content_type = "application/hl7-v2",
 			      .control_id = "MSG00001",
+			      .idem_key = KEY,
+			      .lane = "f:LAB^H",
 			      .received_ms = received,
 			      .body = body,
 			      .len = strlen(body)};
 	int64_t id = 0;
-	int err = spool_append(s, &m, &id, NULL);
+	int err = spool_append(s, &m, &id);
 
 	ck_assert_msg(err == 0, "append: %d %s", err, spool_errmsg(s));
 	return id;
 }
+
+/* A small row of integration "lab" for the failure and crash tests. */
+#define SMALL_ROW(when, b, n)                                                                      \
+	((struct spool_new){.integration = "lab",                                                  \
+			    .sender = "s",                                                         \
+			    .content_type = "t",                                                   \
+			    .control_id = "c",                                                     \
+			    .idem_key = KEY,                                                       \
+			    .received_ms = (when),                                                 \
+			    .body = (b),                                                           \
+			    .len = (n)})
 
 static void commit_ok(struct spool *s)
 {
@@ -143,19 +157,6 @@ static int collect(void *arg, const struct spool_row *r)
 	return c->stop_at && c->n == c->stop_at ? 7 : 0;
 }
 
-static int is_uuid_v4(const char *k)
-{
-	if (strlen(k) != 36 || k[14] != '4' || !strchr("89ab", k[19]))
-		return 0;
-	for (int i = 0; i < 36; i++) {
-		int dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-		if (dash ? k[i] != '-' : !strchr("0123456789abcdef", k[i]))
-			return 0;
-	}
-	return 1;
-}
-
 /* ---- opening ------------------------------------------------------------ */
 
 START_TEST(test_open_schema)
@@ -167,8 +168,12 @@ START_TEST(test_open_schema)
 	s = open_ok(); /* a second open finds the schema in place */
 	spool_close(s);
 	ck_assert_int_eq(sql_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 1);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 14);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 16);
+	/* New spools keep the small columns before the body. */
+	ck_assert_int_lt(
+	    sql_int("SELECT cid FROM pragma_table_info('messages') WHERE name = 'lane2'"),
+	    sql_int("SELECT cid FROM pragma_table_info('messages') WHERE name = 'body'"));
 	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
 				 "name IN ('messages_state', 'messages_integration', "
 				 "'messages_delivered', 'messages_replayed')"),
@@ -211,24 +216,125 @@ START_TEST(test_open_refuses)
 }
 END_TEST
 
+/* A spool written by the first release: its schema (user_version 1) as
+ * that release created it, with rows in it. */
+static const char v1_spool_sql[] =
+    "PRAGMA journal_mode = WAL;"
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " integration TEXT NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " control_id TEXT NOT NULL,"
+    " idem_key TEXT NOT NULL,"
+    " received_ms INTEGER NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_ms INTEGER NOT NULL DEFAULT 0,"
+    " delivered_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " replayed INTEGER NOT NULL DEFAULT 0,"
+    " body BLOB NOT NULL);"
+    "CREATE INDEX messages_state ON messages (state, id);"
+    "CREATE INDEX messages_integration ON messages (integration, state);"
+    "CREATE INDEX messages_delivered ON messages (delivered_ms);"
+    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;"
+    "PRAGMA application_id = 1296845904;" /* 0x4d4c4c50, "MLLP" */
+    "PRAGMA user_version = 1;"
+    "INSERT INTO messages (integration, sender, content_type, control_id, idem_key, "
+    " received_ms, state, attempts, next_attempt_ms, last_error, body) VALUES "
+    " ('lab', '203.0.113.70:4242', 'application/hl7-v2', 'OLD1', "
+    "  '11111111-2222-4333-8444-555555555555', 1764424800000, 0, 2, 1764424805000, "
+    "  'HTTP 503', X'4d53487c5e7e5c26'),"
+    " ('lab', '203.0.113.70:4242', 'application/hl7-v2', 'OLD2', "
+    "  '66666666-7777-4888-9999-aaaaaaaaaaaa', 1764424800001, 2, 1, 0, NULL, X'00');";
+
+/* An appliance upgraded with messages in its spool keeps them: the old
+ * schema is migrated in place, old rows get lane "", and appends work. */
+START_TEST(test_migrate_v1)
+{
+	struct spool *s;
+	struct spool_row r;
+	struct ids c = {0};
+	void *body = NULL;
+	int64_t id;
+
+	sql_exec(v1_spool_sql);
+	s = open_ok();
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(sql_int("PRAGMA application_id"), 0x4d4c4c50);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 16);
+	ck_assert_int_eq(row_count(), 2);
+
+	ck_assert_int_eq(spool_get(s, 1, &r, &body), 0);
+	ck_assert_str_eq(r.control_id, "OLD1");
+	ck_assert_str_eq(r.idempotency_key, "11111111-2222-4333-8444-555555555555");
+	ck_assert_str_eq(r.lane, "");
+	ck_assert_str_eq(r.lane2, "");
+	ck_assert_int_eq(r.attempts, 2);
+	ck_assert_int_eq(r.next_attempt_ms, T0 + 5000);
+	ck_assert_str_eq(r.last_error, "HTTP 503");
+	ck_assert_uint_eq(r.len, 8);
+	ck_assert_mem_eq(body, "MSH|^~\\&", 8);
+	free(body);
+	spool_row_clear(&r);
+	ck_assert_int_eq(spool_load_pending(s, collect, &c), 0);
+	ck_assert_int_eq(c.n, 1);
+	ck_assert_int_eq(c.id[0], 1);
+
+	/* New rows carry their lanes; ids go on after the old ones. */
+	id = append(s, "lab", "new", T0 + 10);
+	ck_assert_int_eq(id, 3);
+	commit_ok(s);
+	ck_assert_int_eq(spool_get(s, id, &r, NULL), 0);
+	ck_assert_str_eq(r.lane, "f:LAB^H");
+	ck_assert_str_eq(r.lane2, "");
+	ck_assert_str_eq(r.idempotency_key, KEY);
+	spool_row_clear(&r);
+	spool_close(s);
+
+	/* Opened again: already current, nothing lost. */
+	s = open_ok();
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(row_count(), 3);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 4);
+	spool_close(s);
+}
+END_TEST
+
 /* ---- append, commit, get ------------------------------------------------ */
 
 START_TEST(test_roundtrip)
 {
 	static const uint8_t bin[] = {'M', 'S', 'H', '|', 0, 0x0d, 0xff, 0x0b, 'x'};
-	struct spool_new m = {
-	    "lab", "[2001:db8::7]:9999", "x-application/hl7-v2+er7; charset=UTF-8", "CTL-9", T0 + 5,
-	    bin,   sizeof(bin)};
-	struct spool_new empty = {"adt", "203.0.113.9:1", "text/plain", "", T0 + 6, NULL, 0};
-	char key1[37], key2[37];
-	int64_t id1, id2;
+	struct spool_new m = {.integration = "lab",
+			      .sender = "[2001:db8::7]:9999",
+			      .content_type = "x-application/hl7-v2+er7; charset=UTF-8",
+			      .control_id = "CTL-9",
+			      .idem_key = "8f14e45f-ceea-867a-9a2b-1c0d2e3f4a5b",
+			      .lane = "p:EPIC^NW:0c97acd6075f19f9",
+			      .lane2 = "p:EPIC^NW:4468c00dd5422c48",
+			      .received_ms = T0 + 5,
+			      .body = bin,
+			      .len = sizeof(bin)};
+	/* Lanes NULL count as ""; any visible ASCII up to SPOOL_KEY_MAX is a key. */
+	struct spool_new empty = {.integration = "adt",
+				  .sender = "203.0.113.9:1",
+				  .content_type = "text/plain",
+				  .control_id = "",
+				  .idem_key = "k~2!",
+				  .received_ms = T0 + 6};
+	int64_t id1, id2, id3;
 	struct spool_row r;
 	void *body = NULL;
 	struct spool *s = open_ok();
 
-	ck_assert_int_eq(spool_append(s, &m, &id1, key1), 0);
-	ck_assert_int_eq(spool_append(s, &empty, &id2, key2), 0);
+	ck_assert_int_eq(spool_append(s, &m, &id1), 0);
+	ck_assert_int_eq(spool_append(s, &empty, &id2), 0);
 	ck_assert_int_gt(id2, id1);
+	/* A byte-identical resend carries the same key: stored all the same. */
+	ck_assert_int_eq(spool_append(s, &m, &id3), 0);
+	ck_assert_int_gt(id3, id2);
 	commit_ok(s);
 	spool_close(s);
 
@@ -238,8 +344,9 @@ START_TEST(test_roundtrip)
 	ck_assert_str_eq(r.sender, "[2001:db8::7]:9999");
 	ck_assert_str_eq(r.content_type, m.content_type);
 	ck_assert_str_eq(r.control_id, "CTL-9");
-	ck_assert_str_eq(r.idempotency_key, key1);
-	ck_assert(is_uuid_v4(key1));
+	ck_assert_str_eq(r.idempotency_key, m.idem_key);
+	ck_assert_str_eq(r.lane, m.lane);
+	ck_assert_str_eq(r.lane2, m.lane2);
 	ck_assert_int_eq(r.received_ms, T0 + 5);
 	ck_assert_int_eq(r.state, SPOOL_QUEUED);
 	ck_assert_int_eq(r.attempts, 0);
@@ -253,8 +360,12 @@ START_TEST(test_roundtrip)
 	ck_assert_int_eq(spool_get(s, id2, &r, NULL), 0); /* metadata only */
 	ck_assert_uint_eq(r.len, 0);
 	ck_assert_str_eq(r.control_id, "");
-	ck_assert(is_uuid_v4(r.idempotency_key));
-	ck_assert_str_ne(r.idempotency_key, key1);
+	ck_assert_str_eq(r.idempotency_key, "k~2!");
+	ck_assert_str_eq(r.lane, "");
+	ck_assert_str_eq(r.lane2, "");
+	spool_row_clear(&r);
+	ck_assert_int_eq(spool_get(s, id3, &r, NULL), 0);
+	ck_assert_str_eq(r.idempotency_key, m.idem_key);
 	spool_row_clear(&r);
 
 	ck_assert_int_eq(spool_get(s, 999, &r, &body), -ENOENT);
@@ -344,37 +455,94 @@ START_TEST(test_ids_not_reused)
 }
 END_TEST
 
+/* A field of an append check: a string, or "#n" for n bytes of 'L'. */
+#define LONG_TEXT "#1025" /* SPOOL_TEXT_MAX + 1 */
+#define KEY_64	  "#64"	  /* SPOOL_KEY_MAX */
+#define KEY_65	  "#65"
+#define LANE_256  "#256" /* SPOOL_LANE_MAX */
+#define LANE_257  "#257"
+
 static const struct append_check {
-	struct spool_new m;
-	int err;
+	const char *name;
+	const char *integ, *sender, *ctl, *key, *lane, *lane2;
+	const char *body;
+	size_t len;
+	int err; /* 0: accepted */
 } append_checks[] = {
-    {{NULL, "s", "t", "c", 0, "b", 1}, -EINVAL},
-    {{"lab", NULL, "t", "c", 0, "b", 1}, -EINVAL},
-    {{"lab", "s", "t", NULL, 0, "b", 1}, -EINVAL},
-    {{"lab", "s", "t", "c", 0, NULL, 5}, -EINVAL},
-    {{"lab", "s", "t", "c", 0, "b", SPOOL_BODY_MAX + 1ull}, -EMSGSIZE},
-    {{"lab", "s", "t", "LONG", 0, "b", 1}, -EMSGSIZE}, /* LONG: replaced below */
+    {"integration NULL", NULL, "s", "c", KEY, "", "", "b", 1, -EINVAL},
+    {"sender NULL", "lab", NULL, "c", KEY, "", "", "b", 1, -EINVAL},
+    {"control_id NULL", "lab", "s", NULL, KEY, "", "", "b", 1, -EINVAL},
+    {"body NULL", "lab", "s", "c", KEY, "", "", NULL, 5, -EINVAL},
+    {"body too long", "lab", "s", "c", KEY, "", "", "b", SPOOL_BODY_MAX + 1ull, -EMSGSIZE},
+    {"control_id too long", "lab", "s", LONG_TEXT, KEY, "", "", "b", 1, -EMSGSIZE},
+    {"key NULL", "lab", "s", "c", NULL, "", "", "b", 1, -EINVAL},
+    {"key empty", "lab", "s", "c", "", "", "", "b", 1, -EINVAL},
+    {"key with a space", "lab", "s", "c", "a b", "", "", "b", 1, -EINVAL},
+    {"key ending in a space", "lab", "s", "c", "ab ", "", "", "b", 1, -EINVAL},
+    {"key with a tab", "lab", "s", "c", "a\tb", "", "", "b", 1, -EINVAL},
+    {"key with DEL", "lab", "s", "c", "a\x7f", "", "", "b", 1, -EINVAL},
+    {"key not ASCII", "lab", "s", "c", "cl\xc3\xa9", "", "", "b", 1, -EINVAL},
+    {"key of SPOOL_KEY_MAX", "lab", "s", "c", KEY_64, "", "", "b", 1, 0},
+    {"key too long", "lab", "s", "c", KEY_65, "", "", "b", 1, -EMSGSIZE},
+    {"lanes NULL", "lab", "s", "c", KEY, NULL, NULL, "b", 1, 0},
+    {"lane of SPOOL_LANE_MAX", "lab", "s", "c", KEY, LANE_256, LANE_256, "b", 1, 0},
+    {"lane too long", "lab", "s", "c", KEY, LANE_257, "", "b", 1, -EMSGSIZE},
+    {"lane2 too long", "lab", "s", "c", KEY, "i", LANE_257, "b", 1, -EMSGSIZE},
 };
 
-/* A refused argument refuses that message only: the batch stays. */
+/* "#n" → n bytes of 'L' in buf (SPOOL_TEXT_MAX + 2 bytes); else v itself. */
+static const char *expand(const char *v, char *buf)
+{
+	size_t n;
+
+	if (!v || v[0] != '#')
+		return v;
+	n = strtoul(v + 1, NULL, 10);
+	ck_assert_uint_le(n, SPOOL_TEXT_MAX + 1);
+	memset(buf, 'L', n);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* A refused argument refuses that message only: the batch stays. An
+ * accepted one at a limit is stored as given. */
 START_TEST(test_append_checks)
 {
-	struct spool_new m = append_checks[_i].m;
-	char *longtext = malloc(SPOOL_TEXT_MAX + 2);
+	const struct append_check *c = &append_checks[_i];
+	char *bufs[4];
 	struct spool *s = open_ok();
+	struct spool_row r;
+	struct spool_new m;
 	int64_t id = 0;
+	int err;
 
-	memset(longtext, 'L', SPOOL_TEXT_MAX + 1);
-	longtext[SPOOL_TEXT_MAX + 1] = '\0';
-	if (m.control_id && strcmp(m.control_id, "LONG") == 0)
-		m.control_id = longtext;
+	for (size_t i = 0; i < 4; i++)
+		ck_assert_ptr_nonnull(bufs[i] = malloc(SPOOL_TEXT_MAX + 2));
+	m = (struct spool_new){.integration = c->integ,
+			       .sender = c->sender,
+			       .content_type = "t",
+			       .control_id = expand(c->ctl, bufs[0]),
+			       .idem_key = expand(c->key, bufs[1]),
+			       .lane = expand(c->lane, bufs[2]),
+			       .lane2 = expand(c->lane2, bufs[3]),
+			       .body = c->body,
+			       .len = c->len};
 	append(s, "lab", "kept", T0);
-	ck_assert_int_eq(spool_append(s, &m, &id, NULL), append_checks[_i].err);
-	ck_assert_uint_eq(spool_pending(s), 1);
+	err = spool_append(s, &m, &id);
+	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
+	ck_assert_uint_eq(spool_pending(s), c->err ? 1 : 2);
 	commit_ok(s);
-	ck_assert_int_eq(row_count(), 1);
+	ck_assert_int_eq(row_count(), c->err ? 1 : 2);
+	if (!c->err) {
+		ck_assert_int_eq(spool_get(s, id, &r, NULL), 0);
+		ck_assert_str_eq(r.idempotency_key, m.idem_key);
+		ck_assert_str_eq(r.lane, m.lane ? m.lane : "");
+		ck_assert_str_eq(r.lane2, m.lane2 ? m.lane2 : "");
+		spool_row_clear(&r);
+	}
 	spool_close(s);
-	free(longtext);
+	for (size_t i = 0; i < 4; i++)
+		free(bufs[i]);
 }
 END_TEST
 
@@ -706,9 +874,9 @@ START_TEST(test_disk_full)
 	pages = sql_int("PRAGMA page_count");
 	ck_assert_int_eq(spool_test_set_max_pages(s, (int)pages + 40), 0);
 	for (int i = 0; i < 100 && !err; i++) {
-		struct spool_new m = {"lab", "s", "t", "c", T0, big, sizeof(big) - 1};
+		struct spool_new m = SMALL_ROW(T0, big, sizeof(big) - 1);
 
-		err = spool_append(s, &m, &id, NULL);
+		err = spool_append(s, &m, &id);
 		staged += err == 0;
 	}
 	if (!err)
@@ -759,10 +927,10 @@ START_TEST(test_sticky_batch_loss)
 		ck_assert_int_eq(spool_commit(s), -EIO);
 		break;
 	case NEXT_APPEND: {
-		struct spool_new m = {"lab", "s", "t", "c", T0, "c", 1};
+		struct spool_new m = SMALL_ROW(T0, "c", 1);
 		int64_t id;
 
-		ck_assert_int_eq(spool_append(s, &m, &id, NULL), -EIO);
+		ck_assert_int_eq(spool_append(s, &m, &id), -EIO);
 		break;
 	}
 	case NEXT_NONE_STAGED:
@@ -794,10 +962,10 @@ static void crash_child(const struct crash_case *c, int n)
 	if (spool_open(g_db, &s) < 0)
 		_exit(10);
 	for (int i = 0; i < n + 5; i++) {
-		struct spool_new m = {"lab", "s", "t", "c", T0 + i, body, 0};
+		struct spool_new m = SMALL_ROW(T0 + i, body, 0);
 
 		m.len = (size_t)snprintf(body, sizeof(body), "message %d", i);
-		if (spool_append(s, &m, &id, NULL) < 0)
+		if (spool_append(s, &m, &id) < 0)
 			_exit(11);
 		/* The last 5 rows stay staged, never committed. */
 		if (i < n && ((i + 1) % c->batch == 0 || i + 1 == n) && spool_commit(s) < 0)
@@ -862,9 +1030,9 @@ START_TEST(test_sigkill_midstream)
 			_exit(10);
 		for (;;) {
 			for (int i = 0; i < BATCH; i++) {
-				struct spool_new m = {"lab", "s", "t", "c", T0, "payload", 7};
+				struct spool_new m = SMALL_ROW(T0, "payload", 7);
 
-				if (spool_append(s, &m, &ids[i], NULL) < 0)
+				if (spool_append(s, &m, &ids[i]) < 0)
 					_exit(11);
 			}
 			if (spool_commit(s) < 0 || write(fds[1], ids, sizeof(ids)) < 0)
@@ -1090,19 +1258,28 @@ START_TEST(test_cli_show)
 	    "MSH|^~\\&|LAB|H|||20251129||ORU^R01|C7|P|2.5\rPID|||SECRET^PATIENT\r";
 	struct cli_result *r = calloc(1, sizeof(*r));
 	struct spool *s = open_ok();
-	char key[37], want[64];
+	char want[64];
 	int64_t id;
-	struct spool_new m = {"lab", "203.0.113.70:4242", "application/hl7-v2", "C7", T0,
-			      body,  sizeof(body)}; /* the trailing NUL too: raw bytes */
+	struct spool_new m = {.integration = "lab",
+			      .sender = "203.0.113.70:4242",
+			      .content_type = "application/hl7-v2",
+			      .control_id = "C7",
+			      .idem_key = KEY,
+			      .lane = "p:LAB^H:5cd131e3eb88f2d8",
+			      .lane2 = "p:LAB^H:3f101f40d63ea892",
+			      .received_ms = T0,
+			      .body = body,
+			      .len = sizeof(body)}; /* the trailing NUL too: raw bytes */
 
-	ck_assert_int_eq(spool_append(s, &m, &id, key), 0);
+	ck_assert_int_eq(spool_append(s, &m, &id), 0);
 	commit_ok(s);
 	spool_close(s);
 
 	CLI(r, "show", "1");
 	ck_assert_int_eq(r->rc, 0);
-	snprintf(want, sizeof(want), "idempotency_key: %s\n", key);
-	ck_assert_ptr_nonnull(strstr(r->out, want));
+	ck_assert_ptr_nonnull(strstr(r->out, "idempotency_key: " KEY "\n"));
+	ck_assert_ptr_nonnull(strstr(r->out, "lane:            p:LAB^H:5cd131e3eb88f2d8\n"));
+	ck_assert_ptr_nonnull(strstr(r->out, "lane2:           p:LAB^H:3f101f40d63ea892\n"));
 	ck_assert_ptr_nonnull(strstr(r->out, "state:           queued\n"));
 	ck_assert_ptr_nonnull(strstr(r->out, "received:        2025-11-29T14:00:00Z\n"));
 	snprintf(want, sizeof(want), "body_bytes:      %zu\n", sizeof(body));
@@ -1229,6 +1406,7 @@ static Suite *spool_suite(void)
 
 	tcase_add_test(tc, test_open_schema);
 	tcase_add_loop_test(tc, test_open_refuses, 0, N_OF(refuse_cases));
+	tcase_add_test(tc, test_migrate_v1);
 	tcase_add_test(tc, test_roundtrip);
 	tcase_add_test(tc, test_uncommitted_is_lost);
 	tcase_add_test(tc, test_pending_and_unknown_ids);
