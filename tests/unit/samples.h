@@ -3,8 +3,11 @@
  *
  * sample_get() reads a file under $SAMPLES (default ../shared/samples, the
  * tests run from the repository root) and falls back to the copies embedded
- * below, so the suites also pass in a fresh clone without the shared tree.
- * test_hl7 checks that each embedded copy equals the file when it exists.
+ * below, so that the other checks still run and say what they can without
+ * the shared tree. The tree is an input all the same: test_hl7 (each
+ * embedded copy) and test_mllp (each frames/ file) fail, naming the path,
+ * when a file is missing or differs, so a wrong $SAMPLES or a missing tree
+ * is a failure, never a silent pass (STYLE.md item 14).
  */
 #ifndef TEST_SAMPLES_H
 #define TEST_SAMPLES_H
@@ -104,16 +107,25 @@ static inline const char *samples_dir(void)
 	return dir && *dir ? dir : "../shared/samples";
 }
 
+#define SAMPLE_PATH_MAX 4096
+
+/* The path of rel under samples_dir(), for reading and for messages. */
+static inline const char *sample_path(const char *rel, char path[SAMPLE_PATH_MAX])
+{
+	snprintf(path, SAMPLE_PATH_MAX, "%s/%s", samples_dir(), rel);
+	return path;
+}
+
 /* Reads rel (e.g. "frames/one.mllp") under samples_dir(); 0, or -1 if absent. */
 static inline int sample_read_file(const char *rel, struct blob *out)
 {
-	char path[4096];
+	char path[SAMPLE_PATH_MAX];
 	FILE *f;
 	long n;
 
 	out->p = NULL;
 	out->len = 0;
-	snprintf(path, sizeof(path), "%s/%s", samples_dir(), rel);
+	sample_path(rel, path);
 	f = fopen(path, "rb");
 	if (!f)
 		return -1;

@@ -1,9 +1,10 @@
 /*
- * HL7 header parsing, payload classification, charsets and ACK building.
+ * HL7 header parsing, payload classification, charsets, ACK building and
+ * finding a segment's field.
  *
  * Tables over every shared sample (read from disk when there, else the
- * embedded copies in samples.h) plus hand-made edge cases. ACKs are compared
- * byte for byte.
+ * embedded copies in samples.h; a missing file fails the "samples" case)
+ * plus hand-made edge cases. ACKs are compared byte for byte.
  */
 #include <check.h>
 #include <errno.h>
@@ -67,12 +68,15 @@ static const char *show(const struct hl7_str *s)
 
 /* ---- embedded copies ---- */
 
+/* The shared tree is this check's input: without it, it fails. */
 START_TEST(test_embedded_samples_match_disk)
 {
+	char path[SAMPLE_PATH_MAX];
 	struct blob disk;
 
 	if (sample_read_file(embedded_samples[_i].name, &disk) != 0)
-		return; /* no shared tree here: the embedded copy is all there is */
+		ck_abort_msg("sample %s: cannot read it (set SAMPLES to the samples directory)",
+			     sample_path(embedded_samples[_i].name, path));
 	ck_assert_msg(disk.len == embedded_samples[_i].len &&
 			  memcmp(disk.p, embedded_samples[_i].data, disk.len) == 0,
 		      "embedded copy of %s differs from %s", embedded_samples[_i].name,
