@@ -15,7 +15,13 @@
  *
  * The send callback never runs inside a lanes_*() call: work that becomes
  * possible is picked up from the event loop, in the same loop pass. So the
- * callback may call lanes_done()/lanes_retry()/lanes_push() freely.
+ * callback may call lanes_done()/lanes_retry()/lanes_push() freely (not
+ * lanes_free()). Ready heads are sent in the order they became ready, so
+ * lanes take turns at the cap.
+ *
+ * Lanes exist only while they hold items: memory follows the live lanes,
+ * and a key is looked up in O(1) (hash table). Each lane carries its retry
+ * timer, so lanes_retry() cannot fail.
  */
 #ifndef LANE_H
 #define LANE_H
@@ -31,20 +37,23 @@ struct lane;
 #define LANE_KEY_MAX 256 /* bytes of a key, NUL excluded */
 
 /* Owned by the lane module between lanes_push() and lanes_done()/the drop
- * callback of lanes_free(). Zero it before the first push. */
+ * callback of lanes_free(). Zero it before the first push; lanes_done() and
+ * lanes_free() hand it back zeroed, ready to be pushed again. Pushing an item
+ * that is still pushed is a bug (assert). */
 struct lane_item {
 	TAILQ_ENTRY(lane_item) link[2];
 	struct lane *lane[2];
-	int64_t seq;	/* position: items are kept in seq order in each lane */
-	int nlanes;	/* 1 or 2 */
-	int state;	/* internal: queued, in flight, waiting to retry */
+	int64_t seq; /* position: items are kept in seq order in each lane */
+	int nlanes;  /* 1 or 2 */
+	int state;   /* internal: queued, in flight, waiting to retry */
 };
 
 /* Called to send `it`, which now heads its lane(s) and holds a slot of the
  * cap. The caller answers later with lanes_done() or lanes_retry(). */
 typedef void (*lanes_send_cb)(void *arg, struct lane_item *it);
 
-/* Called by lanes_free() for every item still pushed. */
+/* Called by lanes_free() for every item still pushed, with lanes_new()'s
+ * arg; the item may be freed from here. */
 typedef void (*lanes_drop_cb)(void *arg, struct lane_item *it);
 
 struct lanes_stats {
@@ -56,37 +65,45 @@ struct lanes_stats {
 };
 
 /* A set of lanes on base with at most max_in_flight items in flight at once
- * (>= 1). Returns 0, -EINVAL or -ENOMEM. */
+ * (>= 1). Returns 0, -EINVAL (also for a NULL base, send or out) or -ENOMEM;
+ * *out is set only on success. */
 __attribute__((warn_unused_result)) int lanes_new(struct event_base *base, unsigned max_in_flight,
 						  lanes_send_cb send, void *arg,
 						  struct lanes **out);
 
 /* Frees every lane; drop (if not NULL) is called once for each item still
- * pushed, in no particular order. No send callback runs after this. */
+ * pushed (a two-lane item once), in no particular order, queued, in flight
+ * or waiting to retry alike. No send callback runs after this. Not from
+ * inside the send callback (assert). l may be NULL. */
 void lanes_free(struct lanes *l, lanes_drop_cb drop);
 
 /* Appends it to lane key (and to lane key2 when key2 is neither NULL, "" nor
  * equal to key), in seq order: normally seq grows and the item goes last; an
  * item with a smaller seq than items already queued (a replayed dead letter)
  * goes before them, but never before a head that is in flight or waiting to
- * retry. Returns 0, -EINVAL (key empty or longer than LANE_KEY_MAX) or
- * -ENOMEM (then the item is not pushed). */
+ * retry. Equal seqs keep push order. A two-lane item is placed so in each
+ * lane. Returns 0, -EINVAL (key NULL or empty, or key or key2 longer than
+ * LANE_KEY_MAX) or -ENOMEM; on error the item is not pushed. */
 __attribute__((warn_unused_result)) int lanes_push(struct lanes *l, struct lane_item *it,
-						   const char *key, const char *key2,
-						   int64_t seq);
+						   const char *key, const char *key2, int64_t seq);
 
 /* The in-flight (or retry-waiting) item is finished: it leaves its lanes,
- * and the next item of each may be sent. The item is the caller's again. */
+ * and the next item of each may be sent. A pending retry is cancelled. The
+ * item is the caller's again. On any other item: a bug (assert). */
 void lanes_done(struct lanes *l, struct lane_item *it);
 
 /* The in-flight item stays at the head of its lanes and is sent again after
- * delay_ms; meanwhile its lanes send nothing, and it holds no slot of the
- * cap. */
+ * delay_ms (at most a day), when a slot of the cap is free; meanwhile its
+ * lanes send nothing, and it holds no slot of the cap. On an item not in
+ * flight: a bug (assert). */
 void lanes_retry(struct lanes *l, struct lane_item *it, uint64_t delay_ms);
 
-/* Changes the cap (>= 1); raising it lets waiting lanes go. */
+/* Changes the cap (>= 1, assert); raising it lets waiting lanes go (from
+ * the loop, as always). Lowering it recalls nothing: new sends wait until
+ * fewer than the new cap are in flight. */
 void lanes_set_max_in_flight(struct lanes *l, unsigned max_in_flight);
 
+/* A snapshot of the counters into *st; never fails. */
 void lanes_stats(const struct lanes *l, struct lanes_stats *st);
 
 #endif
