@@ -23,6 +23,7 @@
 #define APPLICATION_ID	0x4d4c4c50 /* "MLLP": tells a spool from another SQLite file */
 #define BUSY_TIMEOUT_MS 5000
 #define UNCAPPED_PAGES	1073741823 /* SQLite's default max_page_count */
+#define NELEMS(a)	(sizeof(a) / sizeof((a)[0]))
 
 enum stmt_id {
 	ST_BEGIN,
@@ -139,8 +140,7 @@ static const char *const migrations[] = {
     "ALTER TABLE messages ADD COLUMN lane TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE messages ADD COLUMN lane2 TEXT NOT NULL DEFAULT '';",
 };
-_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == SCHEMA_VERSION - 1,
-	       "one migration per schema version");
+_Static_assert(NELEMS(migrations) == SCHEMA_VERSION - 1, "one migration per schema version");
 
 struct spool {
 	sqlite3 *db;
@@ -429,8 +429,9 @@ static int upgrade_schema(struct spool *s, int64_t version)
 
 	if (version == 0)
 		err = exec_sql(s, schema_sql, "schema");
-	for (int64_t v = version; v > 0 && v < SCHEMA_VERSION && !err; v++)
-		err = exec_sql(s, migrations[v - 1], "schema migration");
+	else
+		for (size_t i = (size_t)version - 1; i < NELEMS(migrations) && !err; i++)
+			err = exec_sql(s, migrations[i], "schema migration");
 	if (err)
 		return err;
 	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
