@@ -1,36 +1,36 @@
-/*
- * Observability endpoint: /metrics (Prometheus text format 0.0.4),
- * /healthz (the loop answers) and /readyz (listeners bound, spool open).
- * Plain HTTP on the configured address: bind it to loopback or a
- * management network only.
- */
-#include "mllp-bridge/bridge.h"
+#include "mllp-bridge/metrics.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "mllp-bridge/commit.h"
+#include "mllp-bridge/config.h"
+#include "mllp-bridge/forward.h"
 #include "mllp-bridge/log.h"
-#include "mllp-bridge/spool.h"
+#include "mllp-bridge/mllp_in.h"
+#include "mllp-bridge/upstream.h"
 
-static const double bucket_bounds[BRIDGE_LAT_BUCKETS] = {
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+#define METRICS_BACKLOG 64
+
+struct metrics {
+	const struct cfg *cfg;
+	struct metrics_sources src;
+	struct evhttp *http;
 };
 
-void histogram_observe(struct histogram *h, double seconds)
-{
-	int i;
-
-	for (i = 0; i < BRIDGE_LAT_BUCKETS && seconds > bucket_bounds[i]; i++)
-		;
-	h->count[i]++;
-	h->sum += seconds;
-}
+/* One integration's snapshots, taken once per scrape. */
+struct snap {
+	const char *name;
+	struct mllp_in_integ_stats in;
+	struct fwd_stats fwd;
+};
 
 static void put_help(struct evbuffer *o, const char *name, const char *type, const char *help)
 {
@@ -43,144 +43,135 @@ static void put_histogram(struct evbuffer *o, const char *name, const char *labe
 {
 	const char *sep = labels[0] ? "," : "";
 	uint64_t cum = 0;
-	int i;
 
-	for (i = 0; i <= BRIDGE_LAT_BUCKETS; i++) {
+	for (int i = 0; i <= STATS_BUCKETS; i++) {
 		char le[16] = "+Inf";
 
 		cum += h->count[i];
-		if (i < BRIDGE_LAT_BUCKETS)
-			snprintf(le, sizeof(le), "%g", bucket_bounds[i]);
+		if (i < STATS_BUCKETS)
+			snprintf(le, sizeof(le), "%g", stats_bucket_bound(i));
 		evbuffer_add_printf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, sep, le,
 				    (unsigned long long)cum);
 	}
-	if (labels[0])
-		evbuffer_add_printf(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum,
-				    name, labels, (unsigned long long)cum);
-	else
-		evbuffer_add_printf(o, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name,
-				    (unsigned long long)cum);
+	evbuffer_add_printf(o, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name,
+			    labels[0] ? "{" : "", labels, labels[0] ? "}" : "", h->sum, name,
+			    labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
+			    (unsigned long long)cum);
 }
 
-static void put_integ_histograms(struct evbuffer *o, const struct bridge *b, const char *name,
-				 const char *help, size_t offset)
+static void put_integ_histograms(struct evbuffer *o, const struct snap *s, size_t n,
+				 const char *name, const char *help, size_t offset)
 {
 	char labels[CFG_NAME_MAX + 16];
-	size_t i;
 
 	put_help(o, name, "histogram", help);
-	for (i = 0; i < b->ninteg; i++) {
-		snprintf(labels, sizeof(labels), "integration=\"%s\"", b->integs[i].cfg->name);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(labels, sizeof(labels), "integration=\"%s\"", s[i].name);
 		put_histogram(o, name, labels,
-			      (const struct histogram *)((const char *)&b->integs[i].st + offset));
+			      (const struct histogram *)((const char *)&s[i] + offset));
 	}
 }
 
-/* A per-integration counter family: one line per integration. */
-#define PER_INTEG(o, b, metric, type, help, expr)                                                  \
+/* A per-integration family: one line per integration. */
+#define PER_INTEG(o, s, n, metric, type, help, fmt, expr)                                          \
 	do {                                                                                       \
-		size_t i_;                                                                         \
 		put_help(o, metric, type, help);                                                   \
-		for (i_ = 0; i_ < (b)->ninteg; i_++) {                                             \
-			const struct integ *in = &(b)->integs[i_];                                 \
-			evbuffer_add_printf(o, "%s{integration=\"%s\"} %llu\n", metric,            \
-					    in->cfg->name, (unsigned long long)(expr));            \
+		for (size_t i_ = 0; i_ < (n); i_++) {                                              \
+			const struct snap *x = &(s)[i_];                                           \
+			evbuffer_add_printf(o, "%s{integration=\"%s\"} " fmt "\n", metric,         \
+					    x->name, (expr));                                      \
 		}                                                                                  \
 	} while (0)
+#define PER_INTEG_U(o, s, n, metric, type, help, expr)                                             \
+	PER_INTEG(o, s, n, metric, type, help, "%llu", (unsigned long long)(expr))
 
-static void put_ack_codes(struct evbuffer *o, const struct bridge *b)
+static void put_ack_codes(struct evbuffer *o, const struct snap *s, size_t n)
 {
-	static const char *const codes[6] = {"AA", "AE", "AR", "CA", "CE", "CR"};
-	size_t i;
-	int k;
+	static const char *const codes[MLLP_IN_ACK_KINDS] = {"AA", "AE", "AR", "CA", "CE", "CR"};
 
 	put_help(o, "mllp_acks_total", "counter", "Answers sent, by HL7 acknowledgment code.");
-	for (i = 0; i < b->ninteg; i++) {
-		const struct integ *in = &b->integs[i];
-
-		for (k = 0; k < 6; k++)
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; k < MLLP_IN_ACK_KINDS; k++)
 			evbuffer_add_printf(
-			    o, "mllp_acks_total{integration=\"%s\",code=\"%s\"} %llu\n",
-			    in->cfg->name, codes[k], (unsigned long long)in->st.acks[k]);
+			    o, "mllp_acks_total{integration=\"%s\",code=\"%s\"} %llu\n", s[i].name,
+			    codes[k], (unsigned long long)s[i].in.acks[k]);
 		evbuffer_add_printf(o, "mllp_acks_total{integration=\"%s\",code=\"R2_ACK\"} %llu\n",
-				    in->cfg->name, (unsigned long long)in->st.r2_acks);
+				    s[i].name, (unsigned long long)s[i].in.r2_acks);
 		evbuffer_add_printf(o, "mllp_acks_total{integration=\"%s\",code=\"R2_NAK\"} %llu\n",
-				    in->cfg->name, (unsigned long long)in->st.r2_naks);
+				    s[i].name, (unsigned long long)s[i].in.r2_naks);
 	}
 }
 
-static void put_upstream_classes(struct evbuffer *o, const struct bridge *b)
+static void put_upstream_classes(struct evbuffer *o, const struct snap *s, size_t n)
 {
 	static const char *const cls[6] = {"error", "1xx", "2xx", "3xx", "4xx", "5xx"};
-	size_t i;
-	int k;
 
 	put_help(o, "mllp_upstream_responses_total", "counter",
 		 "Upstream outcomes: HTTP status class, or error for no HTTP answer.");
-	for (i = 0; i < b->ninteg; i++)
-		for (k = 0; k < 6; k++)
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < 6; k++)
 			evbuffer_add_printf(
 			    o,
 			    "mllp_upstream_responses_total{integration=\"%s\",class=\"%s\"} %llu\n",
-			    b->integs[i].cfg->name, cls[k],
-			    (unsigned long long)b->integs[i].st.upstream_class[k]);
+			    s[i].name, cls[k], (unsigned long long)s[i].fwd.upstream_class[k]);
 }
 
-static void put_spool(struct evbuffer *o, const struct bridge *b)
+static void put_integrations(struct evbuffer *o, const struct snap *s, size_t n)
 {
-	int64_t now = bridge_wall_ms();
+	int64_t now = stats_wall_ms();
 
-	PER_INTEG(o, b, "mllp_spool_depth", "gauge",
-		  "Messages stored and not yet delivered (queued or in flight).", in->depth);
-	put_help(o, "mllp_spool_oldest_age_seconds", "gauge",
-		 "Age of the oldest undelivered message; 0 when none.");
-	for (size_t i = 0; i < b->ninteg; i++) {
-		int64_t old = forwarder_oldest_ms(&b->integs[i]);
-
-		evbuffer_add_printf(o, "mllp_spool_oldest_age_seconds{integration=\"%s\"} %.3f\n",
-				    b->integs[i].cfg->name, old ? (double)(now - old) / 1000 : 0.0);
-	}
-	PER_INTEG(o, b, "mllp_upstream_in_flight", "gauge", "Requests in flight upstream.",
-		  in->in_flight);
+	PER_INTEG_U(o, s, n, "mllp_frames_total", "counter", "MLLP frames received.", x->in.frames);
+	PER_INTEG_U(o, s, n, "mllp_bytes_total", "counter", "Payload bytes received.", x->in.bytes);
+	put_ack_codes(o, s, n);
+	PER_INTEG_U(o, s, n, "mllp_store_failures_total", "counter",
+		    "Frames answered with a NAK because the spool could not store them.",
+		    x->in.rejected_store);
+	PER_INTEG_U(o, s, n, "mllp_duplicates_total", "counter",
+		    "Resends answered from the dedup window and not stored again.",
+		    x->in.duplicates);
+	PER_INTEG_U(o, s, n, "mllp_spool_depth", "gauge",
+		    "Messages stored and not yet delivered (queued or in flight).", x->fwd.depth);
+	PER_INTEG(o, s, n, "mllp_spool_oldest_age_seconds", "gauge",
+		  "Age of the oldest undelivered message; 0 when none.", "%.3f",
+		  x->fwd.oldest_ms ? (double)(now - x->fwd.oldest_ms) / 1000 : 0.0);
+	PER_INTEG_U(o, s, n, "mllp_upstream_in_flight", "gauge", "Requests in flight upstream.",
+		    x->fwd.in_flight);
+	PER_INTEG_U(o, s, n, "mllp_lanes", "gauge",
+		    "Lanes (ordered FIFOs, one request in flight each) holding messages.",
+		    x->fwd.lanes);
+	put_upstream_classes(o, s, n);
+	PER_INTEG_U(o, s, n, "mllp_upstream_retries_total", "counter", "Upstream attempts retried.",
+		    x->fwd.retries);
+	PER_INTEG_U(o, s, n, "mllp_delivered_total", "counter", "Messages the upstream accepted.",
+		    x->fwd.delivered);
+	PER_INTEG_U(o, s, n, "mllp_dead_letters_total", "counter",
+		    "Messages moved to dead letter by a permanent upstream refusal.", x->fwd.dead);
+	PER_INTEG_U(o, s, n, "mllp_replayed_total", "counter",
+		    "Dead letters an operator replayed, queued again.", x->fwd.replayed);
+	put_integ_histograms(o, s, n, "mllp_ack_latency_seconds", "Frame read to answer written.",
+			     offsetof(struct snap, in.ack_latency));
+	put_integ_histograms(o, s, n, "mllp_upstream_latency_seconds", "One upstream POST.",
+			     offsetof(struct snap, fwd.upstream_latency));
 }
 
-static void put_integrations(struct evbuffer *o, const struct bridge *b)
+static void put_listeners(struct evbuffer *o, const struct mllp_in *in)
 {
-	PER_INTEG(o, b, "mllp_frames_total", "counter", "MLLP frames received.", in->st.frames);
-	PER_INTEG(o, b, "mllp_bytes_total", "counter", "Payload bytes received.", in->st.bytes);
-	put_ack_codes(o, b);
-	PER_INTEG(o, b, "mllp_store_failures_total", "counter",
-		  "Frames answered with a NAK because the spool could not store them.",
-		  in->st.rejected_store);
-	put_spool(o, b);
-	put_upstream_classes(o, b);
-	PER_INTEG(o, b, "mllp_upstream_retries_total", "counter", "Upstream attempts retried.",
-		  in->st.retries);
-	PER_INTEG(o, b, "mllp_delivered_total", "counter", "Messages the upstream accepted.",
-		  in->st.delivered);
-	PER_INTEG(o, b, "mllp_dead_letters_total", "counter",
-		  "Messages moved to dead letter by a permanent upstream refusal.", in->st.dead);
-	put_integ_histograms(o, b, "mllp_ack_latency_seconds", "Frame read to answer written.",
-			     offsetof(struct integ_stats, ack_latency));
-	put_integ_histograms(o, b, "mllp_upstream_latency_seconds", "One upstream POST.",
-			     offsetof(struct integ_stats, upstream_latency));
-}
-
-static void put_listeners(struct evbuffer *o, const struct bridge *b)
-{
-	const struct listener *l;
+	size_t n = mllp_in_nlisteners(in);
+	struct mllp_in_listener_stats ls;
 
 	put_help(o, "mllp_connections_total", "counter", "MLLP connections accepted.");
-	for (l = b->listeners; l; l = l->next)
-		evbuffer_add_printf(o, "mllp_connections_total{listen=\"%s\"} %llu\n",
-				    l->integs[0]->cfg->listen_text,
-				    (unsigned long long)l->accepted);
+	for (size_t i = 0; i < n; i++) {
+		mllp_in_listener_stats(in, i, &ls);
+		evbuffer_add_printf(o, "mllp_connections_total{listen=\"%s\"} %llu\n", ls.listen,
+				    (unsigned long long)ls.accepted);
+	}
 	put_help(o, "mllp_incomplete_integration_total", "counter",
 		 "Peers or messages that matched no integration (closed at once).");
-	for (l = b->listeners; l; l = l->next)
+	for (size_t i = 0; i < n; i++) {
+		mllp_in_listener_stats(in, i, &ls);
 		evbuffer_add_printf(o, "mllp_incomplete_integration_total{listen=\"%s\"} %llu\n",
-				    l->integs[0]->cfg->listen_text,
-				    (unsigned long long)l->incomplete);
+				    ls.listen, (unsigned long long)ls.incomplete);
+	}
 }
 
 static void put_global(struct evbuffer *o, const char *name, const char *type, const char *help,
@@ -190,32 +181,36 @@ static void put_global(struct evbuffer *o, const char *name, const char *type, c
 	evbuffer_add_printf(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
-static void put_bridge(struct evbuffer *o, const struct bridge *b)
+static void put_bridge(struct evbuffer *o, const struct metrics_sources *src)
 {
+	struct mllp_in_stats ms;
+	struct commit_stats cs;
 	struct upstream_stats us;
 
-	upstream_get_stats(b->up, &us);
-	put_global(o, "mllp_connections_open", "gauge", "MLLP connections open.", b->conns_open);
+	mllp_in_stats(src->in, &ms);
+	commit_stats(src->commit, &cs);
+	upstream_get_stats(src->up, &us);
+	put_global(o, "mllp_connections_open", "gauge", "MLLP connections open.", ms.conns_open);
 	put_global(o, "mllp_junk_bytes_total", "counter",
-		   "Bytes discarded outside frames (before a start block).", b->junk_bytes);
+		   "Bytes discarded outside frames (before a start block).", ms.junk_bytes);
 	put_global(o, "mllp_abandoned_frames_total", "counter",
 		   "Partial frames dropped because a new start block arrived.",
-		   b->abandoned_frames);
+		   ms.abandoned_frames);
 	put_global(o, "mllp_frame_timeouts_total", "counter",
-		   "Partial frames discarded at frame_timeout.", b->frame_timeouts);
+		   "Partial frames discarded at frame_timeout.", ms.frame_timeouts);
 	put_global(o, "mllp_idle_timeouts_total", "counter", "Connections closed at idle_timeout.",
-		   b->idle_timeouts);
+		   ms.idle_timeouts);
 	put_global(o, "mllp_oversize_frames_total", "counter",
-		   "Frames refused for exceeding max_frame.", b->oversize);
+		   "Frames refused for exceeding max_frame.", ms.oversize);
 	put_global(o, "mllp_spool_commits_total", "counter", "Group commits (one fsync each).",
-		   b->commits);
+		   cs.commits);
 	put_global(o, "mllp_spool_commit_rows_total", "counter",
-		   "Messages made durable by those commits.", b->commit_rows);
+		   "Messages made durable by those commits.", cs.rows);
 	put_help(o, "mllp_spool_commit_seconds", "histogram",
 		 "Duration of one group commit, fsync included: the disk's latency.");
-	put_histogram(o, "mllp_spool_commit_seconds", "", &b->commit_time);
+	put_histogram(o, "mllp_spool_commit_seconds", "", &cs.time);
 	put_global(o, "mllp_spool_commit_failures_total", "counter",
-		   "Commits that failed; every message in them was NAKed.", b->commit_failures);
+		   "Commits that failed; every message in them was NAKed.", cs.failures);
 	put_global(o, "mllp_upstream_requests_total", "counter", "Upstream POSTs started.",
 		   us.requests);
 	put_global(o, "mllp_upstream_connections_total", "counter",
@@ -224,20 +219,29 @@ static void put_bridge(struct evbuffer *o, const struct bridge *b)
 
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
-	struct bridge *b = arg;
+	struct metrics *m = arg;
+	size_t n = m->cfg->nintegrations;
 	struct evbuffer *o = evbuffer_new();
+	struct snap *s = calloc(n ? n : 1, sizeof(*s));
 
-	if (!o) {
+	if (!o || !s) {
 		evhttp_send_error(req, 500, "out of memory");
-		return;
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			s[i].name = m->cfg->integrations[i].name;
+			mllp_in_integ_stats(m->src.in, i, &s[i].in);
+			forward_stats(m->src.fwd, i, &s[i].fwd);
+		}
+		put_integrations(o, s, n);
+		put_listeners(o, m->src.in);
+		put_bridge(o, &m->src);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/plain; version=0.0.4; charset=utf-8");
+		evhttp_send_reply(req, 200, "OK", o);
 	}
-	put_integrations(o, b);
-	put_listeners(o, b);
-	put_bridge(o, b);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, 200, "OK", o);
-	evbuffer_free(o);
+	free(s);
+	if (o)
+		evbuffer_free(o);
 }
 
 static void send_text(struct evhttp_request *req, int code, const char *reason, const char *text)
@@ -260,9 +264,9 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 
 static void on_readyz(struct evhttp_request *req, void *arg)
 {
-	struct bridge *b = arg;
+	struct metrics *m = arg;
 
-	if (b->ready && !b->stopping)
+	if (m->src.ready(m->src.arg))
 		send_text(req, 200, "OK", "ready");
 	else
 		send_text(req, 503, "Service Unavailable", "not ready");
@@ -274,40 +278,60 @@ static void on_other(struct evhttp_request *req, void *arg)
 	send_text(req, 404, "Not Found", "not found: try /metrics, /healthz or /readyz");
 }
 
-int metrics_start(struct bridge *b)
+static int bind_http(struct metrics *m)
 {
-	const struct sockaddr *sa = (const struct sockaddr *)&b->cfg->observability_addr;
-	evutil_socket_t fd;
+	const struct cfg *cfg = m->cfg;
+	const struct sockaddr *sa = (const struct sockaddr *)&cfg->observability_addr;
+	evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-	if (!b->cfg->observability_listen)
-		return 0;
-	b->http = evhttp_new(b->base);
-	if (!b->http)
-		return -ENOMEM;
-	evhttp_set_allowed_methods(b->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_cb(b->http, "/metrics", on_metrics, b);
-	evhttp_set_cb(b->http, "/healthz", on_healthz, b);
-	evhttp_set_cb(b->http, "/readyz", on_readyz, b);
-	evhttp_set_gencb(b->http, on_other, b);
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || evutil_make_listen_socket_reuseable(fd) < 0 ||
-	    bind(fd, sa, b->cfg->observability_len) < 0 || listen(fd, 64) < 0 ||
-	    !evhttp_accept_socket_with_handle(b->http, fd)) {
+	    bind(fd, sa, cfg->observability_len) < 0 || listen(fd, METRICS_BACKLOG) < 0 ||
+	    !evhttp_accept_socket_with_handle(m->http, fd)) {
 		int err = errno;
 
 		if (fd >= 0)
 			close(fd);
 		log_event(LOG_ERR, "observability_listen_failed", " listen=%s error=\"%s\"",
-			  b->cfg->observability_listen, strerror(err));
+			  cfg->observability_listen, strerror(err));
 		return -(err ? err : EADDRNOTAVAIL);
 	}
-	log_event(LOG_INFO, "observability", " listen=%s", b->cfg->observability_listen);
+	log_event(LOG_INFO, "observability", " listen=%s", cfg->observability_listen);
 	return 0;
 }
 
-void metrics_free(struct bridge *b)
+int metrics_new(struct event_base *base, const struct cfg *cfg, const struct metrics_sources *src,
+		struct metrics **out)
 {
-	if (b->http)
-		evhttp_free(b->http);
-	b->http = NULL;
+	struct metrics *m;
+	int err;
+
+	*out = NULL;
+	if (!cfg->observability_listen)
+		return 0;
+	if (!(m = calloc(1, sizeof(*m))) || !(m->http = evhttp_new(base))) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->cfg = cfg;
+	m->src = *src;
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_cb(m->http, "/metrics", on_metrics, m);
+	evhttp_set_cb(m->http, "/healthz", on_healthz, m);
+	evhttp_set_cb(m->http, "/readyz", on_readyz, m);
+	evhttp_set_gencb(m->http, on_other, m);
+	if ((err = bind_http(m)) < 0) {
+		metrics_free(m);
+		return err;
+	}
+	*out = m;
+	return 0;
+}
+
+void metrics_free(struct metrics *m)
+{
+	if (!m)
+		return;
+	if (m->http)
+		evhttp_free(m->http);
+	free(m);
 }

@@ -1,9 +1,4 @@
-/*
- * MLLP listeners and connections: accept, match the peer to an integration,
- * deframe, validate, stage into the spool, and answer every frame in the
- * order it arrived.
- */
-#include "mllp-bridge/bridge.h"
+#include "mllp-bridge/mllp_in.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,44 +7,91 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "mllp-bridge/commit.h"
+#include "mllp-bridge/dedup.h"
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/mllp.h"
 #include "mllp-bridge/msgkey.h"
-#include "mllp-bridge/spool.h"
 
-#define READ_CHUNK	 65536 /* one read() into the shared buffer */
-#define LISTEN_BACKLOG	 1024
-#define CONTENT_TYPE_MAX 96
+struct mllp_in;
+struct conn;
+
+/* One configured integration as the listeners see it. */
+struct in_integ {
+	struct mllp_in *m;
+	size_t index; /* in cfg->integrations, the forwarder's numbering too */
+	const struct cfg_integration *cfg;
+	struct dedup *dedup; /* NULL unless `dedup:` is set */
+	struct mllp_in_integ_stats st;
+};
+
+/* A response slot: frames on one connection are answered in arrival order. */
+struct reply {
+	TAILQ_ENTRY(reply) link; /* in conn->replies */
+	struct conn *conn;	 /* NULL once the connection is gone */
+	struct in_integ *integ;
+	int ready;   /* ack/ack_len hold the answer (or no answer is due) */
+	int release; /* MLLP release of the connection: 1 or 2 */
+	double t_read;
+	char *ack; /* the framed answer; NULL when none is due */
+	size_t ack_len;
+	char control_id[HL7_FIELD_MAX + 1]; /* MSH-10, to check a relayed ACK */
+	size_t msh_len;			    /* 0 when the payload had no usable MSH */
+	char msh[];			    /* the MSH segment, for ACKs built later */
+};
+
+struct listener {
+	struct mllp_in *m;
+	struct evconnlistener *evl;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	struct in_integ **integs; /* integrations that listen here */
+	size_t ninteg;
+	LIST_HEAD(, conn) conns;
+	uint64_t accepted, incomplete;
+	struct listener *next;
+};
 
 struct conn {
-	struct bridge *b;
+	struct mllp_in *m;
 	struct listener *l;
 	evutil_socket_t fd;
 	struct event *rd, *wr, *tm;
 	struct mllp_deframer *df;
 	struct evbuffer *out; /* only while a write would block */
-	struct integ **cands; /* integrations whose sources hold the peer */
+	struct in_integ **cands;
 	size_t ncands;
 	const struct cfg_mllp *mllp; /* shared by every candidate (config rule) */
 	TAILQ_HEAD(, reply) replies;
 	size_t npending;
-	double frame_start;	    /* 0 when not inside a frame */
-	int eof;		    /* peer closed its side */
-	int closing;		    /* close once the answers are written */
-	int in_process;		    /* conn_process() is on the stack */
-	LIST_ENTRY(conn) link;	    /* in listener->conns */
-	char peer[BRIDGE_PEER_MAX]; /* address:port, for logs */
-	char addr[BRIDGE_PEER_MAX]; /* address, the sender key */
+	uint64_t serial;    /* names the connection's lane in ack: upstream */
+	double frame_start; /* 0 when not inside a frame */
+	int eof, closing, in_process;
+	LIST_ENTRY(conn) link;
+	char peer[MLLP_IN_PEER_MAX]; /* address:port, for logs */
+	char addr[MLLP_IN_PEER_MAX]; /* address, the sender */
 };
 
-static uint8_t read_buf[READ_CHUNK]; /* one loop, one thread: shared */
+struct mllp_in {
+	struct event_base *base;
+	const struct cfg *cfg;
+	struct commit *commit;
+	struct mllp_in_hooks hooks;
+	struct in_integ *integs;
+	struct listener *listeners;
+	struct mllp_in_stats st;
+	uint64_t ack_seq, conn_serial;
+	int64_t started_s;
+};
+
+static uint8_t read_buf[MLLP_IN_READ_CHUNK]; /* one loop, one thread: shared */
 
 static void conn_process(struct conn *c);
 static void conn_free(struct conn *c);
@@ -73,20 +115,15 @@ static const char *ack_timestamp(void)
 
 static void count_ack(struct reply *r, enum hl7_ack_code code, int enhanced)
 {
-	struct integ_stats *st = &r->integ->st;
+	struct mllp_in_integ_stats *st = &r->integ->st;
 
-	if (r->release == 2) {
-		if (code == HL7_ACCEPT)
-			st->r2_acks++;
-		else
-			st->r2_naks++;
-	} else {
-		st->acks[code + (enhanced ? 3 : 0)]++;
-	}
+	if (r->release == 2)
+		*(code == HL7_ACCEPT ? &st->r2_acks : &st->r2_naks) += 1;
+	else
+		st->acks[(enhanced ? MLLP_IN_CA : MLLP_IN_AA) + (int)code]++;
 }
 
-/* Enhanced mode honours MSH-15: NE never, ER only on error, SU only on success. */
-static int ack_wanted(const struct hl7_msh *msh, enum hl7_ack_code code)
+int mllp_in_ack_wanted(const struct hl7_msh *msh, enum hl7_ack_code code)
 {
 	const struct hl7_str *at = &msh->accept_ack;
 
@@ -111,11 +148,11 @@ static void reply_store(struct reply *r, const void *payload, size_t len)
 	r->ready = 1;
 }
 
-void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err, char severity,
-		   const char *text)
+static void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err,
+			  char severity, const char *text)
 {
+	struct mllp_in *m = r->integ->m;
 	struct hl7_msh msh, *mp = NULL;
-	const char *why;
 	char ctl[40], buf[HL7_ACK_MAX];
 	int n;
 
@@ -127,16 +164,15 @@ void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code er
 		return;
 	}
 	memset(&msh, 0, sizeof(msh));
-	if (r->msh_len && hl7_parse_msh(r->msh, r->msh_len, &msh, &why) == 0)
+	/* A malformed header is still mirrored when its separators are usable. */
+	if (r->msh_len && (hl7_parse_msh(r->msh, r->msh_len, &msh, NULL) == 0 || msh.field_sep))
 		mp = &msh;
-	else if (r->msh_len && msh.field_sep)
-		mp = &msh; /* malformed but mirrorable: no control ID, say */
-	if (mp && !ack_wanted(mp, code)) {
+	if (mp && !mllp_in_ack_wanted(mp, code)) {
 		r->ready = 1;
 		return;
 	}
-	snprintf(ctl, sizeof(ctl), "%lld%06llu", (long long)r->integ->b->started_s,
-		 (unsigned long long)++r->integ->b->ack_seq);
+	snprintf(ctl, sizeof(ctl), "%lld%06llu", (long long)m->started_s,
+		 (unsigned long long)++m->ack_seq);
 	n = hl7_build_ack(&(struct hl7_ack_req){.msh = mp,
 						.code = code,
 						.enhanced = mp && hl7_is_enhanced(mp),
@@ -154,12 +190,8 @@ void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code er
 	reply_store(r, buf, (size_t)n);
 }
 
-void reply_set_raw(struct reply *r, const void *hl7, size_t len)
-{
-	reply_store(r, hl7, len);
-}
-
-static struct reply *reply_new(struct conn *c, struct integ *in, const uint8_t *frame, size_t len)
+static struct reply *reply_new(struct conn *c, struct in_integ *in, const uint8_t *frame,
+			       size_t len)
 {
 	const uint8_t *end = memchr(frame, '\r', len);
 	size_t msh_len = 0;
@@ -169,8 +201,8 @@ static struct reply *reply_new(struct conn *c, struct integ *in, const uint8_t *
 		const uint8_t *lf = memchr(frame, '\n', end ? (size_t)(end - frame) : len);
 
 		msh_len = lf ? (size_t)(lf - frame) : end ? (size_t)(end - frame) : len;
-		if (msh_len > BRIDGE_MSH_COPY_MAX)
-			msh_len = BRIDGE_MSH_COPY_MAX;
+		if (msh_len > MLLP_IN_MSH_COPY_MAX)
+			msh_len = MLLP_IN_MSH_COPY_MAX;
 	}
 	r = calloc(1, sizeof(*r) + msh_len + 1);
 	if (!r)
@@ -180,9 +212,7 @@ static struct reply *reply_new(struct conn *c, struct integ *in, const uint8_t *
 	r->conn = c;
 	r->integ = in;
 	r->release = c->mllp->release;
-	r->t_read = bridge_now();
-	r->received_ms = bridge_wall_ms();
-	memcpy(r->sender, c->addr, sizeof(r->sender));
+	r->t_read = stats_now();
 	TAILQ_INSERT_TAIL(&c->replies, r, link);
 	c->npending++;
 	return r;
@@ -245,12 +275,13 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 	}
 	if (conn_drained(c)) {
 		event_del(c->wr);
-		if (conn_maybe_close(c))
-			return;
+		conn_maybe_close(c);
 	}
 }
 
-void reply_complete(struct reply *r)
+/* r's outcome is known: write every ready answer at the head of its
+ * connection's queue. Frees r when its connection is gone. */
+static void reply_complete(struct reply *r)
 {
 	struct conn *c = r->conn;
 	double now;
@@ -260,7 +291,7 @@ void reply_complete(struct reply *r)
 		reply_free(r);
 		return;
 	}
-	now = bridge_now();
+	now = stats_now();
 	while ((r = TAILQ_FIRST(&c->replies)) && r->ready) {
 		TAILQ_REMOVE(&c->replies, r, link);
 		c->npending--;
@@ -275,8 +306,71 @@ void reply_complete(struct reply *r)
 		return;
 	/* A reader paused on too many unanswered frames resumes from the loop. */
 	if (!c->eof && !c->closing && !event_pending(c->rd, EV_READ, NULL) &&
-	    c->npending < BRIDGE_CONN_PENDING_MAX / 2)
+	    c->npending < MLLP_IN_PENDING_MAX / 2)
 		event_active(c->rd, EV_READ, 0);
+}
+
+/* --- the outcome of a stored frame ------------------------------------ */
+
+/* The upstream's answer, for a sender that waits for it (ack: upstream). */
+static void on_answer(void *arg, const struct fwd_answer *a)
+{
+	struct reply *r = arg;
+	struct hl7_str code, ctl;
+
+	switch (a->outcome) {
+	case FWD_DELIVERED:
+		/* HL7 over HTTP: an answer to this very message is relayed as is. */
+		if (r->release == 1 && a->len && hl7_parse_msa(a->body, a->len, &code, &ctl) == 0 &&
+		    ctl.len == strlen(r->control_id) && memcmp(ctl.p, r->control_id, ctl.len) == 0)
+			reply_store(r, a->body, a->len);
+		else
+			reply_set_ack(r, HL7_ACCEPT, HL7_ERR_OK, 0, NULL);
+		break;
+	case FWD_PENDING:
+	case FWD_UNKNOWN:
+		reply_set_ack(r, HL7_ACCEPT, HL7_ERR_OK, 'W', a->why);
+		break;
+	case FWD_REFUSED:
+		reply_set_ack(r, HL7_ERROR, HL7_ERR_APPLICATION_INTERNAL, 'E', a->why);
+		break;
+	case FWD_ABORTED:
+		break; /* shutting down: the connection closes unanswered */
+	}
+	reply_complete(r);
+}
+
+static void on_committed(void *arg, int err, int64_t id, const struct spool_new *sm)
+{
+	struct reply *r = arg;
+	struct in_integ *in = r->integ;
+	struct mllp_in *m = in->m;
+	/* Nobody is left to hear the upstream's answer when the connection
+	 * is gone: the commit answer is all there is. */
+	int wait = in->cfg->ack == CFG_ACK_UPSTREAM && r->conn && err == 0;
+
+	if (err < 0) {
+		in->st.rejected_store++;
+		reply_set_ack(r, HL7_REJECT, HL7_ERR_APPLICATION_INTERNAL, 'E',
+			      err == -ENOSPC ? "message not stored: spool disk is full"
+					     : "message not stored: spool error");
+		reply_complete(r);
+		return;
+	}
+	if (in->dedup && dedup_add(in->dedup, sm->idem_key, stats_wall_ms()) < 0)
+		log_event(LOG_WARN, "dedup_full", " integration=%s", in->cfg->name);
+	if (!wait) {
+		reply_set_ack(r, HL7_ACCEPT, HL7_ERR_OK, 0, NULL);
+		reply_complete(r); /* may free r */
+	}
+	if (m->hooks.committed(m->hooks.arg, in->index, id, sm, wait ? on_answer : NULL,
+			       wait ? r : NULL) != 0 &&
+	    wait) {
+		/* Stored but not queued in memory: the next start picks it
+		 * up, and the sender hears it is safe. */
+		reply_set_ack(r, HL7_ACCEPT, HL7_ERR_OK, 'W', "stored; delivery will be retried");
+		reply_complete(r);
+	}
 }
 
 /* --- frames ---------------------------------------------------------- */
@@ -286,31 +380,38 @@ static int str_eq(const struct hl7_str *s, const char *want)
 	return !want || (s->p && strlen(want) == s->len && memcmp(s->p, want, s->len) == 0);
 }
 
-/* The candidate whose MSH-4/MSH-6 rule fits; an integration with a rule
- * wins over a catch-all one, whatever their order in the file. Without an
- * MSH (X12, XML) only a catch-all integration can take the payload. */
-static struct integ *match_integ(const struct conn *c, const struct hl7_msh *msh)
+int mllp_in_match(const struct cfg_integration *const *cands, size_t n, const struct hl7_msh *msh)
 {
-	struct integ *catch_all = NULL;
-	size_t i;
+	int catch_all = -1;
 
-	for (i = 0; i < c->ncands; i++) {
-		const struct cfg_integration *ci = c->cands[i]->cfg;
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_integration *ci = cands[i];
 
 		if (!ci->match_sending_facility && !ci->match_receiving_facility) {
-			if (!catch_all)
-				catch_all = c->cands[i];
+			if (catch_all < 0)
+				catch_all = (int)i;
 		} else if (msh && str_eq(&msh->sending_facility, ci->match_sending_facility) &&
 			   str_eq(&msh->receiving_facility, ci->match_receiving_facility)) {
-			return c->cands[i];
+			return (int)i;
 		}
 	}
 	return catch_all;
 }
 
+static struct in_integ *match_integ(const struct conn *c, const struct hl7_msh *msh)
+{
+	const struct cfg_integration *cfgs[CFG_MAX_INTEGRATIONS];
+	int i;
+
+	for (size_t k = 0; k < c->ncands; k++)
+		cfgs[k] = c->cands[k]->cfg;
+	i = mllp_in_match(cfgs, c->ncands, msh);
+	return i < 0 ? NULL : c->cands[i];
+}
+
 static void reject(struct reply *r, enum hl7_err_code code, const char *why)
 {
-	char peer[BRIDGE_PEER_MAX], msh[LOG_PHI_FIELD_MAX];
+	char peer[MLLP_IN_PEER_MAX], msh[LOG_PHI_FIELD_MAX];
 
 	snprintf(peer, sizeof(peer), "%s", r->conn ? r->conn->peer : "-");
 	/* The header names patients' facilities and the message: only with
@@ -327,7 +428,7 @@ static void reject(struct reply *r, enum hl7_err_code code, const char *why)
 }
 
 static const char *content_type(enum payload_kind kind, const struct hl7_msh *msh,
-				char buf[CONTENT_TYPE_MAX])
+				char buf[MLLP_IN_CTYPE_MAX])
 {
 	const char *cs;
 
@@ -338,7 +439,7 @@ static const char *content_type(enum payload_kind kind, const struct hl7_msh *ms
 	cs = hl7_mime_charset(&msh->charset);
 	if (!cs)
 		return NULL;
-	snprintf(buf, CONTENT_TYPE_MAX, "x-application/hl7-v2+er7; charset=%s", cs);
+	snprintf(buf, MLLP_IN_CTYPE_MAX, "x-application/hl7-v2+er7; charset=%s", cs);
 	return buf;
 }
 
@@ -355,22 +456,70 @@ static int looks_like_segment(const uint8_t *p, size_t len)
 	return 1;
 }
 
+/* Stages an accepted frame; r is answered once the commit says. */
+static void stage(struct conn *c, struct reply *r, const char *ctype, const struct hl7_msh *msh,
+		  const uint8_t *data, size_t len)
+{
+	const struct cfg_integration *ci = r->integ->cfg;
+	char key[MSGKEY_IDEM_LEN + 1], lane[MSGKEY_LANE_MAX], lane2[MSGKEY_LANE_MAX];
+	int err;
+
+	if (msh)
+		snprintf(r->control_id, sizeof(r->control_id), "%.*s", (int)msh->control_id.len,
+			 msh->control_id.p);
+	msgkey_idem(ci->name, msh, data, len, key);
+	if (r->integ->dedup && dedup_seen(r->integ->dedup, key, stats_wall_ms())) {
+		/* The same bytes again within the window: a sender that timed
+		 * out. It hears what it heard the first time. */
+		r->integ->st.duplicates++;
+		reply_set_ack(r, HL7_ACCEPT, HL7_ERR_OK, 0, NULL);
+		reply_complete(r);
+		return;
+	}
+	/* A sender waiting for the upstream sends its next message only after
+	 * the answer: its connection is its lane, and no other waits on it. */
+	if (ci->ack == CFG_ACK_UPSTREAM && ci->order != CFG_ORDER_INTEGRATION) {
+		snprintf(lane, sizeof(lane), "c:%llu", (unsigned long long)c->serial);
+		lane2[0] = '\0';
+	} else {
+		msgkey_lanes(ci->order, c->addr, msh, data, len, lane, lane2);
+	}
+	err = commit_stage(c->m->commit,
+			   &(struct spool_new){.integration = ci->name,
+					       .sender = c->addr,
+					       .content_type = ctype,
+					       .control_id = r->control_id,
+					       .idem_key = key,
+					       .lane = lane,
+					       .lane2 = lane2,
+					       .received_ms = stats_wall_ms(),
+					       .body = data,
+					       .len = len},
+			   on_committed, r);
+	if (err < 0) {
+		r->integ->st.rejected_store++;
+		reply_set_ack(r, HL7_REJECT, HL7_ERR_APPLICATION_INTERNAL, 'E',
+			      err == -ENOMEM
+				  ? "message not stored: out of memory"
+				  : "message not stored: a field exceeds the spool's limits");
+		reply_complete(r);
+	}
+}
+
 static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 {
 	enum payload_kind kind = len ? hl7_payload_kind(data, len) : PAYLOAD_UNKNOWN;
 	struct hl7_msh msh;
-	struct integ *in;
+	struct in_integ *in;
 	struct reply *r;
 	const char *why = NULL, *ctype;
-	char ctl[HL7_FIELD_MAX + 1] = "", ctbuf[CONTENT_TYPE_MAX];
+	char ctbuf[MLLP_IN_CTYPE_MAX];
 	int bad = kind == PAYLOAD_HL7 && hl7_parse_msh(data, len, &msh, &why) < 0;
 
 	/* A malformed header still names its facilities most of the time:
 	 * its rejection is counted where the message was headed. */
 	in = kind == PAYLOAD_UNKNOWN ? c->cands[0]
 				     : match_integ(c, kind == PAYLOAD_HL7 ? &msh : NULL);
-	if (bad && !in)
-		in = c->cands[0];
 	r = reply_new(c, in ? in : c->cands[0], data, len);
 	if (!r) {
 		c->closing = 1;
@@ -381,11 +530,10 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 	if (len == 0) {
 		reject(r, HL7_ERR_SEGMENT_SEQUENCE, "empty frame");
 	} else if (kind == PAYLOAD_UNKNOWN) {
-		reject(r,
-		       looks_like_segment(data, len) ? HL7_ERR_SEGMENT_SEQUENCE
-						     : HL7_ERR_UNSUPPORTED_MESSAGE,
-		       looks_like_segment(data, len)
-			   ? "no MSH segment: an HL7 v2 message must start with MSH"
+		int seg = looks_like_segment(data, len);
+
+		reject(r, seg ? HL7_ERR_SEGMENT_SEQUENCE : HL7_ERR_UNSUPPORTED_MESSAGE,
+		       seg ? "no MSH segment: an HL7 v2 message must start with MSH"
 			   : "payload is not HL7 v2 (MSH), X12 (ISA) or XML");
 	} else if (bad) {
 		reject(r, HL7_ERR_REQUIRED_FIELD, why);
@@ -397,24 +545,7 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 	} else if (!(ctype = content_type(kind, &msh, ctbuf))) {
 		reject(r, HL7_ERR_TABLE_VALUE, "MSH-18 character set is not supported");
 	} else {
-		char key[MSGKEY_IDEM_LEN + 1];
-
-		if (kind == PAYLOAD_HL7)
-			snprintf(ctl, sizeof(ctl), "%.*s", (int)msh.control_id.len,
-				 msh.control_id.p);
-		/* Derived: a resend of the same bytes carries the same key. */
-		msgkey_idem(in->cfg->name, kind == PAYLOAD_HL7 ? &msh : NULL, data, len, key);
-		bridge_stage(c->b, r,
-			     &(struct spool_new){.integration = in->cfg->name,
-						 .sender = c->addr,
-						 .content_type = ctype,
-						 .control_id = ctl,
-						 .idem_key = key,
-						 .lane = "",
-						 .lane2 = "",
-						 .received_ms = r->received_ms,
-						 .body = data,
-						 .len = len});
+		stage(c, r, ctype, kind == PAYLOAD_HL7 ? &msh : NULL, data, len);
 	}
 }
 
@@ -422,7 +553,7 @@ static void oversize(struct conn *c)
 {
 	struct reply *r = reply_new(c, c->cands[0], (const uint8_t *)"", 0);
 
-	c->b->oversize++;
+	c->m->st.oversize++;
 	c->closing = 1;
 	mllp_deframer_reset(c->df);
 	if (!r)
@@ -441,7 +572,7 @@ static void conn_process(struct conn *c)
 	enum mllp_event ev;
 
 	c->in_process = 1;
-	while (!c->closing && c->npending < BRIDGE_CONN_PENDING_MAX &&
+	while (!c->closing && c->npending < MLLP_IN_PENDING_MAX &&
 	       (ev = mllp_deframer_next(c->df, &f)) != MLLP_NEED_MORE) {
 		if (ev == MLLP_FRAME)
 			handle_frame(c, f.data, f.len);
@@ -450,10 +581,10 @@ static void conn_process(struct conn *c)
 		else
 			log_event(LOG_DEBUG, "unexpected_commit_block", " peer=%s", c->peer);
 	}
-	c->b->junk_bytes += mllp_deframer_take_junk(c->df);
-	c->b->abandoned_frames += mllp_deframer_take_abandoned(c->df);
+	c->m->st.junk_bytes += mllp_deframer_take_junk(c->df);
+	c->m->st.abandoned_frames += mllp_deframer_take_abandoned(c->df);
 	c->in_process = 0;
-	if (c->npending >= BRIDGE_CONN_PENDING_MAX)
+	if (c->npending >= MLLP_IN_PENDING_MAX)
 		event_del(c->rd); /* resumed by reply_complete */
 	else if (!c->eof && !c->closing)
 		event_add(c->rd, NULL);
@@ -463,7 +594,7 @@ static void conn_process(struct conn *c)
 
 static void arm_timer(struct conn *c)
 {
-	double now = bridge_now(), left;
+	double now = stats_now(), left;
 	struct timeval tv;
 
 	if (mllp_deframer_in_frame(c->df)) {
@@ -488,16 +619,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	/* While we stopped reading (too many unanswered frames), the frame
-	 * cannot progress, and frames behind it wait to be handled: that is
-	 * our doing, not the peer's, so the clock does not run out on it. */
-	if (c->frame_start && c->npending >= BRIDGE_CONN_PENDING_MAX) {
-		c->frame_start = bridge_now(); /* the clock restarts */
+	 * cannot progress: that is our doing, not the peer's, so its clock
+	 * starts again. */
+	if (c->frame_start && c->npending >= MLLP_IN_PENDING_MAX) {
+		c->frame_start = stats_now();
 		arm_timer(c);
 		return;
 	}
 	if (c->frame_start) {
 		log_event(LOG_WARN, "frame_timeout", " peer=%s", c->peer);
-		c->b->frame_timeouts++;
+		c->m->st.frame_timeouts++;
 		mllp_deframer_reset(c->df);
 		arm_timer(c);
 		return;
@@ -507,7 +638,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	log_event(LOG_INFO, "idle_timeout", " peer=%s", c->peer);
-	c->b->idle_timeouts++;
+	c->m->st.idle_timeouts++;
 	conn_free(c);
 }
 
@@ -520,9 +651,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	n = recv(fd, read_buf, sizeof(read_buf), 0);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
 		n = 0; /* woken to resume a paused reader: process what is fed */
-	else if (n <= 0) {
+	} else if (n <= 0) {
 		c->eof = 1;
 		event_del(c->rd);
 		if (c->npending == 0 && mllp_deframer_in_frame(c->df))
@@ -546,25 +677,22 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 static void peer_text(const struct sockaddr *sa, char *addr, char *peer)
 {
 	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
 
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const void *)sa;
 
 		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		port = ntohs(s4->sin_port);
-		snprintf(peer, BRIDGE_PEER_MAX, "%s:%u", host, port);
+		snprintf(peer, MLLP_IN_PEER_MAX, "%s:%u", host, ntohs(s4->sin_port));
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const void *)sa;
 
 		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		port = ntohs(s6->sin6_port);
-		snprintf(peer, BRIDGE_PEER_MAX, "[%s]:%u", host, port);
+		snprintf(peer, MLLP_IN_PEER_MAX, "[%s]:%u", host, ntohs(s6->sin6_port));
 	}
-	snprintf(addr, BRIDGE_PEER_MAX, "%s", host);
+	snprintf(addr, MLLP_IN_PEER_MAX, "%s", host);
 }
 
-static size_t find_candidates(struct listener *l, const struct sockaddr *sa, struct integ **out)
+static size_t find_candidates(struct listener *l, const struct sockaddr *sa, struct in_integ **out)
 {
 	size_t i, j, n = 0;
 
@@ -581,22 +709,25 @@ static size_t find_candidates(struct listener *l, const struct sockaddr *sa, str
 	return n;
 }
 
-static struct conn *conn_new(struct listener *l, evutil_socket_t fd, struct integ **cands, size_t n)
+static struct conn *conn_new(struct listener *l, evutil_socket_t fd, struct in_integ **cands,
+			     size_t n)
 {
+	struct mllp_in *m = l->m;
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
-	c->b = l->b;
+	c->m = m;
 	c->l = l;
 	c->fd = fd;
+	c->serial = ++m->conn_serial;
 	TAILQ_INIT(&c->replies);
 	c->mllp = &cands[0]->cfg->mllp;
 	c->cands = malloc(n * sizeof(*cands));
 	c->df = mllp_deframer_new(c->mllp->max_frame);
-	c->rd = event_new(l->b->base, fd, EV_READ | EV_PERSIST, on_read, c);
-	c->wr = event_new(l->b->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
-	c->tm = evtimer_new(l->b->base, on_timer, c);
+	c->rd = event_new(m->base, fd, EV_READ | EV_PERSIST, on_read, c);
+	c->wr = event_new(m->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+	c->tm = evtimer_new(m->base, on_timer, c);
 	if (!c->cands || !c->df || !c->rd || !c->wr || !c->tm) {
 		c->fd = -1; /* the caller closes it */
 		conn_free(c);
@@ -612,8 +743,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		      int salen, void *arg)
 {
 	struct listener *l = arg;
-	struct integ *cands[CFG_MAX_INTEGRATIONS];
-	char addr[BRIDGE_PEER_MAX], peer[BRIDGE_PEER_MAX];
+	struct in_integ *cands[CFG_MAX_INTEGRATIONS];
+	char addr[MLLP_IN_PEER_MAX], peer[MLLP_IN_PEER_MAX];
 	size_t n = find_candidates(l, sa, cands);
 	struct conn *c;
 	int one = 1;
@@ -628,8 +759,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		evutil_closesocket(fd);
 		return;
 	}
-	c = conn_new(l, fd, cands, n);
-	if (!c) {
+	if (!(c = conn_new(l, fd, cands, n))) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -638,7 +768,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	l->accepted++;
-	l->b->conns_open++;
+	l->m->st.conns_open++;
 	log_event(LOG_DEBUG, "conn_open", " peer=%s", peer);
 	event_add(c->rd, NULL);
 	arm_timer(c);
@@ -670,7 +800,7 @@ static void conn_free(struct conn *c)
 	if (c->fd >= 0) {
 		LIST_REMOVE(c, link);
 		evutil_closesocket(c->fd);
-		c->b->conns_open--;
+		c->m->st.conns_open--;
 		log_event(LOG_DEBUG, "conn_close", " peer=%s", c->peer);
 	}
 	free(c);
@@ -678,35 +808,35 @@ static void conn_free(struct conn *c)
 
 /* --- listeners ------------------------------------------------------- */
 
-static struct listener *listener_for(struct bridge *b, const struct cfg_integration *ci)
+static struct listener *listener_for(struct mllp_in *m, const struct cfg_integration *ci)
 {
 	struct listener *l;
 
-	for (l = b->listeners; l; l = l->next)
+	for (l = m->listeners; l; l = l->next)
 		if (l->addr_len == ci->listen_len &&
 		    memcmp(&l->addr, &ci->listen, l->addr_len) == 0)
 			return l;
-	l = calloc(1, sizeof(*l));
-	if (!l)
+	if (!(l = calloc(1, sizeof(*l))))
 		return NULL;
-	l->b = b;
+	l->m = m;
 	l->addr = ci->listen;
 	l->addr_len = ci->listen_len;
-	l->integs = calloc(b->ninteg, sizeof(*l->integs));
-	if (!l->integs) {
+	if (!(l->integs = calloc(m->cfg->nintegrations, sizeof(*l->integs)))) {
 		free(l);
 		return NULL;
 	}
-	l->next = b->listeners;
-	b->listeners = l;
+	l->next = m->listeners;
+	m->listeners = l;
 	return l;
 }
 
-static int listener_bind(struct listener *l, const char *text)
+static int listener_bind(struct listener *l)
 {
+	const char *text = l->integs[0]->cfg->listen_text;
+
 	l->evl = evconnlistener_new_bind(
-	    l->b->base, on_accept, l,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG,
+	    l->m->base, on_accept, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, MLLP_IN_BACKLOG,
 	    (struct sockaddr *)&l->addr, (int)l->addr_len);
 	if (!l->evl) {
 		int err = errno;
@@ -718,30 +848,62 @@ static int listener_bind(struct listener *l, const char *text)
 	return 0;
 }
 
-int listeners_start(struct bridge *b)
+static int listeners_start(struct mllp_in *m)
 {
 	struct listener *l;
-	size_t i;
 	int err;
 
-	for (i = 0; i < b->ninteg; i++) {
-		l = listener_for(b, b->integs[i].cfg);
-		if (!l)
+	for (size_t i = 0; i < m->cfg->nintegrations; i++) {
+		if (!(l = listener_for(m, m->integs[i].cfg)))
 			return -ENOMEM;
-		l->integs[l->ninteg++] = &b->integs[i];
+		l->integs[l->ninteg++] = &m->integs[i];
 	}
-	for (l = b->listeners; l; l = l->next)
-		if ((err = listener_bind(l, l->integs[0]->cfg->listen_text)) < 0)
+	for (l = m->listeners; l; l = l->next)
+		if ((err = listener_bind(l)) < 0)
 			return err;
 	return 0;
 }
 
-void listeners_free(struct bridge *b)
+int mllp_in_new(struct event_base *base, const struct cfg *cfg, struct commit *commit,
+		const struct mllp_in_hooks *hooks, struct mllp_in **out)
+{
+	struct mllp_in *m = calloc(1, sizeof(*m));
+	int err;
+
+	*out = NULL;
+	if (!m || !(m->integs = calloc(cfg->nintegrations, sizeof(*m->integs)))) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->base = base;
+	m->cfg = cfg;
+	m->commit = commit;
+	m->hooks = *hooks;
+	m->started_s = stats_wall_ms() / 1000;
+	for (size_t i = 0; i < cfg->nintegrations; i++) {
+		m->integs[i] = (struct in_integ){.m = m, .index = i, .cfg = &cfg->integrations[i]};
+		if (cfg->integrations[i].dedup_ms &&
+		    dedup_new(cfg->integrations[i].dedup_ms, &m->integs[i].dedup) < 0) {
+			mllp_in_free(m);
+			return -ENOMEM;
+		}
+	}
+	if ((err = listeners_start(m)) < 0) {
+		mllp_in_free(m);
+		return err;
+	}
+	*out = m;
+	return 0;
+}
+
+void mllp_in_free(struct mllp_in *m)
 {
 	struct listener *l;
 
-	while ((l = b->listeners)) {
-		b->listeners = l->next;
+	if (!m)
+		return;
+	while ((l = m->listeners)) {
+		m->listeners = l->next;
 		while (!LIST_EMPTY(&l->conns))
 			conn_free(LIST_FIRST(&l->conns));
 		if (l->evl)
@@ -749,4 +911,42 @@ void listeners_free(struct bridge *b)
 		free(l->integs);
 		free(l);
 	}
+	for (size_t i = 0; m->integs && i < m->cfg->nintegrations; i++)
+		dedup_free(m->integs[i].dedup);
+	free(m->integs);
+	free(m);
+}
+
+/* --- snapshots ------------------------------------------------------- */
+
+void mllp_in_integ_stats(const struct mllp_in *m, size_t integ, struct mllp_in_integ_stats *st)
+{
+	*st = m->integs[integ].st;
+}
+
+void mllp_in_stats(const struct mllp_in *m, struct mllp_in_stats *st)
+{
+	*st = m->st;
+}
+
+size_t mllp_in_nlisteners(const struct mllp_in *m)
+{
+	size_t n = 0;
+
+	for (const struct listener *l = m->listeners; l; l = l->next)
+		n++;
+	return n;
+}
+
+void mllp_in_listener_stats(const struct mllp_in *m, size_t i, struct mllp_in_listener_stats *st)
+{
+	const struct listener *l = m->listeners;
+
+	while (i-- && l)
+		l = l->next;
+	*st = (struct mllp_in_listener_stats){0};
+	if (l)
+		*st = (struct mllp_in_listener_stats){.listen = l->integs[0]->cfg->listen_text,
+						      .accepted = l->accepted,
+						      .incomplete = l->incomplete};
 }

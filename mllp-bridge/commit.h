@@ -1,0 +1,74 @@
+/*
+ * Group commit: every message staged during one loop pass is made durable
+ * by one spool transaction (one fsync), then each stager hears its outcome.
+ * The commit event is activated by the first message staged in a pass and
+ * runs after the other events of that pass, which is what groups many
+ * messages into one fsync without adding a timer's latency.
+ *
+ * This is the only module that interprets spool errors: a refusal of one
+ * message, a batch rolled back (every stager hears it), and a state change
+ * on a row that is gone (logged, nothing else) are told apart here.
+ *
+ * Delivery state changes (delivered, retry, dead) need no fsync of their
+ * own: losing one in a crash only means a message is sent again with the
+ * same Idempotency-Key. They ride on the next commit, or on a short flush
+ * timer when no message arrives. The retention purge runs here too, between
+ * batches.
+ */
+#ifndef COMMIT_H
+#define COMMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mllp-bridge/spool.h"
+#include "mllp-bridge/stats.h"
+
+struct event_base;
+struct commit;
+
+#define COMMIT_BATCH_MAX    1024	/* staged rows that force a commit at once */
+#define COMMIT_MEM_MAX	    (64u << 20) /* staged bytes that force a commit at once */
+#define COMMIT_FLUSH_MS	    100		/* state changes wait at most this for a commit */
+#define COMMIT_PURGE_MAX_MS 60000	/* the retention purge runs at least this often */
+#define COMMIT_PURGE_MIN_MS 1000	/* ... and at most this often */
+
+/* The outcome of one staged message, called once from the event loop.
+ * err 0: durable as spool row id; m is the staged copy, borrowed for the
+ * call. err < 0: not stored (-ENOSPC: disk full; -ECANCELED: the bridge is
+ * shutting down; another errno: spool failure): the sender gets a NAK. */
+typedef void (*commit_cb)(void *arg, int err, int64_t id, const struct spool_new *m);
+
+struct commit_stats {
+	uint64_t commits;      /* transactions that held at least one new row */
+	uint64_t rows;	       /* rows made durable by them */
+	uint64_t failures;     /* batches lost; every row in them was refused */
+	struct histogram time; /* one commit, fsync included */
+};
+
+/* retention_ms: delivered rows older than this are purged. */
+__attribute__((warn_unused_result)) int commit_new(struct event_base *base, struct spool *spool,
+						   uint64_t retention_ms, struct commit **out);
+
+/* Staged messages not yet committed are rolled back and their callbacks
+ * run with -ECANCELED: call commit_drain() first to keep them. */
+void commit_free(struct commit *c);
+
+/* Stages a copy of m; cb runs once, from the loop, never inside this call.
+ * Returns 0, or refuses this message alone without calling cb: -EINVAL or
+ * -EMSGSIZE (a field past the spool's limits), -ENOMEM. */
+__attribute__((warn_unused_result)) int commit_stage(struct commit *c, const struct spool_new *m,
+						     commit_cb cb, void *arg);
+
+/* Commits whatever is staged and runs the callbacks now (shutdown). */
+void commit_drain(struct commit *c);
+
+/* State changes of a committed row; see above. */
+void commit_mark_delivered(struct commit *c, int64_t id);
+void commit_mark_retry(struct commit *c, int64_t id, int attempts, int64_t next_attempt_ms,
+		       const char *error);
+void commit_mark_dead(struct commit *c, int64_t id, int attempts, const char *error);
+
+void commit_stats(const struct commit *c, struct commit_stats *st);
+
+#endif

@@ -1,0 +1,306 @@
+/*
+ * The bridge's core and its pure decisions: the group commit driven by a
+ * real event loop over a real SQLite spool in a temporary directory; the
+ * retry backoff, integration matching and the choice to answer at all, as
+ * tables.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "mllp-bridge/commit.h"
+#include "mllp-bridge/forward.h"
+#include "mllp-bridge/mllp_in.h"
+#include "mllp-bridge/spool.h"
+
+#define N_OF(a)	   (sizeof(a) / sizeof((a)[0]))
+#define LOOP_LIMIT 50 /* loop passes before a test gives up waiting */
+#define MAX_OUT	   64
+
+static char g_dir[64];
+static char g_db[96];
+static struct event_base *g_base;
+static struct spool *g_spool;
+static struct commit *g_commit;
+
+/* What the callbacks heard, in order. */
+static struct outcome {
+	int err;
+	int64_t id;
+	char body[32];
+} g_out[MAX_OUT];
+static int g_nout;
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static void setup(void)
+{
+	strcpy(g_dir, "/tmp/core-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(g_dir));
+	snprintf(g_db, sizeof(g_db), "%s/spool.db", g_dir);
+	ck_assert_ptr_nonnull(g_base = event_base_new());
+	ck_assert_int_eq(spool_open(g_db, &g_spool), 0);
+	ck_assert_int_eq(commit_new(g_base, g_spool, 7 * 86400000ull, &g_commit), 0);
+	g_nout = 0;
+}
+
+static void teardown(void)
+{
+	commit_free(g_commit);
+	spool_close(g_spool);
+	event_base_free(g_base);
+	nftw(g_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void on_outcome(void *arg, int err, int64_t id, const struct spool_new *m)
+{
+	struct outcome *o = &g_out[g_nout++];
+
+	(void)arg;
+	ck_assert_int_lt(g_nout, MAX_OUT);
+	o->err = err;
+	o->id = id;
+	snprintf(o->body, sizeof(o->body), "%.*s", (int)m->len, (const char *)m->body);
+}
+
+static int stage(const char *body, const char *lane)
+{
+	return commit_stage(g_commit,
+			    &(struct spool_new){.integration = "lab",
+						.sender = "203.0.113.70",
+						.content_type = "application/hl7-v2",
+						.control_id = "C1",
+						.idem_key = "key-1",
+						.lane = lane,
+						.lane2 = "",
+						.received_ms = 1,
+						.body = body,
+						.len = strlen(body)},
+			    on_outcome, NULL);
+}
+
+/* Runs the loop until n outcomes were heard, or fails. */
+static void run_until(int n)
+{
+	for (int i = 0; i < LOOP_LIMIT && g_nout < n; i++)
+		event_base_loop(g_base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(g_nout, n);
+}
+
+START_TEST(test_one_commit_per_pass)
+{
+	struct commit_stats st;
+	char body[16];
+
+	for (int i = 0; i < 10; i++) {
+		snprintf(body, sizeof(body), "m%d", i);
+		ck_assert_int_eq(stage(body, "f:A"), 0);
+	}
+	ck_assert_int_eq(g_nout, 0); /* never from inside commit_stage() */
+	run_until(10);
+	commit_stats(g_commit, &st);
+	ck_assert_uint_eq(st.commits, 1);
+	ck_assert_uint_eq(st.rows, 10);
+	for (int i = 0; i < 10; i++) {
+		snprintf(body, sizeof(body), "m%d", i);
+		ck_assert_int_eq(g_out[i].err, 0);
+		ck_assert_str_eq(g_out[i].body, body);
+		ck_assert(i == 0 || g_out[i].id > g_out[i - 1].id);
+	}
+}
+END_TEST
+
+/* A row removed from outside while its request was in flight: marking it
+ * must not cost the messages staged meanwhile their commit. */
+START_TEST(test_missing_row_spares_batch)
+{
+	struct spool_row row;
+
+	ck_assert_int_eq(stage("before", "f:A"), 0);
+	commit_mark_delivered(g_commit, 999999);
+	commit_mark_retry(g_commit, 999998, 1, 0, "HTTP 503");
+	commit_mark_dead(g_commit, 999997, 1, "HTTP 400");
+	ck_assert_int_eq(stage("after", "f:A"), 0);
+	run_until(2);
+	ck_assert_int_eq(g_out[0].err, 0);
+	ck_assert_int_eq(g_out[1].err, 0);
+	ck_assert_int_eq(spool_get(g_spool, g_out[1].id, &row, NULL), 0);
+	ck_assert_str_eq(row.lane, "f:A");
+	spool_row_clear(&row);
+}
+END_TEST
+
+START_TEST(test_refusal_is_alone)
+{
+	char lane[SPOOL_LANE_MAX + 2];
+
+	memset(lane, 'x', sizeof(lane) - 1);
+	lane[sizeof(lane) - 1] = '\0';
+	ck_assert_int_eq(stage("ok", "f:A"), 0);
+	ck_assert_int_eq(stage("too long a lane", lane), -EMSGSIZE);
+	run_until(1);
+	ck_assert_int_eq(g_out[0].err, 0);
+	ck_assert_str_eq(g_out[0].body, "ok");
+}
+END_TEST
+
+/* A full disk refuses the whole batch, and every stager hears it. */
+START_TEST(test_full_disk_refuses_batch)
+{
+	char big[4000];
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_int_eq(spool_test_set_max_pages(g_spool, 1), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(stage(big, "f:A"), 0);
+	run_until(4);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_lt(g_out[i].err, 0);
+}
+END_TEST
+
+START_TEST(test_free_cancels_staged)
+{
+	ck_assert_int_eq(stage("never acked", "f:A"), 0);
+	commit_free(g_commit);
+	g_commit = NULL;
+	ck_assert_int_eq(g_nout, 1);
+	ck_assert_int_eq(g_out[0].err, -ECANCELED);
+}
+END_TEST
+
+/* ---- the retry backoff ----------------------------------------------- */
+
+static const struct backoff_case {
+	int attempts;
+	int64_t retry_after;
+	uint32_t rnd;
+	int64_t want;
+} backoff_cases[] = {
+    /* initial 1 s, max 60 s; equal jitter: d/2 + rnd % (d/2 + 1) */
+    {1, -1, 0, 500},	{1, -1, 500, 1000},
+    {1, -1, 501, 500},	{2, -1, 0, 1000},
+    {3, -1, 0, 2000},	{7, -1, 0, 30000},
+    {8, -1, 0, 30000},	/* capped at max */
+    {40, -1, 0, 30000}, /* no overflow */
+    {2, 5000, 0, 5000}, /* Retry-After wins */
+    {2, 0, 0, 0},	{2, 7200000, 0, FWD_RETRY_AFTER_MAX_MS},
+};
+
+START_TEST(test_backoff)
+{
+	const struct backoff_case *c = &backoff_cases[_i];
+	struct cfg_retry rc = {.initial_ms = 1000, .max_ms = 60000};
+
+	ck_assert_int_eq(forward_backoff_ms(&rc, c->attempts, c->retry_after, c->rnd), c->want);
+}
+END_TEST
+
+/* ---- which integration takes a message ----------------------------------- */
+
+static const struct match_case {
+	const char *facility[3]; /* MSH-4 rule of each candidate; "*" none */
+	const char *msh4;	 /* NULL: no MSH */
+	int want;
+} match_cases[] = {
+    {{"*", NULL, NULL}, "LAB", 0},
+    {{"*", "LAB", NULL}, "LAB", 1}, /* a rule beats a catch-all before it */
+    {{"RAD", "LAB", NULL}, "LAB", 1},
+    {{"RAD", "LAB", NULL}, "ICU", -1},
+    {{"RAD", "*", NULL}, "ICU", 1},
+    {{"RAD", "*", NULL}, NULL, 1}, /* X12: only the catch-all */
+    {{"RAD", "LAB", NULL}, NULL, -1},
+    {{"*", "*", NULL}, "ICU", 0}, /* the first catch-all */
+};
+
+START_TEST(test_match)
+{
+	const struct match_case *c = &match_cases[_i];
+	struct cfg_integration ci[3];
+	const struct cfg_integration *cands[3];
+	struct hl7_msh msh = {0};
+	size_t n = 0;
+
+	memset(ci, 0, sizeof(ci));
+	for (; n < 3 && c->facility[n]; n++) {
+		if (strcmp(c->facility[n], "*") != 0)
+			ci[n].match_sending_facility = (char *)c->facility[n];
+		cands[n] = &ci[n];
+	}
+	if (c->msh4)
+		msh.sending_facility = (struct hl7_str){c->msh4, strlen(c->msh4)};
+	ck_assert_int_eq(mllp_in_match(cands, n, c->msh4 ? &msh : NULL), c->want);
+}
+END_TEST
+
+/* ---- whether an answer is sent at all ------------------------------------- */
+
+static const struct wanted_case {
+	const char *msh15, *msh16;
+	enum hl7_ack_code code;
+	int want;
+} wanted_cases[] = {
+    {NULL, NULL, HL7_ACCEPT, 1}, /* original mode: always */
+    {NULL, NULL, HL7_REJECT, 1}, {"AL", "NE", HL7_ACCEPT, 1},
+    {"NE", "AL", HL7_ACCEPT, 0}, {"NE", "AL", HL7_REJECT, 0},
+    {"ER", "AL", HL7_ACCEPT, 0}, {"ER", "AL", HL7_ERROR, 1},
+    {"SU", "AL", HL7_ACCEPT, 1}, {"SU", "AL", HL7_REJECT, 0},
+    {"XX", "AL", HL7_ACCEPT, 1}, /* unknown: answer */
+};
+
+START_TEST(test_ack_wanted)
+{
+	const struct wanted_case *c = &wanted_cases[_i];
+	struct hl7_msh msh = {0};
+
+	if (c->msh15)
+		msh.accept_ack = (struct hl7_str){c->msh15, strlen(c->msh15)};
+	if (c->msh16)
+		msh.app_ack = (struct hl7_str){c->msh16, strlen(c->msh16)};
+	ck_assert_int_eq(mllp_in_ack_wanted(&msh, c->code), c->want);
+}
+END_TEST
+
+static Suite *core_suite(void)
+{
+	Suite *su = suite_create("core");
+	TCase *tc = tcase_create("commit");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_one_commit_per_pass);
+	tcase_add_test(tc, test_missing_row_spares_batch);
+	tcase_add_test(tc, test_refusal_is_alone);
+	tcase_add_test(tc, test_full_disk_refuses_batch);
+	tcase_add_test(tc, test_free_cancels_staged);
+	suite_add_tcase(su, tc);
+	tc = tcase_create("decisions");
+	tcase_add_loop_test(tc, test_backoff, 0, N_OF(backoff_cases));
+	tcase_add_loop_test(tc, test_match, 0, N_OF(match_cases));
+	tcase_add_loop_test(tc, test_ack_wanted, 0, N_OF(wanted_cases));
+	suite_add_tcase(su, tc);
+	return su;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(core_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
