@@ -329,6 +329,7 @@ static int setup_integrations(struct bridge *b)
 		    .client_key = u->client_key,
 		    .bearer_token = in->bearer_token,
 		    .timeout_ms = u->timeout_ms,
+		    .http = u->http == CFG_HTTP_1_1 ? UPSTREAM_HTTP_1_1 : UPSTREAM_HTTP_2,
 		};
 	}
 	return 0;
