@@ -460,6 +460,7 @@ static int integ_init(struct forward *f, struct fwd_integ *in, const struct cfg_
 	    .client_key = u->client_key,
 	    .bearer_token = in->bearer_token,
 	    .timeout_ms = u->timeout_ms,
+	    .http = u->http == CFG_HTTP_1_1 ? UPSTREAM_HTTP_1_1 : UPSTREAM_HTTP_2,
 	};
 	return lanes_new(f->base, ci->max_in_flight, on_send, in, &in->lanes);
 }

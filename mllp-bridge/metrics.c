@@ -215,6 +215,16 @@ static void put_bridge(struct evbuffer *o, const struct metrics_sources *src)
 		   us.requests);
 	put_global(o, "mllp_upstream_connections_total", "counter",
 		   "New upstream connections, i.e. TLS handshakes.", us.connections);
+	put_global(o, "mllp_upstream_tls_resumed_total", "counter",
+		   "Of those handshakes, the ones that resumed a TLS session.", us.resumed);
+	put_global(o, "mllp_upstream_early_answers_total", "counter",
+		   "Complete answers sent before the request body was read (RFC 9113 8.1).",
+		   us.early_answers);
+	put_global(o, "mllp_upstream_early_lost_total", "counter",
+		   "Early answers libcurl lost; those requests were retried.", us.early_lost);
+	put_global(o, "mllp_upstream_resends_total", "counter",
+		   "Requests sent again after the connection died unanswered (GOAWAY).",
+		   us.resends);
 }
 
 static void on_metrics(struct evhttp_request *req, void *arg)

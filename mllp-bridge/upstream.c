@@ -25,11 +25,18 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #define UPSTREAM_USER_AGENT	      "mllp-edge/0.1"
 #define UPSTREAM_DEFAULT_CTYPE	      "application/octet-stream"
 #define UPSTREAM_BODY_INITIAL	      4096
 #define UPSTREAM_RETRY_AFTER_TEXT_MAX 64 /* longer Retry-After values are ignored */
+#define UPSTREAM_DIGITS_MAX	      18 /* a longer Content-Length is not believed */
+/* libcurl's message when it stops retrying unprocessed requests (lib/transfer.c) */
+#define UPSTREAM_CURL_GAVE_UP "Connection died, tried "
+#define UPSTREAM_LOST_TEXT                                                                         \
+	"the server answered before reading the whole request and reset the HTTP/2 stream; "       \
+	"libcurl lost the answer"
 
 struct xfer {
 	TAILQ_ENTRY(xfer) entry; /* in u->active or u->idle */
@@ -44,6 +51,13 @@ struct xfer {
 	int nomem;
 	char ctype[UPSTREAM_CTYPE_MAX];
 	int64_t retry_after_ms;
+	/* what the early-answer check needs: see upstream_answered_early() */
+	long hdr_status;	/* status of the response whose headers are read */
+	int headers_done;	/* its header block ended, and it is final */
+	int64_t content_length; /* -1: none */
+	uint64_t received;	/* body bytes, counting those cut */
+	int resumed;		/* the connection's TLS handshake resumed a session */
+	unsigned resends;	/* times we added the request again (UPSTREAM_RESENDS_MAX) */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -183,8 +197,27 @@ static struct xfer *xfer_get(struct upstream *u)
 	return x;
 }
 
+/* Forgets what a failed attempt left, before the transfer runs again. */
+static void xfer_rewind(struct xfer *x)
+{
+	x->len = x->received = 0;
+	x->truncated = x->nomem = x->headers_done = x->resumed = 0;
+	x->ctype[0] = x->errbuf[0] = '\0';
+	x->retry_after_ms = -1;
+	x->hdr_status = 0;
+	x->content_length = -1;
+}
+
 /* Back to the idle list, forgetting every borrowed pointer; connections
- * stay in the multi's pool, so reuse does not depend on the easy handle. */
+ * stay in the multi's pool, so reuse does not depend on the easy handle.
+ * The handle keeps its TLS session cache (curl_easy_reset leaves it), and
+ * the most recently used handle is taken first, so a new connection offers
+ * the ticket of a recent one. One cache per handle on purpose, not a
+ * CURLSH shared by all: curl keeps one session per host, and parallel
+ * handshakes offering the same TLS 1.3 ticket mostly fail to resume
+ * (nginx 1.22 / OpenSSL 3.0, keepalive_timeout 0, 16 in parallel: about
+ * half resumed with a share, 96 % with a cache per handle; TLS 1.2 resumes
+ * either way). */
 static void xfer_put(struct upstream *u, struct xfer *x)
 {
 	curl_easy_reset(x->easy);
@@ -211,6 +244,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 	size_t len = size * n, take = len, need, cap;
 	char *p;
 
+	x->received += len;
 	if (take > UPSTREAM_RESPONSE_MAX - x->len) {
 		take = UPSTREAM_RESPONSE_MAX - x->len;
 		x->truncated = 1;
@@ -256,6 +290,59 @@ static int header_value(const char *line, size_t len, const char *name, const ch
 	return 1;
 }
 
+/* Whether the connection's handshake resumed a TLS session. Asked while a
+ * response arrives, because curl hands out the SSL object only while the
+ * connection is open, and one that closes after its response is gone by
+ * the time the transfer is reported done. */
+static void note_resumption(struct xfer *x)
+{
+	struct curl_tlssessioninfo *ti = NULL;
+
+	if (curl_easy_getinfo(x->easy, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti &&
+	    ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals)
+		x->resumed = SSL_session_reused((SSL *)ti->internals) == 1;
+}
+
+/* "HTTP/2 200" or "HTTP/1.1 200 OK": a new response starts (the final one
+ * after any 1xx), so the previous one's headers are forgotten. */
+static void on_status_line(struct xfer *x, const char *line, size_t len)
+{
+	size_t i = 5;
+	long code = 0;
+
+	x->ctype[0] = '\0';
+	x->retry_after_ms = -1;
+	x->content_length = -1;
+	x->headers_done = 0;
+	while (i < len && line[i] != ' ')
+		i++;
+	while (i < len && line[i] == ' ')
+		i++;
+	for (; i < len && code < 1000 && line[i] >= '0' && line[i] <= '9'; i++)
+		code = code * 10 + (line[i] - '0');
+	x->hdr_status = code;
+	note_resumption(x);
+}
+
+/* Content-Length as a number; -2 (never complete) when it is not one, or
+ * when a second header disagrees with the first. */
+static void on_content_length(struct xfer *x, const char *v, size_t vlen)
+{
+	int64_t n = 0;
+	size_t i;
+
+	if (x->content_length == -2)
+		return;
+	for (i = 0; i < vlen && vlen <= UPSTREAM_DIGITS_MAX; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			break;
+		n = n * 10 + (v[i] - '0');
+	}
+	if (vlen == 0 || i < vlen || (x->content_length >= 0 && x->content_length != n))
+		n = -2;
+	x->content_length = n;
+}
+
 static size_t on_header(char *line, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
@@ -265,9 +352,14 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 	int64_t ms;
 
 	if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-		/* a new response (after a 1xx): forget the previous one's headers */
-		x->ctype[0] = '\0';
-		x->retry_after_ms = -1;
+		on_status_line(x, line, len);
+	} else if (len >= 1 && len <= 2 && (line[0] == '\r' || line[0] == '\n')) {
+		/* the blank line ends a header block; trailers come after it */
+		x->headers_done = x->hdr_status >= 200;
+	} else if (x->headers_done) {
+		return len; /* a trailer changes nothing we report */
+	} else if (header_value(line, len, "Content-Length", &v, &vlen)) {
+		on_content_length(x, v, vlen);
 	} else if (header_value(line, len, "Content-Type", &v, &vlen)) {
 		if (vlen < sizeof(x->ctype)) {
 			memcpy(x->ctype, v, vlen);
@@ -418,6 +510,7 @@ static CURLcode set_tls(CURL *e, const struct upstream_target *t)
 static CURLcode set_options(struct xfer *x, const struct upstream_request *req)
 {
 	const struct upstream_target *t = req->target;
+	int h2 = t->http != UPSTREAM_HTTP_1_1;
 	uint64_t ms = t->timeout_ms ? t->timeout_ms : UPSTREAM_TIMEOUT_DEFAULT_MS;
 	CURL *e = x->easy;
 	CURLcode rc = set_tls(e, t);
@@ -432,8 +525,13 @@ static CURLcode set_options(struct xfer *x, const struct upstream_request *req)
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_PROXY, ""); /* never an environment proxy */
-	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	SET(CURLOPT_PIPEWAIT, 1L);
+	SET(CURLOPT_HTTP_VERSION, h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+	/* HTTP/2: wait for a connection being set up rather than open one per
+	 * request, so a cold start multiplexes. Pointless for HTTP/1.1, where
+	 * it would even serialise the handshakes toward a server that closes
+	 * after each response (curl forgets a host's HTTP version with its last
+	 * connection and waits again each time). */
+	SET(CURLOPT_PIPEWAIT, h2 ? 1L : 0L);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_TIMEOUT_MS, (long)(ms > LONG_MAX ? LONG_MAX : ms));
@@ -469,10 +567,8 @@ int upstream_post(struct upstream *u, const struct upstream_request *req, upstre
 	x = xfer_get(u);
 	if (!x)
 		return -ENOMEM;
-	x->len = 0;
-	x->truncated = x->nomem = 0;
-	x->ctype[0] = x->errbuf[0] = '\0';
-	x->retry_after_ms = -1;
+	xfer_rewind(x);
+	x->resends = 0;
 	err = build_headers(req, &x->headers);
 	if (err)
 		goto fail;
@@ -528,6 +624,42 @@ static int map_error(CURLcode rc)
 	}
 }
 
+enum upstream_early upstream_answered_early(const struct upstream_answer *a)
+{
+	if (a->curl_code != CURLE_HTTP2_STREAM || a->curl_detail)
+		return UPSTREAM_EARLY_NONE;
+	if (a->status == 0)
+		return UPSTREAM_EARLY_LOST;
+	if (a->http2 && a->status >= 200 && a->headers_done && a->content_length >= 0 &&
+	    a->received == (uint64_t)a->content_length)
+		return UPSTREAM_EARLY_COMPLETE;
+	return UPSTREAM_EARLY_NONE;
+}
+
+/* curl 7.88 reports a complete answer followed by RST_STREAM(NO_ERROR) as
+ * CURLE_HTTP2_STREAM, from the send path ("stream N closed", an info line,
+ * no failf()), after its receive path accepted the close as clean: no
+ * error code and a final HEADERS frame (lib/http2.c,
+ * http2_handle_stream_close). Every other CURLE_HTTP2_STREAM comes with a
+ * message in the error buffer, which newer curl versions may also fill with
+ * the bare strerror text. */
+static enum upstream_early early_answer(struct xfer *x, CURLcode rc)
+{
+	struct upstream_answer a = {.curl_code = rc};
+	long version = 0;
+
+	if (rc != CURLE_HTTP2_STREAM)
+		return UPSTREAM_EARLY_NONE;
+	(void)curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
+	(void)curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &a.status);
+	a.curl_detail = x->errbuf[0] && strcmp(x->errbuf, curl_easy_strerror(rc)) != 0;
+	a.http2 = version == CURL_HTTP_VERSION_2_0;
+	a.headers_done = x->headers_done && x->hdr_status == a.status;
+	a.content_length = x->content_length;
+	a.received = x->received;
+	return upstream_answered_early(&a);
+}
+
 static void fill_response(struct xfer *x, CURLcode rc, struct upstream_response *r)
 {
 	long connects = 0;
@@ -556,13 +688,48 @@ static void fill_response(struct xfer *x, CURLcode rc, struct upstream_response 
 	r->retry_after_ms = x->retry_after_ms;
 }
 
+/* Runs a request again when curl gave up retrying it (see
+ * UPSTREAM_RESENDS_MAX): curl only retries when the server cannot have
+ * processed it, and no byte of a response arrived. Returns 1 when re-added. */
+static int resend_unprocessed(struct upstream *u, struct xfer *x, CURLcode rc)
+{
+	long hbytes = -1;
+
+	if (rc != CURLE_SEND_ERROR || x->resends >= UPSTREAM_RESENDS_MAX ||
+	    strncmp(x->errbuf, UPSTREAM_CURL_GAVE_UP, strlen(UPSTREAM_CURL_GAVE_UP)) != 0)
+		return 0;
+	(void)curl_easy_getinfo(x->easy, CURLINFO_HEADER_SIZE, &hbytes);
+	if (hbytes != 0 || x->hdr_status != 0)
+		return 0;
+	(void)curl_multi_remove_handle(u->multi, x->easy);
+	xfer_rewind(x);
+	if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK)
+		return 0; /* not in the multi any more: finish() reports the failure */
+	x->resends++;
+	u->stats.resends++;
+	return 1;
+}
+
 static void finish(struct upstream *u, struct xfer *x, CURLcode rc)
 {
 	struct upstream_response r;
+	enum upstream_early early = early_answer(x, rc);
 
+	if (resend_unprocessed(u, x, rc))
+		return;
+	if (early == UPSTREAM_EARLY_COMPLETE) {
+		u->stats.early_answers++;
+		rc = CURLE_OK;
+		x->errbuf[0] = '\0';
+	} else if (early == UPSTREAM_EARLY_LOST) {
+		u->stats.early_lost++;
+		snprintf(x->errbuf, sizeof(x->errbuf), "%s", UPSTREAM_LOST_TEXT);
+	}
 	fill_response(x, rc, &r);
-	if (r.new_connection)
+	if (r.new_connection) {
 		u->stats.connections++;
+		u->stats.resumed += (uint64_t)x->resumed;
+	}
 	(void)curl_multi_remove_handle(u->multi, x->easy);
 	TAILQ_REMOVE(&u->active, x, entry);
 	u->stats.in_flight--;
@@ -657,6 +824,7 @@ static int multi_setup(struct upstream *u)
 	MSET(CURLMOPT_TIMERDATA, u);
 	MSET(CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	MSET(CURLMOPT_MAX_HOST_CONNECTIONS, (long)UPSTREAM_MAX_HOST_CONNS);
+	MSET(CURLMOPT_MAXCONNECTS, (long)UPSTREAM_POOL_CONNS);
 	return rc == CURLM_OK ? 0 : -ENOMEM;
 #undef MSET
 }

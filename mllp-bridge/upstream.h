@@ -5,7 +5,8 @@
  * TLS policy (ARCHITECTURE.md, invariant 4): TLS 1.2 and 1.3 only, exactly
  * the seven AEAD suites, peer certificate and host name always verified.
  * Connections are kept alive and reused; HTTP/2 is used when the server
- * offers it over ALPN.
+ * offers it over ALPN (unless a target asks for HTTP/1.1). A new connection
+ * resumes a TLS session its easy handle kept from an earlier one.
  */
 #ifndef UPSTREAM_H
 #define UPSTREAM_H
@@ -28,8 +29,34 @@ struct upstream;
 #define UPSTREAM_CTYPE_MAX	    256	       /* a longer response Content-Type is dropped */
 #define UPSTREAM_TIMEOUT_DEFAULT_MS 30000      /* used when a target's timeout_ms is 0 */
 #define UPSTREAM_RETRY_AFTER_MAX_MS (24 * 3600 * 1000LL) /* Retry-After is clamped to this */
-#define UPSTREAM_MAX_HOST_CONNS	    8  /* parallel connections per host; more requests queue */
-#define UPSTREAM_IDLE_HANDLES	    16 /* finished easy handles kept for reuse */
+/* Parallel connections per host:port; further requests queue inside curl.
+ * HTTP/2 multiplexes everything on one connection (a second one only past
+ * the server's concurrent-stream limit), so the cap matters for HTTP/1.1,
+ * where each request in flight holds a connection of its own. The bridge
+ * runs up to max_in_flight (default 128) requests per integration; 32
+ * connections already hide a 50 ms upstream round trip at 600 msg/s, and
+ * stay far below what a server or its rate limiter treats as a flood from
+ * one client (each one costs the server a TLS handshake). */
+#define UPSTREAM_MAX_HOST_CONNS 32
+/* Finished easy handles kept for reuse. Each keeps the TLS session of its
+ * last connection, so there are enough for every connection the per-host
+ * cap allows. */
+#define UPSTREAM_IDLE_HANDLES UPSTREAM_MAX_HOST_CONNS
+/* Idle connections curl keeps open, over all hosts (its default follows the
+ * number of transfers, and closes HTTP/1.1 connections after a burst). */
+#define UPSTREAM_POOL_CONNS (2 * UPSTREAM_MAX_HOST_CONNS)
+/* libcurl retries a request the server never processed (an HTTP/2 stream
+ * refused or past a GOAWAY's last stream, a reused connection found closed)
+ * at most 5 times, then fails it. Under load toward a server that ends its
+ * connections often, curl keeps choosing connections that are about to go,
+ * so we give it this many more rounds before the caller sees the error. */
+#define UPSTREAM_RESENDS_MAX 3
+
+/* The HTTP version a target speaks. */
+enum upstream_http {
+	UPSTREAM_HTTP_2 = 0, /* HTTP/2 when ALPN offers it, else HTTP/1.1 (the default) */
+	UPSTREAM_HTTP_1_1,   /* HTTP/1.1 only */
+};
 
 /* Where and how one integration posts. Built once at start-up. */
 struct upstream_target {
@@ -39,6 +66,7 @@ struct upstream_target {
 	const char *client_key;
 	const char *bearer_token; /* NULL: no Authorization header */
 	uint64_t timeout_ms;
+	enum upstream_http http;
 };
 
 /* One POST. Everything is borrowed until the completion callback returns. */
@@ -98,7 +126,13 @@ upstream_post(struct upstream *u, const struct upstream_request *req, upstream_c
 /* Counters for /metrics. */
 struct upstream_stats {
 	uint64_t requests;
-	uint64_t connections; /* new connections, i.e. TLS handshakes */
+	uint64_t connections;	/* new connections, i.e. TLS handshakes */
+	uint64_t resumed;	/* of those, handshakes that resumed a TLS session */
+	uint64_t early_answers; /* complete answers the server sent before it read the
+				   whole body, then reset the stream (upstream_answered_early) */
+	uint64_t early_lost;	/* such answers libcurl lost: reported as errors (-EIO) */
+	uint64_t resends;	/* requests sent again after libcurl gave up retrying
+				   ones the server never processed (UPSTREAM_RESENDS_MAX) */
 	unsigned in_flight;
 };
 void upstream_get_stats(const struct upstream *u, struct upstream_stats *st);
@@ -112,5 +146,35 @@ __attribute__((warn_unused_result)) int upstream_read_token(const char *path, ch
  * Returns 0, or -EINVAL when v is neither. */
 __attribute__((warn_unused_result)) int upstream_parse_retry_after(const char *v, int64_t now,
 								   int64_t *ms);
+
+/* What curl left of a transfer it failed, for upstream_answered_early(). */
+struct upstream_answer {
+	int curl_code;		/* the CURLcode */
+	int curl_detail;	/* 1 when curl wrote its own message for the failure (a
+				   reset with an error code, missing headers, ...) */
+	int http2;		/* the transfer ran over HTTP/2 */
+	long status;		/* the final status, 0 if none arrived */
+	int headers_done;	/* the final header block ended */
+	int64_t content_length; /* of the final response, -1 when it had none */
+	uint64_t received;	/* body bytes that arrived, before any cut */
+};
+
+enum upstream_early {
+	UPSTREAM_EARLY_NONE = 0, /* not an early answer: the failure stands */
+	UPSTREAM_EARLY_COMPLETE, /* a complete response: report it as the answer */
+	UPSTREAM_EARLY_LOST,	 /* the server answered, libcurl lost the answer: the
+				    failure stands, and a resend is a duplicate */
+};
+
+/* Classifies a failed transfer. An HTTP/2 server may answer before it has
+ * read the request body and then stop the upload with RST_STREAM(NO_ERROR)
+ * (RFC 9113, 8.1); nginx's `return 200` does. libcurl before 8.3 reports
+ * that as CURLE_HTTP2_STREAM when it next tries to send body data, without
+ * a message of its own. The response is COMPLETE only when its status and
+ * all its headers arrived and the body is exactly as long as its
+ * Content-Length says: a response without one, or any other error, is never
+ * taken as complete. LOST: no status arrived at all; libcurl 7.88 drops the
+ * headers when the reset is read together with them. */
+enum upstream_early upstream_answered_early(const struct upstream_answer *a);
 
 #endif

@@ -114,8 +114,23 @@ start_bridge() {
 sink_field() { cut -f "$2" "$TMP/$1/requests.log" 2>/dev/null; }
 sink_count() { [ -f "$TMP/$1/requests.log" ] && wc -l <"$TMP/$1/requests.log" || echo 0; }
 
+# metric NAME: the sum of NAME's samples on /metrics. An unreachable
+# /metrics, or no sample of NAME, is no number: it prints "unreadable" (so
+# `test ... -eq` fails, and $((...)) aborts the scenario under set -u),
+# says why on stderr and returns 1.
 metric() {
-	curl -s "http://127.0.0.1:$OBS_PORT/metrics" | grep -E "^$1" | awk '{s += $NF} END {print s + 0}'
+	local out
+	if ! out=$(curl -sf --max-time 5 "http://127.0.0.1:$OBS_PORT/metrics"); then
+		echo "not ok - metric $1: /metrics on 127.0.0.1:$OBS_PORT is unreachable" >&2
+		echo unreadable
+		return 1
+	fi
+	if ! grep -qE "^$1" <<<"$out"; then
+		echo "not ok - metric $1: no such sample on /metrics" >&2
+		echo unreadable
+		return 1
+	fi
+	grep -E "^$1" <<<"$out" | awk '{s += $NF} END {print s + 0}'
 }
 
 spool() { "$BIN/mllp-bridge" -c "$CONF" spool "$@"; }
