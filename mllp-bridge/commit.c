@@ -141,7 +141,7 @@ static struct rec *rec_new(const struct spool_new *m)
 	struct rec *r;
 	char *p;
 
-	for (i = 0; i < 7; i++) {
+	for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (!strs[i])
 			return NULL; /* the spool would refuse it: checked by the caller */
 		size += strlen(strs[i]) + 1;

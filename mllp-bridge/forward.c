@@ -277,12 +277,30 @@ static unsigned status_class(const struct upstream_response *r)
 	return !r->error && r->status >= 100 && r->status < 600 ? (unsigned)(r->status / 100) : 0;
 }
 
+/* An upstream that answers before it read the body (RFC 9113 8.1 allows it)
+ * loses some of those answers inside libcurl 7.88 over HTTP/2, and each lost
+ * one is a duplicate request. From the first sign on, this integration
+ * speaks HTTP/1.1, where an early answer is just an answer. */
+static void avoid_http2(struct fwd_integ *in)
+{
+	if (in->target.http != UPSTREAM_HTTP_2)
+		return;
+	in->target.http = UPSTREAM_HTTP_1_1;
+	in->st.http2_avoided = 1;
+	log_event(LOG_WARN, "upstream_early_answer",
+		  " integration=%s action=\"HTTP/1.1 from now on: this upstream answers before "
+		  "reading the body, and libcurl loses some such answers over HTTP/2\"",
+		  in->cfg->name);
+}
+
 static void on_response(void *arg, const struct upstream_response *r)
 {
 	struct fwd_msg *m = arg;
 	char err[FWD_ERRTEXT_MAX];
 
 	m->attempts++;
+	if (r->early)
+		avoid_http2(m->in);
 	histogram_observe(&m->in->st.upstream_latency, r->total_s);
 	m->in->st.upstream_class[status_class(r)]++;
 	if (r->error) {

@@ -35,6 +35,7 @@ struct forward;
 #define FWD_ERRTEXT_MAX	       200	       /* an outcome's text for the spool and the log */
 #define FWD_REPLAY_POLL_MS     1000	       /* how often operator replays are picked up */
 #define FWD_NOMEM_RETRY_MS     100	       /* a request that could not even be built */
+#define FWD_STATUS_CLASSES     6	       /* transport error, then 1xx..5xx */
 
 /* What became of a message whose sender waits for the upstream (ack: upstream). */
 enum fwd_outcome {
@@ -56,12 +57,13 @@ struct fwd_answer {
 typedef void (*fwd_answer_cb)(void *arg, const struct fwd_answer *a);
 
 struct fwd_stats {
-	uint64_t upstream_class[6]; /* 0: transport error, 1..5: HTTP status class */
+	uint64_t upstream_class[FWD_STATUS_CLASSES]; /* 0: transport error, 1..5: HTTP class */
 	uint64_t retries, dead, delivered, replayed;
 	struct histogram upstream_latency; /* one POST */
 	size_t depth;			   /* messages queued or in flight */
 	unsigned in_flight;
 	size_t lanes;	   /* lanes holding messages */
+	int http2_avoided; /* 1 once an early answer switched the upstream to HTTP/1.1 */
 	int64_t oldest_ms; /* received_ms of the oldest waiting message; 0 if none */
 };
 

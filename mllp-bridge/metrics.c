@@ -104,12 +104,13 @@ static void put_ack_codes(struct evbuffer *o, const struct snap *s, size_t n)
 
 static void put_upstream_classes(struct evbuffer *o, const struct snap *s, size_t n)
 {
-	static const char *const cls[6] = {"error", "1xx", "2xx", "3xx", "4xx", "5xx"};
+	static const char *const cls[FWD_STATUS_CLASSES] = {"error", "1xx", "2xx",
+							    "3xx",   "4xx", "5xx"};
 
 	put_help(o, "mllp_upstream_responses_total", "counter",
 		 "Upstream outcomes: HTTP status class, or error for no HTTP answer.");
 	for (size_t i = 0; i < n; i++)
-		for (int k = 0; k < 6; k++)
+		for (int k = 0; k < FWD_STATUS_CLASSES; k++)
 			evbuffer_add_printf(
 			    o,
 			    "mllp_upstream_responses_total{integration=\"%s\",class=\"%s\"} %llu\n",
@@ -146,6 +147,9 @@ static void put_integrations(struct evbuffer *o, const struct snap *s, size_t n)
 		    x->fwd.delivered);
 	PER_INTEG_U(o, s, n, "mllp_dead_letters_total", "counter",
 		    "Messages moved to dead letter by a permanent upstream refusal.", x->fwd.dead);
+	PER_INTEG_U(o, s, n, "mllp_upstream_http2_avoided", "gauge",
+		    "1 once an early answer made this integration speak HTTP/1.1 upstream.",
+		    x->fwd.http2_avoided);
 	PER_INTEG_U(o, s, n, "mllp_replayed_total", "counter",
 		    "Dead letters an operator replayed, queued again.", x->fwd.replayed);
 	put_integ_histograms(o, s, n, "mllp_ack_latency_seconds", "Frame read to answer written.",

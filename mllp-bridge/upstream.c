@@ -726,6 +726,7 @@ static void finish(struct upstream *u, struct xfer *x, CURLcode rc)
 		snprintf(x->errbuf, sizeof(x->errbuf), "%s", UPSTREAM_LOST_TEXT);
 	}
 	fill_response(x, rc, &r);
+	r.early = early != UPSTREAM_EARLY_NONE;
 	if (r.new_connection) {
 		u->stats.connections++;
 		u->stats.resumed += (uint64_t)x->resumed;
