@@ -43,6 +43,7 @@ struct fwd_integ {
 	char *bearer_token;
 	struct lanes *lanes;
 	TAILQ_HEAD(fwd_msg_list, fwd_msg) all;
+	unsigned window, window_new; /* answers, and those on a new connection */
 	struct fwd_stats st;
 };
 
@@ -277,20 +278,36 @@ static unsigned status_class(const struct upstream_response *r)
 	return !r->error && r->status >= 100 && r->status < 600 ? (unsigned)(r->status / 100) : 0;
 }
 
-/* An upstream that answers before it read the body (RFC 9113 8.1 allows it)
- * loses some of those answers inside libcurl 7.88 over HTTP/2, and each lost
- * one is a duplicate request. From the first sign on, this integration
- * speaks HTTP/1.1, where an early answer is just an answer. */
-static void avoid_http2(struct fwd_integ *in)
+/* Two upstream behaviours that HTTP/2 serves badly with libcurl 7.88; at
+ * the first sign of either, this integration speaks HTTP/1.1 for as long as
+ * the bridge runs (the log says why, /metrics shows it):
+ *   - an answer sent before the body was read (RFC 9113 8.1 allows it):
+ *     libcurl loses some of those, and each lost one is sent again;
+ *   - a connection closed after every response: the streams multiplexed
+ *     onto it die with it and wait for a retry, where HTTP/1.1 would have
+ *     used parallel connections with resumed TLS sessions. */
+static void avoid_http2(struct fwd_integ *in, const char *why)
 {
 	if (in->target.http != UPSTREAM_HTTP_2)
 		return;
 	in->target.http = UPSTREAM_HTTP_1_1;
 	in->st.http2_avoided = 1;
-	log_event(LOG_WARN, "upstream_early_answer",
-		  " integration=%s action=\"HTTP/1.1 from now on: this upstream answers before "
-		  "reading the body, and libcurl loses some such answers over HTTP/2\"",
-		  in->cfg->name);
+	log_event(LOG_WARN, "upstream_http2_avoided",
+		  " integration=%s reason=\"%s\" action=\"HTTP/1.1 from now on\"", in->cfg->name,
+		  why);
+}
+
+/* Most answers of a window on a connection of their own: the upstream
+ * closes after each response. */
+static void watch_connections(struct fwd_integ *in, const struct upstream_response *r)
+{
+	in->window++;
+	in->window_new += r->new_connection || r->error;
+	if (in->window < FWD_CONN_WINDOW)
+		return;
+	if (in->window_new * 2 > in->window)
+		avoid_http2(in, "the upstream closes its connection after each response");
+	in->window = in->window_new = 0;
 }
 
 static void on_response(void *arg, const struct upstream_response *r)
@@ -300,7 +317,10 @@ static void on_response(void *arg, const struct upstream_response *r)
 
 	m->attempts++;
 	if (r->early)
-		avoid_http2(m->in);
+		avoid_http2(m->in, "the upstream answers before reading the body, and libcurl "
+				   "loses some such answers over HTTP/2");
+	else if (m->in->target.http == UPSTREAM_HTTP_2)
+		watch_connections(m->in, r);
 	histogram_observe(&m->in->st.upstream_latency, r->total_s);
 	m->in->st.upstream_class[status_class(r)]++;
 	if (r->error) {

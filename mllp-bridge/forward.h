@@ -35,7 +35,8 @@ struct forward;
 #define FWD_ERRTEXT_MAX	       200	       /* an outcome's text for the spool and the log */
 #define FWD_REPLAY_POLL_MS     1000	       /* how often operator replays are picked up */
 #define FWD_NOMEM_RETRY_MS     100	       /* a request that could not even be built */
-#define FWD_STATUS_CLASSES     6	       /* transport error, then 1xx..5xx */
+#define FWD_CONN_WINDOW	       64 /* answers over which HTTP/2 connection churn is judged */
+#define FWD_STATUS_CLASSES     6  /* transport error, then 1xx..5xx */
 
 /* What became of a message whose sender waits for the upstream (ack: upstream). */
 enum fwd_outcome {
@@ -63,7 +64,7 @@ struct fwd_stats {
 	size_t depth;			   /* messages queued or in flight */
 	unsigned in_flight;
 	size_t lanes;	   /* lanes holding messages */
-	int http2_avoided; /* 1 once an early answer switched the upstream to HTTP/1.1 */
+	int http2_avoided; /* 1 once the upstream's behaviour switched it to HTTP/1.1 */
 	int64_t oldest_ms; /* received_ms of the oldest waiting message; 0 if none */
 };
 

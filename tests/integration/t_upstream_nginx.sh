@@ -4,7 +4,9 @@
 #  (a) answers 200 before reading the body (HTTP/2: RST_STREAM NO_ERROR),
 #  (b) ends its connections with GOAWAY after 10 requests (HTTP/2),
 #  (c) closes after each response (HTTP/1.1): TLS sessions are resumed,
-#  (d) speaks HTTP/2 but the integration says `http: 1.1`.
+#  (d) speaks HTTP/2 but the integration says `http: 1.1`,
+#  (e) speaks HTTP/2 and closes after each response: the bridge moves to
+#      HTTP/1.1 (parallel connections, resumed TLS) on its own.
 # nginx logs each request with its Idempotency-Key; a key seen twice is a
 # duplicate. Ports: nginx 18470-18473, bridge 10970-10973, metrics 19170.
 . tests/integration/lib.sh
@@ -15,8 +17,8 @@ CONNS=16      # MLLP senders, one address each: 16 lanes upstream at once
 # libcurl 7.88 drops an answer whose RST_STREAM it reads together with it,
 # or stalls the stream (fixed in curl 8.x): in case (a), never in the others.
 OBS_PORT=19170
-declare -A UP=([a]=18470 [b]=18471 [c]=18472 [d]=18473)
-declare -A MLLP=([a]=10970 [b]=10971 [c]=10972 [d]=10973)
+declare -A UP=([a]=18470 [b]=18471 [c]=18472 [d]=18473 [e]=18474)
+declare -A MLLP=([a]=10970 [b]=10971 [c]=10972 [d]=10973 [e]=10974)
 
 [ -x "$NGINX" ] || {
 	echo "not ok - $NGINX not found (apt-get install nginx-light)"
@@ -73,6 +75,12 @@ http {
 		access_log $d/d.log t;
 		location / { proxy_pass http://unix:$d/inner.sock:/; }
 	}
+	server { # (e) HTTP/2, closes after every response
+		listen 127.0.0.1:${UP[e]} ssl http2;
+		access_log $d/e.log t;
+		keepalive_timeout 0;
+		location / { proxy_pass http://unix:$d/inner.sock:/; }
+	}
 }
 EOF
 }
@@ -98,7 +106,7 @@ observability: { listen: 127.0.0.1:$OBS_PORT }
 retry: { initial: 100ms, max: 500ms }
 integrations:
 EOF
-	for c in a b c d; do
+	for c in a b c d e; do
 		http=2
 		case $c in c | d) http=1.1 ;; esac
 		cat >>"$CONF" <<EOF
@@ -163,7 +171,7 @@ expect "(a) nginx answered over HTTP/2 without reading the bodies" \
 	bash -c "awk '\$3 == \"HTTP/2.0\" {n++; if (\$5 >= 2000) bad = 1} END {exit !(n > 0 && !bad)}' \
 		'$TMP/nginx/a.log'"
 expect "(a) after the first early answer the bridge speaks HTTP/1.1 to that upstream" \
-	bash -c "grep -q 'event=upstream_early_answer integration=case_a ' '$TMP/bridge.log' &&
+	bash -c "grep -q 'event=upstream_http2_avoided integration=case_a reason=\\\"the upstream answers before' '$TMP/bridge.log' &&
 		test \"\$(metric 'mllp_upstream_http2_avoided{integration=\"case_a\"}')\" -eq 1 &&
 		test \"\$(awk '{print \$3}' '$TMP/nginx/a.log' | tail -n 1)\" = HTTP/1.1"
 
@@ -189,4 +197,22 @@ run_case d 0
 expect "(d) http: 1.1 is HTTP/1.1 on an HTTP/2 server" test "$(log_field d 3 | sort -u)" = HTTP/1.1
 expect "(d) connections are kept and reused (at most 32)" \
 	test "$(log_field d 1 | sort -u | wc -l)" -le 32
+
+# (e) is not run_case: until the bridge moves to HTTP/1.1, streams that
+# nginx never processed die with their connection and are retried.
+out=$("$BIN/mllp-load" -t "127.0.0.1:${MLLP[e]}" -c $CONNS -n "$N" -s 2000 \
+	--bind-from 127.0.0.10 --id-prefix e -T 20 2>>"$TMP/load.err")
+echo "# (e) $out"
+expect "(e) all $N messages acknowledged" grep -q "acked=$N .*errors=0" <<<"$out"
+expect "(e) the spool drains" wait_until 30 'test "$(metric mllp_spool_depth)" -eq 0'
+expect "(e) all $N keys reached nginx, each once" \
+	test "$(log_field e 6 | sort -u | wc -l)" -eq "$N" -a "$(log_lines e)" -eq "$N"
+expect "(e) the bridge saw the closes and moved this upstream to HTTP/1.1" \
+	bash -c "grep -q 'event=upstream_http2_avoided integration=case_e reason=\"the upstream closes' \
+		'$TMP/bridge.log' &&
+		test \"\$(metric 'mllp_upstream_http2_avoided{integration=\"case_e\"}')\" -eq 1 &&
+		test \"\$(awk '{print \$3}' '$TMP/nginx/e.log' | tail -n 1)\" = HTTP/1.1"
+resumed_e=$(awk '$3 == "HTTP/1.1" {n++; r += ($7 == "r")} END {printf "%d %d", r, n}' "$TMP/nginx/e.log")
+expect "(e) over HTTP/1.1 most TLS sessions are resumed ($resumed_e)" \
+	bash -c "set -- $resumed_e; test \$2 -gt 0 -a \$1 -ge \$((\$2 * 8 / 10))"
 finish

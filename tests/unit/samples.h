@@ -180,4 +180,36 @@ static inline struct blob sample_get(const char *name)
 	return b;
 }
 
+/* A test's message: a sample's name, or raw bytes (table rows use SMP/RAW). */
+struct msg {
+	const char *sample;
+	const char *raw;
+	size_t len;
+};
+
+#define SMP(n)                                                                                     \
+	{                                                                                          \
+		n, NULL, 0                                                                         \
+	}
+#define RAW(s)                                                                                     \
+	{                                                                                          \
+		NULL, s, sizeof(s) - 1                                                             \
+	}
+
+/* A copy of the message, NUL-terminated; free with blob_free(). */
+static inline struct blob msg_get(const struct msg *m)
+{
+	struct blob b;
+
+	if (m->sample)
+		return sample_get(m->sample);
+	b.p = malloc(m->len + 1);
+	if (!b.p)
+		abort();
+	memcpy(b.p, m->raw, m->len);
+	b.p[m->len] = '\0';
+	b.len = m->len;
+	return b;
+}
+
 #endif

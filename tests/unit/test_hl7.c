@@ -17,36 +17,6 @@
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 #define TS	  "20261126083001+0000"
 
-/* A message: a sample's name, or raw bytes. */
-struct msg {
-	const char *sample;
-	const char *raw;
-	size_t len;
-};
-
-#define SMP(n)                                                                                     \
-	{                                                                                          \
-		n, NULL, 0                                                                         \
-	}
-#define RAW(s)                                                                                     \
-	{                                                                                          \
-		NULL, s, sizeof(s) - 1                                                             \
-	}
-
-static struct blob msg_get(const struct msg *m)
-{
-	struct blob b;
-
-	if (m->sample)
-		return sample_get(m->sample);
-	b.p = malloc(m->len + 1);
-	ck_assert_ptr_nonnull(b.p);
-	memcpy(b.p, m->raw, m->len);
-	b.p[m->len] = '\0';
-	b.len = m->len;
-	return b;
-}
-
 static int str_is(const struct hl7_str *s, const char *want)
 {
 	if (!want)

@@ -27,6 +27,9 @@ struct piece {
 	size_t fill;
 };
 
+/* Pieces, not samples.h's messages: the same names, one field more. */
+#undef RAW
+#undef SMP
 #define RAW(s)                                                                                     \
 	{                                                                                          \
 		NULL, s, sizeof(s) - 1, 0                                                          \
