@@ -44,6 +44,7 @@ struct fwd_integ {
 	struct lanes *lanes;
 	TAILQ_HEAD(fwd_msg_list, fwd_msg) all;
 	unsigned window, window_new; /* answers, and those on a new connection */
+	int http1_fitted;	     /* max_in_flight cut to the HTTP/1.1 connections */
 	struct fwd_stats st;
 };
 
@@ -278,6 +279,22 @@ static unsigned status_class(const struct upstream_response *r)
 	return !r->error && r->status >= 100 && r->status < 600 ? (unsigned)(r->status / 100) : 0;
 }
 
+/* Over HTTP/1.1 a request in flight needs a connection of its own, and the
+ * client opens at most UPSTREAM_MAX_HOST_CONNS: more requests would wait
+ * inside it with their timeout running. So the lanes hand it no more. */
+static void fit_http1(struct fwd_integ *in)
+{
+	unsigned cap = in->cfg->max_in_flight < UPSTREAM_MAX_HOST_CONNS ? in->cfg->max_in_flight
+									: UPSTREAM_MAX_HOST_CONNS;
+
+	if (in->http1_fitted)
+		return;
+	in->http1_fitted = 1;
+	lanes_set_max_in_flight(in->lanes, cap);
+	log_event(LOG_INFO, "upstream_http1", " integration=%s max_in_flight=%u", in->cfg->name,
+		  cap);
+}
+
 /* Two upstream behaviours that HTTP/2 serves badly with libcurl 7.88; at
  * the first sign of either, this integration speaks HTTP/1.1 for as long as
  * the bridge runs (the log says why, /metrics shows it):
@@ -292,6 +309,7 @@ static void avoid_http2(struct fwd_integ *in, const char *why)
 		return;
 	in->target.http = UPSTREAM_HTTP_1_1;
 	in->st.http2_avoided = 1;
+	fit_http1(in);
 	log_event(LOG_WARN, "upstream_http2_avoided",
 		  " integration=%s reason=\"%s\" action=\"HTTP/1.1 from now on\"", in->cfg->name,
 		  why);
@@ -316,6 +334,8 @@ static void on_response(void *arg, const struct upstream_response *r)
 	char err[FWD_ERRTEXT_MAX];
 
 	m->attempts++;
+	if (!r->error && !r->http2)
+		fit_http1(m->in);
 	if (r->early)
 		avoid_http2(m->in, "the upstream answers before reading the body, and libcurl "
 				   "loses some such answers over HTTP/2");
@@ -500,7 +520,10 @@ static int integ_init(struct forward *f, struct fwd_integ *in, const struct cfg_
 	    .timeout_ms = u->timeout_ms,
 	    .http = u->http == CFG_HTTP_1_1 ? UPSTREAM_HTTP_1_1 : UPSTREAM_HTTP_2,
 	};
-	return lanes_new(f->base, ci->max_in_flight, on_send, in, &in->lanes);
+	if ((err = lanes_new(f->base, ci->max_in_flight, on_send, in, &in->lanes)) == 0 &&
+	    u->http == CFG_HTTP_1_1)
+		fit_http1(in);
+	return err;
 }
 
 int forward_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,

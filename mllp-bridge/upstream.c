@@ -662,7 +662,7 @@ static enum upstream_early early_answer(struct xfer *x, CURLcode rc)
 
 static void fill_response(struct xfer *x, CURLcode rc, struct upstream_response *r)
 {
-	long connects = 0;
+	long connects = 0, version = 0;
 
 	memset(r, 0, sizeof(*r));
 	r->error = map_error(rc);
@@ -680,7 +680,9 @@ static void fill_response(struct xfer *x, CURLcode rc, struct upstream_response 
 	(void)curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->status);
 	(void)curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
 	(void)curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &r->total_s);
+	(void)curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
 	r->new_connection = connects > 0;
+	r->http2 = version == CURL_HTTP_VERSION_2_0;
 	r->content_type = x->ctype[0] ? x->ctype : NULL;
 	r->body = x->body ? x->body : "";
 	r->len = x->len;

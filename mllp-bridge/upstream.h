@@ -95,6 +95,7 @@ struct upstream_response {
 	int truncated;		/* 1 when the body was cut at UPSTREAM_RESPONSE_MAX */
 	int64_t retry_after_ms; /* from Retry-After (seconds or HTTP date), -1 if absent */
 	int new_connection;	/* 1 when this request opened a new connection (a TLS handshake) */
+	int http2;		/* 1 when the answer came over HTTP/2, 0 over HTTP/1.x */
 	int early;		/* 1 when the server answered over HTTP/2 before reading the
 				   body (complete or lost: upstream_answered_early) */
 	double total_s;		/* curl's total time for the transfer */
