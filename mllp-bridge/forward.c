@@ -316,11 +316,14 @@ static void avoid_http2(struct fwd_integ *in, const char *why)
 }
 
 /* Most answers of a window on a connection of their own: the upstream
- * closes after each response. */
+ * closes after each response. Only answers count: an upstream that is down
+ * says nothing about how it keeps its connections. */
 static void watch_connections(struct fwd_integ *in, const struct upstream_response *r)
 {
+	if (r->error)
+		return;
 	in->window++;
-	in->window_new += r->new_connection || r->error;
+	in->window_new += r->new_connection;
 	if (in->window < FWD_CONN_WINDOW)
 		return;
 	if (in->window_new * 2 > in->window)

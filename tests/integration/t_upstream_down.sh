@@ -69,4 +69,16 @@ stop_pid "$SINK_PID"
 start_sink fixed $UP || exit 1
 expect "spool replay --all-dead succeeds" spool replay --all-dead
 expect "the replayed message is delivered" wait_until 10 'grep -q DEAD1 "$TMP/fixed/requests.log"'
+
+# An outage seen by many lanes at once (100 feeds) is not a sign that the
+# upstream closes its connections: the bridge keeps HTTP/2 for it.
+stop_pid "$SINK_PID"
+"$BIN/mllp-load" -t 127.0.0.1:$MLLP -c 4 -n 100 --feeds 100 --patients 1 -s 256 \
+	--id-prefix OUT >"$TMP/outage.out" 2>&1
+expect "100 messages from 100 feeds acknowledged during the outage" \
+	grep -q 'acked=100 nak=0' "$TMP/outage.out"
+expect "more than 64 attempts failed" \
+	wait_until 10 'test "$(metric "mllp_upstream_responses_total{integration=\\\"lab\\\",class=\\\"error\\\"}")" -gt 64'
+expect "an outage does not make the bridge give up HTTP/2" \
+	test "$(metric mllp_upstream_http2_avoided)" -eq 0
 finish
