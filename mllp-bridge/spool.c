@@ -24,6 +24,8 @@
 #define BUSY_TIMEOUT_MS 5000
 #define UNCAPPED_PAGES	1073741823 /* SQLite's default max_page_count */
 #define NELEMS(a)	(sizeof(a) / sizeof((a)[0]))
+#define STR_(x)		#x
+#define STR(x)		STR_(x)
 
 enum stmt_id {
 	ST_BEGIN,
@@ -385,14 +387,16 @@ static int apply_pragmas(struct spool *s)
 		return -EIO;
 	}
 	/* synchronous=FULL: every COMMIT fsyncs the WAL, or an ACK would lie.
+	 * wal_autocheckpoint: see SPOOL_WAL_CHECKPOINT_PAGES.
 	 * secure_delete=FAST: purged patient data is zeroed where it costs no I/O. */
 	return exec_sql(s,
 			"PRAGMA synchronous = FULL;"
 			"PRAGMA foreign_keys = OFF;"
 			"PRAGMA cache_size = -8192;"
-			"PRAGMA wal_autocheckpoint = 1000;"
-			"PRAGMA journal_size_limit = 67108864;"
-			"PRAGMA secure_delete = FAST;",
+			"PRAGMA wal_autocheckpoint = " STR(
+			    SPOOL_WAL_CHECKPOINT_PAGES) ";"
+							"PRAGMA journal_size_limit = 67108864;"
+							"PRAGMA secure_delete = FAST;",
 			"pragmas");
 }
 

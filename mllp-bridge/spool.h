@@ -28,7 +28,13 @@
 #define SPOOL_ERRMSG_MAX  512	      /* spool_errmsg() text */
 #define SPOOL_PURGE_CHUNK 1000	      /* rows deleted per transaction by spool_purge() */
 #define SPOOL_KEY_MAX	  64	      /* an Idempotency-Key: 1..64 visible ASCII characters */
-#define SPOOL_LANE_MAX	  256	      /* a lane key: 0..256 bytes of text */
+/* The WAL is copied into the database every this many pages (1 MiB), inside
+ * the commit that crosses the mark. Small checkpoints keep the WAL short
+ * and rewritten in place, so its fsync stays cheap; measured at 5,000 msg/s
+ * (docs/performance.md): p99 ACK 1.66-1.89 ms at 250 pages, 2.01-2.15 ms at
+ * SQLite's default of 1000, p50 0.94 ms at 100. */
+#define SPOOL_WAL_CHECKPOINT_PAGES 250
+#define SPOOL_LANE_MAX		   256 /* a lane key: 0..256 bytes of text */
 
 enum spool_state {
 	SPOOL_QUEUED = 0,
