@@ -305,7 +305,8 @@ struct ack {
 	char enc[5];
 	size_t enc_len;
 	int raw; /* mirrored fields can be copied as sent (same separators) */
-	int v25; /* version >= 2.5: ERR-2/3/4/8 form */
+	int v25;  /* version >= 2.5: ERR-2/3/4/8 form */
+	int msg3; /* version >= 2.3.1: MSH-9 has its third component, the structure */
 };
 
 static char escape_letter(const struct ack *a, char c)
@@ -385,25 +386,26 @@ static void mirror(struct out *o, const struct ack *a, struct hl7_str v)
 		put_text(o, a, v.p, v.len, HL7_FIELD_MAX);
 }
 
-/* Version >= 2.5, from the leading "major.minor" of MSH-12; what cannot be
- * read counts as recent. */
-static int version_ge_25(struct hl7_str v)
+/* MSH-12 is at least want (major, minor, patch), read from its leading
+ * digits and dots; what cannot be read counts as recent. */
+static int version_at_least(struct hl7_str v, const unsigned want[3])
 {
-	const char *p = v.p, *e;
-	unsigned major = 0, minor = 0;
+	const char *p = v.p, *e = v.p + v.len;
+	unsigned have[3] = {0, 0, 0};
 
 	if (!p || v.len == 0 || *p < '0' || *p > '9')
 		return 1;
-	e = p + v.len;
-	for (; p < e && *p >= '0' && *p <= '9' && major < 1000; p++)
-		major = major * 10 + (unsigned)(*p - '0');
-	if (major != 2)
-		return major > 2;
-	if (p == e || *p != '.')
-		return 0;
-	for (p++; p < e && *p >= '0' && *p <= '9' && minor < 1000; p++)
-		minor = minor * 10 + (unsigned)(*p - '0');
-	return minor >= 5;
+	for (int i = 0; i < 3 && p < e; i++) {
+		for (; p < e && *p >= '0' && *p <= '9' && have[i] < 1000; p++)
+			have[i] = have[i] * 10 + (unsigned)(*p - '0');
+		if (p == e || *p != '.')
+			break;
+		p++;
+	}
+	for (int i = 0; i < 3; i++)
+		if (have[i] != want[i])
+			return have[i] > want[i];
+	return 1;
 }
 
 /* MSH-9.2 of the first repetition, when the separators are known. */
@@ -428,6 +430,9 @@ static struct hl7_str trigger_event(const struct ack *a, const struct hl7_msh *m
 
 static void ack_delims(struct ack *a, const struct hl7_msh *m)
 {
+	static const unsigned v25[3] = {2, 5, 0}, v231[3] = {2, 3, 1};
+	struct hl7_str v = m ? m->version : (struct hl7_str){NULL, 0};
+
 	a->raw = m && m->field_sep && m->enc_len >= 4;
 	if (a->raw) {
 		a->fs = m->field_sep;
@@ -439,7 +444,8 @@ static void ack_delims(struct ack *a, const struct hl7_msh *m)
 		a->enc[4] = 0;
 		a->enc_len = 4;
 	}
-	a->v25 = version_ge_25(m ? m->version : (struct hl7_str){NULL, 0});
+	a->v25 = version_at_least(v, v25);
+	a->msg3 = version_at_least(v, v231);
 }
 
 static void put_field_or(struct out *o, const struct ack *a, struct hl7_str v, const char *dflt)
@@ -475,8 +481,10 @@ static void write_msh(struct out *o, const struct ack *a, const struct hl7_ack_r
 	if (!empty(&trig)) {
 		put_c(o, a->enc[0]);
 		put_raw(o, a, trig);
-		put_c(o, a->enc[0]);
-		put_s(o, "ACK");
+		if (a->msg3) {
+			put_c(o, a->enc[0]);
+			put_s(o, "ACK");
+		}
 	}
 	put_c(o, a->fs);
 	put_text_z(o, a, req->ack_control_id, HL7_FIELD_MAX); /* MSH-10 */

@@ -510,7 +510,7 @@ static const struct ack_case ack_cases[] = {
      .err_code = HL7_ERR_APPLICATION_INTERNAL,
      .severity = 'E',
      .err_text = "spool write failed | disk full",
-     .want = "MSH|^~\\&|RIS|NORTHWIND|CPOE|NORTHWIND|" TS "||ACK^O01^ACK|ACK1|P|2.3\r"
+     .want = "MSH|^~\\&|RIS|NORTHWIND|CPOE|NORTHWIND|" TS "||ACK^O01|ACK1|P|2.3\r"
 	     "MSA|AR|ORD0001|spool write failed \\F\\ disk full\r"
 	     "ERR|^^^207&spool write failed \\F\\ disk full\r"},
     {.name = "AE, 2.3, with location",
@@ -522,9 +522,25 @@ static const struct ack_case ack_cases[] = {
      .err_text = "a&b",
      .err_segment = "MSH",
      .err_field = 11,
-     .want = "MSH|^~\\&|RIS|NORTHWIND|CPOE|NORTHWIND|" TS "||ACK^O01^ACK|ACK1|P|2.3\r"
+     .want = "MSH|^~\\&|RIS|NORTHWIND|CPOE|NORTHWIND|" TS "||ACK^O01|ACK1|P|2.3\r"
 	     "MSA|AE|ORD0001|a\\T\\b\r"
 	     "ERR|MSH^1^11^103&a\\T\\b\r"},
+    /* MSG.3, the message structure, exists from 2.3.1 on. */
+    {.name = "2.3.1: ACK^A01^ACK",
+     .m = RAW("MSH|^~\\&|A|B|C|D|T||ADT^A01|ID1|P|2.3.1\r"),
+     .code = HL7_ACCEPT,
+     .want = "MSH|^~\\&|C|D|A|B|" TS "||ACK^A01^ACK|ACK1|P|2.3.1\r"
+	     "MSA|AA|ID1\r"},
+    {.name = "2.2: ACK^A01, two components",
+     .m = RAW("MSH|^~\\&|A|B|C|D|T||ADT^A01|ID2|P|2.2\r"),
+     .code = HL7_ACCEPT,
+     .want = "MSH|^~\\&|C|D|A|B|" TS "||ACK^A01|ACK1|P|2.2\r"
+	     "MSA|AA|ID2\r"},
+    {.name = "2.3.0 is before 2.3.1: two components",
+     .m = RAW("MSH|^~\\&|A|B|C|D|T||ORM^O01|ID3|P|2.3.0\r"),
+     .code = HL7_ACCEPT,
+     .want = "MSH|^~\\&|C|D|A|B|" TS "||ACK^O01|ACK1|P|2.3.0\r"
+	     "MSA|AA|ID3\r"},
     {.name = "2.4 is before 2.5: ERR-1 form",
      .m = RAW("MSH|^~\\&|A|B|C|D|T||ADT^A01|ID4|P|2.4\r"),
      .code = HL7_REJECT,
