@@ -9,6 +9,7 @@
 #include "hl7.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -223,6 +224,70 @@ int hl7_parse_msh(const void *msg, size_t len, struct hl7_msh *out, const char *
 	return reason ? bad(why, reason) : 0;
 }
 
+/* The mirrored fields, their numbers and limits, in one table for both
+ * functions below. */
+#define KEPT(f, n, max)                                                                            \
+	{                                                                                          \
+		offsetof(struct hl7_msh, f), n, max                                                \
+	}
+static const struct {
+	size_t offset;
+	unsigned field, max;
+} kept[] = {
+    KEPT(sending_app, 3, HL7_MSH_HD_MAX),
+    KEPT(sending_facility, 4, HL7_MSH_HD_MAX),
+    KEPT(receiving_app, 5, HL7_MSH_HD_MAX),
+    KEPT(receiving_facility, 6, HL7_MSH_HD_MAX),
+    KEPT(message_type, 9, HL7_MSH_TYPE_MAX),
+    KEPT(control_id, 10, HL7_MSH_CONTROL_ID_MAX),
+    KEPT(processing_id, 11, HL7_MSH_PROCESSING_MAX),
+    KEPT(version, 12, HL7_MSH_VERSION_MAX),
+    KEPT(accept_ack, 15, HL7_MSH_ACK_TYPE_MAX),
+    KEPT(app_ack, 16, HL7_MSH_ACK_TYPE_MAX),
+    KEPT(charset, 18, HL7_MSH_CHARSET_MAX),
+};
+#undef KEPT
+
+static const struct hl7_str *kept_in(const struct hl7_msh *m, size_t i)
+{
+	return (const struct hl7_str *)(const void *)((const char *)m + kept[i].offset);
+}
+
+static struct hl7_str *kept_out(struct hl7_msh *m, size_t i)
+{
+	return (struct hl7_str *)(void *)((char *)m + kept[i].offset);
+}
+
+unsigned hl7_msh_overlong(const struct hl7_msh *msh, unsigned *limit)
+{
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		if (kept_in(msh, i)->len > kept[i].max) {
+			*limit = kept[i].max;
+			return kept[i].field;
+		}
+	}
+	return 0;
+}
+
+void hl7_msh_keep(const struct hl7_msh *src, struct hl7_msh *dst, char buf[HL7_MSH_KEEP_MAX])
+{
+	size_t at = 0;
+
+	*dst = *src;
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		const struct hl7_str *from = kept_in(src, i);
+		struct hl7_str *to = kept_out(dst, i);
+
+		if (!from->p || from->len > kept[i].max) {
+			*to = (struct hl7_str){NULL, 0};
+			continue;
+		}
+		memcpy(buf + at, from->p, from->len);
+		*to = (struct hl7_str){buf + at, from->len};
+		at += kept[i].max; /* each field has its own room: no overflow */
+	}
+}
+
 int hl7_is_enhanced(const struct hl7_msh *msh)
 {
 	return msh && (!empty(&msh->accept_ack) || !empty(&msh->app_ack));
@@ -304,7 +369,7 @@ struct ack {
 	char fs;
 	char enc[5];
 	size_t enc_len;
-	int raw; /* mirrored fields can be copied as sent (same separators) */
+	int raw;  /* mirrored fields can be copied as sent (same separators) */
 	int v25;  /* version >= 2.5: ERR-2/3/4/8 form */
 	int msg3; /* version >= 2.3.1: MSH-9 has its third component, the structure */
 };

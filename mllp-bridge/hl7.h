@@ -51,6 +51,20 @@ struct hl7_msh {
 	struct hl7_str charset;		   /* MSH-18, first repetition */
 };
 
+/* Limits of the header fields an answer mirrors, from HL7 v2.5.1's field
+ * lengths with some room. A message with a longer one is answered AR/CR
+ * with an ERR naming the field: an answer never carries a cut field. */
+#define HL7_MSH_HD_MAX	       227 /* MSH-3..6 (HD) */
+#define HL7_MSH_TYPE_MAX       64  /* MSH-9 (MSG: 15 in 2.5, more components later) */
+#define HL7_MSH_CONTROL_ID_MAX 199 /* MSH-10 (20 before 2.7, 199 since) */
+#define HL7_MSH_PROCESSING_MAX 16  /* MSH-11 (PT: 3) */
+#define HL7_MSH_VERSION_MAX    64  /* MSH-12 (VID: 60) */
+#define HL7_MSH_ACK_TYPE_MAX   2   /* MSH-15, MSH-16 (ID: AL, NE, ER, SU) */
+#define HL7_MSH_CHARSET_MAX    64  /* MSH-18, first repetition */
+#define HL7_MSH_KEEP_MAX                                                                           \
+	(4 * HL7_MSH_HD_MAX + HL7_MSH_TYPE_MAX + HL7_MSH_CONTROL_ID_MAX + HL7_MSH_PROCESSING_MAX + \
+	 HL7_MSH_VERSION_MAX + 2 * HL7_MSH_ACK_TYPE_MAX + HL7_MSH_CHARSET_MAX)
+
 /* Classifies a payload by its first bytes. */
 enum payload_kind hl7_payload_kind(const void *buf, size_t len);
 
@@ -67,6 +81,15 @@ enum payload_kind hl7_payload_kind(const void *buf, size_t len);
  * Segments end at CR or LF. why may be NULL. */
 __attribute__((warn_unused_result)) int hl7_parse_msh(const void *msg, size_t len,
 						      struct hl7_msh *out, const char **why);
+
+/* The number of the first mirrored MSH field (3, 4, 5, 6, 9, 10, 11, 12,
+ * 15, 16, 18) longer than its limit above, or 0; *limit gets that limit. */
+unsigned hl7_msh_overlong(const struct hl7_msh *msh, unsigned *limit);
+
+/* Copies the fields an answer mirrors (and MSH-1/MSH-2) from src into buf,
+ * and points dst's fields there, so that dst outlives the message. A field
+ * over its limit is left out (absent). */
+void hl7_msh_keep(const struct hl7_msh *src, struct hl7_msh *dst, char buf[HL7_MSH_KEEP_MAX]);
 
 /* Enhanced acknowledgement mode: MSH-15 or MSH-16 present and non-empty. */
 int hl7_is_enhanced(const struct hl7_msh *msh);

@@ -42,9 +42,10 @@ struct reply {
 	double t_read;
 	char *ack; /* the framed answer; NULL when none is due */
 	size_t ack_len;
-	char control_id[HL7_FIELD_MAX + 1]; /* MSH-10, to check a relayed ACK */
-	size_t msh_len;			    /* 0 when the payload had no usable MSH */
-	char msh[];			    /* the MSH segment, for ACKs built later */
+	char control_id[HL7_MSH_CONTROL_ID_MAX + 1]; /* MSH-10, "" if none */
+	int has_msh;				     /* msh holds a header the answer can mirror */
+	struct hl7_msh msh;			     /* its fields point into keep[] */
+	char keep[HL7_MSH_KEEP_MAX];		     /* the header outlives the frame */
 };
 
 struct listener {
@@ -148,11 +149,13 @@ static void reply_store(struct reply *r, const void *payload, size_t len)
 	r->ready = 1;
 }
 
-static void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err,
-			  char severity, const char *text)
+/* Fills r with an HL7 answer (or the R2 block); field, when not 0, is the
+ * MSH field the error is about (ERR's location). */
+static void reply_set_ack_at(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err,
+			     char severity, const char *text, unsigned field)
 {
 	struct mllp_in *m = r->integ->m;
-	struct hl7_msh msh, *mp = NULL;
+	const struct hl7_msh *mp = r->has_msh ? &r->msh : NULL;
 	char ctl[40], buf[HL7_ACK_MAX];
 	int n;
 
@@ -163,10 +166,6 @@ static void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_
 		reply_store(r, &blk, 1);
 		return;
 	}
-	memset(&msh, 0, sizeof(msh));
-	/* A malformed header is still mirrored when its separators are usable. */
-	if (r->msh_len && (hl7_parse_msh(r->msh, r->msh_len, &msh, NULL) == 0 || msh.field_sep))
-		mp = &msh;
 	if (mp && !mllp_in_ack_wanted(mp, code)) {
 		r->ready = 1;
 		return;
@@ -180,7 +179,9 @@ static void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_
 						.timestamp = ack_timestamp(),
 						.err_code = err,
 						.err_severity = severity ? severity : 'E',
-						.err_text = text},
+						.err_text = text,
+						.err_segment = field ? "MSH" : NULL,
+						.err_field = field},
 			  buf, sizeof(buf));
 	count_ack(r, code, mp && hl7_is_enhanced(mp));
 	if (n < 0) {
@@ -190,25 +191,30 @@ static void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_
 	reply_store(r, buf, (size_t)n);
 }
 
-static struct reply *reply_new(struct conn *c, struct in_integ *in, const uint8_t *frame,
-			       size_t len)
+static void reply_set_ack(struct reply *r, enum hl7_ack_code code, enum hl7_err_code err,
+			  char severity, const char *text)
 {
-	const uint8_t *end = memchr(frame, '\r', len);
-	size_t msh_len = 0;
-	struct reply *r;
+	reply_set_ack_at(r, code, err, severity, text, 0);
+}
 
-	if (len >= 4 && memcmp(frame, "MSH", 3) == 0) {
-		const uint8_t *lf = memchr(frame, '\n', end ? (size_t)(end - frame) : len);
+/* msh: the frame's header as parsed, or NULL. It is kept (bounded, see
+ * hl7_msh_keep) when the answer can mirror it: parsed, or malformed with
+ * usable separators; the answer is then right wherever MSH started (after
+ * a BOM, white space, FHS/BHS) and however long the segment was. */
+static struct reply *reply_new(struct conn *c, struct in_integ *in, const struct hl7_msh *msh,
+			       int parsed)
+{
+	struct reply *r = calloc(1, sizeof(*r));
 
-		msh_len = lf ? (size_t)(lf - frame) : end ? (size_t)(end - frame) : len;
-		if (msh_len > MLLP_IN_MSH_COPY_MAX)
-			msh_len = MLLP_IN_MSH_COPY_MAX;
-	}
-	r = calloc(1, sizeof(*r) + msh_len + 1);
 	if (!r)
 		return NULL;
-	memcpy(r->msh, frame, msh_len);
-	r->msh_len = msh_len;
+	if (msh && (parsed || msh->field_sep)) {
+		hl7_msh_keep(msh, &r->msh, r->keep);
+		r->has_msh = 1;
+		if (r->msh.control_id.p)
+			snprintf(r->control_id, sizeof(r->control_id), "%.*s",
+				 (int)r->msh.control_id.len, r->msh.control_id.p);
+	}
 	r->conn = c;
 	r->integ = in;
 	r->release = c->mllp->release;
@@ -409,21 +415,37 @@ static struct in_integ *match_integ(const struct conn *c, const struct hl7_msh *
 	return i < 0 ? NULL : c->cands[i];
 }
 
-static void reject(struct reply *r, enum hl7_err_code code, const char *why)
+/* The frame's first line, for an operator debugging a sender. */
+static size_t first_line(const uint8_t *data, size_t len)
 {
-	char peer[MLLP_IN_PEER_MAX], msh[LOG_PHI_FIELD_MAX];
+	size_t n = 0;
+
+	while (n < len && data[n] != '\r' && data[n] != '\n')
+		n++;
+	return n;
+}
+
+/* Refuses the frame (data, len) with an answer naming why, and field when
+ * the reason is an MSH field. */
+static void reject(struct reply *r, enum hl7_err_code code, unsigned field, const char *why,
+		   const uint8_t *data, size_t len)
+{
+	char peer[MLLP_IN_PEER_MAX], head[LOG_PHI_FIELD_MAX];
 
 	snprintf(peer, sizeof(peer), "%s", r->conn ? r->conn->peer : "-");
 	/* The header names patients' facilities and the message: only with
 	 * log_phi: true, for an operator who is debugging a sender. */
-	if (log_phi_enabled() && r->msh_len)
+	if (log_phi_enabled() && len)
 		log_event(LOG_WARN, "frame_rejected",
 			  " integration=%s peer=%s reason=\"%s\" msh=\"%s\"", r->integ->cfg->name,
-			  peer, why, log_safe(msh, sizeof(msh), r->msh, (unsigned)r->msh_len));
+			  peer, why,
+			  log_safe(head, sizeof(head), (const char *)data,
+				   (unsigned)first_line(data, len)));
 	else
 		log_event(LOG_WARN, "frame_rejected", " integration=%s peer=%s reason=\"%s\"",
 			  r->integ->cfg->name, peer, why);
-	reply_set_ack(r, code == HL7_ERR_TABLE_VALUE ? HL7_ERROR : HL7_REJECT, code, 'E', why);
+	reply_set_ack_at(r, code == HL7_ERR_TABLE_VALUE ? HL7_ERROR : HL7_REJECT, code, 'E', why,
+			 field);
 	reply_complete(r);
 }
 
@@ -464,9 +486,6 @@ static void stage(struct conn *c, struct reply *r, const char *ctype, const stru
 	char key[MSGKEY_IDEM_LEN + 1], lane[MSGKEY_LANE_MAX], lane2[MSGKEY_LANE_MAX];
 	int err;
 
-	if (msh)
-		snprintf(r->control_id, sizeof(r->control_id), "%.*s", (int)msh->control_id.len,
-			 msh->control_id.p);
 	msgkey_idem(ci->name, msh, data, len, key);
 	if (r->integ->dedup && dedup_seen(r->integ->dedup, key, stats_wall_ms())) {
 		/* The same bytes again within the window: a sender that timed
@@ -513,37 +532,46 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 	struct in_integ *in;
 	struct reply *r;
 	const char *why = NULL, *ctype;
-	char ctbuf[MLLP_IN_CTYPE_MAX];
+	char ctbuf[MLLP_IN_CTYPE_MAX], text[HL7_ERR_TEXT_MAX];
 	int bad = kind == PAYLOAD_HL7 && hl7_parse_msh(data, len, &msh, &why) < 0;
+	unsigned field = 0, limit = 0;
 
 	/* A malformed header still names its facilities most of the time:
 	 * its rejection is counted where the message was headed. */
 	in = kind == PAYLOAD_UNKNOWN ? c->cands[0]
 				     : match_integ(c, kind == PAYLOAD_HL7 ? &msh : NULL);
-	r = reply_new(c, in ? in : c->cands[0], data, len);
+	r = reply_new(c, in ? in : c->cands[0], kind == PAYLOAD_HL7 ? &msh : NULL, !bad);
 	if (!r) {
 		c->closing = 1;
 		return;
 	}
 	r->integ->st.frames++;
 	r->integ->st.bytes += len;
+	if (kind == PAYLOAD_HL7 && !bad && (field = hl7_msh_overlong(&msh, &limit)))
+		snprintf(text, sizeof(text), "MSH-%u is longer than %u characters", field, limit);
 	if (len == 0) {
-		reject(r, HL7_ERR_SEGMENT_SEQUENCE, "empty frame");
+		reject(r, HL7_ERR_SEGMENT_SEQUENCE, 0, "empty frame", data, len);
 	} else if (kind == PAYLOAD_UNKNOWN) {
 		int seg = looks_like_segment(data, len);
 
-		reject(r, seg ? HL7_ERR_SEGMENT_SEQUENCE : HL7_ERR_UNSUPPORTED_MESSAGE,
+		reject(r, seg ? HL7_ERR_SEGMENT_SEQUENCE : HL7_ERR_UNSUPPORTED_MESSAGE, 0,
 		       seg ? "no MSH segment: an HL7 v2 message must start with MSH"
-			   : "payload is not HL7 v2 (MSH), X12 (ISA) or XML");
+			   : "payload is not HL7 v2 (MSH), X12 (ISA) or XML",
+		       data, len);
 	} else if (bad) {
-		reject(r, HL7_ERR_REQUIRED_FIELD, why);
+		reject(r, HL7_ERR_REQUIRED_FIELD, 0, why, data, len);
+	} else if (field) {
+		/* Mirroring a cut field would be a wrong answer. */
+		reject(r, HL7_ERR_DATA_TYPE, field, text, data, len);
 	} else if (!in) {
 		c->l->incomplete++;
 		c->closing = 1;
-		reject(r, HL7_ERR_TABLE_VALUE,
-		       "no integration on this port accepts this sender and MSH-4/MSH-6");
+		reject(r, HL7_ERR_TABLE_VALUE, 0,
+		       "no integration on this port accepts this sender and MSH-4/MSH-6", data,
+		       len);
 	} else if (!(ctype = content_type(kind, &msh, ctbuf))) {
-		reject(r, HL7_ERR_TABLE_VALUE, "MSH-18 character set is not supported");
+		reject(r, HL7_ERR_TABLE_VALUE, 18, "MSH-18 character set is not supported", data,
+		       len);
 	} else {
 		stage(c, r, ctype, kind == PAYLOAD_HL7 ? &msh : NULL, data, len);
 	}
@@ -551,7 +579,7 @@ static void handle_frame(struct conn *c, const uint8_t *data, size_t len)
 
 static void oversize(struct conn *c)
 {
-	struct reply *r = reply_new(c, c->cands[0], (const uint8_t *)"", 0);
+	struct reply *r = reply_new(c, c->cands[0], NULL, 0);
 
 	c->m->st.oversize++;
 	c->closing = 1;

@@ -26,7 +26,6 @@ struct mllp_in;
 
 #define MLLP_IN_PEER_MAX     64	   /* "[v6addr]:port" text */
 #define MLLP_IN_PENDING_MAX  256   /* unanswered frames before a reader pauses */
-#define MLLP_IN_MSH_COPY_MAX 2048  /* MSH kept for an ACK built later */
 #define MLLP_IN_READ_CHUNK   65536 /* one read() */
 #define MLLP_IN_BACKLOG	     1024
 #define MLLP_IN_CTYPE_MAX    96 /* the Content-Type sent upstream */

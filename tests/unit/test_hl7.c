@@ -929,6 +929,77 @@ START_TEST(test_find_field_null_args)
 }
 END_TEST
 
+/* ---- the header an answer keeps ---- */
+
+/* A header whose field number `field` holds n copies of 'x'. */
+static size_t long_field_msh(char *buf, size_t cap, unsigned field, size_t n)
+{
+	static const char *const base[19] = {NULL,	     NULL, NULL, "APP",	    "FAC",  "RAPP",
+					     "RFAC",	     "T",  "",	 "ADT^A01", "CTL1", "P",
+					     "2.5.1",	     "",   "",	 "AL",	    "NE",   "",
+					     "UNICODE UTF-8"};
+	size_t o = (size_t)snprintf(buf, cap, "MSH|^~\\&");
+
+	for (unsigned f = 3; f <= 18; f++) {
+		buf[o++] = '|';
+		if (f == field) {
+			memset(buf + o, 'x', n);
+			o += n;
+		} else {
+			o += (size_t)snprintf(buf + o, cap - o, "%s", base[f]);
+		}
+	}
+	buf[o++] = '\r';
+	buf[o] = '\0';
+	return o;
+}
+
+static const struct keep_case {
+	unsigned field; /* the field made long */
+	size_t len;
+	unsigned want; /* what hl7_msh_overlong says */
+} keep_cases[] = {
+    {3, HL7_MSH_HD_MAX, 0},
+    {3, HL7_MSH_HD_MAX + 1, 3},
+    {6, HL7_MSH_HD_MAX + 1, 6},
+    {9, HL7_MSH_TYPE_MAX + 1, 9},
+    {10, HL7_MSH_CONTROL_ID_MAX, 0},
+    {10, HL7_MSH_CONTROL_ID_MAX + 1, 10},
+    {11, HL7_MSH_PROCESSING_MAX + 1, 11},
+    {12, HL7_MSH_VERSION_MAX + 1, 12},
+    {15, HL7_MSH_ACK_TYPE_MAX + 1, 15},
+    {18, HL7_MSH_CHARSET_MAX + 1, 18},
+    {8, 3000, 0}, /* MSH-8 is not mirrored: no limit */
+};
+
+/* The kept copy survives the message, holds every field within its limit
+ * whole, and leaves out the one past it. */
+START_TEST(test_msh_keep)
+{
+	const struct keep_case *c = &keep_cases[_i];
+	static char msg[8192];
+	struct hl7_msh msh, kept;
+	char keep[HL7_MSH_KEEP_MAX];
+	unsigned limit = 0;
+	size_t len = long_field_msh(msg, sizeof(msg), c->field, c->len);
+
+	ck_assert_int_eq(hl7_parse_msh(msg, len, &msh, NULL), 0);
+	ck_assert_uint_eq(hl7_msh_overlong(&msh, &limit), c->want);
+	hl7_msh_keep(&msh, &kept, keep);
+	memset(msg, '#', len); /* the frame is gone */
+	ck_assert_int_eq(kept.field_sep, '|');
+	ck_assert_uint_eq(kept.version.len, c->field == 12 && c->want ? 0 : 5);
+	if (!(c->field == 12 && c->want))
+		ck_assert_int_eq(memcmp(kept.version.p, "2.5.1", 5), 0);
+	if (c->field == 10)
+		ck_assert_uint_eq(kept.control_id.len, c->want ? 0 : c->len);
+	else
+		ck_assert_int_eq(memcmp(kept.control_id.p, "CTL1", 4), 0);
+	if (c->want)
+		ck_assert_uint_eq(limit, c->len - 1);
+}
+END_TEST
+
 static Suite *hl7_suite(void)
 {
 	Suite *s = suite_create("hl7");
@@ -945,6 +1016,7 @@ static Suite *hl7_suite(void)
 	tcase_add_loop_test(tc, test_mime_charset, 0, (int)NELEMS(charset_cases));
 	tcase_add_loop_test(tc, test_parse_msa, 0, (int)NELEMS(msa_cases));
 	tcase_add_loop_test(tc, test_find_field, 0, (int)NELEMS(find_cases));
+	tcase_add_loop_test(tc, test_msh_keep, 0, (int)NELEMS(keep_cases));
 	tcase_add_test(tc, test_find_field_null_args);
 	suite_add_tcase(s, tc);
 
