@@ -110,10 +110,10 @@ FUZZ_SECONDS ?= 30
 FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7 $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c mllp-bridge/%.c mllp-bridge/%.h
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/$*.c
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/$*.c
 $(BUILD)/fuzz/fuzz_vici: tests/fuzz/fuzz_vici.c $(VICI_SRC) vici-client/vici.h
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< $(VICI_SRC)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< $(VICI_SRC)
 fuzz-build: $(FUZZERS)
 fuzz: deps fuzz-build
 	@for f in $(FUZZERS); do mkdir -p $$f.corpus; \

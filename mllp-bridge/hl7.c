@@ -455,11 +455,12 @@ static void mirror(struct out *o, const struct ack *a, struct hl7_str v)
  * digits and dots; what cannot be read counts as recent. */
 static int version_at_least(struct hl7_str v, const unsigned want[3])
 {
-	const char *p = v.p, *e = v.p + v.len;
+	const char *p = v.p, *e;
 	unsigned have[3] = {0, 0, 0};
 
 	if (!p || v.len == 0 || *p < '0' || *p > '9')
 		return 1;
+	e = p + v.len;
 	for (int i = 0; i < 3 && p < e; i++) {
 		for (; p < e && *p >= '0' && *p <= '9' && have[i] < 1000; p++)
 			have[i] = have[i] * 10 + (unsigned)(*p - '0');

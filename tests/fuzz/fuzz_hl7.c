@@ -124,6 +124,34 @@ static void ack(const struct hl7_ack_req *req, const struct hl7_msh *sender)
 	}
 }
 
+/* The copy a pending answer keeps: every field within its limit, none
+ * past it, MSA-2 still MSH-10 when that was within its limit, and the
+ * answer built from it alone. */
+static void keep_then_ack(struct hl7_ack_req *req, const struct hl7_msh *m, int parsed)
+{
+	static char keep[HL7_MSH_KEEP_MAX];
+	struct hl7_msh k;
+	unsigned limit = 0, over;
+
+	if (!m->field_sep)
+		return;
+	over = hl7_msh_overlong(m, &limit);
+	check(!over || limit > 0);
+	hl7_msh_keep(m, &k, keep);
+	check(k.field_sep == m->field_sep && k.enc_len == m->enc_len);
+	check(k.sending_app.len <= HL7_MSH_HD_MAX && k.control_id.len <= HL7_MSH_CONTROL_ID_MAX &&
+	      k.version.len <= HL7_MSH_VERSION_MAX && k.charset.len <= HL7_MSH_CHARSET_MAX);
+	if (m->control_id.len <= HL7_MSH_CONTROL_ID_MAX)
+		check(k.control_id.len == m->control_id.len &&
+		      (!k.control_id.len ||
+		       memcmp(k.control_id.p, m->control_id.p, k.control_id.len) == 0));
+	if (parsed && !over)
+		check(hl7_msh_overlong(&k, &limit) == 0);
+	req->msh = &k;
+	ack(req, &k);
+	req->msh = m;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *msg = (const char *)data;
@@ -154,6 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    .err_field = opt,
 	};
 	ack(&req, req.msh);
+	keep_then_ack(&req, &m, rc == 0);
 	req.msh = NULL;
 	ack(&req, NULL);
 	return 0;
