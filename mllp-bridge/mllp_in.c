@@ -75,6 +75,7 @@ struct conn {
 	uint64_t serial;    /* names the connection's lane in ack: upstream */
 	double frame_start; /* 0 when not inside a frame */
 	int eof, closing, in_process;
+	int backlog; /* complete frames wait in the deframer for the next pass */
 	LIST_ENTRY(conn) link;
 	char peer[MLLP_IN_PEER_MAX]; /* address:port, for logs */
 	char addr[MLLP_IN_PEER_MAX]; /* address, the sender */
@@ -260,6 +261,27 @@ static int conn_drained(const struct conn *c)
 	return !c->out || evbuffer_get_length(c->out) == 0;
 }
 
+static size_t conn_unsent(const struct conn *c)
+{
+	return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+/* Reading stops while the peer owes us too much: answers it has not read
+ * (bytes), or frames not yet answered. So a peer's memory is bounded by
+ * configuration, not by what it sends. */
+static int conn_paused(const struct conn *c)
+{
+	return c->npending >= MLLP_IN_PENDING_MAX || conn_unsent(c) >= MLLP_IN_UNSENT_MAX;
+}
+
+/* A paused reader resumes from the loop once it is well below both bounds. */
+static void conn_resume(struct conn *c)
+{
+	if (!c->eof && !c->closing && !c->in_process && !event_pending(c->rd, EV_READ, NULL) &&
+	    c->npending < MLLP_IN_PENDING_MAX / 2 && conn_unsent(c) < MLLP_IN_UNSENT_MAX / 2)
+		event_active(c->rd, EV_READ, 0);
+}
+
 /* Closes when the peer is gone or we decided to, once nothing is owed. */
 static int conn_maybe_close(struct conn *c)
 {
@@ -281,8 +303,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 	}
 	if (conn_drained(c)) {
 		event_del(c->wr);
-		conn_maybe_close(c);
+		if (conn_maybe_close(c))
+			return;
 	}
+	conn_resume(c);
 }
 
 /* r's outcome is known: write every ready answer at the head of its
@@ -310,10 +334,7 @@ static void reply_complete(struct reply *r)
 	 * resumes itself when the loop there ends. */
 	if (c->in_process || conn_maybe_close(c))
 		return;
-	/* A reader paused on too many unanswered frames resumes from the loop. */
-	if (!c->eof && !c->closing && !event_pending(c->rd, EV_READ, NULL) &&
-	    c->npending < MLLP_IN_PENDING_MAX / 2)
-		event_active(c->rd, EV_READ, 0);
+	conn_resume(c);
 }
 
 /* --- the outcome of a stored frame ------------------------------------ */
@@ -593,15 +614,25 @@ static void oversize(struct conn *c)
 	reply_complete(r);
 }
 
-/* Handles every complete frame already fed, unless too many answers are owed. */
+/* Handles the complete frames already fed: at most MLLP_IN_FRAMES_PER_PASS
+ * in one go, so that one peer's burst cannot hold the loop (the rest wait
+ * for the next pass, behind the other connections), and none while the
+ * peer owes us too much (conn_paused). */
 static void conn_process(struct conn *c)
 {
 	struct mllp_frame f;
 	enum mllp_event ev;
+	int budget = MLLP_IN_FRAMES_PER_PASS;
 
 	c->in_process = 1;
-	while (!c->closing && c->npending < MLLP_IN_PENDING_MAX &&
-	       (ev = mllp_deframer_next(c->df, &f)) != MLLP_NEED_MORE) {
+	c->backlog = 0;
+	while (!c->closing && !conn_paused(c)) {
+		if (budget-- == 0) {
+			c->backlog = 1;
+			break;
+		}
+		if ((ev = mllp_deframer_next(c->df, &f)) == MLLP_NEED_MORE)
+			break;
 		if (ev == MLLP_FRAME)
 			handle_frame(c, f.data, f.len);
 		else if (ev == MLLP_OVERSIZE)
@@ -612,10 +643,16 @@ static void conn_process(struct conn *c)
 	c->m->st.junk_bytes += mllp_deframer_take_junk(c->df);
 	c->m->st.abandoned_frames += mllp_deframer_take_abandoned(c->df);
 	c->in_process = 0;
-	if (c->npending >= MLLP_IN_PENDING_MAX)
-		event_del(c->rd); /* resumed by reply_complete */
-	else if (!c->eof && !c->closing)
+	if (c->closing || c->eof)
+		return;
+	if (conn_paused(c)) {
+		c->backlog = 0; /* the frames stay fed; conn_resume() picks them up */
+		event_del(c->rd);
+	} else if (c->backlog) {
+		event_active(c->rd, EV_READ, 0); /* the next pass, after the others */
+	} else {
 		event_add(c->rd, NULL);
+	}
 }
 
 /* --- timers ---------------------------------------------------------- */
@@ -649,7 +686,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	/* While we stopped reading (too many unanswered frames), the frame
 	 * cannot progress: that is our doing, not the peer's, so its clock
 	 * starts again. */
-	if (c->frame_start && c->npending >= MLLP_IN_PENDING_MAX) {
+	if (c->frame_start && conn_paused(c)) {
 		c->frame_start = stats_now();
 		arm_timer(c);
 		return;
@@ -672,23 +709,34 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* --- input ----------------------------------------------------------- */
 
+/* The peer closed (n == 0) or failed (n < 0). */
+static void on_peer_gone(struct conn *c, ssize_t n)
+{
+	c->eof = 1;
+	event_del(c->rd);
+	if (c->npending == 0 && mllp_deframer_in_frame(c->df))
+		log_event(LOG_INFO, "conn_closed_mid_frame", " peer=%s", c->peer);
+	if (!conn_maybe_close(c) && n < 0)
+		conn_free(c);
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	ssize_t n;
+	ssize_t n = 0;
 
 	(void)what;
-	n = recv(fd, read_buf, sizeof(read_buf), 0);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-		n = 0; /* woken to resume a paused reader: process what is fed */
-	} else if (n <= 0) {
-		c->eof = 1;
-		event_del(c->rd);
-		if (c->npending == 0 && mllp_deframer_in_frame(c->df))
-			log_event(LOG_INFO, "conn_closed_mid_frame", " peer=%s", c->peer);
-		if (!conn_maybe_close(c) && n < 0)
-			conn_free(c);
-		return;
+	/* Frames left from the last pass are handled before anything new is
+	 * read, and nothing is read while paused: what one peer has fed stays
+	 * bounded. */
+	if (!c->backlog && !conn_paused(c)) {
+		n = recv(fd, read_buf, sizeof(read_buf), 0);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			n = 0; /* woken to resume a paused reader: process what is fed */
+		else if (n <= 0) {
+			on_peer_gone(c, n);
+			return;
+		}
 	}
 	if (n > 0 && mllp_deframer_feed(c->df, read_buf, (size_t)n) < 0) {
 		c->closing = 1;

@@ -24,11 +24,13 @@ struct event_base;
 struct commit;
 struct mllp_in;
 
-#define MLLP_IN_PEER_MAX     64	   /* "[v6addr]:port" text */
-#define MLLP_IN_PENDING_MAX  256   /* unanswered frames before a reader pauses */
-#define MLLP_IN_READ_CHUNK   65536 /* one read() */
-#define MLLP_IN_BACKLOG	     1024
-#define MLLP_IN_CTYPE_MAX    96 /* the Content-Type sent upstream */
+#define MLLP_IN_PEER_MAX	64	    /* "[v6addr]:port" text */
+#define MLLP_IN_PENDING_MAX	256	    /* unanswered frames before a reader pauses */
+#define MLLP_IN_UNSENT_MAX	(64u << 10) /* answer bytes the peer has not read, ditto */
+#define MLLP_IN_FRAMES_PER_PASS 64	    /* frames one connection gets per loop pass */
+#define MLLP_IN_READ_CHUNK	65536	    /* one read() */
+#define MLLP_IN_BACKLOG		1024
+#define MLLP_IN_CTYPE_MAX	96 /* the Content-Type sent upstream */
 
 /* How committed messages leave. cb/cb_arg are NULL unless the sender waits
  * for the upstream (ack: upstream); then cb must be called exactly once.
