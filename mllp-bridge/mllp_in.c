@@ -451,20 +451,21 @@ static size_t first_line(const uint8_t *data, size_t len)
 static void reject(struct reply *r, enum hl7_err_code code, unsigned field, const char *why,
 		   const uint8_t *data, size_t len)
 {
-	char peer[MLLP_IN_PEER_MAX], head[LOG_PHI_FIELD_MAX];
+	const char *peer = r->conn ? r->conn->peer : "-", *addr = r->conn ? r->conn->addr : "-";
+	char head[LOG_PHI_FIELD_MAX];
 
-	snprintf(peer, sizeof(peer), "%s", r->conn ? r->conn->peer : "-");
 	/* The header names patients' facilities and the message: only with
 	 * log_phi: true, for an operator who is debugging a sender. */
 	if (log_phi_enabled() && len)
-		log_event(LOG_WARN, "frame_rejected",
-			  " integration=%s peer=%s reason=\"%s\" msh=\"%s\"", r->integ->cfg->name,
-			  peer, why,
-			  log_safe(head, sizeof(head), (const char *)data,
-				   (unsigned)first_line(data, len)));
+		log_event_peer(LOG_WARN, "frame_rejected", addr,
+			       " integration=%s peer=%s reason=\"%s\" msh=\"%s\"",
+			       r->integ->cfg->name, peer, why,
+			       log_safe(head, sizeof(head), (const char *)data,
+					(unsigned)first_line(data, len)));
 	else
-		log_event(LOG_WARN, "frame_rejected", " integration=%s peer=%s reason=\"%s\"",
-			  r->integ->cfg->name, peer, why);
+		log_event_peer(LOG_WARN, "frame_rejected", addr,
+			       " integration=%s peer=%s reason=\"%s\"", r->integ->cfg->name, peer,
+			       why);
 	reply_set_ack_at(r, code == HL7_ERR_TABLE_VALUE ? HL7_ERROR : HL7_REJECT, code, 'E', why,
 			 field);
 	reply_complete(r);
@@ -607,8 +608,8 @@ static void oversize(struct conn *c)
 	mllp_deframer_reset(c->df);
 	if (!r)
 		return;
-	log_event(LOG_WARN, "frame_oversize", " peer=%s max_frame=%zu", c->peer,
-		  c->mllp->max_frame);
+	log_event_peer(LOG_WARN, "frame_oversize", c->addr, " peer=%s max_frame=%zu", c->peer,
+		       c->mllp->max_frame);
 	reply_set_ack(r, HL7_REJECT, HL7_ERR_APPLICATION_INTERNAL, 'E',
 		      "frame exceeds max_frame; connection closed");
 	reply_complete(r);
@@ -692,7 +693,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (c->frame_start) {
-		log_event(LOG_WARN, "frame_timeout", " peer=%s", c->peer);
+		log_event_peer(LOG_WARN, "frame_timeout", c->addr, " peer=%s", c->peer);
 		c->m->st.frame_timeouts++;
 		mllp_deframer_reset(c->df);
 		arm_timer(c);
@@ -702,7 +703,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		arm_timer(c);
 		return;
 	}
-	log_event(LOG_INFO, "idle_timeout", " peer=%s", c->peer);
+	log_event_peer(LOG_INFO, "idle_timeout", c->addr, " peer=%s", c->peer);
 	c->m->st.idle_timeouts++;
 	conn_free(c);
 }
@@ -715,7 +716,7 @@ static void on_peer_gone(struct conn *c, ssize_t n)
 	c->eof = 1;
 	event_del(c->rd);
 	if (c->npending == 0 && mllp_deframer_in_frame(c->df))
-		log_event(LOG_INFO, "conn_closed_mid_frame", " peer=%s", c->peer);
+		log_event_peer(LOG_INFO, "conn_closed_mid_frame", c->addr, " peer=%s", c->peer);
 	if (!conn_maybe_close(c) && n < 0)
 		conn_free(c);
 }
@@ -830,8 +831,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	peer_text(sa, addr, peer);
 	if (n == 0) {
 		l->incomplete++;
-		log_event(LOG_WARN, "incomplete_integration",
-			  " peer=%s reason=\"source not allowed\"", peer);
+		log_event_peer(LOG_WARN, "incomplete_integration", addr,
+			       " peer=%s reason=\"source not allowed\"", peer);
 		evutil_closesocket(fd);
 		return;
 	}

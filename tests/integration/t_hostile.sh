@@ -2,8 +2,9 @@
 # Hostile and careless senders (issue 8), as far as built: a peer that
 # floods empty frames and never reads its answers holds a bounded amount of
 # the bridge's memory (its reader pauses at MLLP_IN_UNSENT_MAX unread answer
-# bytes), and a well-behaved sender beside it is still answered at once.
-# Before, that peer grew the bridge by about 66 bytes per byte it sent.
+# bytes), a well-behaved sender beside it is still answered at once, and
+# the log does not grow with the flood. Before, that peer grew the bridge by
+# about 66 bytes per byte it sent, and wrote a log line per frame.
 . tests/integration/lib.sh
 
 MLLP=10956 UP=18456 OBS_PORT=19156
@@ -54,4 +55,17 @@ hwm1=$(kib VmHWM)
 expect "the bridge's peak memory grew by less than 32 MiB ($hwm0 -> $hwm1 KiB)" \
 	test $((hwm1 - hwm0)) -lt 32768
 stop_pid "$FLOOD"
+
+# Logs that cannot flood: LOG_RATE_BURST lines per (event, peer), then one
+# a second; the count of what was dropped comes with the next line.
+rejected=$(grep -c 'event=frame_rejected' "$TMP/bridge.log")
+expect "$ar2 refusals, $rejected of them logged" test "$rejected" -le 12
+sleep 1.2
+printf '\x0b\x1c\x0d' >"$TMP/empty.mllp"
+"$BIN/mllp-send" -r -t 1000 127.0.0.1:$MLLP "$TMP/empty.mllp" >/dev/null
+expect "the next refusal is logged with the count of those dropped" \
+	bash -c "grep -E 'event=log_suppressed kind=frame_rejected peer=127.0.0.1 suppressed=[0-9]+' \
+		'$TMP/bridge.log' | awk -F'suppressed=' '{s += \$2} END {exit !(s >= $ar2 - 12)}'"
+expect "the log stays small ($(wc -c <"$TMP/bridge.log") bytes)" \
+	test "$(wc -c <"$TMP/bridge.log")" -lt 65536
 finish
