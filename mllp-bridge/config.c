@@ -1225,6 +1225,35 @@ static void h_observability(struct ctx *x, const char *key, yaml_node_t *v, void
 	need_keys(x, v, observability_keys, NKEYS(observability_keys), seen, key);
 }
 
+static void h_connections_count(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg *c = obj;
+	const char *s = want_scalar(x, key, v, "an integer"), *p = s;
+	uint64_t n;
+
+	if (!s)
+		return;
+	if (parse_digits(&p, &n) < 0 || *p != '\0' || n < 1 || n > CFG_CONNECTIONS_LIMIT) {
+		err(x, line_of(v), "%s: expected an integer from 1 to %d, got '%s'", key,
+		    CFG_CONNECTIONS_LIMIT, s);
+		return;
+	}
+	*(strcmp(key, "max") == 0 ? &c->max_connections : &c->max_connections_per_source) =
+	    (unsigned)n;
+}
+
+static const struct key_spec connections_keys[] = {
+    {"max", h_connections_count, 0},
+    {"per_source", h_connections_count, 0},
+};
+
+static void h_connections(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	if (want_mapping(x, key, v))
+		walk_mapping(x, v, connections_keys, NKEYS(connections_keys), "in connections",
+			     obj);
+}
+
 static void h_log_phi(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct cfg *c = obj;
@@ -1286,6 +1315,7 @@ static const struct key_spec top_keys[] = {
     {"observability", h_observability, 0},
     {"log_phi", h_log_phi, 0},
     {"retry", h_retry, 0},
+    {"connections", h_connections, 0},
     {"integrations", h_integrations, 1},
     {"tunnels", NULL, 0},
     {"charon", NULL, 0},
@@ -1300,6 +1330,8 @@ static void build(struct ctx *x, yaml_node_t *root, struct cfg *c)
 	uint64_t seen;
 
 	c->retention_ms = DEFAULT_RETENTION_MS;
+	c->max_connections = CFG_CONNECTIONS_DEFAULT;
+	c->max_connections_per_source = CFG_CONNECTIONS_PER_SOURCE_DEFAULT;
 	c->retry.initial_ms = DEFAULT_RETRY_INITIAL_MS;
 	c->retry.max_ms = DEFAULT_RETRY_MAX_MS;
 	if (root->type != YAML_MAPPING_NODE) {

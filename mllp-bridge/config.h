@@ -12,18 +12,21 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define CFG_PORT_MIN		9960 /* MLLP listeners live in this port range */
-#define CFG_PORT_MAX		11794
-#define CFG_MAX_INTEGRATIONS	256
-#define CFG_MAX_SOURCES		64	   /* CIDRs per integration */
-#define CFG_NAME_MAX		64	   /* integration names: [A-Za-z0-9_-], 1..64 */
-#define CFG_MAX_IN_FLIGHT_LIMIT 1024	   /* HTTP/2 carries hundreds of streams per connection */
-#define CFG_MAX_ERRORS		100	   /* stop collecting after this many */
-#define CFG_MAX_FILE_SIZE	(1u << 20) /* appliance.yaml is refused above 1 MiB, before reading */
-#define CFG_VALUE_MAX		4096	   /* bytes in one string value (paths, URLs) */
-#define CFG_FACILITY_MAX	227	   /* match values: the HL7 HD data type's length */
-#define CFG_DURATION_MAX_MS	(3650ull * 24 * 3600 * 1000) /* 3650d: keeps timers in range */
-#define CFG_DEDUP_MAX_MS	(24ull * 3600 * 1000) /* dedup window: the keys live in memory */
+#define CFG_PORT_MIN			   9960 /* MLLP listeners live in this port range */
+#define CFG_PORT_MAX			   11794
+#define CFG_MAX_INTEGRATIONS		   256
+#define CFG_MAX_SOURCES			   64 /* CIDRs per integration */
+#define CFG_NAME_MAX			   64 /* integration names: [A-Za-z0-9_-], 1..64 */
+#define CFG_MAX_IN_FLIGHT_LIMIT		   1024 /* HTTP/2 carries hundreds of streams per connection */
+#define CFG_MAX_ERRORS			   100 /* stop collecting after this many */
+#define CFG_MAX_FILE_SIZE		   (1u << 20) /* appliance.yaml is refused above 1 MiB, before reading */
+#define CFG_VALUE_MAX			   4096 /* bytes in one string value (paths, URLs) */
+#define CFG_FACILITY_MAX		   227	/* match values: the HL7 HD data type's length */
+#define CFG_CONNECTIONS_DEFAULT		   4096 /* connections.max, in total ... */
+#define CFG_CONNECTIONS_PER_SOURCE_DEFAULT 256	/* ... and from one source address */
+#define CFG_CONNECTIONS_LIMIT		   1000000
+#define CFG_DURATION_MAX_MS		   (3650ull * 24 * 3600 * 1000) /* 3650d: keeps timers in range */
+#define CFG_DEDUP_MAX_MS		   (24ull * 3600 * 1000) /* dedup window: the keys live in memory */
 
 enum cfg_ack { CFG_ACK_COMMIT, CFG_ACK_UPSTREAM };
 /* What one lane (an ordered FIFO with one request in flight) holds:
@@ -91,6 +94,8 @@ struct cfg {
 	int log_phi;	       /* log_phi: true puts message content in logs; default false */
 	uint64_t retention_ms; /* spool.retention: delivered rows kept this long; default 7 d */
 	struct cfg_retry retry;
+	unsigned max_connections;	     /* connections.max: MLLP connections open at once */
+	unsigned max_connections_per_source; /* connections.per_source: from one address */
 	struct cfg_integration *integrations;
 	size_t nintegrations;
 };

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
 #include "mllp-bridge/commit.h"
 #include "mllp-bridge/config.h"
@@ -17,7 +19,8 @@
 #include "mllp-bridge/mllp_in.h"
 #include "mllp-bridge/upstream.h"
 
-#define METRICS_BACKLOG 64
+#define METRICS_BACKLOG		64
+#define METRICS_ACCEPT_PAUSE_MS 100 /* the endpoint rests this long when out of descriptors */
 
 struct metrics {
 	const struct cfg *cfg;
@@ -206,6 +209,15 @@ static void put_bridge(struct evbuffer *o, const struct metrics_sources *src)
 		   ms.idle_timeouts);
 	put_global(o, "mllp_oversize_frames_total", "counter",
 		   "Frames refused for exceeding max_frame.", ms.oversize);
+	put_help(o, "mllp_connections_refused_total", "counter",
+		 "Connections closed at once for a limit: connections.max or per_source.");
+	evbuffer_add_printf(o, "mllp_connections_refused_total{limit=\"max\"} %llu\n",
+			    (unsigned long long)ms.refused_total);
+	evbuffer_add_printf(o, "mllp_connections_refused_total{limit=\"per_source\"} %llu\n",
+			    (unsigned long long)ms.refused_per_source);
+	put_global(o, "mllp_accept_pauses_total", "counter",
+		   "Times accepting paused because the process was out of descriptors.",
+		   ms.accept_pauses);
 	put_global(o, "mllp_spool_commits_total", "counter", "Group commits (one fsync each).",
 		   cs.commits);
 	put_global(o, "mllp_spool_commit_rows_total", "counter",
@@ -292,15 +304,37 @@ static void on_other(struct evhttp_request *req, void *arg)
 	send_text(req, 404, "Not Found", "not found: try /metrics, /healthz or /readyz");
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(arg);
+}
+
+/* Out of descriptors: a listening socket stays readable, and accepting
+ * again at once would spin; it rests for METRICS_ACCEPT_PAUSE_MS. (The
+ * callback's argument is evhttp's, not ours: the listener is all it has.) */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	static const struct timeval pause = {0, METRICS_ACCEPT_PAUSE_MS * 1000};
+
+	(void)arg;
+	evconnlistener_disable(lev);
+	if (event_base_once(evconnlistener_get_base(lev), -1, EV_TIMEOUT, on_resume, lev, &pause) <
+	    0)
+		evconnlistener_enable(lev); /* better to spin than to go deaf */
+}
+
 static int bind_http(struct metrics *m)
 {
+	struct evhttp_bound_socket *bound;
 	const struct cfg *cfg = m->cfg;
 	const struct sockaddr *sa = (const struct sockaddr *)&cfg->observability_addr;
 	evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0 || evutil_make_listen_socket_reuseable(fd) < 0 ||
 	    bind(fd, sa, cfg->observability_len) < 0 || listen(fd, METRICS_BACKLOG) < 0 ||
-	    !evhttp_accept_socket_with_handle(m->http, fd)) {
+	    !(bound = evhttp_accept_socket_with_handle(m->http, fd))) {
 		int err = errno;
 
 		if (fd >= 0)
@@ -309,6 +343,7 @@ static int bind_http(struct metrics *m)
 			  cfg->observability_listen, strerror(err));
 		return -(err ? err : EADDRNOTAVAIL);
 	}
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bound), on_accept_error);
 	log_event(LOG_INFO, "observability", " listen=%s", cfg->observability_listen);
 	return 0;
 }

@@ -75,7 +75,8 @@ struct conn {
 	uint64_t serial;    /* names the connection's lane in ack: upstream */
 	double frame_start; /* 0 when not inside a frame */
 	int eof, closing, in_process;
-	int backlog; /* complete frames wait in the deframer for the next pass */
+	int backlog;	    /* complete frames wait in the deframer for the next pass */
+	struct source *src; /* counts this connection */
 	LIST_ENTRY(conn) link;
 	char peer[MLLP_IN_PEER_MAX]; /* address:port, for logs */
 	char addr[MLLP_IN_PEER_MAX]; /* address, the sender */
@@ -91,6 +92,15 @@ struct mllp_in {
 	struct mllp_in_stats st;
 	uint64_t ack_seq, conn_serial;
 	int64_t started_s;
+	struct source *sources[MLLP_IN_SOURCE_BUCKETS]; /* connections per address */
+	struct event *accept_resume;			/* accepting again after EMFILE */
+};
+
+/* Connections open from one source address. */
+struct source {
+	struct source *next;
+	unsigned n;
+	char addr[MLLP_IN_PEER_MAX];
 };
 
 static uint8_t read_buf[MLLP_IN_READ_CHUNK]; /* one loop, one thread: shared */
@@ -786,6 +796,103 @@ static size_t find_candidates(struct listener *l, const struct sockaddr *sa, str
 	return n;
 }
 
+/* --- limits ---------------------------------------------------------- */
+
+static struct source **source_slot(struct mllp_in *m, const char *addr)
+{
+	unsigned h = 2166136261u;
+	struct source **pp;
+
+	for (const char *p = addr; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (pp = &m->sources[h % MLLP_IN_SOURCE_BUCKETS]; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->addr, addr) == 0)
+			break;
+	return pp;
+}
+
+static unsigned source_count(struct mllp_in *m, const char *addr)
+{
+	struct source *src = *source_slot(m, addr);
+
+	return src ? src->n : 0;
+}
+
+static struct source *source_take(struct mllp_in *m, const char *addr)
+{
+	struct source **pp = source_slot(m, addr);
+
+	if (!*pp) {
+		if (!(*pp = calloc(1, sizeof(**pp))))
+			return NULL;
+		snprintf((*pp)->addr, sizeof((*pp)->addr), "%s", addr);
+	}
+	(*pp)->n++;
+	return *pp;
+}
+
+static void source_drop(struct mllp_in *m, struct source *src)
+{
+	struct source **pp = source_slot(m, src->addr);
+
+	if (--src->n == 0) {
+		*pp = src->next;
+		free(src);
+	}
+}
+
+/* Over a limit: the offender's connection is closed at once, the others
+ * go on (nginx's limit_conn, haproxy's maxconn). */
+static int over_limit(struct listener *l, const char *addr, const char *peer, evutil_socket_t fd)
+{
+	struct mllp_in *m = l->m;
+	const char *why = NULL;
+
+	if (m->st.conns_open >= m->cfg->max_connections) {
+		why = "connections.max";
+		m->st.refused_total++;
+	} else if (source_count(m, addr) >= m->cfg->max_connections_per_source) {
+		why = "connections.per_source";
+		m->st.refused_per_source++;
+	}
+	if (!why)
+		return 0;
+	log_event_peer(LOG_WARN, "connection_refused", addr, " peer=%s limit=%s", peer, why);
+	evutil_closesocket(fd);
+	return 1;
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct mllp_in *m = arg;
+
+	(void)fd;
+	(void)what;
+	for (struct listener *l = m->listeners; l; l = l->next)
+		evconnlistener_enable(l->evl);
+}
+
+/* Out of descriptors (EMFILE, ENFILE): accepting again at once would spin,
+ * so every listener rests for MLLP_IN_ACCEPT_PAUSE_MS; the connections
+ * already open go on. */
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	struct mllp_in *m = l->m;
+	static const struct timeval pause = {0, MLLP_IN_ACCEPT_PAUSE_MS * 1000};
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)evl;
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return;
+	m->st.accept_pauses++;
+	log_event_peer(LOG_WARN, "accept_paused", "-", " error=\"%s\" pause_ms=%d", strerror(err),
+		       MLLP_IN_ACCEPT_PAUSE_MS);
+	for (struct listener *x = m->listeners; x; x = x->next)
+		evconnlistener_disable(x->evl);
+	evtimer_add(m->accept_resume, &pause);
+}
+
 static struct conn *conn_new(struct listener *l, evutil_socket_t fd, struct in_integ **cands,
 			     size_t n)
 {
@@ -823,6 +930,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct in_integ *cands[CFG_MAX_INTEGRATIONS];
 	char addr[MLLP_IN_PEER_MAX], peer[MLLP_IN_PEER_MAX];
 	size_t n = find_candidates(l, sa, cands);
+	struct source *src = NULL;
 	struct conn *c;
 	int one = 1;
 
@@ -836,10 +944,15 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		evutil_closesocket(fd);
 		return;
 	}
-	if (!(c = conn_new(l, fd, cands, n))) {
+	if (over_limit(l, addr, peer, fd))
+		return;
+	if (!(src = source_take(l->m, addr)) || !(c = conn_new(l, fd, cands, n))) {
+		if (src)
+			source_drop(l->m, src);
 		evutil_closesocket(fd);
 		return;
 	}
+	c->src = src;
 	memcpy(c->addr, addr, sizeof(addr));
 	memcpy(c->peer, peer, sizeof(peer));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -880,6 +993,8 @@ static void conn_free(struct conn *c)
 		c->m->st.conns_open--;
 		log_event(LOG_DEBUG, "conn_close", " peer=%s", c->peer);
 	}
+	if (c->src)
+		source_drop(c->m, c->src);
 	free(c);
 }
 
@@ -921,6 +1036,7 @@ static int listener_bind(struct listener *l)
 		log_event(LOG_ERR, "listen_failed", " listen=%s error=\"%s\"", text, strerror(err));
 		return -(err ? err : EADDRNOTAVAIL);
 	}
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
 	log_event(LOG_INFO, "listening", " listen=%s integrations=%zu", text, l->ninteg);
 	return 0;
 }
@@ -957,6 +1073,10 @@ int mllp_in_new(struct event_base *base, const struct cfg *cfg, struct commit *c
 	m->commit = commit;
 	m->hooks = *hooks;
 	m->started_s = stats_wall_ms() / 1000;
+	if (!(m->accept_resume = evtimer_new(base, on_accept_resume, m))) {
+		mllp_in_free(m);
+		return -ENOMEM;
+	}
 	for (size_t i = 0; i < cfg->nintegrations; i++) {
 		m->integs[i] = (struct in_integ){.m = m, .index = i, .cfg = &cfg->integrations[i]};
 		if (cfg->integrations[i].dedup_ms &&
@@ -990,6 +1110,8 @@ void mllp_in_free(struct mllp_in *m)
 	}
 	for (size_t i = 0; m->integs && i < m->cfg->nintegrations; i++)
 		dedup_free(m->integs[i].dedup);
+	if (m->accept_resume)
+		event_free(m->accept_resume);
 	free(m->integs);
 	free(m);
 }

@@ -29,6 +29,8 @@ struct mllp_in;
 #define MLLP_IN_UNSENT_MAX	(64u << 10) /* answer bytes the peer has not read, ditto */
 #define MLLP_IN_FRAMES_PER_PASS 64	    /* frames one connection gets per loop pass */
 #define MLLP_IN_READ_CHUNK	65536	    /* one read() */
+#define MLLP_IN_SOURCE_BUCKETS	1024	    /* hash buckets of the per-address connection counts */
+#define MLLP_IN_ACCEPT_PAUSE_MS 100	    /* listeners rest this long when out of descriptors */
 #define MLLP_IN_BACKLOG		1024
 #define MLLP_IN_CTYPE_MAX	96 /* the Content-Type sent upstream */
 
@@ -64,6 +66,9 @@ struct mllp_in_integ_stats {
 
 struct mllp_in_stats {
 	uint64_t conns_open, junk_bytes, abandoned_frames, frame_timeouts, idle_timeouts, oversize;
+	uint64_t refused_total;	     /* connections closed at once: connections.max */
+	uint64_t refused_per_source; /* ... connections.per_source */
+	uint64_t accept_pauses;	     /* out of descriptors: accepting paused */
 };
 
 struct mllp_in_listener_stats {

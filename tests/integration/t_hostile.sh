@@ -68,4 +68,53 @@ expect "the next refusal is logged with the count of those dropped" \
 		'$TMP/bridge.log' | awk -F'suppressed=' '{s += \$2} END {exit !(s >= $ar2 - 12)}'"
 expect "the log stays small ($(wc -c <"$TMP/bridge.log") bytes)" \
 	test "$(wc -c <"$TMP/bridge.log")" -lt 65536
+
+# --- connection limits: per source, in total, and out of descriptors -----
+stop_pid "$BRIDGE_PID"
+sed -i '1i connections: { max: 50, per_source: 20 }' "$CONF"
+start_bridge "$CONF" $MLLP || exit 1
+refused() { metric "mllp_connections_refused_total{limit=\"$1\"}"; }
+"$BIN/mllp-load" --idle 30 -t 127.0.0.1:$MLLP -d 4 >"$TMP/idle1.out" 2>&1 &
+IDLE1=$!
+PIDS="$PIDS $IDLE1"
+expect "30 connections from one address: 20 kept, 10 refused (connections.per_source)" \
+	wait_until 5 'test "$(refused per_source)" -eq 10 -a "$(metric mllp_connections_open)" -eq 20'
+out=$("$BIN/mllp-send" -b 127.0.0.2 -t 2000 127.0.0.1:$MLLP "$TMP/good.hl7")
+expect "another address is still served" grep -q 'MSA|AA|GOOD1' <<<"$out"
+"$BIN/mllp-load" --idle 40 --bind-from 127.0.1.1 -t 127.0.0.1:$MLLP -d 3 >"$TMP/idle2.out" 2>&1 &
+IDLE2=$!
+PIDS="$PIDS $IDLE2"
+expect "40 more from 40 addresses: open stops at 50 (connections.max)" \
+	wait_until 5 'test "$(refused max)" -eq 10 -a "$(metric mllp_connections_open)" -eq 50'
+expect "the refusals are logged, rate-limited per address" \
+	test "$(grep -c 'event=connection_refused' "$TMP/bridge.log")" -le 30
+wait "$IDLE1" "$IDLE2"
+expect "when they close, the count follows" wait_until 5 'test "$(metric mllp_connections_open)" -eq 0'
+stop_pid "$BRIDGE_PID"
+
+# Out of descriptors: 200 connections against a bridge allowed 64 files.
+sed -i '1d' "$CONF"
+(ulimit -n 64 && exec "$BIN/mllp-bridge" -c "$CONF") 2>>"$TMP/bridge.log" &
+BRIDGE_PID=$!
+PIDS="$PIDS $BRIDGE_PID"
+wait_until 10 "port_open 127.0.0.1 $MLLP" || fail "the bridge under ulimit -n 64 did not start"
+cpu0=$(awk '{print $14 + $15}' "/proc/$BRIDGE_PID/stat")
+"$BIN/mllp-load" --idle 200 --bind-from 127.0.2.1 -t 127.0.0.1:$MLLP -d 3 >"$TMP/idle3.out" 2>&1 &
+IDLE3=$!
+PIDS="$PIDS $IDLE3"
+# /metrics itself needs a descriptor: the log tells while they are short.
+expect "out of descriptors, accepting pauses" \
+	wait_until 5 'grep -q "event=accept_paused error=\"Too many open files\"" "$TMP/bridge.log"'
+sleep 2
+cpu1=$(awk '{print $14 + $15}' "/proc/$BRIDGE_PID/stat")
+expect "... instead of spinning: $((cpu1 - cpu0)) ticks of CPU in about 2 s" test $((cpu1 - cpu0)) -lt 50
+expect "... and says so a few times, not millions ($(grep -c 'event=accept_paused' "$TMP/bridge.log"))" \
+	test "$(grep -c 'event=accept_paused' "$TMP/bridge.log")" -le 20
+wait "$IDLE3"
+out=$("$BIN/mllp-send" -t 3000 127.0.0.1:$MLLP "$TMP/good.hl7")
+expect "once descriptors are free again, a new sender is answered" grep -q 'MSA|AA|GOOD1' <<<"$out"
+expect "... /metrics answers again and counted the pauses" \
+	wait_until 5 'test "$(metric mllp_accept_pauses_total)" -gt 0'
+expect "... and every one of the 200 was accepted in the end" \
+	test "$(metric mllp_connections_total)" -ge 200
 finish

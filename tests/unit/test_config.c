@@ -231,6 +231,8 @@ START_TEST(valid_minimal_defaults)
 	ck_assert_int_eq(c->log_phi, 0);
 	ck_assert_uint_eq(c->retry.initial_ms, 1000);
 	ck_assert_uint_eq(c->retry.max_ms, 300000);
+	ck_assert_uint_eq(c->max_connections, 4096);
+	ck_assert_uint_eq(c->max_connections_per_source, 256);
 	a = &c->integrations[0];
 	ck_assert_int_eq(a->ack, CFG_ACK_COMMIT);
 	ck_assert_int_eq(a->order, CFG_ORDER_FEED);
@@ -262,6 +264,13 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
+    /* connection limits, at the top (line 1) */
+    {"connections: { max: 0 }\n" TOP LAB UP,
+     "t.yaml:1: max: expected an integer from 1 to 1000000, got '0'"},
+    {"connections: { per_source: 1000001 }\n" TOP LAB UP,
+     "t.yaml:1: per_source: expected an integer from 1 to 1000000, got '1000001'"},
+    {"connections: { per_peer: 5 }\n" TOP LAB UP, "t.yaml:1: unknown key 'per_peer' in connections"},
+    {"connections: 5\n" TOP LAB UP, "t.yaml:1: connections: expected a mapping"},
     /* integration fields, each on line 9 */
     {TOP LAB UP "    ack: x\n", "t.yaml:9: ack: expected 'commit' or 'upstream', got 'x'"},
     {TOP LAB UP "    ack:\n", "t.yaml:9: ack: expected 'commit' or 'upstream'"},
