@@ -761,6 +761,16 @@ static void h_ack(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 		b->in->ack = i == 0 ? CFG_ACK_COMMIT : CFG_ACK_UPSTREAM;
 }
 
+static void h_accept_ack(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	static const char *const words[] = {"msh15", "always", NULL};
+	struct integ_build *b = obj;
+	int i = want_enum(x, key, v, words);
+
+	if (i >= 0)
+		b->in->accept_ack_always = i == 1;
+}
+
 static void h_order(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	static const char *const words[] = {"integration", "sender", "feed", "patient", NULL};
@@ -974,15 +984,11 @@ static void h_upstream(struct ctx *x, const char *key, yaml_node_t *v, void *obj
 }
 
 static const struct key_spec integration_keys[] = {
-    {"name", h_name, 1},
-    {"listen", h_listen, 1},
-    {"sources", h_sources, 1},
-    {"match", h_match, 0},
-    {"ack", h_ack, 0},
-    {"order", h_order, 0},
-    {"max_in_flight", h_max_in_flight, 0},
-    {"dedup", h_dedup, 0},
-    {"mllp", h_mllp, 0},
+    {"name", h_name, 1},	 {"listen", h_listen, 1},
+    {"sources", h_sources, 1},	 {"match", h_match, 0},
+    {"ack", h_ack, 0},		 {"accept_ack", h_accept_ack, 0},
+    {"order", h_order, 0},	 {"max_in_flight", h_max_in_flight, 0},
+    {"dedup", h_dedup, 0},	 {"mllp", h_mllp, 0},
     {"upstream", h_upstream, 1},
 };
 

@@ -69,6 +69,8 @@ struct cfg_integration {
 	char *match_sending_facility;	/* MSH-4 must equal this, or NULL */
 	char *match_receiving_facility; /* MSH-6 must equal this, or NULL */
 	enum cfg_ack ack;		/* default commit */
+	int accept_ack_always;		/* `accept_ack: always`: answer whatever MSH-15 says
+					   (default `msh15`: NE/ER/SU honoured) */
 	enum cfg_order order;		/* default feed */
 	unsigned max_in_flight;		/* 1..CFG_MAX_IN_FLIGHT_LIMIT, default 128;
 					   forced to 1 by order: integration */

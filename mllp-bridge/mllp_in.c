@@ -135,11 +135,11 @@ static void count_ack(struct reply *r, enum hl7_ack_code code, int enhanced)
 		st->acks[(enhanced ? MLLP_IN_CA : MLLP_IN_AA) + (int)code]++;
 }
 
-int mllp_in_ack_wanted(const struct hl7_msh *msh, enum hl7_ack_code code)
+int mllp_in_ack_wanted(const struct hl7_msh *msh, enum hl7_ack_code code, int always)
 {
 	const struct hl7_str *at = &msh->accept_ack;
 
-	if (!hl7_is_enhanced(msh) || at->len != 2)
+	if (always || !hl7_is_enhanced(msh) || at->len != 2)
 		return 1;
 	if (memcmp(at->p, "NE", 2) == 0)
 		return 0;
@@ -177,7 +177,7 @@ static void reply_set_ack_at(struct reply *r, enum hl7_ack_code code, enum hl7_e
 		reply_store(r, &blk, 1);
 		return;
 	}
-	if (mp && !mllp_in_ack_wanted(mp, code)) {
+	if (mp && !mllp_in_ack_wanted(mp, code, r->integ->cfg->accept_ack_always)) {
 		r->ready = 1;
 		return;
 	}

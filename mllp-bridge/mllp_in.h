@@ -101,8 +101,9 @@ void mllp_in_listener_stats(const struct mllp_in *m, size_t i, struct mllp_in_li
 int mllp_in_match(const struct cfg_integration *const *cands, size_t n, const struct hl7_msh *msh);
 
 /* Whether an answer with this code is sent at all: enhanced mode honours
- * MSH-15 (NE never, ER only on error, SU only on success); original mode
- * always answers. */
-int mllp_in_ack_wanted(const struct hl7_msh *msh, enum hl7_ack_code code);
+ * MSH-15 (NE never, ER only on error, SU only on success) unless always is
+ * set (`accept_ack: always`, for senders whose MLLP library waits for an
+ * answer anyway); original mode always answers. */
+int mllp_in_ack_wanted(const struct hl7_msh *msh, enum hl7_ack_code code, int always);
 
 #endif

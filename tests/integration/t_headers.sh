@@ -64,4 +64,16 @@ out=$(answer "$SAMPLES/orm_o01_v23.hl7")
 expect "a v2.3 message gets ACK^O01, two components" grep -q '||ACK^O01|.*|P|2.3 | MSA|AA|ORD0001' <<<"$out"
 expect "the four accepted messages and the v2.3 one reached the upstream" \
 	wait_until 10 'test "$(sink_count up)" -eq 6'
+
+# MSH-15 NE: no accept acknowledgement, unless the integration says
+# `accept_ack: always` for senders whose library waits for one anyway.
+{ header NE1 EPIC "" "NE|AL"; body NE1; } >"$TMP/ne.hl7"
+out=$("$BIN/mllp-send" -t 1000 127.0.0.1:$MLLP "$TMP/ne.hl7")
+expect "MSH-15 NE is honoured: no answer" test -z "$out"
+stop_pid "$BRIDGE_PID"
+sed -i 's/^    sources: \[127.0.0.1\]$/    sources: [127.0.0.1]\n    accept_ack: always/' "$CONF"
+start_bridge "$CONF" $MLLP || exit 1
+{ header NE2 EPIC "" "NE|AL"; body NE2; } >"$TMP/ne2.hl7"
+out=$("$BIN/mllp-send" -t 2000 127.0.0.1:$MLLP "$TMP/ne2.hl7")
+expect "accept_ack: always answers it: CA" grep -q 'MSA|CA|NE2' <<<"$out"
 finish

@@ -252,13 +252,16 @@ static const struct wanted_case {
 	const char *msh15, *msh16;
 	enum hl7_ack_code code;
 	int want;
+	int always;
 } wanted_cases[] = {
-    {NULL, NULL, HL7_ACCEPT, 1}, /* original mode: always */
-    {NULL, NULL, HL7_REJECT, 1}, {"AL", "NE", HL7_ACCEPT, 1},
-    {"NE", "AL", HL7_ACCEPT, 0}, {"NE", "AL", HL7_REJECT, 0},
-    {"ER", "AL", HL7_ACCEPT, 0}, {"ER", "AL", HL7_ERROR, 1},
-    {"SU", "AL", HL7_ACCEPT, 1}, {"SU", "AL", HL7_REJECT, 0},
-    {"XX", "AL", HL7_ACCEPT, 1}, /* unknown: answer */
+    {"NE", "AL", HL7_ACCEPT, 1, 1}, /* accept_ack: always */
+    {"ER", "AL", HL7_ACCEPT, 1, 1}, {"SU", "AL", HL7_REJECT, 1, 1},
+    {NULL, NULL, HL7_ACCEPT, 1, 0}, /* original mode: always */
+    {NULL, NULL, HL7_REJECT, 1, 0},    {"AL", "NE", HL7_ACCEPT, 1, 0},
+    {"NE", "AL", HL7_ACCEPT, 0, 0},    {"NE", "AL", HL7_REJECT, 0, 0},
+    {"ER", "AL", HL7_ACCEPT, 0, 0},    {"ER", "AL", HL7_ERROR, 1, 0},
+    {"SU", "AL", HL7_ACCEPT, 1, 0},    {"SU", "AL", HL7_REJECT, 0, 0},
+    {"XX", "AL", HL7_ACCEPT, 1, 0}, /* unknown: answer */
 };
 
 START_TEST(test_ack_wanted)
@@ -270,7 +273,7 @@ START_TEST(test_ack_wanted)
 		msh.accept_ack = (struct hl7_str){c->msh15, strlen(c->msh15)};
 	if (c->msh16)
 		msh.app_ack = (struct hl7_str){c->msh16, strlen(c->msh16)};
-	ck_assert_int_eq(mllp_in_ack_wanted(&msh, c->code), c->want);
+	ck_assert_int_eq(mllp_in_ack_wanted(&msh, c->code, c->always), c->want);
 }
 END_TEST
 
