@@ -273,6 +273,8 @@ static const struct bad_case bad_cases[] = {
     {"connections: 5\n" TOP LAB UP, "t.yaml:1: connections: expected a mapping"},
     /* integration fields, each on line 9 */
     {TOP LAB UP "    ack: x\n", "t.yaml:9: ack: expected 'commit' or 'upstream', got 'x'"},
+    {TOP LAB UP "    accept_ack: never\n",
+     "t.yaml:9: accept_ack: expected 'msh15' or 'always', got 'never'"},
     {TOP LAB UP "    ack:\n", "t.yaml:9: ack: expected 'commit' or 'upstream'"},
     {TOP LAB UP "    order: fifo\n",
      "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient', got 'fifo'"},
