@@ -107,10 +107,16 @@ demo: deps
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target; corpora stay in build/.
 FUZZ_SECONDS ?= 30
-FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7 $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici)
+FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7 $(BUILD)/fuzz/fuzz_conn \
+           $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c mllp-bridge/%.c mllp-bridge/%.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/$*.c
+# One connection's path: deframer, header, kept header, answer.
+$(BUILD)/fuzz/fuzz_conn: tests/fuzz/fuzz_conn.c mllp-bridge/mllp.c mllp-bridge/hl7.c \
+		mllp-bridge/mllp.h mllp-bridge/hl7.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/mllp.c mllp-bridge/hl7.c
 $(BUILD)/fuzz/fuzz_vici: tests/fuzz/fuzz_vici.c $(VICI_SRC) vici-client/vici.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< $(VICI_SRC)
