@@ -65,6 +65,7 @@ struct conn {
 	struct listener *l;
 	evutil_socket_t fd;
 	struct event *rd, *wr, *tm;
+	struct event *more; /* a zero timer: the backlog's turn in the next pass */
 	struct mllp_deframer *df;
 	struct evbuffer *out; /* only while a write would block */
 	struct in_integ **cands;
@@ -660,7 +661,12 @@ static void conn_process(struct conn *c)
 		c->backlog = 0; /* the frames stay fed; conn_resume() picks them up */
 		event_del(c->rd);
 	} else if (c->backlog) {
-		event_active(c->rd, EV_READ, 0); /* the next pass, after the others */
+		/* A zero timer, not event_active(): an event activated from its
+		 * own callback runs again before the loop polls the other
+		 * sockets, and 16 flooders would starve everyone else. */
+		static const struct timeval now = {0, 0};
+
+		evtimer_add(c->more, &now);
 	} else {
 		event_add(c->rd, NULL);
 	}
@@ -757,6 +763,15 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	conn_process(c);
 	if (!conn_maybe_close(c))
 		arm_timer(c);
+}
+
+static void on_more(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	on_read(c->fd, EV_READ, c);
 }
 
 /* --- accept ---------------------------------------------------------- */
@@ -912,7 +927,8 @@ static struct conn *conn_new(struct listener *l, evutil_socket_t fd, struct in_i
 	c->rd = event_new(m->base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wr = event_new(m->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
 	c->tm = evtimer_new(m->base, on_timer, c);
-	if (!c->cands || !c->df || !c->rd || !c->wr || !c->tm) {
+	c->more = evtimer_new(m->base, on_more, c);
+	if (!c->cands || !c->df || !c->rd || !c->wr || !c->tm || !c->more) {
 		c->fd = -1; /* the caller closes it */
 		conn_free(c);
 		return NULL;
@@ -983,6 +999,8 @@ static void conn_free(struct conn *c)
 		event_free(c->wr);
 	if (c->tm)
 		event_free(c->tm);
+	if (c->more)
+		event_free(c->more);
 	if (c->out)
 		evbuffer_free(c->out);
 	mllp_deframer_free(c->df);
