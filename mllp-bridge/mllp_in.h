@@ -27,7 +27,7 @@ struct mllp_in;
 #define MLLP_IN_PEER_MAX	64	    /* "[v6addr]:port" text */
 #define MLLP_IN_PENDING_MAX	256	    /* unanswered frames before a reader pauses */
 #define MLLP_IN_UNSENT_MAX	(64u << 10) /* answer bytes the peer has not read, ditto */
-#define MLLP_IN_FRAMES_PER_PASS 64	    /* frames one connection gets per loop pass */
+#define MLLP_IN_FRAMES_PER_PASS 16	    /* frames one connection gets per loop pass */
 #define MLLP_IN_READ_CHUNK	65536	    /* one read() */
 #define MLLP_IN_SOURCE_BUCKETS	1024	    /* hash buckets of the per-address connection counts */
 #define MLLP_IN_ACCEPT_PAUSE_MS 100	    /* listeners rest this long when out of descriptors */

@@ -16,6 +16,8 @@
 #                          forwarder.js through the same proxy
 #   (n) nginx variants     plain, early answer, GOAWAY after 1000, close per
 #                          response: delivered per second and duplicate requests
+#   (h) flood              one sender at 100 msg/s alone, then beside 16 peers
+#                          flooding empty frames: its p50/p99
 #
 # Every load carries 8 feeds x 200 patients (mllp-load --feeds --patients).
 # A scenario that cannot run prints FAILED (reason) and the rest go on. No
@@ -546,6 +548,37 @@ scenario_upstream() {
 	fi
 }
 
+# ---- (h) a well-behaved sender beside 16 flooders --------------------------
+
+# flooder FILE: one connection that sends FILE and reads (and drops) the
+# answers, niced: it stands for a machine of its own, and must not take the
+# two cores from the bridge and the sender measured.
+flooder() {
+	nice -n 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1
+		cat <&3 >/dev/null & cat "$2" >&3; sleep "$3"' "$HOST" "$BRIDGE_PORT" "$1" "$SECS" \
+		>/dev/null 2>&1 &
+	pids="$pids $!"
+	flooders="$flooders $!"
+}
+
+# One sender at 100 msg/s, alone and then beside 16 peers flooding empty
+# frames (4 MiB each) and reading their answers, on a fresh bridge.
+scenario_flood() {
+	if ! start_bridge flood commit "$ORDER" "$LOCAL_URL"; then
+		fail_row "(h) 1 sender, alone" "$why"
+		return
+	fi
+	load "(h) 1 sender, alone" load-h -t "$HOST:$BRIDGE_PORT" -c 1 -s $SIZE -r 100 \
+		-d "$SECS" --bind-from 127.0.0.9 && res h_p99 "$(field p99 "$tmp/load-h.out" | tr -d ms)"
+	yes "$(printf '\013\034\015')" | tr -d '\n' | head -c $((4 << 20)) >"$tmp/empties"
+	flooders=""
+	for i in $(seq 1 16); do flooder "$tmp/empties"; done
+	load "(h2) 1 sender, 16 flooders" load-h2 -t "$HOST:$BRIDGE_PORT" -c 1 -s $SIZE -r 100 \
+		-d "$SECS" --bind-from 127.0.0.9 && res h2_p99 "$(field p99 "$tmp/load-h2.out" | tr -d ms)"
+	for p in $flooders; do stop "$p"; done
+	stop_bridge
+}
+
 # ---- delivered per second: (w) and (n) ------------------------------------
 
 # deliver ROW NAME LOAD-ARGS...: sends N messages to the running bridge and
@@ -749,6 +782,9 @@ targets() {
 				has("b_rate") ? v["b_rate"] >= 30000 : "")
 			line("(d) p99 ACK at 5,000 msg/s <= 2 ms", has("d_p99") ? v["d_p99"] " ms" : "missing",
 				has("d_p99") ? v["d_p99"] <= 2 : "")
+			r = ratio("h2_p99", "h_p99") ? v["h2_p99"] / v["h_p99"] : ""
+			fig = r == "" ? "missing" : sprintf("%.1f x (%s vs %s ms)", r, v["h2_p99"], v["h_p99"])
+			line("(h2) p99 beside 16 flooders <= 5 x alone", fig, r == "" ? "" : r <= 5)
 		}' "$results" /dev/null
 }
 
@@ -804,6 +840,7 @@ main() {
 	if start_nginx plain; then
 		scenario_commit
 		scenario_upstream
+		scenario_flood
 		stop_nginx
 	else
 		for r in "(b) commit, 1 address" "(c) upstream, 1 address"; do
