@@ -371,6 +371,8 @@ start_bridge() {
 	{
 		printf 'spool: %s\n' "$tmp/spool-$1.db"
 		printf 'observability: { listen: %s }\n' "$HOST:$METRICS_PORT"
+		# (e) holds IDLE connections: above connections.max's default.
+		printf 'connections: { max: %s }\n' $((IDLE + 1000))
 		printf 'integrations:\n  - name: bench\n'
 		printf '    listen: %s\n    sources: [127.0.0.0/8]\n' "$HOST:$BRIDGE_PORT"
 		printf '    ack: %s\n' "$2"
