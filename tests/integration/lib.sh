@@ -133,6 +133,22 @@ metric() {
 	grep -E "^$1" <<<"$out" | awk '{s += $NF} END {print s + 0}'
 }
 
+# lab_conf FILE MLLP UP OBS [KEY: VALUE...]: a bridge with one integration,
+# lab, on 127.0.0.1:MLLP for 127.0.0.0/8, posting to the sink on UP, its
+# /metrics on OBS; each further argument is one more key of the integration.
+lab_conf() {
+	local file=$1 mllp=$2 up=$3 obs=$4
+	shift 4
+	{
+		printf 'spool: %s\nobservability: { listen: 127.0.0.1:%s }\n' "$TMP/spool.db" "$obs"
+		printf 'integrations:\n  - name: lab\n    listen: 127.0.0.1:%s\n' "$mllp"
+		printf '    sources: [127.0.0.0/8]\n'
+		for kv in "$@"; do printf '    %s\n' "$kv"; done
+		printf '    upstream: { url: "https://localhost:%s/v1", ca_file: %s, timeout: 5s }\n' \
+			"$up" "$CERTS/ca.pem"
+	} >"$file"
+}
+
 spool() { "$BIN/mllp-bridge" -c "$CONF" spool "$@"; }
 
 # One HL7 message with the given control id and sending facility.

@@ -9,15 +9,7 @@
 
 MLLP=10957 UP=18457 OBS_PORT=19157
 CONF=$TMP/bridge.yaml
-cat >"$CONF" <<EOF
-spool: $TMP/spool.db
-observability: { listen: 127.0.0.1:$OBS_PORT }
-integrations:
-  - name: lab
-    listen: 127.0.0.1:$MLLP
-    sources: [127.0.0.1]
-    upstream: { url: "https://localhost:$UP/v1", ca_file: $CERTS/ca.pem, timeout: 5s }
-EOF
+lab_conf "$CONF" $MLLP $UP $OBS_PORT
 start_sink up $UP || exit 1
 start_bridge "$CONF" $MLLP || exit 1
 
@@ -71,7 +63,7 @@ expect "the four accepted messages and the v2.3 one reached the upstream" \
 out=$("$BIN/mllp-send" -t 1000 127.0.0.1:$MLLP "$TMP/ne.hl7")
 expect "MSH-15 NE is honoured: no answer" test -z "$out"
 stop_pid "$BRIDGE_PID"
-sed -i 's/^    sources: \[127.0.0.1\]$/    sources: [127.0.0.1]\n    accept_ack: always/' "$CONF"
+lab_conf "$CONF" $MLLP $UP $OBS_PORT "accept_ack: always"
 start_bridge "$CONF" $MLLP || exit 1
 { header NE2 EPIC "" "NE|AL"; body NE2; } >"$TMP/ne2.hl7"
 out=$("$BIN/mllp-send" -t 2000 127.0.0.1:$MLLP "$TMP/ne2.hl7")

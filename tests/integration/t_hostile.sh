@@ -10,15 +10,7 @@
 MLLP=10956 UP=18456 OBS_PORT=19156
 FLOOD_MIB=6
 CONF=$TMP/bridge.yaml
-cat >"$CONF" <<EOF
-spool: $TMP/spool.db
-observability: { listen: 127.0.0.1:$OBS_PORT }
-integrations:
-  - name: lab
-    listen: 127.0.0.1:$MLLP
-    sources: [127.0.0.0/8]
-    upstream: { url: "https://localhost:$UP/v1", ca_file: $CERTS/ca.pem, timeout: 5s }
-EOF
+lab_conf "$CONF" $MLLP $UP $OBS_PORT
 start_sink up $UP || exit 1
 start_bridge "$CONF" $MLLP || exit 1
 kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$BRIDGE_PID/status"; }

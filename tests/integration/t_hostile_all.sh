@@ -11,15 +11,7 @@
 MLLP=10955 UP=18455 OBS_PORT=19155
 SECS=8
 CONF=$TMP/bridge.yaml
-cat >"$CONF" <<EOF
-spool: $TMP/spool.db
-observability: { listen: 127.0.0.1:$OBS_PORT }
-integrations:
-  - name: lab
-    listen: 127.0.0.1:$MLLP
-    sources: [127.0.0.0/8]
-    upstream: { url: "https://localhost:$UP/v1", ca_file: $CERTS/ca.pem, timeout: 5s }
-EOF
+lab_conf "$CONF" $MLLP $UP $OBS_PORT
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 start_sink up $UP || exit 1
 start_bridge "$CONF" $MLLP || exit 1
