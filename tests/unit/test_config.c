@@ -269,7 +269,8 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:1: max: expected an integer from 1 to 1000000, got '0'"},
     {"connections: { per_source: 1000001 }\n" TOP LAB UP,
      "t.yaml:1: per_source: expected an integer from 1 to 1000000, got '1000001'"},
-    {"connections: { per_peer: 5 }\n" TOP LAB UP, "t.yaml:1: unknown key 'per_peer' in connections"},
+    {"connections: { per_peer: 5 }\n" TOP LAB UP,
+     "t.yaml:1: unknown key 'per_peer' in connections"},
     {"connections: 5\n" TOP LAB UP, "t.yaml:1: connections: expected a mapping"},
     /* integration fields, each on line 9 */
     {TOP LAB UP "    ack: x\n", "t.yaml:9: ack: expected 'commit' or 'upstream', got 'x'"},

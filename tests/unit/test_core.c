@@ -257,10 +257,10 @@ static const struct wanted_case {
     {"NE", "AL", HL7_ACCEPT, 1, 1}, /* accept_ack: always */
     {"ER", "AL", HL7_ACCEPT, 1, 1}, {"SU", "AL", HL7_REJECT, 1, 1},
     {NULL, NULL, HL7_ACCEPT, 1, 0}, /* original mode: always */
-    {NULL, NULL, HL7_REJECT, 1, 0},    {"AL", "NE", HL7_ACCEPT, 1, 0},
-    {"NE", "AL", HL7_ACCEPT, 0, 0},    {"NE", "AL", HL7_REJECT, 0, 0},
-    {"ER", "AL", HL7_ACCEPT, 0, 0},    {"ER", "AL", HL7_ERROR, 1, 0},
-    {"SU", "AL", HL7_ACCEPT, 1, 0},    {"SU", "AL", HL7_REJECT, 0, 0},
+    {NULL, NULL, HL7_REJECT, 1, 0}, {"AL", "NE", HL7_ACCEPT, 1, 0},
+    {"NE", "AL", HL7_ACCEPT, 0, 0}, {"NE", "AL", HL7_REJECT, 0, 0},
+    {"ER", "AL", HL7_ACCEPT, 0, 0}, {"ER", "AL", HL7_ERROR, 1, 0},
+    {"SU", "AL", HL7_ACCEPT, 1, 0}, {"SU", "AL", HL7_REJECT, 0, 0},
     {"XX", "AL", HL7_ACCEPT, 1, 0}, /* unknown: answer */
 };
 
