@@ -25,12 +25,19 @@ VICI_TOOL   := $(wildcard vici-client/vici-tool*.c)
 VICI_SRC    := $(filter-out $(VICI_TOOL),$(wildcard vici-client/*.c))
 VICI_OBJ    := $(VICI_SRC:%.c=$(BUILD)/obj/%.o)
 VICI_LIB    := $(if $(VICI_SRC),$(BUILD)/lib/libvici.a)
+IPC_SRC     := $(wildcard ipc/*.c)
+IPC_LIB     := $(if $(IPC_SRC),$(BUILD)/lib/libipc.a)
+APP_MAIN    := appliance/main.c appliance/appliancectl.c
+APP_SRC     := $(filter-out $(APP_MAIN),$(wildcard appliance/*.c))
+APP_LIB     := $(if $(APP_SRC),$(BUILD)/lib/libappliance.a)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/delay-proxy $(BUILD)/bin/https-sink \
                $(BUILD)/bin/mllp-send \
                $(if $(VICI_LIB),$(BUILD)/bin/vici-bench)
-PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici)
+PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici) \
+               $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
+               $(if $(wildcard appliance/appliancectl.c),$(BUILD)/bin/appliancectl)
 
 .PHONY: all deps check check-asan unit integration bench demo fuzz fuzz-build lint format format-check clean
 all: $(PROGRAMS) $(UNIT_BIN)
@@ -48,6 +55,25 @@ $(BRIDGE_LIB): $(BRIDGE_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(BUILD)/lib/libipc.a: $(IPC_SRC:%.c=$(BUILD)/obj/%.o)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/lib/libappliance.a: $(APP_SRC:%.c=$(BUILD)/obj/%.o)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# The supervisor reads appliance.yaml with the bridge's config module.
+$(BUILD)/bin/appliance: $(BUILD)/obj/appliance/main.o $(APP_LIB) $(BRIDGE_LIB) $(VICI_LIB) $(IPC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/appliancectl: $(BUILD)/obj/appliance/appliancectl.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
 $(BUILD)/lib/libvici.a: $(VICI_OBJ)
 	@mkdir -p $(dir $@)
 	@rm -f $@
@@ -57,15 +83,15 @@ $(BUILD)/bin/vici: $(VICI_TOOL:%.c=$(BUILD)/obj/%.o) $(VICI_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/mllp-bridge: $(BUILD)/obj/mllp-bridge/main.o $(BRIDGE_LIB)
+$(BUILD)/bin/mllp-bridge: $(BUILD)/obj/mllp-bridge/main.o $(BRIDGE_LIB) $(IPC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/%: $(BUILD)/obj/tests/tools/%.o $(BRIDGE_LIB)
+$(BUILD)/bin/%: $(BUILD)/obj/tests/tools/%.o $(BRIDGE_LIB) $(IPC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/mllp-load: $(BUILD)/obj/tests/bench/mllp-load.o $(BRIDGE_LIB)
+$(BUILD)/bin/mllp-load: $(BUILD)/obj/tests/bench/mllp-load.o $(BRIDGE_LIB) $(IPC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -77,7 +103,7 @@ $(BUILD)/bin/vici-bench: $(BUILD)/obj/tests/bench/vici-bench.o $(VICI_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BRIDGE_LIB) $(VICI_LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(APP_LIB) $(BRIDGE_LIB) $(VICI_LIB) $(IPC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
@@ -128,9 +154,9 @@ fuzz: deps fuzz-build
 QUEUE_H := $(firstword $(wildcard /usr/include/*/sys/queue.h /usr/include/sys/queue.h))
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
-		-I. --include=$(QUEUE_H) mllp-bridge/ tests/tools/ $(wildcard vici-client)
+		-I. --include=$(QUEUE_H) mllp-bridge/ tests/tools/ $(wildcard vici-client appliance ipc)
 
-SOURCES := $(shell find appliance vici-client mllp-bridge tests -name '*.[ch]' 2>/dev/null)
+SOURCES := $(shell find appliance ipc vici-client mllp-bridge tests -name '*.[ch]' 2>/dev/null)
 format:
 	clang-format -i $(SOURCES)
 format-check:

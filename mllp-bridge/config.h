@@ -27,6 +27,13 @@
 #define CFG_CONNECTIONS_LIMIT		   1000000
 #define CFG_DURATION_MAX_MS		   (3650ull * 24 * 3600 * 1000) /* 3650d: keeps timers in range */
 #define CFG_DEDUP_MAX_MS		   (24ull * 3600 * 1000) /* dedup window: the keys live in memory */
+#define CFG_MAX_TUNNELS			   32
+#define CFG_MAX_CHILDREN		   8  /* per tunnel */
+#define CFG_MAX_TS			   16 /* local_ts / remote_ts entries per child */
+#define CFG_MAX_PROPOSALS		   16 /* ike_proposals / esp_proposals entries */
+#define CFG_MAX_ADDRS			   8  /* local_addrs / remote_addrs entries */
+#define CFG_MAX_DESTINATIONS		   256
+#define CFG_TUNNEL_NAME_MAX		   CFG_NAME_MAX /* tunnel and child names: [A-Za-z0-9_-] */
 
 enum cfg_ack { CFG_ACK_COMMIT, CFG_ACK_UPSTREAM };
 /* What one lane (an ordered FIFO with one request in flight) holds:
@@ -82,6 +89,76 @@ struct cfg_integration {
 	int line; /* where it was defined, for messages */
 };
 
+/* ---- The tunnel side: read by the supervisor; the bridge reads them for the
+ * gate and for the rules that keep MLLP inside and HTTPS outside the tunnel. */
+
+/* gate: closed (default): MLLP is accepted only from peers inside an
+ * installed CHILD_SA's remote_ts, as the supervisor reports them. open: from
+ * any peer an integration's sources allow (a bridge run without tunnels). */
+enum cfg_gate { CFG_GATE_CLOSED, CFG_GATE_OPEN };
+
+/* Who loads a tunnel into charon: the supervisor through vici (appliance),
+ * or the operator's swanctl (swanctl: the supervisor only observes and audits). */
+enum cfg_source { CFG_SOURCE_APPLIANCE, CFG_SOURCE_SWANCTL };
+
+struct cfg_child {
+	char *name;		    /* the CHILD_SA config name; unique in the file */
+	struct cfg_cidr *local_ts;  /* at least one */
+	size_t nlocal_ts;
+	struct cfg_cidr *remote_ts; /* at least one */
+	size_t nremote_ts;
+	char **esp_proposals; /* strongSwan syntax, each with DH 14 or 21 (PFS);
+				 required for source: appliance, NULL for swanctl */
+	size_t nesp_proposals;
+	int line;
+};
+
+struct cfg_tunnel {
+	char *name; /* the vici connection name; unique */
+	enum cfg_source source;
+	int version;	      /* IKE version: 2 (the only one allowed) */
+	char **local_addrs;   /* appliance: required; swanctl: NULL */
+	size_t nlocal_addrs;
+	char **remote_addrs;  /* appliance: required; swanctl: NULL */
+	size_t nremote_addrs;
+	char *local_id;	      /* IKE identities; NULL: charon's default (the address) */
+	char *remote_id;
+	char *psk_file;	      /* auth: either psk_file ... */
+	char *cert;	      /* ... or cert + key + ca (PEM files) */
+	char *key;
+	char *ca;
+	char **ike_proposals; /* appliance: required, each with DH 14 or 21 only */
+	size_t nike_proposals;
+	uint64_t dpd_delay_ms; /* dead peer detection period; default 30 s */
+	struct cfg_child *children; /* at least one */
+	size_t nchildren;
+	int line;
+};
+
+struct cfg_charon {
+	char *vici;	       /* default unix:///run/charon.vici */
+	int start;	       /* default 1: the supervisor starts charon; 0: attach */
+	char *binary;	       /* default /usr/lib/ipsec/charon */
+	char *strongswan_conf; /* STRONGSWAN_CONF for a started charon; NULL: charon's default */
+};
+
+struct cfg_supervisor {
+	char *control_socket; /* default /run/appliance/control.sock */
+	char *control_group;  /* group that may use it (mode 0660); NULL: root only (0600) */
+	char *bridge_user;    /* the bridge runs as this user; default "mllp-bridge" */
+	char *bridge_path;    /* default: mllp-bridge next to the appliance binary */
+	uint64_t heartbeat_ms; /* TCP heartbeat to each destination; default 30 s */
+};
+
+/* Outbound MLLP receivers (issue 10 adds their sending settings). */
+struct cfg_destination {
+	char *name;
+	struct sockaddr_storage addr; /* IPv4 or IPv6 address and port */
+	socklen_t addr_len;
+	char *address_text; /* as written */
+	int line;
+};
+
 struct cfg_retry {
 	uint64_t initial_ms; /* first backoff; default 1 s */
 	uint64_t max_ms;     /* backoff ceiling; default 5 min */
@@ -100,7 +177,19 @@ struct cfg {
 	unsigned max_connections_per_source; /* connections.per_source: from one address */
 	struct cfg_integration *integrations;
 	size_t nintegrations;
+	enum cfg_gate gate;
+	struct cfg_charon charon;
+	struct cfg_supervisor supervisor;
+	struct cfg_tunnel *tunnels;
+	size_t ntunnels;
+	struct cfg_destination *destinations;
+	size_t ndestinations;
 };
+
+/* Whose credentials check the files a config names: the bridge checks the
+ * files it opens itself (upstream CA, token, client pair) and not the tunnel
+ * secrets, which it must not be able to read; the supervisor checks all. */
+enum cfg_role { CFG_ROLE_BRIDGE, CFG_ROLE_SUPERVISOR };
 
 /* Error list: each entry "FILE:LINE: message", sorted by line (then by the
  * order found). A file that cannot be read at all gives "FILE: message". When
@@ -123,6 +212,17 @@ __attribute__((warn_unused_result)) int cfg_load(const char *path, struct cfg **
 /* The same from a string; `name` stands in for the file name in messages. */
 __attribute__((warn_unused_result)) int cfg_load_string(const char *name, const char *text,
 							struct cfg **out, struct cfg_errors *errs);
+
+/* cfg_load() and cfg_load_string() are CFG_ROLE_BRIDGE; these take the role. */
+__attribute__((warn_unused_result)) int cfg_load_as(const char *path, enum cfg_role role,
+						    struct cfg **out, struct cfg_errors *errs);
+__attribute__((warn_unused_result)) int cfg_load_string_as(const char *name, const char *text,
+							   enum cfg_role role, struct cfg **out,
+							   struct cfg_errors *errs);
+
+/* The DH group number a strongSwan proposal token names ("modp2048" 14,
+ * "ecp521" 21, "curve25519" 31, ...), or 0 when the token is not a DH group. */
+int cfg_dh_group(const char *token);
 
 void cfg_free(struct cfg *c);
 void cfg_errors_free(struct cfg_errors *e);
