@@ -134,7 +134,7 @@ demo: deps
 # libFuzzer targets (clang). FUZZ_SECONDS per target; corpora stay in build/.
 FUZZ_SECONDS ?= 30
 FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7 $(BUILD)/fuzz/fuzz_conn \
-           $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici)
+           $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici) $(if $(IPC_SRC),$(BUILD)/fuzz/fuzz_ipc)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c mllp-bridge/%.c mllp-bridge/%.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/$*.c
@@ -146,6 +146,9 @@ $(BUILD)/fuzz/fuzz_conn: tests/fuzz/fuzz_conn.c mllp-bridge/mllp.c mllp-bridge/h
 $(BUILD)/fuzz/fuzz_vici: tests/fuzz/fuzz_vici.c $(VICI_SRC) vici-client/vici.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< $(VICI_SRC)
+$(BUILD)/fuzz/fuzz_ipc: tests/fuzz/fuzz_ipc.c $(IPC_SRC) ipc/ipc.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< $(IPC_SRC)
 fuzz-build: $(FUZZERS)
 fuzz: deps fuzz-build
 	@for f in $(FUZZERS); do mkdir -p $$f.corpus; \
