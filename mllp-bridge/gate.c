@@ -127,6 +127,12 @@ int gate_set(struct gate *g, const struct cfg_cidr *cidrs, size_t n)
 	return 0;
 }
 
+void gate_close(struct gate *g)
+{
+	assert(!g->notifying);
+	replace(g, NULL, 0);
+}
+
 void gate_set_linked(struct gate *g, int linked)
 {
 	g->linked = !!linked;

@@ -50,6 +50,10 @@ int gate_allows(const struct gate *g, const struct sockaddr *peer);
 __attribute__((warn_unused_result)) int gate_set(struct gate *g, const struct cfg_cidr *cidrs,
 						 size_t n);
 
+/* gate_set() with the empty set, which cannot fail: in closed mode nobody
+ * passes any more (the watchers hear it when the set was not empty). */
+void gate_close(struct gate *g);
+
 /* Marks whether a supervisor link feeds the gate (for the metrics only). */
 void gate_set_linked(struct gate *g, int linked);
 

@@ -155,10 +155,13 @@ START_TEST(test_watchers)
 	ck_assert_int_eq(gate_set(g, NULL, 0), 0);
 	ck_assert_int_eq(one.calls, 2);
 	ck_assert_int_eq(two.calls, 3);
-	ck_assert_int_eq(gate_set(g, NULL, 0), 0); /* already empty */
+	gate_close(g); /* already empty */
 	ck_assert_int_eq(two.calls, 3);
+	ck_assert_int_eq(gate_set(g, sa, na), 0);
+	gate_close(g);
+	ck_assert_int_eq(two.calls, 5);
 	gate_stats(g, &st);
-	ck_assert_uint_eq(st.changes, 3);
+	ck_assert_uint_eq(st.changes, 5);
 	ck_assert_uint_eq(st.ncidrs, 0);
 	gate_free(g);
 }
