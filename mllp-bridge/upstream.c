@@ -23,9 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
+
+#include "mllp-bridge/log.h"
 
 #define UPSTREAM_USER_AGENT	      "mllp-edge/0.1"
 #define UPSTREAM_DEFAULT_CTYPE	      "application/octet-stream"
@@ -58,7 +63,15 @@ struct xfer {
 	uint64_t received;	/* body bytes, counting those cut */
 	int resumed;		/* the connection's TLS handshake resumed a session */
 	unsigned resends;	/* times we added the request again (UPSTREAM_RESENDS_MAX) */
+	int forbidden;		/* an address was refused (upstream_forbid): why says which */
+	char why[UPSTREAM_WHY_MAX];
 	char errbuf[CURL_ERROR_SIZE];
+};
+
+/* One range no connection may reach, and whose it is. */
+struct forbidden {
+	struct cfg_cidr cidr;
+	const char *label;
 };
 
 /* One per socket curl watches; attached to curl with curl_multi_assign(). */
@@ -78,6 +91,8 @@ struct upstream {
 	unsigned nidle;
 	LIST_HEAD(, usock) socks;
 	struct upstream_stats stats;
+	struct forbidden *forbidden; /* upstream_forbid() */
+	size_t nforbidden;
 	int dispatching; /* inside collect_done(): freeing must wait */
 	int dying;
 };
@@ -206,6 +221,8 @@ static void xfer_rewind(struct xfer *x)
 	x->retry_after_ms = -1;
 	x->hdr_status = 0;
 	x->content_length = -1;
+	x->forbidden = 0;
+	x->why[0] = '\0';
 }
 
 /* Back to the idle list, forgetting every borrowed pointer; connections
@@ -234,6 +251,83 @@ static void xfer_put(struct upstream *u, struct xfer *x)
 	}
 	TAILQ_INSERT_HEAD(&u->idle, x, entry);
 	u->nidle++;
+}
+
+/* ---- addresses no connection may reach ---- */
+
+static void cidr_text(const struct cfg_cidr *c, char *buf, size_t cap)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(c->family, c->addr, a, sizeof(a));
+	snprintf(buf, cap, "%s/%u", a, c->prefix);
+}
+
+static void addr_text(const struct sockaddr *sa, char *buf, size_t cap)
+{
+	struct sockaddr_storage ss;
+
+	memcpy(&ss, sa,
+	       sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					 : sizeof(struct sockaddr_in));
+	snprintf(buf, cap, "?");
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)cap);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)cap);
+}
+
+static const struct forbidden *forbidden_for(const struct upstream *u, const struct sockaddr *sa)
+{
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return NULL;
+	for (size_t i = 0; i < u->nforbidden; i++)
+		if (cfg_cidr_contains(&u->forbidden[i].cidr, sa))
+			return &u->forbidden[i];
+	return NULL;
+}
+
+/* curl asks us for the socket of every address it tries: the one place
+ * that sees what a host name resolved to before a byte leaves. A refused
+ * address fails only this attempt; curl goes on with the next address,
+ * and the request fails (and is retried later) when none is left. */
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct xfer *x = arg;
+	const struct forbidden *f = forbidden_for(x->u, &a->addr);
+	char addr[INET6_ADDRSTRLEN], net[INET6_ADDRSTRLEN + 8];
+
+	(void)purpose;
+	if (!f)
+		return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	x->u->stats.in_tunnel++;
+	x->forbidden = 1;
+	addr_text(&a->addr, addr, sizeof(addr));
+	cidr_text(&f->cidr, net, sizeof(net));
+	snprintf(x->why, sizeof(x->why),
+		 "upstream address %s is inside tunnel %s's remote_ts %s: "
+		 "HTTPS never goes through a tunnel",
+		 addr, f->label, net);
+	log_event_peer(LOG_ERR, "upstream_in_tunnel", addr,
+		       " address=%s tunnel=%s remote_ts=%s action=\"connection refused\"", addr,
+		       f->label, net);
+	return CURL_SOCKET_BAD;
+}
+
+int upstream_forbid(struct upstream *u, const struct cfg_cidr *cidr, const char *label)
+{
+	struct forbidden *more;
+
+	if ((cidr->family != AF_INET || cidr->prefix > 32) &&
+	    (cidr->family != AF_INET6 || cidr->prefix > 128))
+		return -EINVAL;
+	if (u->nforbidden == UPSTREAM_FORBIDDEN_MAX)
+		return -ENOSPC;
+	if (!(more = realloc(u->forbidden, (u->nforbidden + 1) * sizeof(*more))))
+		return -ENOMEM;
+	u->forbidden = more;
+	u->forbidden[u->nforbidden++] = (struct forbidden){.cidr = *cidr, .label = label};
+	return 0;
 }
 
 /* ---- response capture ---- */
@@ -544,6 +638,8 @@ static CURLcode set_options(struct xfer *x, const struct upstream_request *req)
 	SET(CURLOPT_HEADERDATA, x);
 	SET(CURLOPT_ERRORBUFFER, x->errbuf);
 	SET(CURLOPT_PRIVATE, x);
+	SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+	SET(CURLOPT_OPENSOCKETDATA, x);
 	return rc;
 #undef SET
 }
@@ -671,7 +767,13 @@ static void fill_response(struct xfer *x, CURLcode rc, struct upstream_response 
 	 * OpenSSL's own reason text ("SSL routines") tells it from a reset. */
 	if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) && strstr(x->errbuf, "SSL routines"))
 		r->error = -EPROTO;
-	if (r->error)
+	/* An address was refused for lying in a tunnel: that is the news,
+	 * not what the other addresses (if any) answered. */
+	if (r->error && x->forbidden)
+		r->error = -EACCES;
+	if (r->error == -EACCES)
+		r->errmsg = x->why;
+	else if (r->error)
 		r->errmsg = x->nomem	   ? "out of memory for the response body"
 			    : x->errbuf[0] ? x->errbuf
 					   : curl_easy_strerror(rc);
@@ -808,6 +910,7 @@ static void destroy(struct upstream *u)
 		usock_free(LIST_FIRST(&u->socks));
 	if (u->timer)
 		event_free(u->timer);
+	free(u->forbidden);
 	free(u);
 }
 

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mllp-bridge/config.h"
+
 struct event_base;
 struct upstream;
 
@@ -51,6 +53,10 @@ struct upstream;
  * connections often, curl keeps choosing connections that are about to go,
  * so we give it this many more rounds before the caller sees the error. */
 #define UPSTREAM_RESENDS_MAX 3
+/* Address ranges a connection may never reach (upstream_forbid): every
+ * tunnel's remote_ts, CFG_MAX_TUNNELS x CFG_MAX_CHILDREN x CFG_MAX_TS. */
+#define UPSTREAM_FORBIDDEN_MAX (CFG_MAX_TUNNELS * CFG_MAX_CHILDREN * CFG_MAX_TS)
+#define UPSTREAM_WHY_MAX       256 /* the text of a refused address */
 
 /* The HTTP version a target speaks. */
 enum upstream_http {
@@ -85,7 +91,9 @@ struct upstream_response {
 				     -ETIMEDOUT, -ECONNREFUSED, -EPROTO (TLS/handshake or
 				     certificate failure), -EIO (anything else; also a
 				     TLS 1.3 server refusing our client certificate when
-				     its close arrives before its alert is read) */
+				     its close arrives before its alert is read),
+				     -EACCES (every address tried was forbidden, see
+				     upstream_forbid(), or failed after one was) */
 	const char *errmsg;	  /* curl's text when error != 0, else "" */
 	long status;		  /* HTTP status when error == 0 */
 	const char *content_type; /* response Content-Type or NULL */
@@ -126,6 +134,17 @@ void upstream_free(struct upstream *u);
 __attribute__((warn_unused_result)) int
 upstream_post(struct upstream *u, const struct upstream_request *req, upstream_cb cb, void *arg);
 
+/* Refuses, from now on, every connection to an address inside cidr (a
+ * copy is kept): HTTPS must never travel through a tunnel, and a host name
+ * can resolve into one whatever the configuration checked. The check runs
+ * on each address curl resolved, before its socket exists; a request whose
+ * connection could not be made after a refusal fails with -EACCES and a
+ * text naming the address, label and cidr. label (e.g. the tunnel's name)
+ * is borrowed for the client's life. Returns 0, -EINVAL (not an AF_INET or
+ * AF_INET6 CIDR) or -ENOSPC past UPSTREAM_FORBIDDEN_MAX. */
+__attribute__((warn_unused_result)) int
+upstream_forbid(struct upstream *u, const struct cfg_cidr *cidr, const char *label);
+
 /* Counters for /metrics. */
 struct upstream_stats {
 	uint64_t requests;
@@ -136,6 +155,7 @@ struct upstream_stats {
 	uint64_t early_lost;	/* such answers libcurl lost: reported as errors (-EIO) */
 	uint64_t resends;	/* requests sent again after libcurl gave up retrying
 				   ones the server never processed (UPSTREAM_RESENDS_MAX) */
+	uint64_t in_tunnel;	/* connections refused: the address was forbidden */
 	unsigned in_flight;
 };
 void upstream_get_stats(const struct upstream *u, struct upstream_stats *st);

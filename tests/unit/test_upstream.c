@@ -1037,6 +1037,46 @@ START_TEST(test_refused)
 }
 END_TEST
 
+/* A host name that resolves into a tunnel's remote_ts is never connected
+ * to: the configuration can only refuse IP literals. */
+START_TEST(test_in_tunnel)
+{
+	struct sink *k = sink_start("server", NULL);
+	struct cfg_cidr lo = {0}, other = {0}, bad = {.family = AF_UNIX};
+	struct upstream_stats st;
+	struct client c;
+	struct res x = {0}, y = {0};
+
+	ck_assert_int_eq(cfg_parse_cidr("127.0.0.0/8", &lo), 0);
+	ck_assert_int_eq(upstream_forbid(g_u, &bad, "x"), -EINVAL);
+	ck_assert_int_eq(upstream_forbid(g_u, &lo, "hospital-a"), 0);
+	client_init(&c, "localhost", k->port);
+	post_and_wait(&c.rq, &x);
+	ck_assert_msg(x.error == -EACCES, "error %d: %s", x.error, x.errmsg);
+	ck_assert_int_eq(x.status, 0);
+	ck_assert_msg(strstr(x.errmsg, "127.0.0.1 is inside tunnel hospital-a's remote_ts "
+				       "127.0.0.0/8") != NULL,
+		      "%s", x.errmsg);
+	ck_assert_int_eq(count_lines(k, "requests.log"), 0);
+	ck_assert_int_eq(count_lines(k, "connections.log"), 0);
+	upstream_get_stats(g_u, &st);
+	ck_assert_uint_ge(st.in_tunnel, 1);
+	free(x.body);
+
+	/* A range elsewhere stops nothing. */
+	upstream_free(g_u);
+	ck_assert_int_eq(upstream_new(g_base, &g_u), 0);
+	ck_assert_int_eq(cfg_parse_cidr("203.0.113.64/26", &other), 0);
+	ck_assert_int_eq(upstream_forbid(g_u, &other, "hospital-a"), 0);
+	post_and_wait(&c.rq, &y);
+	ck_assert_msg(y.error == 0 && y.status == 200, "error %d: %s", y.error, y.errmsg);
+	ck_assert_int_eq(count_lines(k, "requests.log"), 1);
+	upstream_get_stats(g_u, &st);
+	ck_assert_uint_eq(st.in_tunnel, 0);
+	free(y.body);
+}
+END_TEST
+
 START_TEST(test_timeout)
 {
 	const char *args[] = {"--delay-ms", "3000", NULL};
@@ -1364,6 +1404,7 @@ static Suite *upstream_suite(void)
 	tcase_add_test(net, test_resumed);
 	tcase_add_test(net, test_early_answer);
 	tcase_add_test(net, test_refused);
+	tcase_add_test(net, test_in_tunnel);
 	tcase_add_test(net, test_timeout);
 	tcase_add_test(net, test_retry_after);
 	tcase_add_test(net, test_fail_first);
