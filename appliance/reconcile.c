@@ -209,7 +209,9 @@ void reconcile_conn_msg(const struct cfg_tunnel *t, struct vici_builder *b)
 	list(b, "local_addrs", t->local_addrs, t->nlocal_addrs);
 	list(b, "remote_addrs", t->remote_addrs, t->nremote_addrs);
 	list(b, "proposals", t->ike_proposals, t->nike_proposals);
-	snprintf(dpd, sizeof dpd, "%llums", (unsigned long long)t->dpd_delay_ms);
+	/* strongSwan's durations have no milliseconds: whole seconds, at least 1. */
+	snprintf(dpd, sizeof dpd, "%llus",
+		 (unsigned long long)(t->dpd_delay_ms < 1000 ? 1 : t->dpd_delay_ms / 1000));
 	vici_builder_key_str(b, "dpd_delay", dpd);
 	/* One IKE_SA per peer: a re-initiate replaces, never duplicates. */
 	vici_builder_key_str(b, "unique", "replace");

@@ -32,6 +32,7 @@ struct tstate {
 	char last_error[TUNNELS_REASON_MAX];
 	int64_t last_error_unix;
 	int initiating;
+	int load_failed; /* charon refused the connection: shown until the next load */
 	unsigned backoff_ms;
 	struct event *retry;
 	/* rekey-check */
@@ -223,14 +224,16 @@ static void on_initiated(void *arg, int err, const struct vici_tree *reply, cons
 	 * reason is in charon's control log. */
 	if (!vici_control_reason(log ? log : "", reason, sizeof reason))
 		snprintf(reason, sizeof reason, "%s", *fail ? fail : "initiate failed");
-	set_error(ts, reason);
-	log_event(LOG_WARN, "tunnel_initiate_failed", " tunnel=%s reason=\"%s\" retry_ms=%u",
-		  ts->cfg->name, reason, ts->backoff_ms ? ts->backoff_ms : TUNNELS_BACKOFF_MIN_MS);
-	/* A failed initiate can leave a half-open IKE_SA: the refresh finds
-	 * and terminates it, and schedules the next attempt. */
 	ts->backoff_ms = ts->backoff_ms ? ts->backoff_ms * 2 : TUNNELS_BACKOFF_MIN_MS;
 	if (ts->backoff_ms > TUNNELS_BACKOFF_MAX_MS)
 		ts->backoff_ms = TUNNELS_BACKOFF_MAX_MS;
+	/* A load failure said more than charon's "config not found" would. */
+	if (!ts->load_failed)
+		set_error(ts, reason);
+	log_event(LOG_WARN, "tunnel_initiate_failed", " tunnel=%s reason=\"%s\" retry_ms=%u",
+		  ts->cfg->name, reason, ts->backoff_ms);
+	/* A failed initiate can leave a half-open IKE_SA: the refresh finds
+	 * and terminates it, and schedules the next attempt. */
 	schedule_refresh(t);
 }
 
@@ -415,8 +418,10 @@ static void on_reconcile_error(void *arg, const char *tunnel, const char *why)
 
 	log_event(LOG_ERR, "tunnel_load_failed", " tunnel=%s reason=\"%s\"", tunnel ? tunnel : "-",
 		  why);
-	if (ts)
+	if (ts) {
 		set_error(ts, why);
+		ts->load_failed = 1;
+	}
 }
 
 static void on_reconciled(void *arg)
@@ -430,6 +435,8 @@ static void on_reconciled(void *arg)
 static void reconcile(struct tunnels *t, const struct cfg *old)
 {
 	t->reconciled = 0;
+	for (size_t i = 0; i < t->n; i++)
+		t->t[i].load_failed = 0;
 	if (!t->connected)
 		return;
 	if (reconcile_run(vloop_conn(t->v), t->cfg, old, t->own_charon, on_reconcile_error,
@@ -739,8 +746,9 @@ static void check_poll(evutil_socket_t fd, short what, void *arg)
 		check_finish(c, ok, text);
 		return;
 	}
-	if (vici_now_ms() >= c->deadline_ms) {
-		if (!vici_control_reason(c->log, reason, sizeof reason))
+	/* The peer's refusal (NO_PROPOSAL_CHOSEN...) ends the check at once. */
+	if (vici_control_reason(c->log, reason, sizeof reason) || vici_now_ms() >= c->deadline_ms) {
+		if (!reason[0])
 			snprintf(reason, sizeof reason, "no new CHILD_SA within %d s",
 				 CHECK_TIMEOUT_MS / 1000);
 		snprintf(text, sizeof text, "CHILD_SA %s was not rekeyed: %s", c->child, reason);

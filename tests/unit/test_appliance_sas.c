@@ -163,7 +163,7 @@ START_TEST(load_conn_message)
 	ck_assert_int_eq(vici_tree_parse(msg, len, &tree), 0);
 	free(msg);
 	ck_assert_str_eq(vici_tree_get(tree, "hospital-a.version"), "2");
-	ck_assert_str_eq(vici_tree_get(tree, "hospital-a.dpd_delay"), "2000ms");
+	ck_assert_str_eq(vici_tree_get(tree, "hospital-a.dpd_delay"), "2s");
 	ck_assert_str_eq(vici_tree_get(tree, "hospital-a.local.auth"), "psk");
 	ck_assert_ptr_null(vici_tree_get(tree, "hospital-a.local.id"));
 	ck_assert_str_eq(vici_tree_get(tree, "hospital-a.remote.id"), "peer.test");
