@@ -13,35 +13,80 @@
 
 struct charon_proc {
 	struct event_base *base;
-	const struct cfg_charon *cfg;
+	char *binary;
+	char *conf; /* STRONGSWAN_CONF, or NULL */
+	char *pidfile;
 	pid_t pid;
+	pid_t adopted; /* started by an earlier supervisor; not our child */
 	int stopping;
 	unsigned backoff_ms;
 	struct event *restart;
 	struct timespec started;
 };
 
+static int alive(pid_t pid)
+{
+	return pid > 0 && kill(pid, 0) == 0;
+}
+
+static void write_pidfile(const struct charon_proc *p)
+{
+	FILE *f = p->pidfile ? fopen(p->pidfile, "we") : NULL;
+
+	if (!f)
+		return;
+	fprintf(f, "%d\n", (int)p->pid);
+	fclose(f);
+}
+
+/* A charon an earlier supervisor started (and recorded) is kept: it holds
+ * the SAs, and the hospital's traffic with them. */
+static void adopt(struct charon_proc *p)
+{
+	char comm[64] = "", path[64];
+	FILE *f = p->pidfile ? fopen(p->pidfile, "re") : NULL;
+	int pid = 0;
+
+	if (!f)
+		return;
+	if (fscanf(f, "%d", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	if (pid <= 0 || !(f = fopen(path, "re")))
+		return;
+	if (!fgets(comm, sizeof comm, f))
+		comm[0] = '\0';
+	fclose(f);
+	if (strncmp(comm, "charon", 6) == 0) {
+		p->adopted = (pid_t)pid;
+		log_event(LOG_INFO, "charon_adopted", " pid=%d", pid);
+	}
+}
+
 static void start(struct charon_proc *p)
 {
 	pid_t pid;
 
-	if (p->pid || p->stopping || evtimer_pending(p->restart, NULL))
+	if (p->pid || p->stopping || evtimer_pending(p->restart, NULL) || alive(p->adopted))
 		return;
+	p->adopted = 0;
 	pid = fork();
 	if (pid < 0) {
 		log_event(LOG_ERR, "charon_start_failed", " error=\"%s\"", strerror(errno));
 		return;
 	}
 	if (pid == 0) {
-		if (p->cfg->strongswan_conf)
-			setenv("STRONGSWAN_CONF", p->cfg->strongswan_conf, 1);
-		execl(p->cfg->binary, p->cfg->binary, (char *)NULL);
-		fprintf(stderr, "appliance: cannot run %s: %s\n", p->cfg->binary, strerror(errno));
+		if (p->conf)
+			setenv("STRONGSWAN_CONF", p->conf, 1);
+		execl(p->binary, p->binary, (char *)NULL);
+		fprintf(stderr, "appliance: cannot run %s: %s\n", p->binary, strerror(errno));
 		_exit(127);
 	}
 	p->pid = pid;
+	write_pidfile(p);
 	clock_gettime(CLOCK_MONOTONIC, &p->started);
-	log_event(LOG_INFO, "charon_started", " pid=%d binary=%s", (int)pid, p->cfg->binary);
+	log_event(LOG_INFO, "charon_started", " pid=%d binary=%s", (int)pid, p->binary);
 }
 
 static void on_restart(evutil_socket_t fd, short what, void *arg)
@@ -51,7 +96,8 @@ static void on_restart(evutil_socket_t fd, short what, void *arg)
 	start(arg);
 }
 
-int charon_proc_new(struct event_base *base, const struct cfg_charon *cfg, struct charon_proc **out)
+int charon_proc_new(struct event_base *base, const struct cfg_charon *cfg, const char *pidfile,
+		    struct charon_proc **out)
 {
 	struct charon_proc *p = calloc(1, sizeof *p);
 
@@ -59,11 +105,14 @@ int charon_proc_new(struct event_base *base, const struct cfg_charon *cfg, struc
 	if (!p)
 		return -ENOMEM;
 	p->base = base;
-	p->cfg = cfg;
-	if (!(p->restart = evtimer_new(base, on_restart, p))) {
-		free(p);
+	if (!(p->binary = strdup(cfg->binary)) ||
+	    (cfg->strongswan_conf && !(p->conf = strdup(cfg->strongswan_conf))) ||
+	    (pidfile && !(p->pidfile = strdup(pidfile))) ||
+	    !(p->restart = evtimer_new(base, on_restart, p))) {
+		charon_proc_free(p);
 		return -ENOMEM;
 	}
+	adopt(p);
 	*out = p;
 	return 0;
 }
@@ -109,10 +158,24 @@ int charon_proc_reaped(struct charon_proc *p, pid_t pid, int wstatus)
 	return 1;
 }
 
+/* An adopted charon is no child of ours: polled, not waited for. */
+static void stop_adopted(struct charon_proc *p, int timeout_ms)
+{
+	kill(p->adopted, SIGTERM);
+	for (int waited = 0; waited < timeout_ms && alive(p->adopted); waited += 20)
+		usleep(20 * 1000);
+	if (alive(p->adopted))
+		kill(p->adopted, SIGKILL);
+	log_event(LOG_INFO, "charon_stopped", " pid=%d", (int)p->adopted);
+	p->adopted = 0;
+}
+
 void charon_proc_stop(struct charon_proc *p, int timeout_ms)
 {
 	p->stopping = 1;
 	evtimer_del(p->restart);
+	if (alive(p->adopted))
+		stop_adopted(p, timeout_ms);
 	if (!p->pid)
 		return;
 	kill(p->pid, SIGTERM);
@@ -135,7 +198,7 @@ void charon_proc_stop(struct charon_proc *p, int timeout_ms)
 
 pid_t charon_proc_pid(const struct charon_proc *p)
 {
-	return p->pid;
+	return p->pid ? p->pid : alive(p->adopted) ? p->adopted : 0;
 }
 
 void charon_proc_free(struct charon_proc *p)
@@ -144,5 +207,8 @@ void charon_proc_free(struct charon_proc *p)
 		return;
 	if (p->restart)
 		event_free(p->restart);
+	free(p->binary);
+	free(p->conf);
+	free(p->pidfile);
 	free(p);
 }

@@ -18,10 +18,14 @@
 
 struct charon_proc;
 
-/* cfg is borrowed for the process's life (its settings take effect at the
- * next start). Returns 0 and *out, or -ENOMEM. */
-__attribute__((warn_unused_result)) int
-charon_proc_new(struct event_base *base, const struct cfg_charon *cfg, struct charon_proc **out);
+/* cfg is read now: a reload's charon settings take effect at the
+ * supervisor's next start. pidfile (may be NULL) records the charon
+ * started, so that a supervisor restarted after a crash adopts it instead
+ * of starting a second one. Returns 0 and *out, or -ENOMEM. */
+__attribute__((warn_unused_result)) int charon_proc_new(struct event_base *base,
+							const struct cfg_charon *cfg,
+							const char *pidfile,
+							struct charon_proc **out);
 
 /* vici is down: start charon unless one of ours is running or starting. */
 void charon_proc_vici_down(struct charon_proc *p);
@@ -32,7 +36,7 @@ int charon_proc_reaped(struct charon_proc *p, pid_t pid, int wstatus);
 /* SIGTERM, SIGKILL after timeout_ms; never restarted after this. */
 void charon_proc_stop(struct charon_proc *p, int timeout_ms);
 
-/* Our charon's PID, or 0 (none, or an attached one). */
+/* Our charon's PID (started or adopted), or 0. */
 pid_t charon_proc_pid(const struct charon_proc *p);
 
 void charon_proc_free(struct charon_proc *p);

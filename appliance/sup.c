@@ -28,7 +28,8 @@ struct sup {
 	struct event_base *base;
 	struct sup_opts opts;
 	struct cfg *cfg;
-	char *pidfile;
+	char *pidfile;	      /* the bridge's */
+	char *charon_pidfile; /* the charon we started */
 	struct vloop *v;
 	struct tunnels *tun;
 	struct charon_proc *charon;
@@ -337,12 +338,12 @@ static int setup_signals(struct sup *s)
 
 /* ---------- setup ---------- */
 
-/* The bridge's PID sits next to the control socket, in the runtime dir. */
-static char *pidfile_path(const char *control_socket)
+/* PIDs sit next to the control socket, in the runtime dir. */
+static char *pidfile_path(const char *control_socket, const char *name)
 {
 	char *copy = strdup(control_socket), *path = NULL;
 
-	if (copy && asprintf(&path, "%s/bridge.pid", dirname(copy)) < 0)
+	if (copy && asprintf(&path, "%s/%s.pid", dirname(copy), name) < 0)
 		path = NULL;
 	free(copy);
 	return path;
@@ -358,7 +359,7 @@ static int start_bridge(struct sup *s)
 			       .verbose = s->opts.verbose};
 	int err;
 
-	if (!(s->pidfile = pidfile_path(c->control_socket)))
+	if (!(s->pidfile = pidfile_path(c->control_socket, "bridge")))
 		return -ENOMEM;
 	o.pidfile = s->pidfile;
 	if ((err = child_new(s->base, &o, on_bridge_status, s, &s->bridge)) < 0)
@@ -378,8 +379,9 @@ static int sup_setup(struct sup *s)
 	    (err = vloop_new(s->base, s->cfg->charon.vici, &s->v)) < 0)
 		return err;
 	if (s->cfg->charon.start &&
-	    (err = charon_proc_new(s->base, &s->cfg->charon, &s->charon)) < 0)
-		return err;
+	    (!(s->charon_pidfile = pidfile_path(s->cfg->supervisor.control_socket, "charon")) ||
+	     (err = charon_proc_new(s->base, &s->cfg->charon, s->charon_pidfile, &s->charon)) < 0))
+		return s->charon_pidfile ? err : -ENOMEM;
 	if ((err = tunnels_new(s->base, s->v, s->cfg, s->cfg->charon.start, send_snapshots, s,
 			       &s->tun)) < 0)
 		return err;
@@ -443,5 +445,6 @@ void sup_free(struct sup *s)
 		event_base_free(s->base);
 	cfg_free(s->cfg);
 	free(s->pidfile);
+	free(s->charon_pidfile);
 	free(s);
 }

@@ -341,7 +341,9 @@ static int apply_one(struct tunnels *t, struct tstate *ts)
 	audited = ts->have_ike && audit(t, ts, &ts->ike);
 	ts->up = !audited && ts->have_ike && !missing_child(ts);
 	if (ts->up != was_up) {
-		ts->since_unix = now_unix();
+		/* charon knows since when: a restarted supervisor reports that. */
+		ts->since_unix =
+		    now_unix() - (ts->up && ts->ike.established_s > 0 ? ts->ike.established_s : 0);
 		log_change(ts);
 	}
 	if (!ts->up)
