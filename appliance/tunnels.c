@@ -198,6 +198,18 @@ static const struct cfg_child *missing_child(const struct tstate *ts)
 	return NULL;
 }
 
+/* The reason when the control log names none: charon's own words, or what
+ * they mean for a tunnel the operator loads (ours are loaded before any
+ * initiate; the operator's may not be). */
+static void reply_reason(const struct tstate *ts, const char *fail, char *buf, size_t cap)
+{
+	if (ts->cfg->source == CFG_SOURCE_SWANCTL && strstr(fail, "not found"))
+		snprintf(buf, cap, "charon has no connection %s: load it with swanctl --load-all",
+			 ts->cfg->name);
+	else
+		snprintf(buf, cap, "%s", *fail ? fail : "initiate failed");
+}
+
 struct initiate_req {
 	struct tunnels *t;
 	char name[CFG_NAME_MAX + 1];
@@ -223,7 +235,7 @@ static void on_initiated(void *arg, int err, const struct vici_tree *reply, cons
 	/* The reply only says "establishing CHILD_SA failed": the peer's
 	 * reason is in charon's control log. */
 	if (!vici_control_reason(log ? log : "", reason, sizeof reason))
-		snprintf(reason, sizeof reason, "%s", *fail ? fail : "initiate failed");
+		reply_reason(ts, fail, reason, sizeof reason);
 	ts->backoff_ms = ts->backoff_ms ? ts->backoff_ms * 2 : TUNNELS_BACKOFF_MIN_MS;
 	if (ts->backoff_ms > TUNNELS_BACKOFF_MAX_MS)
 		ts->backoff_ms = TUNNELS_BACKOFF_MAX_MS;
