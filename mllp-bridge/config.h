@@ -34,6 +34,8 @@
 #define CFG_MAX_ADDRS			   8  /* local_addrs / remote_addrs entries */
 #define CFG_MAX_DESTINATIONS		   256
 #define CFG_TUNNEL_NAME_MAX		   CFG_NAME_MAX /* tunnel and child names: [A-Za-z0-9_-] */
+#define CFG_PSK_MIN			   16 /* bytes in a psk_file, without a final line break */
+#define CFG_PSK_MAX			   1024
 
 enum cfg_ack { CFG_ACK_COMMIT, CFG_ACK_UPSTREAM };
 /* What one lane (an ordered FIFO with one request in flight) holds:
@@ -102,8 +104,8 @@ enum cfg_gate { CFG_GATE_CLOSED, CFG_GATE_OPEN };
 enum cfg_source { CFG_SOURCE_APPLIANCE, CFG_SOURCE_SWANCTL };
 
 struct cfg_child {
-	char *name;		    /* the CHILD_SA config name; unique in the file */
-	struct cfg_cidr *local_ts;  /* at least one */
+	char *name;		   /* the CHILD_SA config name; unique in the file */
+	struct cfg_cidr *local_ts; /* at least one */
 	size_t nlocal_ts;
 	struct cfg_cidr *remote_ts; /* at least one */
 	size_t nremote_ts;
@@ -116,20 +118,22 @@ struct cfg_child {
 struct cfg_tunnel {
 	char *name; /* the vici connection name; unique */
 	enum cfg_source source;
-	int version;	      /* IKE version: 2 (the only one allowed) */
-	char **local_addrs;   /* appliance: required; swanctl: NULL */
+	int version;	    /* IKE version: 2 (the only one allowed) */
+	char **local_addrs; /* appliance: required; swanctl: NULL */
 	size_t nlocal_addrs;
-	char **remote_addrs;  /* appliance: required; swanctl: NULL */
+	char **remote_addrs; /* appliance: required; swanctl: NULL */
 	size_t nremote_addrs;
-	char *local_id;	      /* IKE identities; NULL: charon's default (the address) */
+	char *local_id; /* IKE identities; NULL: charon's default (the address) */
 	char *remote_id;
-	char *psk_file;	      /* auth: either psk_file ... */
-	char *cert;	      /* ... or cert + key + ca (PEM files) */
+	char *psk_file; /* auth: either psk_file (the secret is the file's bytes
+			   without one final "\n" or "\r\n", CFG_PSK_MIN to
+			   CFG_PSK_MAX of them) ... */
+	char *cert;	/* ... or cert + key + ca (PEM files) */
 	char *key;
 	char *ca;
 	char **ike_proposals; /* appliance: required, each with DH 14 or 21 only */
 	size_t nike_proposals;
-	uint64_t dpd_delay_ms; /* dead peer detection period; default 30 s */
+	uint64_t dpd_delay_ms;	    /* dead peer detection period; default 30 s */
 	struct cfg_child *children; /* at least one */
 	size_t nchildren;
 	int line;
@@ -143,10 +147,10 @@ struct cfg_charon {
 };
 
 struct cfg_supervisor {
-	char *control_socket; /* default /run/appliance/control.sock */
-	char *control_group;  /* group that may use it (mode 0660); NULL: root only (0600) */
-	char *bridge_user;    /* the bridge runs as this user; default "mllp-bridge" */
-	char *bridge_path;    /* default: mllp-bridge next to the appliance binary */
+	char *control_socket;  /* default /run/appliance/control.sock */
+	char *control_group;   /* group that may use it (mode 0660); NULL: root only (0600) */
+	char *bridge_user;     /* the bridge runs as this user; default "mllp-bridge" */
+	char *bridge_path;     /* default: mllp-bridge next to the appliance binary */
 	uint64_t heartbeat_ms; /* TCP heartbeat to each destination; default 30 s */
 };
 

@@ -21,23 +21,33 @@
 
 /* A readable file that stands in for every CA, token, cert and key; made in main(). */
 static char ca_path[] = "/tmp/test_config_ca_XXXXXX";
+/* A directory with the tunnel secrets of the cases below (see make_secrets). */
+static char dir_path[] = "/tmp/test_config_dir_XXXXXX";
 
-/* Replaces each "@CA@" in text by ca_path. Caller frees. */
+/* Replaces each "@CA@" in text by ca_path and each "@DIR@" by dir_path.
+ * Caller frees. */
 static char *subst(const char *text)
 {
-	size_t n = 0, len;
+	static const struct {
+		const char *token;
+		const char *value;
+	} subs[] = {{"@CA@", ca_path}, {"@DIR@", dir_path}};
+	size_t len = strlen(text) + 1, i;
 	const char *p;
 	char *out, *o;
 
-	for (p = text; (p = strstr(p, "@CA@")); p += 4)
-		n++;
-	len = strlen(text) + n * strlen(ca_path) + 1;
+	for (i = 0; i < sizeof subs / sizeof *subs; i++)
+		for (p = text; (p = strstr(p, subs[i].token)); p += strlen(subs[i].token))
+			len += strlen(subs[i].value);
 	out = malloc(len);
 	ck_assert_ptr_nonnull(out);
 	for (o = out, p = text; *p;) {
-		if (strncmp(p, "@CA@", 4) == 0) {
-			o = stpcpy(o, ca_path);
-			p += 4;
+		for (i = 0; i < sizeof subs / sizeof *subs; i++)
+			if (strncmp(p, subs[i].token, strlen(subs[i].token)) == 0)
+				break;
+		if (i < sizeof subs / sizeof *subs) {
+			o = stpcpy(o, subs[i].value);
+			p += strlen(subs[i].token);
 		} else {
 			*o++ = *p++;
 		}
@@ -46,7 +56,17 @@ static char *subst(const char *text)
 	return out;
 }
 
-/* Loads text as "t.yaml"; returns the rc and fills out/errs. */
+/* Loads text as "t.yaml" in a role; returns the rc and fills out/errs. */
+static int load_as(const char *text, enum cfg_role role, struct cfg **out, struct cfg_errors *errs)
+{
+	char *t = subst(text);
+	int rc = cfg_load_string_as("t.yaml", t, role, out, errs);
+
+	free(t);
+	return rc;
+}
+
+/* The bridge's view, as cfg_load_string() gives it. */
 static int load(const char *text, struct cfg **out, struct cfg_errors *errs)
 {
 	char *t = subst(text);
@@ -102,11 +122,11 @@ static const char full_yaml[] =
     "observability: { listen: \"[::1]:9100\" }\n"
     "log_phi: true\n"
     "retry: { initial: 500ms, max: 2m }\n"
-    "tunnels: { hq: { remote: 198.51.100.1 } }\n"
-    "charon: [1, 2]\n"
-    "supervisor: x\n"
+    "gate: open\n"
+    "charon: { vici: \"tcp://127.0.0.1:4502\", start: false }\n"
+    "supervisor: { heartbeat: 10s }\n"
     "outbound: {}\n"
-    "destinations: [{ name: a }]\n"
+    "destinations: [{ name: a, address: 198.51.100.9:2575 }]\n"
     "https_listener: { listen: 0.0.0.0:8443 }\n"
     "integrations:\n"
     "  - name: lab\n"
@@ -210,7 +230,8 @@ START_TEST(valid_full_config)
 }
 END_TEST
 
-static const char minimal_yaml[] = "spool: /s.db\n"
+static const char minimal_yaml[] = "gate: open\n"
+				   "spool: /s.db\n"
 				   "integrations:\n"
 				   "  - name: lab\n"
 				   "    listen: 203.0.113.1:9960\n"
@@ -250,12 +271,13 @@ END_TEST
 
 /* ---------- one bad value, one exact message ---------- */
 
-#define TOP		      "spool: /s.db\nintegrations:\n" /* lines 1-2 */
-#define LAB_NAME	      "  - name: lab\n"		      /* line 3 */
+#define OPEN		      "gate: open\n" /* no tunnels: the bridge alone */
+#define TOP		      OPEN "spool: /s.db\nintegrations:\n" /* lines 1-3 */
+#define LAB_NAME	      "  - name: lab\n"			   /* line 4 */
 #define LAB_LISTEN	      "    listen: 203.0.113.1:9960\n"
 #define LAB_SOURCES	      "    sources: [203.0.113.64/26]\n"
-#define LAB		      LAB_NAME LAB_LISTEN LAB_SOURCES /* lines 3-5 */
-#define UP		      "    upstream:\n      url: https://h.test/x\n      ca_file: @CA@\n" /* lines 6-8 */
+#define LAB		      LAB_NAME LAB_LISTEN LAB_SOURCES /* lines 4-6 */
+#define UP		      "    upstream:\n      url: https://h.test/x\n      ca_file: @CA@\n" /* lines 7-9 */
 #define LAB2(listen, sources) "  - name: lab2\n    listen: " listen "\n    sources: " sources "\n"
 
 struct bad_case {
@@ -273,192 +295,193 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:1: unknown key 'per_peer' in connections"},
     {"connections: 5\n" TOP LAB UP, "t.yaml:1: connections: expected a mapping"},
     /* integration fields, each on line 9 */
-    {TOP LAB UP "    ack: x\n", "t.yaml:9: ack: expected 'commit' or 'upstream', got 'x'"},
+    {TOP LAB UP "    ack: x\n", "t.yaml:10: ack: expected 'commit' or 'upstream', got 'x'"},
     {TOP LAB UP "    accept_ack: never\n",
-     "t.yaml:9: accept_ack: expected 'msh15' or 'always', got 'never'"},
-    {TOP LAB UP "    ack:\n", "t.yaml:9: ack: expected 'commit' or 'upstream'"},
+     "t.yaml:10: accept_ack: expected 'msh15' or 'always', got 'never'"},
+    {TOP LAB UP "    ack:\n", "t.yaml:10: ack: expected 'commit' or 'upstream'"},
     {TOP LAB UP "    order: fifo\n",
-     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient', got 'fifo'"},
+     "t.yaml:10: order: expected 'integration', 'sender', 'feed' or 'patient', got 'fifo'"},
     {TOP LAB UP "    order: Patient\n",
-     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient', got 'Patient'"},
+     "t.yaml:10: order: expected 'integration', 'sender', 'feed' or 'patient', got 'Patient'"},
     {TOP LAB UP "    order:\n",
-     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient'"},
+     "t.yaml:10: order: expected 'integration', 'sender', 'feed' or 'patient'"},
     {TOP LAB UP "    order: [feed]\n",
-     "t.yaml:9: order: expected 'integration', 'sender', 'feed' or 'patient'"},
+     "t.yaml:10: order: expected 'integration', 'sender', 'feed' or 'patient'"},
     {TOP LAB UP "    max_in_flight: 0\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '0'"},
+     "t.yaml:10: max_in_flight: expected an integer from 1 to 1024, got '0'"},
     {TOP LAB UP "    max_in_flight: 1025\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '1025'"},
+     "t.yaml:10: max_in_flight: expected an integer from 1 to 1024, got '1025'"},
     {TOP LAB UP "    max_in_flight: -1\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '-1'"},
+     "t.yaml:10: max_in_flight: expected an integer from 1 to 1024, got '-1'"},
     {TOP LAB UP "    max_in_flight: 1e3\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '1e3'"},
+     "t.yaml:10: max_in_flight: expected an integer from 1 to 1024, got '1e3'"},
     {TOP LAB UP "    max_in_flight: 99999999999999999999\n",
-     "t.yaml:9: max_in_flight: expected an integer from 1 to 1024, got '99999999999999999999'"},
-    {TOP LAB UP "    max_in_flight:\n", "t.yaml:9: max_in_flight: expected an integer"},
-    {TOP LAB UP "    dedup: 25h\n", "t.yaml:9: dedup: 25h is longer than 24h"},
-    {TOP LAB UP "    dedup: 2d\n", "t.yaml:9: dedup: 2d is longer than 24h"},
-    {TOP LAB UP "    dedup: 86400001ms\n", "t.yaml:9: dedup: 86400001ms is longer than 24h"},
-    {TOP LAB UP "    dedup: 3651d\n", "t.yaml:9: dedup: 3651d is longer than 24h"},
+     "t.yaml:10: max_in_flight: expected an integer from 1 to 1024, got '99999999999999999999'"},
+    {TOP LAB UP "    max_in_flight:\n", "t.yaml:10: max_in_flight: expected an integer"},
+    {TOP LAB UP "    dedup: 25h\n", "t.yaml:10: dedup: 25h is longer than 24h"},
+    {TOP LAB UP "    dedup: 2d\n", "t.yaml:10: dedup: 2d is longer than 24h"},
+    {TOP LAB UP "    dedup: 86400001ms\n", "t.yaml:10: dedup: 86400001ms is longer than 24h"},
+    {TOP LAB UP "    dedup: 3651d\n", "t.yaml:10: dedup: 3651d is longer than 24h"},
     {TOP LAB UP "    dedup: 99999999999999999999s\n",
-     "t.yaml:9: dedup: 99999999999999999999s is longer than 24h"},
+     "t.yaml:10: dedup: 99999999999999999999s is longer than 24h"},
     {TOP LAB UP "    dedup: 10\n",
-     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '10'"},
+     "t.yaml:10: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '10'"},
     {TOP LAB UP "    dedup: off\n",
-     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got 'off'"},
+     "t.yaml:10: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got 'off'"},
     {TOP LAB UP "    dedup: -1m\n",
-     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '-1m'"},
+     "t.yaml:10: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '-1m'"},
     {TOP LAB UP "    dedup: 1.5h\n",
-     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '1.5h'"},
+     "t.yaml:10: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '1.5h'"},
     {TOP LAB UP "    dedup: 00\n",
-     "t.yaml:9: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '00'"},
-    {TOP LAB UP "    dedup:\n", "t.yaml:9: dedup: expected a duration"},
-    {TOP LAB UP "    dedup: { window: 10m }\n", "t.yaml:9: dedup: expected a duration"},
+     "t.yaml:10: dedup: expected a duration such as 30s, 10m or 1h, or 0 for off, got '00'"},
+    {TOP LAB UP "    dedup:\n", "t.yaml:10: dedup: expected a duration"},
+    {TOP LAB UP "    dedup: { window: 10m }\n", "t.yaml:10: dedup: expected a duration"},
     {TOP LAB UP "    dedup: 10m\n    dedup: 5m\n",
-     "t.yaml:10: duplicate key 'dedup' in integration"},
-    {TOP LAB UP "    foo: 1\n", "t.yaml:9: unknown key 'foo' in integration"},
+     "t.yaml:11: duplicate key 'dedup' in integration"},
+    {TOP LAB UP "    foo: 1\n", "t.yaml:10: unknown key 'foo' in integration"},
     {TOP LAB UP "    ack: commit\n    ack: upstream\n",
-     "t.yaml:10: duplicate key 'ack' in integration"},
-    {TOP LAB UP "    [a]: 1\n", "t.yaml:9: keys must be plain words in integration"},
-    {TOP LAB UP "    mllp: 1\n", "t.yaml:9: mllp: expected a mapping"},
-    {TOP LAB UP "    mllp: { bogus: 1 }\n", "t.yaml:9: unknown key 'bogus' in mllp"},
-    {TOP LAB UP "    mllp: { release: 3 }\n", "t.yaml:9: release: expected 1 or 2, got '3'"},
-    {TOP LAB UP "    mllp: { max_frame: 512 }\n", "t.yaml:9: max_frame: 512 is outside 1KiB-64MiB"},
+     "t.yaml:11: duplicate key 'ack' in integration"},
+    {TOP LAB UP "    [a]: 1\n", "t.yaml:10: keys must be plain words in integration"},
+    {TOP LAB UP "    mllp: 1\n", "t.yaml:10: mllp: expected a mapping"},
+    {TOP LAB UP "    mllp: { bogus: 1 }\n", "t.yaml:10: unknown key 'bogus' in mllp"},
+    {TOP LAB UP "    mllp: { release: 3 }\n", "t.yaml:10: release: expected 1 or 2, got '3'"},
+    {TOP LAB UP "    mllp: { max_frame: 512 }\n",
+     "t.yaml:10: max_frame: 512 is outside 1KiB-64MiB"},
     {TOP LAB UP "    mllp: { max_frame: 65MiB }\n",
-     "t.yaml:9: max_frame: 65MiB is outside 1KiB-64MiB"},
+     "t.yaml:10: max_frame: 65MiB is outside 1KiB-64MiB"},
     {TOP LAB UP "    mllp: { max_frame: 16MB }\n",
-     "t.yaml:9: max_frame: expected a size such as 16MiB, 512KiB or 65536, got '16MB'"},
+     "t.yaml:10: max_frame: expected a size such as 16MiB, 512KiB or 65536, got '16MB'"},
     {TOP LAB UP "    mllp: { max_frame: 99999999999999999999 }\n",
-     "t.yaml:9: max_frame: 99999999999999999999 is outside 1KiB-64MiB"},
+     "t.yaml:10: max_frame: 99999999999999999999 is outside 1KiB-64MiB"},
     {TOP LAB UP "    mllp: { frame_timeout: 0s }\n",
-     "t.yaml:9: frame_timeout: must be longer than 0"},
+     "t.yaml:10: frame_timeout: must be longer than 0"},
     {TOP LAB UP "    mllp: { frame_timeout: 30 }\n",
-     "t.yaml:9: frame_timeout: expected a duration such as 500ms, 30s, 5m, 2h or 7d, got '30'"},
+     "t.yaml:10: frame_timeout: expected a duration such as 500ms, 30s, 5m, 2h or 7d, got '30'"},
     {TOP LAB UP "    mllp: { frame_timeout: -1s }\n",
-     "t.yaml:9: frame_timeout: expected a duration such as 500ms, 30s, 5m, 2h or 7d, got '-1s'"},
+     "t.yaml:10: frame_timeout: expected a duration such as 500ms, 30s, 5m, 2h or 7d, got '-1s'"},
     {TOP LAB UP "    mllp:\n      idle_timeout: 99999999999999999999d\n",
-     "t.yaml:10: idle_timeout: 99999999999999999999d is longer than 3650d"},
+     "t.yaml:11: idle_timeout: 99999999999999999999d is longer than 3650d"},
     {TOP LAB UP "    mllp: { idle_timeout: 3651d }\n",
-     "t.yaml:9: idle_timeout: 3651d is longer than 3650d"},
+     "t.yaml:10: idle_timeout: 3651d is longer than 3650d"},
     {TOP LAB UP "    match: { sending_facility: \"A|B\" }\n",
-     "t.yaml:9: sending_facility: must be 1-227 characters without '|' or control characters"},
+     "t.yaml:10: sending_facility: must be 1-227 characters without '|' or control characters"},
     {TOP LAB UP "    match: { receiving_facility: \"\" }\n",
-     "t.yaml:9: receiving_facility: must be 1-227 characters without '|' or control characters"},
-    {TOP LAB UP "    match: { msh4: X }\n", "t.yaml:9: unknown key 'msh4' in match"},
-    {TOP LAB UP "    match: LAB\n", "t.yaml:9: match: expected a mapping"},
+     "t.yaml:10: receiving_facility: must be 1-227 characters without '|' or control characters"},
+    {TOP LAB UP "    match: { msh4: X }\n", "t.yaml:10: unknown key 'msh4' in match"},
+    {TOP LAB UP "    match: LAB\n", "t.yaml:10: match: expected a mapping"},
     /* name, listen, sources */
     {TOP "  - name: 'lab one'\n" LAB_LISTEN LAB_SOURCES UP,
-     "t.yaml:3: name: 'lab one' is not 1-64 characters of A-Z a-z 0-9 _ -"},
+     "t.yaml:4: name: 'lab one' is not 1-64 characters of A-Z a-z 0-9 _ -"},
     {TOP
      "  - name: "
      "a12345678901234567890123456789012345678901234567890123456789012345\n" LAB_LISTEN LAB_SOURCES
 	 UP,
-     "t.yaml:3: name: 'a12345678901234567890123456789012345678901234567890123456789012345' "
+     "t.yaml:4: name: 'a12345678901234567890123456789012345678901234567890123456789012345' "
      "is not 1-64 characters of A-Z a-z 0-9 _ -"},
-    {TOP "  - name: [lab]\n" LAB_LISTEN LAB_SOURCES UP, "t.yaml:3: name: expected a string"},
+    {TOP "  - name: [lab]\n" LAB_LISTEN LAB_SOURCES UP, "t.yaml:4: name: expected a string"},
     {TOP LAB_NAME "    listen: 203.0.113.1:80\n" LAB_SOURCES UP,
-     "t.yaml:4: listen: port 80 is outside 9960-11794"},
+     "t.yaml:5: listen: port 80 is outside 9960-11794"},
     {TOP LAB_NAME "    listen: 203.0.113.1:11795\n" LAB_SOURCES UP,
-     "t.yaml:4: listen: port 11795 is outside 9960-11794"},
+     "t.yaml:5: listen: port 11795 is outside 9960-11794"},
     {TOP LAB_NAME "    listen: lab.test:9960\n" LAB_SOURCES UP,
-     "t.yaml:4: listen: expected IPv4:port or [IPv6]:port, got 'lab.test:9960'"},
+     "t.yaml:5: listen: expected IPv4:port or [IPv6]:port, got 'lab.test:9960'"},
     {TOP LAB_NAME "    listen: 203.0.113.1\n" LAB_SOURCES UP,
-     "t.yaml:4: listen: expected IPv4:port or [IPv6]:port, got '203.0.113.1'"},
+     "t.yaml:5: listen: expected IPv4:port or [IPv6]:port, got '203.0.113.1'"},
     {TOP LAB_NAME "    listen: 2001:db8::1:9960\n" LAB_SOURCES UP,
-     "t.yaml:4: listen: expected IPv4:port or [IPv6]:port, got '2001:db8::1:9960'"},
+     "t.yaml:5: listen: expected IPv4:port or [IPv6]:port, got '2001:db8::1:9960'"},
     {TOP LAB_NAME LAB_LISTEN "    sources: 203.0.113.64/26\n" UP,
-     "t.yaml:5: sources: expected a sequence"},
+     "t.yaml:6: sources: expected a sequence"},
     {TOP LAB_NAME LAB_LISTEN "    sources: []\n" UP,
-     "t.yaml:5: sources: expected 1 to 64 CIDRs, got 0"},
+     "t.yaml:6: sources: expected 1 to 64 CIDRs, got 0"},
     {TOP LAB_NAME LAB_LISTEN "    sources: [203.0.113.0/33]\n" UP,
-     "t.yaml:5: sources: bad CIDR '203.0.113.0/33'"},
+     "t.yaml:6: sources: bad CIDR '203.0.113.0/33'"},
     {TOP LAB_NAME LAB_LISTEN "    sources:\n      - 10.0.0.0/8\n      - lab.test\n" UP,
-     "t.yaml:7: sources: bad CIDR 'lab.test'"},
+     "t.yaml:8: sources: bad CIDR 'lab.test'"},
     {TOP LAB_NAME LAB_LISTEN "    sources: [203.0.113.65/26]\n" UP,
-     "t.yaml:5: sources: 203.0.113.65/26 has host bits set (the network is 203.0.113.64/26)"},
+     "t.yaml:6: sources: 203.0.113.65/26 has host bits set (the network is 203.0.113.64/26)"},
     /* upstream */
     {TOP LAB "    upstream:\n      url: http://h.test/x\n      ca_file: @CA@\n",
-     "t.yaml:7: url: expected an https:// URL, got 'http://h.test/x'"},
+     "t.yaml:8: url: expected an https:// URL, got 'http://h.test/x'"},
     {TOP LAB "    upstream:\n      url: https:///x\n      ca_file: @CA@\n",
-     "t.yaml:7: url: no host in 'https:///x'"},
+     "t.yaml:8: url: no host in 'https:///x'"},
     {TOP LAB "    upstream:\n      url: https://:443/x\n      ca_file: @CA@\n",
-     "t.yaml:7: url: no host in 'https://:443/x'"},
+     "t.yaml:8: url: no host in 'https://:443/x'"},
     {TOP LAB "    upstream:\n      url: https://u:pw@h.test/x\n      ca_file: @CA@\n",
-     "t.yaml:7: url: credentials in the URL are not allowed"},
+     "t.yaml:8: url: credentials in the URL are not allowed"},
     {TOP LAB "    upstream:\n      url: https://h.test/x\n      ca_file: /nonexistent/ca.pem\n",
-     "t.yaml:8: ca_file: cannot read /nonexistent/ca.pem: No such file or directory"},
+     "t.yaml:9: ca_file: cannot read /nonexistent/ca.pem: No such file or directory"},
     {TOP LAB "    upstream:\n      url: https://h.test/x\n      ca_file: /tmp\n",
-     "t.yaml:8: ca_file: /tmp is not a regular file"},
+     "t.yaml:9: ca_file: /tmp is not a regular file"},
     {TOP LAB UP "      bearer_token_file: /nonexistent/t\n",
-     "t.yaml:9: bearer_token_file: cannot read /nonexistent/t: No such file or directory"},
+     "t.yaml:10: bearer_token_file: cannot read /nonexistent/t: No such file or directory"},
     {TOP LAB UP "      client_cert: @CA@\n",
-     "t.yaml:9: client_cert: client_key is missing (mTLS needs both)"},
+     "t.yaml:10: client_cert: client_key is missing (mTLS needs both)"},
     {TOP LAB UP "      client_key: @CA@\n",
-     "t.yaml:9: client_key: client_cert is missing (mTLS needs both)"},
-    {TOP LAB UP "      timeout: 0ms\n", "t.yaml:9: timeout: must be longer than 0"},
-    {TOP LAB UP "      retries: 3\n", "t.yaml:9: unknown key 'retries' in upstream"},
-    {TOP LAB UP "      http: 2.0\n", "t.yaml:9: http: expected 2 or 1.1, got '2.0'"},
-    {TOP LAB UP "      http: 1.0\n", "t.yaml:9: http: expected 2 or 1.1, got '1.0'"},
-    {TOP LAB UP "      http: 1\n", "t.yaml:9: http: expected 2 or 1.1, got '1'"},
-    {TOP LAB UP "      http: 3\n", "t.yaml:9: http: expected 2 or 1.1, got '3'"},
-    {TOP LAB UP "      http: h2\n", "t.yaml:9: http: expected 2 or 1.1, got 'h2'"},
-    {TOP LAB UP "      http: \"1.1 \"\n", "t.yaml:9: http: expected 2 or 1.1, got '1.1 '"},
-    {TOP LAB UP "      http:\n", "t.yaml:9: http: expected 2 or 1.1"},
-    {TOP LAB UP "      http: [2]\n", "t.yaml:9: http: expected 2 or 1.1"},
-    {TOP LAB UP "    http: 2\n", "t.yaml:9: unknown key 'http' in integration"},
-    {TOP LAB UP "      dedup: 10m\n", "t.yaml:9: unknown key 'dedup' in upstream"},
-    {TOP LAB "    upstream: https://h.test\n", "t.yaml:6: upstream: expected a mapping"},
+     "t.yaml:10: client_key: client_cert is missing (mTLS needs both)"},
+    {TOP LAB UP "      timeout: 0ms\n", "t.yaml:10: timeout: must be longer than 0"},
+    {TOP LAB UP "      retries: 3\n", "t.yaml:10: unknown key 'retries' in upstream"},
+    {TOP LAB UP "      http: 2.0\n", "t.yaml:10: http: expected 2 or 1.1, got '2.0'"},
+    {TOP LAB UP "      http: 1.0\n", "t.yaml:10: http: expected 2 or 1.1, got '1.0'"},
+    {TOP LAB UP "      http: 1\n", "t.yaml:10: http: expected 2 or 1.1, got '1'"},
+    {TOP LAB UP "      http: 3\n", "t.yaml:10: http: expected 2 or 1.1, got '3'"},
+    {TOP LAB UP "      http: h2\n", "t.yaml:10: http: expected 2 or 1.1, got 'h2'"},
+    {TOP LAB UP "      http: \"1.1 \"\n", "t.yaml:10: http: expected 2 or 1.1, got '1.1 '"},
+    {TOP LAB UP "      http:\n", "t.yaml:10: http: expected 2 or 1.1"},
+    {TOP LAB UP "      http: [2]\n", "t.yaml:10: http: expected 2 or 1.1"},
+    {TOP LAB UP "    http: 2\n", "t.yaml:10: unknown key 'http' in integration"},
+    {TOP LAB UP "      dedup: 10m\n", "t.yaml:10: unknown key 'dedup' in upstream"},
+    {TOP LAB "    upstream: https://h.test\n", "t.yaml:7: upstream: expected a mapping"},
     /* missing keys: the line of the mapping that lacks them */
     {TOP LAB "    upstream:\n      url: https://h.test/x\n",
-     "t.yaml:7: integration 'lab': upstream: missing 'ca_file'"},
-    {TOP LAB, "t.yaml:3: integration 'lab': missing 'upstream'"},
+     "t.yaml:8: integration 'lab': upstream: missing 'ca_file'"},
+    {TOP LAB, "t.yaml:4: integration 'lab': missing 'upstream'"},
     {TOP "  - listen: 203.0.113.1:9960\n" LAB_SOURCES UP,
-     "t.yaml:3: integration #1: missing 'name'"},
-    {TOP LAB_NAME LAB_SOURCES UP, "t.yaml:3: integration 'lab': missing 'listen'"},
-    {TOP LAB_NAME LAB_LISTEN UP, "t.yaml:3: integration 'lab': missing 'sources'"},
-    {"integrations:\n" LAB UP, "t.yaml:1: missing 'spool'"},
-    {"spool: /s.db\n", "t.yaml:1: missing 'integrations'"},
+     "t.yaml:4: integration #1: missing 'name'"},
+    {TOP LAB_NAME LAB_SOURCES UP, "t.yaml:4: integration 'lab': missing 'listen'"},
+    {TOP LAB_NAME LAB_LISTEN UP, "t.yaml:4: integration 'lab': missing 'sources'"},
+    {"integrations:\n" LAB UP OPEN, "t.yaml:1: missing 'spool'"},
+    {"spool: /s.db\n" OPEN, "t.yaml:1: missing 'integrations'"},
     /* top level */
     {"foo: 1\n" TOP LAB UP, "t.yaml:1: unknown key 'foo' at the top level"},
-    {TOP LAB UP "spool: /t.db\n", "t.yaml:9: duplicate key 'spool' at the top level"},
-    {"spool: /s.db\nintegrations: []\n",
+    {TOP LAB UP "spool: /t.db\n", "t.yaml:10: duplicate key 'spool' at the top level"},
+    {"spool: /s.db\nintegrations: []\n" OPEN,
      "t.yaml:2: integrations: expected 1 to 256 integrations, got 0"},
-    {"spool: /s.db\nintegrations: lab\n", "t.yaml:2: integrations: expected a sequence"},
-    {TOP "  - lab\n", "t.yaml:3: integrations: each entry must be a mapping"},
-    {"spool: [a]\nintegrations:\n" LAB UP, "t.yaml:1: spool: expected a path or a mapping"},
-    {"spool:\nintegrations:\n" LAB UP, "t.yaml:1: spool: expected a path or a mapping"},
-    {"spool: { retention: 7d }\nintegrations:\n" LAB UP, "t.yaml:1: spool: missing 'path'"},
-    {"spool: { path: /s.db, retention: 0d }\nintegrations:\n" LAB UP,
+    {"spool: /s.db\nintegrations: lab\n" OPEN, "t.yaml:2: integrations: expected a sequence"},
+    {TOP "  - lab\n", "t.yaml:4: integrations: each entry must be a mapping"},
+    {"spool: [a]\nintegrations:\n" LAB UP OPEN, "t.yaml:1: spool: expected a path or a mapping"},
+    {"spool:\nintegrations:\n" LAB UP OPEN, "t.yaml:1: spool: expected a path or a mapping"},
+    {"spool: { retention: 7d }\nintegrations:\n" LAB UP OPEN, "t.yaml:1: spool: missing 'path'"},
+    {"spool: { path: /s.db, retention: 0d }\nintegrations:\n" LAB UP OPEN,
      "t.yaml:1: retention: must be longer than 0"},
-    {"spool: { path: /s.db, keep: 7d }\nintegrations:\n" LAB UP,
+    {"spool: { path: /s.db, keep: 7d }\nintegrations:\n" LAB UP OPEN,
      "t.yaml:1: unknown key 'keep' in spool"},
-    {TOP LAB UP "log_phi: maybe\n", "t.yaml:9: log_phi: expected true or false, got 'maybe'"},
+    {TOP LAB UP "log_phi: maybe\n", "t.yaml:10: log_phi: expected true or false, got 'maybe'"},
     {TOP LAB UP "retry:\n  initial: 10s\n  max: 5s\n",
-     "t.yaml:11: retry: max 5s is shorter than initial 10s"},
-    {TOP LAB UP "retry:\n  initial: 10m\n", "t.yaml:10: retry: max 5m is shorter than initial 10m"},
-    {TOP LAB UP "retry: { jitter: 1s }\n", "t.yaml:9: unknown key 'jitter' in retry"},
+     "t.yaml:12: retry: max 5s is shorter than initial 10s"},
+    {TOP LAB UP "retry:\n  initial: 10m\n", "t.yaml:11: retry: max 5m is shorter than initial 10m"},
+    {TOP LAB UP "retry: { jitter: 1s }\n", "t.yaml:10: unknown key 'jitter' in retry"},
     {TOP LAB UP "observability: { listen: localhost:9100 }\n",
-     "t.yaml:9: listen: expected IPv4:port or [IPv6]:port, got 'localhost:9100'"},
-    {TOP LAB UP "observability: {}\n", "t.yaml:9: observability: missing 'listen'"},
+     "t.yaml:10: listen: expected IPv4:port or [IPv6]:port, got 'localhost:9100'"},
+    {TOP LAB UP "observability: {}\n", "t.yaml:10: observability: missing 'listen'"},
     {"- spool\n", "t.yaml:1: expected a mapping of settings at the top level"},
     {"", "t.yaml:1: the configuration is empty"},
     {"# only a comment\n", "t.yaml:1: the configuration is empty"},
-    {TOP LAB UP "---\nspool: /t.db\n", "t.yaml:9: only one YAML document is allowed"},
+    {TOP LAB UP "---\nspool: /t.db\n", "t.yaml:10: only one YAML document is allowed"},
     /* across integrations; the line is the second one's */
     {TOP LAB UP "  - name: lab\n    listen: 203.0.113.1:9961\n    sources: [10.0.0.0/8]\n" UP,
-     "t.yaml:9: duplicate integration name 'lab' (first at line 3)"},
+     "t.yaml:10: duplicate integration name 'lab' (first at line 4)"},
     {TOP LAB UP LAB2("203.0.113.1:9960", "[203.0.113.96/27]") UP,
-     "t.yaml:10: integrations 'lab' and 'lab2' share 203.0.113.1:9960 and overlapping sources "
+     "t.yaml:11: integrations 'lab' and 'lab2' share 203.0.113.1:9960 and overlapping sources "
      "but have the same match: a peer cannot be told apart"},
     {TOP LAB UP "    match: { sending_facility: LAB }\n" LAB2("203.0.113.1:9960", "[0.0.0.0/0]") UP
      "    match: { sending_facility: LAB }\n",
-     "t.yaml:11: integrations 'lab' and 'lab2' share 203.0.113.1:9960 and overlapping sources "
+     "t.yaml:12: integrations 'lab' and 'lab2' share 203.0.113.1:9960 and overlapping sources "
      "but have the same match: a peer cannot be told apart"},
     {TOP LAB UP LAB2("203.0.113.1:9960", "[10.0.0.0/8]") UP "    mllp: { release: 2 }\n",
-     "t.yaml:10: integrations 'lab' and 'lab2' share 203.0.113.1:9960 but differ in mllp "
+     "t.yaml:11: integrations 'lab' and 'lab2' share 203.0.113.1:9960 but differ in mllp "
      "settings"},
     {TOP LAB UP LAB2("203.0.113.1:9960", "[10.0.0.0/8]") UP "    mllp: { idle_timeout: 1h }\n",
-     "t.yaml:10: integrations 'lab' and 'lab2' share 203.0.113.1:9960 but differ in mllp "
+     "t.yaml:11: integrations 'lab' and 'lab2' share 203.0.113.1:9960 but differ in mllp "
      "settings"},
 };
 
@@ -500,11 +523,11 @@ static const char *const good_cases[] = {
     TOP LAB UP "    mllp: { max_frame: 64MiB }\nlog_phi: false\n",
     TOP LAB UP "    match: {}\nretry: { initial: 5m, max: 5m }\n",
     TOP LAB UP "    mllp: { release: \"2\" }\n",
-    "spool: { path: /s.db }\nintegrations:\n" LAB UP,
+    "spool: { path: /s.db }\nintegrations:\n" LAB UP OPEN,
     "%YAML 1.1\n---\n" TOP LAB UP "...\n",
     /* anchors and aliases are plain YAML, even from a skipped section */
-    "spool: /s.db\nsupervisor: { up: &up { url: \"https://h.test\", ca_file: @CA@ } }\n"
-    "integrations:\n" LAB "    upstream: *up\n",
+    "spool: /s.db\noutbound: { up: &up { url: \"https://h.test\", ca_file: @CA@ } }\n"
+    "integrations:\n" LAB "    upstream: *up\n" OPEN,
 };
 
 START_TEST(good_value)
@@ -616,7 +639,8 @@ static const char many_yaml[] =
     "    sources: [10.0.0.0/16]\n"				 /* 16 */
     "    upstream: { url: \"https://h.test\", ca_file: @CA@ }\n" /* 17 */
     "    dedup: 2d\n"						 /* 18 */
-    "bogus: 1\n";						 /* 19 */
+    "bogus: 1\n"						 /* 19 */
+    OPEN;							 /* 20 */
 
 static const char *const many_want[] = {
     "t.yaml:2: log_phi: expected true or false, got 'yes'",
@@ -665,9 +689,9 @@ START_TEST(errors_stop_at_limit)
 	ck_assert_int_eq(load(yaml, &c, &errs), -EINVAL);
 	free(yaml);
 	ck_assert_uint_eq(errs.n, CFG_MAX_ERRORS + 1);
-	ck_assert_str_eq(errs.msg[0], "t.yaml:9: unknown key 'k0' at the top level");
+	ck_assert_str_eq(errs.msg[0], "t.yaml:10: unknown key 'k0' at the top level");
 	ck_assert_str_eq(errs.msg[CFG_MAX_ERRORS - 1],
-			 "t.yaml:108: unknown key 'k99' at the top level");
+			 "t.yaml:109: unknown key 'k99' at the top level");
 	ck_assert_str_eq(errs.msg[CFG_MAX_ERRORS], "t.yaml: stopped after 100 errors");
 	cfg_errors_free(&errs);
 }
@@ -682,7 +706,7 @@ START_TEST(messages_are_sanitized)
 	ck_assert_int_eq(load(TOP LAB UP "    ack: \"a\\nb\\e[31m\"\n", &c, &errs), -EINVAL);
 	ck_assert_uint_eq(errs.n, 1);
 	ck_assert_str_eq(errs.msg[0],
-			 "t.yaml:9: ack: expected 'commit' or 'upstream', got 'a?b?[31m'");
+			 "t.yaml:10: ack: expected 'commit' or 'upstream', got 'a?b?[31m'");
 	cfg_errors_free(&errs);
 }
 END_TEST
@@ -710,8 +734,8 @@ static const struct syntax_case syntax_cases[] = {
     {"spool: /s.db\nx: *nowhere\n", "t.yaml:2: YAML syntax error: found undefined alias"},
     {"spool: /s.db\nlog_phi: \xff\n",
      "t.yaml:2: bad character in the file: invalid leading UTF-8 octet"},
-    {TOP LAB UP "---\n[\n", "t.yaml:11: YAML syntax error: did not find expected node content "
-			    "(while parsing a flow node at line 11)"},
+    {TOP LAB UP "---\n[\n", "t.yaml:12: YAML syntax error: did not find expected node content "
+			    "(while parsing a flow node at line 12)"},
 };
 
 START_TEST(syntax_error_has_line)
@@ -764,7 +788,7 @@ END_TEST
 
 START_TEST(load_file_errors_carry_path)
 {
-	char *path = write_temp("spool: /s.db\nfoo: 1\n", 20);
+	char *path = write_temp("spool: /s.db\nfoo: 1\ngate: open\n", 31);
 	struct cfg_errors errs;
 	struct cfg *c;
 	char want[128];
@@ -813,21 +837,704 @@ START_TEST(load_file_unreadable)
 }
 END_TEST
 
-/* The shipped example may fail only on files that exist on a real appliance. */
+/* The shipped example may fail only on files that exist on a real appliance,
+ * read by either process. */
 START_TEST(example_config_is_valid)
+{
+	static const enum cfg_role roles[] = {CFG_ROLE_BRIDGE, CFG_ROLE_SUPERVISOR};
+	struct cfg_errors errs;
+	struct cfg *c;
+	size_t i, r;
+
+	for (r = 0; r < sizeof roles / sizeof *roles; r++) {
+		int rc = cfg_load_as(EXAMPLE_CONFIG, roles[r], &c, &errs);
+
+		ck_assert_msg(rc == 0 || rc == -EINVAL, "cannot load %s (run from the source tree)",
+			      EXAMPLE_CONFIG);
+		for (i = 0; i < errs.n; i++)
+			ck_assert_msg(strstr(errs.msg[i], ": cannot read /etc/appliance/") != NULL,
+				      "unexpected: %s", errs.msg[i]);
+		cfg_errors_free(&errs);
+		cfg_free(c);
+	}
+}
+END_TEST
+
+/* ---------- the tunnel side ---------- */
+
+/* A source: appliance tunnel with one child, then an integration inside it. */
+#define T_HEAD	 "spool: /s.db\ntunnels:\n" /* lines 1-2 */
+#define T_NAME	 "  - name: hospital-a\n"   /* 3 */
+#define T_LOCAL	 "    local_addrs: [198.51.100.1]\n"
+#define T_REMOTE "    remote_addrs: [198.51.100.2]\n"
+#define T_ADDRS	 T_LOCAL T_REMOTE			    /* 4-5 */
+#define T_PSK	 "    auth: { psk_file: @DIR@/good.psk }\n" /* 6 */
+#define T_IKE                                                                                      \
+	"    ike_proposals: [aes256gcm16-prfsha384-ecp521, aes256-sha256-modp2048]\n" /* 7         \
+										       */
+#define T_CHILDREN "    children:\n"						      /* 8 */
+#define C_NAME	   "      - name: mllp\n"					      /* 9 */
+#define C_TS	   "        local_ts: [203.0.113.0/26]\n        remote_ts: [203.0.113.64/26]\n"
+#define C_ESP	   "        esp_proposals: [aes256gcm16-ecp521, aes256gcm16-modp2048]\n" /* 12 */
+#define TUN	   T_HEAD T_NAME T_ADDRS T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP	 /* 1-12 */
+#define TUN_IKE(p)                                                                                 \
+	T_HEAD T_NAME T_ADDRS T_PSK "    ike_proposals: [" p "]\n" T_CHILDREN C_NAME C_TS C_ESP
+#define TUN_ESP(p)                                                                                 \
+	T_HEAD T_NAME T_ADDRS T_PSK T_IKE T_CHILDREN C_NAME C_TS "        esp_proposals: [" p "]"  \
+								 "\n"
+#define TUN_AUTH(a) T_HEAD T_NAME T_ADDRS "    auth: " a "\n" T_IKE T_CHILDREN C_NAME C_TS C_ESP
+#define TUN_TS(l, r)                                                                               \
+	T_HEAD T_NAME T_ADDRS T_PSK T_IKE T_CHILDREN C_NAME "        local_ts: " l                 \
+							    "\n        remote_ts: " r "\n" C_ESP
+/* after TUN: a second child (13-16), on the same local side or another one */
+#define CHILD2(name, local, remote)                                                                \
+	"      - name: " name "\n        local_ts: [" local "]\n        remote_ts: [" remote       \
+	"]\n        esp_proposals: [aes256gcm16-ecp521]\n"
+/* the same tunnel, source: swanctl (lines 1-8) */
+#define SW T_HEAD T_NAME "    source: swanctl\n" T_CHILDREN C_NAME C_TS
+/* an integration: after TUN lines 13-17 (listen 15, sources 16, url 17) */
+#define INTEG(listen, sources, url)                                                                \
+	"integrations:\n  - name: lab\n    listen: " listen "\n    sources: " sources              \
+	"\n    upstream: { url: \"" url "\", ca_file: @CA@ }\n"
+#define LAB_IN INTEG("203.0.113.1:9960", "[203.0.113.64/26]", "https://h.test/x")
+
+#define X2(s)  s s
+#define X4(s)  X2(s) X2(s)
+#define X8(s)  X4(s) X4(s)
+#define X16(s) X8(s) X8(s)
+#define X32(s) X16(s) X16(s)
+
+#define SUP CFG_ROLE_SUPERVISOR
+#define BRI CFG_ROLE_BRIDGE
+
+struct tunnel_case {
+	enum cfg_role role;
+	const char *yaml;
+	const char *want; /* after @CA@ and @DIR@ are replaced */
+};
+
+static const struct tunnel_case tunnel_bad_cases[] = {
+    /* 1. IKEv2 only */
+    {SUP, TUN "    version: 1\n" LAB_IN,
+     "t.yaml:13: version: only IKEv2 is allowed: expected 2, got '1'"},
+    {BRI, TUN "    version: ikev2\n" LAB_IN,
+     "t.yaml:13: version: only IKEv2 is allowed: expected 2, got 'ikev2'"},
+    /* 2. DH 14 or 21 in every proposal, and a group in every ESP proposal (PFS) */
+    {SUP, TUN_IKE("aes256-sha256-modp1024") LAB_IN,
+     "t.yaml:7: ike_proposals: 'aes256-sha256-modp1024' uses modp1024 (DH 2): only modp2048 "
+     "(14) and ecp521 (21) are allowed"},
+    {SUP, TUN_IKE("aes256-sha256-modp2048-ecp256") LAB_IN,
+     "t.yaml:7: ike_proposals: 'aes256-sha256-modp2048-ecp256' uses ecp256 (DH 19): only "
+     "modp2048 (14) and ecp521 (21) are allowed"},
+    {BRI, TUN_IKE("aes256gcm16-prfsha384-ecp521, aes128-sha1-modp1536") LAB_IN,
+     "t.yaml:7: ike_proposals: 'aes128-sha1-modp1536' uses modp1536 (DH 5): only modp2048 (14) "
+     "and ecp521 (21) are allowed"},
+    {SUP, TUN_IKE("aes256-sha256") LAB_IN,
+     "t.yaml:7: ike_proposals: 'aes256-sha256' names no DH group: add modp2048 or ecp521"},
+    {SUP, TUN_IKE("aes256-sha256-modp2084") LAB_IN, /* a typo is no group */
+     "t.yaml:7: ike_proposals: 'aes256-sha256-modp2084' names no DH group: add modp2048 or "
+     "ecp521"},
+    {SUP, TUN_IKE("default") LAB_IN,
+     "t.yaml:7: ike_proposals: 'default' includes other DH groups: only modp2048 (14) and "
+     "ecp521 (21) are allowed"},
+    {SUP, TUN_IKE("aes256-sha256-MODP2048") LAB_IN,
+     "t.yaml:7: ike_proposals: 'aes256-sha256-MODP2048' is not a strongSwan proposal "
+     "(lowercase algorithm names joined by '-')"},
+    {SUP, TUN_IKE("aes256--modp2048") LAB_IN,
+     "t.yaml:7: ike_proposals: 'aes256--modp2048' is not a strongSwan proposal (lowercase "
+     "algorithm names joined by '-')"},
+    {SUP, TUN_IKE("") LAB_IN, "t.yaml:7: ike_proposals: expected 1 to 16 proposals, got 0"},
+    {SUP, TUN_IKE(X16("aes256-sha256-modp2048, ") "aes256-sha256-modp2048") LAB_IN,
+     "t.yaml:7: ike_proposals: expected 1 to 16 proposals, got 17"},
+    {SUP, TUN_ESP("aes256gcm16") LAB_IN,
+     "t.yaml:12: esp_proposals: 'aes256gcm16' names no DH group (PFS): add modp2048 or ecp521"},
+    {SUP, TUN_ESP("aes256gcm16-x25519") LAB_IN,
+     "t.yaml:12: esp_proposals: 'aes256gcm16-x25519' uses x25519 (DH 31): only modp2048 (14) "
+     "and ecp521 (21) are allowed"},
+    {SUP, TUN_ESP("aes256gcm16-modp2048-modpnone") LAB_IN,
+     "t.yaml:12: esp_proposals: 'aes256gcm16-modp2048-modpnone' uses modpnone (no DH group: PFS "
+     "becomes optional): only modp2048 (14) and ecp521 (21) are allowed"},
+    {SUP, TUN_ESP("default") LAB_IN,
+     "t.yaml:12: esp_proposals: 'default' includes other DH groups: only modp2048 (14) and "
+     "ecp521 (21) are allowed"},
+    /* 3. what each source needs, and what swanctl.conf owns */
+    {SUP, T_HEAD T_NAME T_LOCAL T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:3: tunnel 'hospital-a': missing 'remote_addrs'"},
+    {SUP, T_HEAD T_NAME T_REMOTE T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:3: tunnel 'hospital-a': missing 'local_addrs'"},
+    {SUP, T_HEAD T_NAME T_ADDRS T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:3: tunnel 'hospital-a': missing 'auth'"},
+    {BRI, T_HEAD T_NAME T_ADDRS T_PSK T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:3: tunnel 'hospital-a': missing 'ike_proposals'"},
+    {SUP, T_HEAD T_NAME T_ADDRS T_PSK T_IKE T_CHILDREN C_NAME C_TS LAB_IN,
+     "t.yaml:9: tunnel 'hospital-a' child 'mllp': missing 'esp_proposals'"},
+    {SUP, T_HEAD T_NAME T_ADDRS T_PSK T_IKE LAB_IN,
+     "t.yaml:3: tunnel 'hospital-a': missing 'children'"},
+    {SUP,
+     T_HEAD
+     "  - local_addrs: [198.51.100.1]\n" T_REMOTE T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:3: tunnel #1: missing 'name'"},
+    {SUP, SW "    auth: { psk_file: @DIR@/none.psk }\n" LAB_IN,
+     "t.yaml:9: auth: set in swanctl.conf for a source: swanctl tunnel"},
+    {SUP, SW "    ike_proposals: [aes256-sha256-modp1024]\n" LAB_IN,
+     "t.yaml:9: ike_proposals: set in swanctl.conf for a source: swanctl tunnel"},
+    {BRI, SW "    local_addrs: [198.51.100.1]\n" LAB_IN,
+     "t.yaml:9: local_addrs: set in swanctl.conf for a source: swanctl tunnel"},
+    {SUP, SW "    remote_addrs: [198.51.100.2]\n" LAB_IN,
+     "t.yaml:9: remote_addrs: set in swanctl.conf for a source: swanctl tunnel"},
+    {SUP, SW "    local_id: edge.example\n" LAB_IN,
+     "t.yaml:9: local_id: set in swanctl.conf for a source: swanctl tunnel"},
+    {SUP, SW "    remote_id: hospital-a.example\n" LAB_IN,
+     "t.yaml:9: remote_id: set in swanctl.conf for a source: swanctl tunnel"},
+    {SUP, SW "    dpd_delay: 30s\n" LAB_IN,
+     "t.yaml:9: dpd_delay: set in swanctl.conf for a source: swanctl tunnel"},
+    {SUP, SW "        esp_proposals: [aes256gcm16-ecp521]\n" LAB_IN,
+     "t.yaml:9: esp_proposals: set in swanctl.conf for a source: swanctl tunnel"},
+    {SUP,
+     T_HEAD T_NAME "    source: swanctl\n" T_CHILDREN C_NAME
+		   "        local_ts: [203.0.113.0/26]\n" LAB_IN,
+     "t.yaml:6: tunnel 'hospital-a' child 'mllp': missing 'remote_ts'"},
+    {SUP,
+     T_HEAD T_NAME "    source: swanctl\n" T_CHILDREN C_NAME
+		   "        remote_ts: [203.0.113.64/26]\n" LAB_IN,
+     "t.yaml:6: tunnel 'hospital-a' child 'mllp': missing 'local_ts'"},
+    {SUP, T_HEAD T_NAME "    source: swanctl\n" LAB_IN,
+     "t.yaml:3: tunnel 'hospital-a': missing 'children'"},
+    {SUP, T_HEAD T_NAME "    source: swanctll\n" T_CHILDREN C_NAME C_TS LAB_IN,
+     "t.yaml:4: source: expected 'appliance' or 'swanctl', got 'swanctll'"},
+    /* 4. auth: one method; the secrets are read in the supervisor's role only */
+    {SUP, TUN_AUTH("{}") LAB_IN, "t.yaml:6: auth: expected psk_file, or cert, key and ca"},
+    {BRI, TUN_AUTH("{}") LAB_IN, "t.yaml:6: auth: expected psk_file, or cert, key and ca"},
+    {BRI, TUN_AUTH("@DIR@/good.psk") LAB_IN, "t.yaml:6: auth: expected a mapping"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/good.psk, cert: @DIR@/cert.pem }") LAB_IN,
+     "t.yaml:6: auth: either psk_file or cert, key and ca, not both"},
+    {BRI, TUN_AUTH("{ cert: @DIR@/cert.pem, key: @DIR@/key.pem }") LAB_IN,
+     "t.yaml:6: auth: missing 'ca' (cert, key and ca go together)"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/good.psk, secret: x }") LAB_IN,
+     "t.yaml:6: unknown key 'secret' in auth"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/none.psk }") LAB_IN,
+     "t.yaml:6: psk_file: cannot read @DIR@/none.psk: No such file or directory"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/short.psk }") LAB_IN,
+     "t.yaml:6: psk_file: the PSK in @DIR@/short.psk is 15 bytes: at least 16 are required"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/empty.psk }") LAB_IN,
+     "t.yaml:6: psk_file: @DIR@/empty.psk is empty"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/newline.psk }") LAB_IN,
+     "t.yaml:6: psk_file: @DIR@/newline.psk is empty"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/long.psk }") LAB_IN,
+     "t.yaml:6: psk_file: the PSK in @DIR@/long.psk is longer than 1024 bytes"},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@ }") LAB_IN,
+     "t.yaml:6: psk_file: @DIR@ is not a regular file"},
+    {SUP, TUN_AUTH("{ cert: @DIR@/cert.pem, key: @DIR@/none.key, ca: @DIR@/ca.pem }") LAB_IN,
+     "t.yaml:6: key: cannot read @DIR@/none.key: No such file or directory"},
+    /* 5. MLLP listens inside a child's local_ts, for sources inside its remote_ts */
+    {SUP, TUN INTEG("198.51.100.1:9960", "[203.0.113.64/26]", "https://h.test/x"),
+     "t.yaml:15: listen: 198.51.100.1:9960 is not inside the local_ts of any tunnel child: "
+     "plain MLLP must stay inside the tunnel"},
+    {BRI, TUN INTEG("0.0.0.0:9960", "[203.0.113.64/26]", "https://h.test/x"),
+     "t.yaml:15: listen: 0.0.0.0:9960 is every address: with tunnels, MLLP listens on an "
+     "address inside a child's local_ts"},
+    {BRI, TUN INTEG("\"[::]:9960\"", "[203.0.113.64/26]", "https://h.test/x"),
+     "t.yaml:15: listen: [::]:9960 is every address: with tunnels, MLLP listens on an address "
+     "inside a child's local_ts"},
+    {SUP, TUN INTEG("203.0.113.1:9960", "[203.0.113.0/25]", "https://h.test/x"),
+     "t.yaml:16: sources: 203.0.113.0/25 is not inside the remote_ts of child 'mllp', whose "
+     "local_ts holds 203.0.113.1: plain MLLP must stay inside the tunnel"},
+    {SUP,
+     TUN INTEG("203.0.113.1:9960", "\n      - 203.0.113.64/27\n      - 198.51.100.7",
+	       "https://h.test/x"),
+     "t.yaml:18: sources: 198.51.100.7/32 is not inside the remote_ts of child 'mllp', whose "
+     "local_ts holds 203.0.113.1: plain MLLP must stay inside the tunnel"},
+    /* a source that another child carries, on another local side */
+    {SUP,
+     TUN CHILD2("lab2", "203.0.113.128/26", "203.0.113.192/26")
+	 INTEG("203.0.113.1:9960", "[203.0.113.192/26]", "https://h.test/x"),
+     "t.yaml:20: sources: 203.0.113.192/26 is not inside the remote_ts of child 'mllp', whose "
+     "local_ts holds 203.0.113.1: plain MLLP must stay inside the tunnel"},
+    {SUP,
+     TUN CHILD2("lab2", "203.0.113.0/26", "203.0.113.192/26")
+	 INTEG("203.0.113.1:9960", "[10.0.0.0/8]", "https://h.test/x"),
+     "t.yaml:20: sources: 10.0.0.0/8 is not inside the remote_ts of children 'mllp', 'lab2', "
+     "whose local_ts hold 203.0.113.1: plain MLLP must stay inside the tunnel"},
+    /* 6. no HTTPS through the tunnel */
+    {SUP, TUN INTEG("203.0.113.1:9960", "[203.0.113.64/26]", "https://203.0.113.70/x"),
+     "t.yaml:17: url: 203.0.113.70 is inside remote_ts 203.0.113.64/26 of child 'mllp': HTTPS "
+     "must not cross the VPN"},
+    {BRI, TUN INTEG("203.0.113.1:9960", "[203.0.113.64/26]", "https://3405803846:8443/x"),
+     "t.yaml:17: url: 203.0.113.70 is inside remote_ts 203.0.113.64/26 of child 'mllp': HTTPS "
+     "must not cross the VPN"},
+    {SUP,
+     TUN_TS("[203.0.113.0/26]", "[203.0.113.64/26, \"2001:db8:64::/48\"]")
+	 INTEG("203.0.113.1:9960", "[203.0.113.64/26]", "https://[2001:db8:64::5]:443/x"),
+     "t.yaml:17: url: 2001:db8:64::5 is inside remote_ts 2001:db8:64::/48 of child 'mllp': "
+     "HTTPS must not cross the VPN"},
+    /* ... and no plain MLLP outside it */
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 198.51.100.9:2575 }\n",
+     "t.yaml:19: address: 198.51.100.9:2575 is not inside the remote_ts of any tunnel child: "
+     "plain MLLP must stay inside the tunnel"},
+    /* 7. a closed gate needs tunnels */
+    {BRI, "spool: /s.db\n" LAB_IN,
+     "t.yaml:1: gate is closed and no tunnels are configured: no MLLP would ever be accepted; "
+     "add tunnels: or set gate: open"},
+    {SUP, "spool: /s.db\n" LAB_IN "gate: closed\n",
+     "t.yaml:7: gate is closed and no tunnels are configured: no MLLP would ever be accepted; "
+     "add tunnels: or set gate: open"},
+    {BRI, "spool: /s.db\n" LAB_IN "gate: shut\n",
+     "t.yaml:7: gate: expected 'closed' or 'open', got 'shut'"},
+    /* 8. names, limits, values */
+    {SUP,
+     TUN "  - name: hospital-a\n    source: swanctl\n    children:\n      - name: mllp2\n"
+	 "        local_ts: [203.0.113.0/26]\n        remote_ts: [203.0.113.64/26]\n" LAB_IN,
+     "t.yaml:13: duplicate tunnel name 'hospital-a' (first at line 3)"},
+    {SUP,
+     TUN "  - name: hospital-b\n    source: swanctl\n    children:\n      - name: mllp\n"
+	 "        local_ts: [203.0.113.0/26]\n        remote_ts: [203.0.113.64/26]\n" LAB_IN,
+     "t.yaml:16: duplicate child name 'mllp' (first at line 9): child names are unique across "
+     "all tunnels"},
+    {SUP, TUN CHILD2("mllp", "203.0.113.0/26", "203.0.113.64/26") LAB_IN,
+     "t.yaml:13: duplicate child name 'mllp' (first at line 9): child names are unique across "
+     "all tunnels"},
+    {SUP, T_HEAD "  - name: hospital a\n" T_ADDRS T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:3: name: 'hospital a' is not 1-64 characters of A-Z a-z 0-9 _ -"},
+    {SUP, T_HEAD T_NAME T_ADDRS T_PSK T_IKE T_CHILDREN "      - name: mllp.1\n" C_TS C_ESP LAB_IN,
+     "t.yaml:9: name: 'mllp.1' is not 1-64 characters of A-Z a-z 0-9 _ -"},
+    {SUP, "spool: /s.db\ntunnels: []\n" LAB_IN,
+     "t.yaml:2: tunnels: expected 1 to 32 tunnels, got 0"},
+    {SUP, "spool: /s.db\ntunnels: [" X32("{}, ") "{}]\n" LAB_IN,
+     "t.yaml:2: tunnels: expected 1 to 32 tunnels, got 33"},
+    {SUP, "spool: /s.db\ntunnels: hospital-a\n" LAB_IN, "t.yaml:2: tunnels: expected a sequence"},
+    {SUP, "spool: /s.db\ntunnels: [hospital-a]\n" LAB_IN,
+     "t.yaml:2: tunnels: each entry must be a mapping"},
+    {SUP, T_HEAD T_NAME T_ADDRS T_PSK T_IKE "    children: [" X8("{}, ") "{}]\n" LAB_IN,
+     "t.yaml:8: children: expected 1 to 8 children, got 9"},
+    {SUP, T_HEAD T_NAME T_ADDRS T_PSK T_IKE "    children: [mllp]\n" LAB_IN,
+     "t.yaml:8: children: each entry must be a mapping"},
+    {SUP, TUN_TS("[" X16("203.0.113.0/26, ") "203.0.113.0/26]", "[203.0.113.64/26]") LAB_IN,
+     "t.yaml:10: local_ts: expected 1 to 16 CIDRs, got 17"},
+    {SUP, TUN_TS("[203.0.113.0/33]", "[203.0.113.64/26]") LAB_IN,
+     "t.yaml:10: local_ts: bad CIDR '203.0.113.0/33'"},
+    {SUP, TUN_TS("[203.0.113.0/26]", "[203.0.113.65/26]") LAB_IN,
+     "t.yaml:11: remote_ts: 203.0.113.65/26 has host bits set (the network is 203.0.113.64/26)"},
+    {SUP, TUN_TS("[203.0.113.0/26]", "203.0.113.64/26") LAB_IN,
+     "t.yaml:11: remote_ts: expected a sequence"},
+    {SUP, TUN "        mode: tunnel\n" LAB_IN, "t.yaml:13: unknown key 'mode' in child"},
+    {SUP, TUN "    mobike: no\n" LAB_IN, "t.yaml:13: unknown key 'mobike' in tunnel"},
+    {SUP, TUN "    dpd_delay: 0s\n" LAB_IN, "t.yaml:13: dpd_delay: must be longer than 0"},
+    {SUP, TUN "    local_id: \"\"\n" LAB_IN, "t.yaml:13: local_id: must not be empty"},
+    {SUP,
+     T_HEAD T_NAME
+     "    local_addrs: [198.51.100.300]\n" T_REMOTE T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:4: local_addrs: expected an IP address or a host name, got '198.51.100.300'"},
+    {SUP,
+     T_HEAD T_NAME T_LOCAL
+     "    remote_addrs: [198.51.100.0/24]\n" T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:5: remote_addrs: expected an IP address or a host name, got '198.51.100.0/24'"},
+    {SUP,
+     T_HEAD T_NAME T_LOCAL
+     "    remote_addrs: [\"%any\"]\n" T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:5: remote_addrs: expected an IP address or a host name, got '%any'"},
+    {SUP,
+     T_HEAD T_NAME T_LOCAL "    remote_addrs: [" X8(
+	 "198.51.100.2, ") "198.51.100.2]\n" T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP LAB_IN,
+     "t.yaml:5: remote_addrs: expected 1 to 8 addresses, got 9"},
+    {SUP, TUN LAB_IN "destinations: [" X32(X8("{}, ")) "{}]\n",
+     "t.yaml:18: destinations: expected 1 to 256 destinations, got 257"},
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65 }\n",
+     "t.yaml:19: address: expected IPv4:port or [IPv6]:port, got '203.0.113.65'"},
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis }\n",
+     "t.yaml:19: destination 'lis': missing 'address'"},
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:2575, ack: x }\n",
+     "t.yaml:19: unknown key 'ack' in destination"},
+    {SUP,
+     TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:2575 }\n"
+		"  - { name: lis, address: 203.0.113.66:2575 }\n",
+     "t.yaml:20: duplicate destination name 'lis' (first at line 19)"},
+    /* charon and supervisor */
+    {SUP, TUN LAB_IN "charon: { vici: unix://run/charon.vici }\n",
+     "t.yaml:18: vici: expected unix:///ABSOLUTE/PATH or tcp://HOST:PORT, got "
+     "'unix://run/charon.vici'"},
+    {SUP, TUN LAB_IN "charon: { vici: \"tcp://127.0.0.1\" }\n",
+     "t.yaml:18: vici: expected unix:///ABSOLUTE/PATH or tcp://HOST:PORT, got "
+     "'tcp://127.0.0.1'"},
+    {SUP, TUN LAB_IN "charon: { start: yes }\n",
+     "t.yaml:18: start: expected true or false, got 'yes'"},
+    {SUP, TUN LAB_IN "charon: { binary: charon }\n",
+     "t.yaml:18: binary: expected an absolute path, got 'charon'"},
+    {SUP, TUN LAB_IN "charon: { plugins: [vici] }\n", "t.yaml:18: unknown key 'plugins' in charon"},
+    {SUP, TUN LAB_IN "charon: unix:///run/charon.vici\n", "t.yaml:18: charon: expected a mapping"},
+    {SUP, TUN LAB_IN "supervisor: { bridge_user: \"mllp bridge\" }\n",
+     "t.yaml:18: bridge_user: 'mllp bridge' is not 1-32 characters of A-Z a-z 0-9 . _ - (not "
+     "starting with -)"},
+    {SUP, TUN LAB_IN "supervisor: { control_group: -wheel }\n",
+     "t.yaml:18: control_group: '-wheel' is not 1-32 characters of A-Z a-z 0-9 . _ - (not "
+     "starting with -)"},
+    {SUP, TUN LAB_IN "supervisor: { heartbeat: 0s }\n",
+     "t.yaml:18: heartbeat: must be longer than 0"},
+    {SUP, TUN LAB_IN "supervisor: { control_socket: /" X32("abcd") "/s }\n",
+     "t.yaml:18: control_socket: the socket path is longer than 107 bytes"},
+    {SUP, TUN LAB_IN "supervisor: { bridge_path: mllp-bridge }\n",
+     "t.yaml:18: bridge_path: expected an absolute path, got 'mllp-bridge'"},
+    {SUP, TUN LAB_IN "supervisor: { user: root }\n", "t.yaml:18: unknown key 'user' in supervisor"},
+};
+
+START_TEST(tunnel_bad_value)
+{
+	const struct tunnel_case *t = &tunnel_bad_cases[_i];
+	char *want = subst(t->want);
+	struct cfg_errors errs;
+	struct cfg *c = (struct cfg *)1;
+	int rc = load_as(t->yaml, t->role, &c, &errs);
+
+	if (errs.n != 1 || strcmp(errs.msg[0], want) != 0) {
+		fprintf(stderr, "case %d: want: %s\n", _i, want);
+		dump(&errs);
+	}
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_str_eq(errs.msg[0], want);
+	cfg_errors_free(&errs);
+	free(want);
+}
+END_TEST
+
+/* Near misses that must load, in the role given. */
+static const struct tunnel_case tunnel_good_cases[] = {
+    {SUP, TUN LAB_IN, NULL},
+    {BRI, TUN LAB_IN, NULL},
+    {SUP, SW LAB_IN, NULL},
+    {SUP, SW "    version: 2\n" LAB_IN, NULL},
+    {SUP, TUN_AUTH("{ cert: @DIR@/cert.pem, key: @DIR@/key.pem, ca: @DIR@/ca.pem }") LAB_IN, NULL},
+    /* the bridge never opens the tunnel secrets */
+    {BRI, TUN_AUTH("{ psk_file: @DIR@/none.psk }") LAB_IN, NULL},
+    {BRI, TUN_AUTH("{ psk_file: @DIR@/short.psk }") LAB_IN, NULL},
+    {BRI, TUN_AUTH("{ psk_file: @DIR@/empty.psk }") LAB_IN, NULL},
+    {BRI,
+     TUN_AUTH("{ cert: /nonexistent/c.pem, key: /nonexistent/k.pem, ca: /nonexistent/ca }") LAB_IN,
+     NULL},
+    /* PSK bounds: 16 bytes and a CRLF; 1024 bytes and no line break */
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/exact.psk }") LAB_IN, NULL},
+    {SUP, TUN_AUTH("{ psk_file: @DIR@/max.psk }") LAB_IN, NULL},
+    /* proposals: both groups in one, every accepted spelling */
+    {SUP, TUN_IKE("aes256-sha384-modp2048-ecp521") LAB_IN, NULL},
+    {SUP, TUN_ESP("aes256gcm16-esn-ecp521, aes128-sha256-modp2048-noesn") LAB_IN, NULL},
+    {SUP, TUN_IKE(X16("aes256-sha256-modp2048, ")) LAB_IN, NULL},
+    /* addresses: IPv6 and host names; identities of any shape */
+    {SUP,
+     T_HEAD T_NAME "    local_addrs: [\"2001:db8::1\"]\n    remote_addrs: [peer.example.org, "
+		   "198.51.100.2]\n" T_PSK T_IKE T_CHILDREN C_NAME C_TS C_ESP
+		   "    local_id: \"C=CH, O=Edge, CN=edge.example\"\n" LAB_IN,
+     NULL},
+    /* sources split over two children with the same local side */
+    {SUP,
+     TUN CHILD2("mllp2", "203.0.113.0/26", "203.0.113.192/26")
+	 INTEG("203.0.113.1:9960", "[203.0.113.64/27, 203.0.113.192/26]", "https://h.test/x"),
+     NULL},
+    /* an IPv4-mapped listener; sources narrower than the selector */
+    {SUP, TUN INTEG("\"[::ffff:203.0.113.1]:9960\"", "[203.0.113.80/28]", "https://h.test/x"),
+     NULL},
+    /* HTTPS to an address outside every remote_ts, or to a host name */
+    {SUP, TUN INTEG("203.0.113.1:9960", "[203.0.113.64/26]", "https://198.51.100.80/x"), NULL},
+    {SUP, TUN INTEG("203.0.113.1:9960", "[203.0.113.64/26]", "https://203-0-113-70.test/x"), NULL},
+    /* the gate: closed with tunnels, open with or without them */
+    {SUP, TUN LAB_IN "gate: closed\n", NULL},
+    {BRI, TUN LAB_IN "gate: open\n", NULL},
+    {BRI, "gate: open\nspool: /s.db\n" LAB_IN, NULL},
+    /* destinations inside a tunnel, charon over TCP, every supervisor key */
+    {SUP,
+     TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:2575 }\n"
+		"charon: { vici: \"tcp://[::1]:4502\", start: false }\n"
+		"supervisor: { control_group: appliance, bridge_user: _mllp, heartbeat: 5s }\n",
+     NULL},
+    {BRI, "gate: open\nspool: /s.db\n" LAB_IN "charon: { vici: \"tcp://charon.example:4502\" }\n",
+     NULL},
+};
+
+START_TEST(tunnel_good_value)
+{
+	const struct tunnel_case *t = &tunnel_good_cases[_i];
+	struct cfg_errors errs;
+	struct cfg *c;
+	int rc = load_as(t->yaml, t->role, &c, &errs);
+
+	if (rc != 0) {
+		fprintf(stderr, "case %d\n", _i);
+		dump(&errs);
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(errs.n, 0);
+	ck_assert_ptr_nonnull(c);
+	cfg_free(c);
+}
+END_TEST
+
+static const char tunnel_yaml[] =
+    "gate: closed\n"								  /* 1 */
+    "charon:\n"									  /* 2 */
+    "  vici: unix:///run/test/charon.vici\n"					  /* 3 */
+    "  start: false\n"								  /* 4 */
+    "  binary: /usr/libexec/ipsec/charon\n"					  /* 5 */
+    "  strongswan_conf: /etc/appliance/strongswan.conf\n"			  /* 6 */
+    "supervisor:\n"								  /* 7 */
+    "  control_socket: /run/test/control.sock\n"				  /* 8 */
+    "  control_group: appliance\n"						  /* 9 */
+    "  bridge_user: bridge\n"							  /* 10 */
+    "  bridge_path: /usr/sbin/mllp-bridge\n"					  /* 11 */
+    "  heartbeat: 10s\n"							  /* 12 */
+    "destinations:\n"								  /* 13 */
+    "  - { name: lis, address: 203.0.113.65:2575 }\n"				  /* 14 */
+    "  - name: ris\n"								  /* 15 */
+    "    address: \"[2001:db8:64::9]:2576\"\n"					  /* 16 */
+    "tunnels:\n"								  /* 17 */
+    "  - name: hospital-a\n"							  /* 18 */
+    "    source: appliance\n"							  /* 19 */
+    "    version: 2\n"								  /* 20 */
+    "    local_addrs: [198.51.100.1]\n"						  /* 21 */
+    "    remote_addrs: [198.51.100.2, peer.example]\n"				  /* 22 */
+    "    local_id: edge.example\n"						  /* 23 */
+    "    remote_id: hospital-a.example\n"					  /* 24 */
+    "    auth: { psk_file: @DIR@/good.psk }\n"					  /* 25 */
+    "    ike_proposals: [aes256gcm16-prfsha384-ecp521, aes256-sha256-modp2048]\n" /* 26 */
+    "    dpd_delay: 10s\n"							  /* 27 */
+    "    children:\n"								  /* 28 */
+    "      - name: mllp\n"							  /* 29 */
+    "        local_ts: [203.0.113.0/26]\n"					  /* 30 */
+    "        remote_ts: [203.0.113.64/26, \"2001:db8:64::/48\"]\n"		  /* 31 */
+    "        esp_proposals: [aes256gcm16-ecp521, aes256gcm16-modp2048]\n"	  /* 32 */
+    "  - name: hospital-b\n"							  /* 33 */
+    "    source: swanctl\n"							  /* 34 */
+    "    children:\n"								  /* 35 */
+    "      - name: mllp-b\n"							  /* 36 */
+    "        local_ts: [203.0.113.128/26]\n"					  /* 37 */
+    "        remote_ts: [203.0.113.192/26]\n"					  /* 38 */
+    "spool: /s.db\n"								  /* 39 */
+    "integrations:\n"								  /* 40 */
+    "  - name: lab\n"								  /* 41 */
+    "    listen: 203.0.113.1:9960\n"						  /* 42 */
+    "    sources: [203.0.113.64/26]\n"						  /* 43 */
+    "    upstream: { url: \"https://h.test/x\", ca_file: @CA@ }\n"		  /* 44 */
+    "  - name: lab-b\n"								  /* 45 */
+    "    listen: 203.0.113.129:9961\n"						  /* 46 */
+    "    sources: [203.0.113.200]\n"						  /* 47 */
+    "    upstream: { url: \"https://198.51.100.80/x\", ca_file: @CA@ }\n";	  /* 48 */
+
+static void psk_path_is(const char *got, const char *file)
+{
+	char want[256];
+
+	snprintf(want, sizeof want, "%s/%s", dir_path, file);
+	ck_assert_str_eq(got, want);
+}
+
+START_TEST(valid_tunnel_config)
 {
 	struct cfg_errors errs;
 	struct cfg *c;
-	int rc = cfg_load(EXAMPLE_CONFIG, &c, &errs);
-	size_t i;
+	const struct cfg_tunnel *a, *b;
+	const struct cfg_child *ch;
+	int rc = load_as(tunnel_yaml, CFG_ROLE_SUPERVISOR, &c, &errs);
 
-	ck_assert_msg(rc == 0 || rc == -EINVAL, "cannot load %s (run from the source tree)",
-		      EXAMPLE_CONFIG);
-	for (i = 0; i < errs.n; i++)
-		ck_assert_msg(strstr(errs.msg[i], ": cannot read /etc/appliance/") != NULL,
-			      "unexpected: %s", errs.msg[i]);
-	cfg_errors_free(&errs);
+	if (rc != 0)
+		dump(&errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(c->gate, CFG_GATE_CLOSED);
+	ck_assert_str_eq(c->charon.vici, "unix:///run/test/charon.vici");
+	ck_assert_int_eq(c->charon.start, 0);
+	ck_assert_str_eq(c->charon.binary, "/usr/libexec/ipsec/charon");
+	ck_assert_str_eq(c->charon.strongswan_conf, "/etc/appliance/strongswan.conf");
+	ck_assert_str_eq(c->supervisor.control_socket, "/run/test/control.sock");
+	ck_assert_str_eq(c->supervisor.control_group, "appliance");
+	ck_assert_str_eq(c->supervisor.bridge_user, "bridge");
+	ck_assert_str_eq(c->supervisor.bridge_path, "/usr/sbin/mllp-bridge");
+	ck_assert_uint_eq(c->supervisor.heartbeat_ms, 10000);
+
+	ck_assert_uint_eq(c->ndestinations, 2);
+	ck_assert_str_eq(c->destinations[0].name, "lis");
+	addr_is(&c->destinations[0].addr, AF_INET, "203.0.113.65", 2575);
+	ck_assert_uint_eq(c->destinations[0].addr_len, sizeof(struct sockaddr_in));
+	ck_assert_str_eq(c->destinations[0].address_text, "203.0.113.65:2575");
+	ck_assert_int_eq(c->destinations[0].line, 14);
+	ck_assert_str_eq(c->destinations[1].name, "ris");
+	addr_is(&c->destinations[1].addr, AF_INET6, "2001:db8:64::9", 2576);
+	ck_assert_int_eq(c->destinations[1].line, 15);
+
+	ck_assert_uint_eq(c->ntunnels, 2);
+	a = &c->tunnels[0];
+	ck_assert_str_eq(a->name, "hospital-a");
+	ck_assert_int_eq(a->line, 18);
+	ck_assert_int_eq(a->source, CFG_SOURCE_APPLIANCE);
+	ck_assert_int_eq(a->version, 2);
+	ck_assert_uint_eq(a->nlocal_addrs, 1);
+	ck_assert_str_eq(a->local_addrs[0], "198.51.100.1");
+	ck_assert_uint_eq(a->nremote_addrs, 2);
+	ck_assert_str_eq(a->remote_addrs[0], "198.51.100.2");
+	ck_assert_str_eq(a->remote_addrs[1], "peer.example");
+	ck_assert_str_eq(a->local_id, "edge.example");
+	ck_assert_str_eq(a->remote_id, "hospital-a.example");
+	psk_path_is(a->psk_file, "good.psk");
+	ck_assert_ptr_null(a->cert);
+	ck_assert_ptr_null(a->key);
+	ck_assert_ptr_null(a->ca);
+	ck_assert_uint_eq(a->nike_proposals, 2);
+	ck_assert_str_eq(a->ike_proposals[0], "aes256gcm16-prfsha384-ecp521");
+	ck_assert_str_eq(a->ike_proposals[1], "aes256-sha256-modp2048");
+	ck_assert_uint_eq(a->dpd_delay_ms, 10000);
+	ck_assert_uint_eq(a->nchildren, 1);
+	ch = &a->children[0];
+	ck_assert_str_eq(ch->name, "mllp");
+	ck_assert_int_eq(ch->line, 29);
+	ck_assert_uint_eq(ch->nlocal_ts, 1);
+	cidr_is(&ch->local_ts[0], AF_INET, "203.0.113.0", 26);
+	ck_assert_uint_eq(ch->nremote_ts, 2);
+	cidr_is(&ch->remote_ts[0], AF_INET, "203.0.113.64", 26);
+	cidr_is(&ch->remote_ts[1], AF_INET6, "2001:db8:64::", 48);
+	ck_assert_uint_eq(ch->nesp_proposals, 2);
+	ck_assert_str_eq(ch->esp_proposals[0], "aes256gcm16-ecp521");
+	ck_assert_str_eq(ch->esp_proposals[1], "aes256gcm16-modp2048");
+
+	b = &c->tunnels[1];
+	ck_assert_str_eq(b->name, "hospital-b");
+	ck_assert_int_eq(b->source, CFG_SOURCE_SWANCTL);
+	ck_assert_int_eq(b->version, 2);
+	ck_assert_ptr_null(b->local_addrs);
+	ck_assert_ptr_null(b->remote_addrs);
+	ck_assert_ptr_null(b->psk_file);
+	ck_assert_ptr_null(b->ike_proposals);
+	ck_assert_uint_eq(b->nchildren, 1);
+	ck_assert_str_eq(b->children[0].name, "mllp-b");
+	ck_assert_ptr_null(b->children[0].esp_proposals);
+	ck_assert_uint_eq(b->children[0].nesp_proposals, 0);
 	cfg_free(c);
+}
+END_TEST
+
+/* Without the sections: the gate closed, charon started, the default paths. */
+START_TEST(tunnel_side_defaults)
+{
+	struct cfg_errors errs;
+	struct cfg *c;
+
+	ck_assert_int_eq(load_as(TUN LAB_IN, CFG_ROLE_SUPERVISOR, &c, &errs), 0);
+	ck_assert_int_eq(c->gate, CFG_GATE_CLOSED);
+	ck_assert_str_eq(c->charon.vici, "unix:///run/charon.vici");
+	ck_assert_int_eq(c->charon.start, 1);
+	ck_assert_str_eq(c->charon.binary, "/usr/lib/ipsec/charon");
+	ck_assert_ptr_null(c->charon.strongswan_conf);
+	ck_assert_str_eq(c->supervisor.control_socket, "/run/appliance/control.sock");
+	ck_assert_ptr_null(c->supervisor.control_group);
+	ck_assert_str_eq(c->supervisor.bridge_user, "mllp-bridge");
+	ck_assert_ptr_null(c->supervisor.bridge_path);
+	ck_assert_uint_eq(c->supervisor.heartbeat_ms, 30000);
+	ck_assert_uint_eq(c->ndestinations, 0);
+	ck_assert_ptr_null(c->destinations);
+	ck_assert_uint_eq(c->ntunnels, 1);
+	ck_assert_int_eq(c->tunnels[0].source, CFG_SOURCE_APPLIANCE);
+	ck_assert_int_eq(c->tunnels[0].version, 2);
+	ck_assert_uint_eq(c->tunnels[0].dpd_delay_ms, 30000);
+	ck_assert_ptr_null(c->tunnels[0].local_id);
+	ck_assert_ptr_null(c->tunnels[0].remote_id);
+	cfg_free(c);
+
+	ck_assert_int_eq(load(minimal_yaml, &c, &errs), 0);
+	ck_assert_int_eq(c->gate, CFG_GATE_OPEN);
+	ck_assert_uint_eq(c->ntunnels, 0);
+	ck_assert_ptr_null(c->tunnels);
+	ck_assert_str_eq(c->charon.vici, "unix:///run/charon.vici");
+	ck_assert_str_eq(c->supervisor.bridge_user, "mllp-bridge");
+	cfg_free(c);
+}
+END_TEST
+
+/* One file, two readers: the bridge takes the secret's name, the supervisor
+ * opens it; everything else they judge alike. */
+START_TEST(role_decides_secret_checks)
+{
+	static const char yaml[] = TUN_AUTH("{ psk_file: @DIR@/none.psk }") LAB_IN;
+	char *path = subst(yaml), *want = subst("t.yaml:6: psk_file: cannot read "
+						"@DIR@/none.psk: No such file or directory");
+	char *file = write_temp(path, strlen(path));
+	struct cfg_errors errs;
+	struct cfg *c;
+
+	ck_assert_int_eq(cfg_load(file, &c, &errs), 0);
+	ck_assert_uint_eq(errs.n, 0);
+	psk_path_is(c->tunnels[0].psk_file, "none.psk");
+	cfg_free(c);
+	ck_assert_int_eq(cfg_load_as(file, CFG_ROLE_BRIDGE, &c, &errs), 0);
+	cfg_free(c);
+
+	ck_assert_int_eq(cfg_load_as(file, CFG_ROLE_SUPERVISOR, &c, &errs), -EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_ptr_nonnull(strstr(errs.msg[0], want + strlen("t.yaml")));
+	cfg_errors_free(&errs);
+
+	ck_assert_int_eq(load_as(yaml, CFG_ROLE_SUPERVISOR, &c, &errs), -EINVAL);
+	ck_assert_str_eq(errs.msg[0], want);
+	cfg_errors_free(&errs);
+	unlink(file);
+	free(file);
+	free(path);
+	free(want);
+}
+END_TEST
+
+/* Unreadable by permissions, not only absent. Root reads every file, so a
+ * root run looks as nobody, who cannot enter the 0700 directory. */
+START_TEST(psk_unreadable_for_supervisor_only)
+{
+	char psk[512], want[640], yaml[2048];
+	uid_t euid = geteuid();
+	struct cfg_errors errs;
+	struct cfg *c;
+	int fd;
+
+	snprintf(psk, sizeof psk, "%s/locked.psk", dir_path);
+	fd = open(psk, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0000);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "0123456789abcdef0123\n", 21), 21);
+	close(fd);
+	if (euid == 0)
+		ck_assert_int_eq(seteuid(65534), 0);
+	ck_assert_int_eq(euidaccess(psk, R_OK), -1); /* the premise */
+	snprintf(yaml, sizeof yaml, "%s", TUN_AUTH("{ psk_file: @DIR@/locked.psk }") LAB_IN);
+	ck_assert_int_eq(load_as(yaml, CFG_ROLE_BRIDGE, &c, &errs), 0);
+	cfg_free(c);
+	ck_assert_int_eq(load_as(yaml, CFG_ROLE_SUPERVISOR, &c, &errs), -EINVAL);
+	snprintf(want, sizeof want, "t.yaml:6: psk_file: cannot read %s: Permission denied", psk);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_str_eq(errs.msg[0], want);
+	cfg_errors_free(&errs);
+	if (euid == 0)
+		ck_assert_int_eq(seteuid(0), 0);
+	unlink(psk);
+}
+END_TEST
+
+struct dh_case {
+	const char *token;
+	int group;
+};
+
+static const struct dh_case dh_cases[] = {
+    {"modp768", 1},	  {"modp1024", 2},	{"modp1536", 5},
+    {"modp2048", 14},	  {"modp3072", 15},	{"modp4096", 16},
+    {"modp6144", 17},	  {"modp8192", 18},	{"modp1024s160", 22},
+    {"modp2048s224", 23}, {"modp2048s256", 24}, {"ecp192", 25},
+    {"ecp224", 26},	  {"ecp256", 19},	{"ecp384", 20},
+    {"ecp521", 21},	  {"ecp224bp", 27},	{"ecp256bp", 28},
+    {"ecp384bp", 29},	  {"ecp512bp", 30},	{"curve25519", 31},
+    {"x25519", 31},	  {"curve448", 32},	{"x448", 32},
+    {"aes256", 0},	  {"sha256", 0},	{"prfsha384", 0},
+    {"aes256gcm16", 0},	  {"esn", 0},		{"MODP2048", 0},
+    {"modp2048 ", 0},	  {"modpnone", 0},	{"", 0},
+};
+
+START_TEST(dh_group)
+{
+	const struct dh_case *t = &dh_cases[_i];
+
+	ck_assert_msg(cfg_dh_group(t->token) == t->group, "'%s': want %d, got %d", t->token,
+		      t->group, cfg_dh_group(t->token));
 }
 END_TEST
 
@@ -1068,6 +1775,16 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, example_config_is_valid);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("tunnels");
+	tcase_add_loop_test(tc, tunnel_bad_value, 0, N(tunnel_bad_cases));
+	tcase_add_loop_test(tc, tunnel_good_value, 0, N(tunnel_good_cases));
+	tcase_add_test(tc, valid_tunnel_config);
+	tcase_add_test(tc, tunnel_side_defaults);
+	tcase_add_test(tc, role_decides_secret_checks);
+	tcase_add_test(tc, psk_unreadable_for_supervisor_only);
+	tcase_add_loop_test(tc, dh_group, 0, N(dh_cases));
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("parsers");
 	tcase_add_loop_test(tc, cidr_contains, 0, N(contains_cases));
 	tcase_add_loop_test(tc, cidr_parse, 0, N(cidr_cases));
@@ -1078,19 +1795,91 @@ static Suite *config_suite(void)
 	return s;
 }
 
+struct secret {
+	const char *name;
+	const char *text; /* NULL: a PSK_MAX-byte secret */
+};
+
+/* The files the tunnel cases name under dir_path; none.* stay absent. */
+static const struct secret secrets[] = {
+    {"good.psk", "a-secret-of-32-bytes-for-tests!!\n"},
+    {"exact.psk", "0123456789abcdef\r\n"},
+    {"short.psk", "0123456789abcde\n"},
+    {"empty.psk", ""},
+    {"newline.psk", "\n"},
+    {"max.psk", NULL},
+    {"long.psk", "+"}, /* PSK_MAX bytes and this */
+    {"cert.pem", "-----BEGIN CERTIFICATE-----\n"},
+    {"key.pem", "-----BEGIN PRIVATE KEY-----\n"},
+    {"ca.pem", "-----BEGIN CERTIFICATE-----\n"},
+};
+
+static int write_secret(const struct secret *s, int fd)
+{
+	char big[CFG_PSK_MAX];
+	size_t len = s->text ? strlen(s->text) : 0;
+
+	memset(big, 'k', sizeof big);
+	if ((!s->text || strcmp(s->name, "long.psk") == 0) &&
+	    write(fd, big, sizeof big) != (ssize_t)sizeof big)
+		return -1;
+	return s->text && write(fd, s->text, len) != (ssize_t)len ? -1 : 0;
+}
+
+static int make_secrets(void)
+{
+	char path[256];
+	size_t i;
+
+	if (!mkdtemp(dir_path))
+		return -1;
+	for (i = 0; i < sizeof secrets / sizeof *secrets; i++) {
+		int fd, rc;
+
+		snprintf(path, sizeof path, "%s/%s", dir_path, secrets[i].name);
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -1;
+		rc = write_secret(&secrets[i], fd);
+		close(fd);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void remove_secrets(void)
+{
+	char path[256];
+	size_t i;
+
+	for (i = 0; i < sizeof secrets / sizeof *secrets; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir_path, secrets[i].name);
+		unlink(path);
+	}
+	rmdir(dir_path);
+}
+
 int main(void)
 {
 	SRunner *sr = srunner_create(config_suite());
 	int fd = mkstemp(ca_path), failed;
 
-	if (fd < 0 || write(fd, "-----BEGIN CERTIFICATE-----\n", 28) != 28) {
+	/* world-readable: a case runs as nobody (psk_unreadable_for_supervisor_only) */
+	if (fd < 0 || fchmod(fd, 0644) < 0 ||
+	    write(fd, "-----BEGIN CERTIFICATE-----\n", 28) != 28) {
 		perror(ca_path);
 		return EXIT_FAILURE;
 	}
 	close(fd);
+	if (make_secrets() < 0) {
+		perror(dir_path);
+		return EXIT_FAILURE;
+	}
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	unlink(ca_path);
+	remove_secrets();
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,0 +1,173 @@
+/*
+ * Inside the config library, in three layers (calls go down only):
+ *   config.c         loading, the top level, integrations;
+ *   config_tunnel.c  gate, charon, supervisor, tunnels, destinations, and
+ *                    the rules that tie integrations to tunnels;
+ *   config_walk.c    the error list, the value parsers and the walker.
+ * Included only by config*.c.
+ */
+#ifndef CONFIG_INT_H
+#define CONFIG_INT_H
+
+#include "mllp-bridge/config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <yaml.h>
+
+#define MS_SECOND 1000ull
+#define MS_MINUTE (60 * MS_SECOND)
+#define MS_HOUR	  (60 * MS_MINUTE)
+#define MS_DAY	  (24 * MS_HOUR)
+
+#define NKEYS(a) (sizeof(a) / sizeof *(a))
+
+struct err_entry {
+	int line;
+	size_t seq;
+	char *msg;
+};
+
+struct integ_build;
+struct dest_build;
+
+struct ctx {
+	const char *name;
+	const char *text; /* the YAML, to find the line of a reader error */
+	size_t len;
+	enum cfg_role role; /* whose credentials check the files named */
+	yaml_document_t *doc;
+	struct err_entry *e; /* CFG_MAX_ERRORS entries, allocated on first error */
+	size_t n;
+	int overflow; /* errors were dropped past CFG_MAX_ERRORS */
+	int oom;
+	/* for the rules across sections, checked once the whole file is walked */
+	struct integ_build *integ; /* one per integration; build() frees it */
+	size_t ninteg;
+	struct dest_build *dests; /* one per destination; cfgi_tunnel_build_free() */
+	size_t ndests;
+	int gate_line;	  /* the `gate:` value, 0 when absent */
+	int gate_bad;	  /* ... which said neither closed nor open */
+	int tunnels_line; /* the `tunnels:` value, 0 when absent */
+	int tunnels_bad;  /* some tunnel's traffic selectors could not be read */
+};
+
+typedef void (*key_fn)(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
+
+/* One known key of a mapping. fn NULL: the key is accepted and skipped. */
+struct key_spec {
+	const char *key;
+	key_fn fn;
+	int required;
+};
+
+/* Where an integration's parts were found, for rules that span keys. */
+struct integ_build {
+	struct cfg_integration *in;
+	size_t index;
+	int name_line, listen_line, cert_line, key_line, url_line;
+	int name_ok, listen_ok, sources_ok, url_ok;
+	yaml_node_t *sources;  /* the sequence, once read: item i is in->sources[i] */
+	yaml_node_t *upstream; /* the mapping, once seen */
+	uint64_t upstream_seen;
+};
+
+static inline int line_of(const yaml_node_t *n)
+{
+	return (int)n->start_mark.line + 1;
+}
+
+static inline const char *text_of(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+static inline yaml_node_t *node_at(struct ctx *x, int index)
+{
+	return yaml_document_get_node(x->doc, index);
+}
+
+static inline size_t seq_len(const yaml_node_t *n)
+{
+	return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static inline yaml_node_t *seq_item(struct ctx *x, const yaml_node_t *seq, size_t i)
+{
+	return node_at(x, seq->data.sequence.items.start[i]);
+}
+
+/* ---- config_walk.c: errors, values, the walker ---- */
+
+/* Records "NAME:LINE: message"; sets x->oom instead when memory runs out. */
+__attribute__((format(printf, 3, 4))) void cfgi_err(struct ctx *x, int line, const char *fmt, ...);
+/* Hands the collected messages to errs (may be NULL), sorted into file
+ * order; frees them in x. Returns 0 or -ENOMEM. */
+int cfgi_errors_finish(struct ctx *x, struct cfg_errors *errs);
+/* Replaces control characters, which would garble a terminal or a log. */
+void cfgi_sanitize(char *s);
+
+/* Reads decimal digits at *sp, advancing it. Signs and empty input are -EINVAL. */
+int cfgi_parse_digits(const char **sp, uint64_t *out);
+/* Do the first `bits` bits of a and b agree? */
+int cfgi_prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits);
+/* Writes ms as a user writes it: "30s", "5m"; bytes likewise: "16MiB". */
+void cfgi_fmt_duration(uint64_t ms, char *buf, size_t cap);
+void cfgi_fmt_size(uint64_t v, char *buf, size_t cap);
+/* An empty value, ~ or null, unquoted: YAML's null. */
+int cfgi_is_null(const yaml_node_t *n);
+
+/* Each want_* reports what is wrong with v at its line and returns NULL or
+ * a negative errno; on success the value is stored (strings: strdup'ed into
+ * *dst, the old one freed). */
+const char *cfgi_want_scalar(struct ctx *x, const char *key, yaml_node_t *v, const char *what);
+int cfgi_set_string(struct ctx *x, char **dst, const char *s);
+int cfgi_want_string(struct ctx *x, const char *key, yaml_node_t *v, char **dst);
+/* Also opens the file with the caller's credentials: a readable regular file. */
+int cfgi_want_file(struct ctx *x, const char *key, yaml_node_t *v, char **dst);
+/* Above zero and at most CFG_DURATION_MAX_MS. */
+int cfgi_want_duration(struct ctx *x, const char *key, yaml_node_t *v, uint64_t *ms);
+/* Returns the word's index in the NULL-terminated list, or -1. */
+int cfgi_want_enum(struct ctx *x, const char *key, yaml_node_t *v, const char *const *words);
+int cfgi_want_bool(struct ctx *x, const char *key, yaml_node_t *v, int *dst);
+/* Returns 1 for a mapping, else 0 after saying so. */
+int cfgi_want_mapping(struct ctx *x, const char *key, yaml_node_t *v);
+/* Returns 1 for a sequence of min..max entries, else 0 after saying so;
+ * `what` names the entries in the message ("CIDRs"). */
+int cfgi_want_sequence(struct ctx *x, const char *key, yaml_node_t *v, size_t min, size_t max,
+		       const char *what);
+int cfgi_want_cidr(struct ctx *x, const char *key, yaml_node_t *v, struct cfg_cidr *c);
+/* A sequence of 1..max CIDRs into *out (caller frees) and *n, the ones that
+ * parsed; returns 1 when all did. */
+int cfgi_want_cidrs(struct ctx *x, const char *key, yaml_node_t *v, size_t max,
+		    struct cfg_cidr **out, size_t *n);
+/* 1..CFG_NAME_MAX characters of [A-Za-z0-9_-]. */
+int cfgi_want_name(struct ctx *x, const char *key, yaml_node_t *v, char **dst);
+
+/* Calls each known key's handler in file order, reports unknown and duplicate
+ * keys. Returns a mask of the keys seen (bit i: specs[i]). */
+uint64_t cfgi_walk_mapping(struct ctx *x, yaml_node_t *map, const struct key_spec *specs, size_t n,
+			   const char *where, void *obj);
+/* Reports required keys absent from map, at the line where map starts. */
+void cfgi_need_keys(struct ctx *x, yaml_node_t *map, const struct key_spec *specs, size_t n,
+		    uint64_t seen, const char *prefix);
+
+/* ---- config_tunnel.c: the tunnel side ---- */
+
+void cfgi_h_gate(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
+void cfgi_h_charon(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
+void cfgi_h_supervisor(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
+void cfgi_h_tunnels(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
+void cfgi_h_destinations(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
+
+/* Fills the defaults of gate, charon and supervisor, before the walk. */
+void cfgi_tunnel_defaults(struct ctx *x, struct cfg *c);
+/* The rules across sections, after the walk: MLLP inside the tunnels, HTTPS
+ * outside them, and a closed gate that has tunnels to open it. */
+void cfgi_check_tunnel_rules(struct ctx *x, const struct cfg *c);
+/* Frees what the tunnel side kept in x for the rules across sections. */
+void cfgi_tunnel_build_free(struct ctx *x);
+/* Frees what cfgi_tunnel_defaults and the handlers above put in c. */
+void cfgi_free_tunnel_side(struct cfg *c);
+
+#endif
