@@ -10,7 +10,7 @@ PKGS="build-essential pkg-config
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
       sqlite3 openssl curl nginx-light iproute2 util-linux procps clang libclang-rt-14-dev
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
-      libcharon-extra-plugins netcat-openbsd nodejs"
+      libcharon-extra-plugins netcat-openbsd nodejs tcpdump"
 
 missing=""
 for p in $PKGS; do
