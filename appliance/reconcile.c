@@ -241,8 +241,10 @@ static int load_psk(struct vici_conn *c, struct run *r, const struct cfg_tunnel 
 		r->error_cb(r->arg, t->name, why);
 		return 0;
 	}
-	while (len && (psk[len - 1] == '\n' || psk[len - 1] == '\r'))
-		len--;
+	/* The secret is the file's bytes without one final line end, as the
+	 * configuration's check counts it (config.h, psk_file). */
+	if (len && psk[len - 1] == '\n')
+		len -= len > 1 && psk[len - 2] == '\r' ? 2 : 1;
 	snprintf(id, sizeof id, "appliance-%s", t->name);
 	b = vici_builder_new();
 	vici_builder_key_str(b, "id", id);
