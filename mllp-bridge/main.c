@@ -1,11 +1,14 @@
 /*
  * mllp-bridge: the appliance's data path.
  *
- *   mllp-bridge [-c FILE] [-v]          run in the foreground
+ *   mllp-bridge [-c FILE] [-v] [-S FD]  run in the foreground; -S: the
+ *                                       supervisor's end of the socketpair
  *   mllp-bridge [-c FILE] -n            check the configuration and exit
  *   mllp-bridge [-c FILE] spool CMD...  operator commands on the spool
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +26,14 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mllp-bridge [-c FILE] [-n] [-v]\n"
+	fprintf(f, "usage: mllp-bridge [-c FILE] [-n] [-v] [-S FD]\n"
 		   "       mllp-bridge [-c FILE] spool list|show|replay|purge|stats [ARGS]\n"
 		   "  -c FILE  configuration (default " DEFAULT_CONFIG ")\n"
 		   "  -n       check the configuration, print every error, exit 0 if valid\n"
 		   "  -v       debug logging\n"
+		   "  -S FD    the supervisor link: a SOCK_SEQPACKET socket on descriptor FD\n"
+		   "           (set by the appliance supervisor; without it, `gate: closed`\n"
+		   "           accepts no MLLP connection)\n"
 		   "  -V       print the version\n");
 }
 
@@ -43,14 +49,36 @@ static int load_config(const char *path, struct cfg **cfg)
 	return err;
 }
 
-static int run(const struct cfg *cfg)
+/* "-S FD": an open descriptor, kept from every program the bridge might
+ * start (FD_CLOEXEC). Returns it, or -1 (said on stderr). */
+static int supervisor_fd(const char *arg)
+{
+	char *end;
+	long v;
+	int flags;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v < 0 || v > INT_MAX) {
+		fprintf(stderr, "mllp-bridge: -S %s: not a file descriptor number\n", arg);
+		return -1;
+	}
+	if ((flags = fcntl((int)v, F_GETFD)) < 0 ||
+	    fcntl((int)v, F_SETFD, flags | FD_CLOEXEC) < 0) {
+		fprintf(stderr, "mllp-bridge: -S %s: %s\n", arg, strerror(errno));
+		return -1;
+	}
+	return (int)v;
+}
+
+static int run(const struct cfg *cfg, int sup_fd)
 {
 	struct bridge *b;
 	int err;
 
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
-	err = bridge_new(cfg, &b);
+	err = bridge_new(cfg, sup_fd, &b);
 	if (err < 0) {
 		log_event(LOG_ERR, "startup_failed", " error=\"%s\"", strerror(-err));
 		return 1;
@@ -64,10 +92,10 @@ static int run(const struct cfg *cfg)
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
-	int check_only = 0, verbose = 0, opt, rc;
+	int check_only = 0, verbose = 0, opt, rc, sup_fd = -1;
 	struct cfg *cfg = NULL;
 
-	while ((opt = getopt(argc, argv, "+c:nvVh")) != -1) {
+	while ((opt = getopt(argc, argv, "+c:nvVhS:")) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
@@ -77,6 +105,10 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = 1;
+			break;
+		case 'S':
+			if ((sup_fd = supervisor_fd(optarg)) < 0)
+				return 2;
 			break;
 		case 'V':
 			printf("mllp-bridge %s\n", VERSION);
@@ -103,7 +135,7 @@ int main(int argc, char **argv)
 			       stderr);
 	} else {
 		log_init(verbose ? LOG_DEBUG : LOG_INFO, cfg->log_phi);
-		rc = run(cfg);
+		rc = run(cfg, sup_fd);
 	}
 	cfg_free(cfg);
 	return rc;

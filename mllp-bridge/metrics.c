@@ -15,8 +15,10 @@
 #include "mllp-bridge/commit.h"
 #include "mllp-bridge/config.h"
 #include "mllp-bridge/forward.h"
+#include "mllp-bridge/gate.h"
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/mllp_in.h"
+#include "mllp-bridge/tunnel.h"
 #include "mllp-bridge/upstream.h"
 
 #define METRICS_BACKLOG		64
@@ -210,11 +212,19 @@ static void put_bridge(struct evbuffer *o, const struct metrics_sources *src)
 	put_global(o, "mllp_oversize_frames_total", "counter",
 		   "Frames refused for exceeding max_frame.", ms.oversize);
 	put_help(o, "mllp_connections_refused_total", "counter",
-		 "Connections closed at once for a limit: connections.max or per_source.");
+		 "Connections closed at once: connections.max, per_source, or the gate "
+		 "(no installed CHILD_SA covers the peer).");
 	evbuffer_add_printf(o, "mllp_connections_refused_total{limit=\"max\"} %llu\n",
 			    (unsigned long long)ms.refused_total);
 	evbuffer_add_printf(o, "mllp_connections_refused_total{limit=\"per_source\"} %llu\n",
 			    (unsigned long long)ms.refused_per_source);
+	evbuffer_add_printf(o, "mllp_connections_refused_total{limit=\"gate\"} %llu\n",
+			    (unsigned long long)ms.refused_gate);
+	put_help(o, "mllp_connections_closed_total", "counter",
+		 "Open connections closed by the bridge because the tunnel behind the peer went "
+		 "down.");
+	evbuffer_add_printf(o, "mllp_connections_closed_total{reason=\"tunnel_down\"} %llu\n",
+			    (unsigned long long)ms.closed_gate);
 	put_global(o, "mllp_accept_pauses_total", "counter",
 		   "Times accepting paused because the process was out of descriptors.",
 		   ms.accept_pauses);
@@ -241,6 +251,58 @@ static void put_bridge(struct evbuffer *o, const struct metrics_sources *src)
 	put_global(o, "mllp_upstream_resends_total", "counter",
 		   "Requests sent again after the connection died unanswered (GOAWAY).",
 		   us.resends);
+	put_global(o, "mllp_upstream_in_tunnel_total", "counter",
+		   "Upstream connections refused: the address lies inside a tunnel's remote_ts.",
+		   us.in_tunnel);
+}
+
+static void put_gate(struct evbuffer *o, const struct gate *g)
+{
+	struct gate_stats gs;
+
+	gate_stats(g, &gs);
+	put_global(o, "mllp_gate_open", "gauge",
+		   "1 with gate: open (every peer passes); 0: only peers behind an installed "
+		   "CHILD_SA.",
+		   (uint64_t)gs.open);
+	put_global(o, "mllp_gate_cidrs", "gauge",
+		   "Remote traffic selectors of the installed CHILD_SAs the gate allows now.",
+		   gs.ncidrs);
+	put_global(o, "mllp_gate_changes_total", "counter",
+		   "Times the set of allowed traffic selectors changed.", gs.changes);
+	put_global(o, "mllp_supervisor_link_up", "gauge",
+		   "1 while the supervisor link is up; 0 without a supervisor.",
+		   (uint64_t)gs.linked);
+}
+
+/* The tunnels as the supervisor last reported them: only with a link. */
+static void put_appliance(struct evbuffer *o, const struct tunnel *tun)
+{
+	struct tunnel_stats ts;
+	const struct ipc_tunnels *t = &ts.tunnels;
+
+	tunnel_stats(tun, &ts);
+	put_help(o, "appliance_tunnel_up", "gauge",
+		 "1 when the tunnel's IKE_SA is established and every CHILD_SA installed.");
+	for (size_t i = 0; i < t->n; i++)
+		evbuffer_add_printf(o, "appliance_tunnel_up{tunnel=\"%s\"} %u\n", t->t[i].name,
+				    (unsigned)t->t[i].up);
+	put_help(o, "appliance_sa_dh_group", "gauge",
+		 "Negotiated DH group: of the IKE_SA (sa=ike) and the newest CHILD_SA's PFS "
+		 "(sa=child); 0 when none.");
+	for (size_t i = 0; i < t->n; i++)
+		evbuffer_add_printf(o,
+				    "appliance_sa_dh_group{tunnel=\"%s\",sa=\"ike\"} %u\n"
+				    "appliance_sa_dh_group{tunnel=\"%s\",sa=\"child\"} %u\n",
+				    t->t[i].name, (unsigned)t->t[i].ike_dh, t->t[i].name,
+				    (unsigned)t->t[i].esp_dh);
+	put_help(o, "appliance_tunnel_last_change_seconds", "gauge",
+		 "When the tunnel last went up or down, seconds since the epoch.");
+	for (size_t i = 0; i < t->n; i++)
+		evbuffer_add_printf(o, "appliance_tunnel_last_change_seconds{tunnel=\"%s\"} %lld\n",
+				    t->t[i].name, (long long)t->t[i].changed_unix);
+	put_global(o, "appliance_bridge_restarts_total", "counter",
+		   "Times the supervisor restarted the bridge.", t->bridge_restarts);
 }
 
 static void on_metrics(struct evhttp_request *req, void *arg)
@@ -261,6 +323,9 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 		put_integrations(o, s, n);
 		put_listeners(o, m->src.in);
 		put_bridge(o, &m->src);
+		put_gate(o, m->src.gate);
+		if (m->src.tun)
+			put_appliance(o, m->src.tun);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 				  "text/plain; version=0.0.4; charset=utf-8");
 		evhttp_send_reply(req, 200, "OK", o);

@@ -5,6 +5,8 @@
  * management network only.
  *
  * It renders the modules' *_stats() snapshots and reads nobody's fields.
+ * The appliance_* families (tunnels as the supervisor reports them) appear
+ * only when the bridge has a supervisor link.
  */
 #ifndef METRICS_H
 #define METRICS_H
@@ -15,6 +17,8 @@ struct mllp_in;
 struct forward;
 struct commit;
 struct upstream;
+struct gate;
+struct tunnel;
 struct metrics;
 
 /* What /metrics reads; borrowed for the endpoint's life. */
@@ -23,7 +27,9 @@ struct metrics_sources {
 	const struct forward *fwd;
 	const struct commit *commit;
 	const struct upstream *up;
-	int (*ready)(void *arg); /* /readyz: non-zero when ready */
+	const struct gate *gate;
+	const struct tunnel *tun; /* NULL: no supervisor link */
+	int (*ready)(void *arg);  /* /readyz: non-zero when ready */
 	void *arg;
 };
 

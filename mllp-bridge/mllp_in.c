@@ -1,6 +1,7 @@
 #include "mllp-bridge/mllp_in.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,7 @@
 
 #include "mllp-bridge/commit.h"
 #include "mllp-bridge/dedup.h"
+#include "mllp-bridge/gate.h"
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/mllp.h"
 #include "mllp-bridge/msgkey.h"
@@ -81,12 +83,14 @@ struct conn {
 	LIST_ENTRY(conn) link;
 	char peer[MLLP_IN_PEER_MAX]; /* address:port, for logs */
 	char addr[MLLP_IN_PEER_MAX]; /* address, the sender */
+	struct sockaddr_storage sa;  /* the peer, for the gate */
 };
 
 struct mllp_in {
 	struct event_base *base;
 	const struct cfg *cfg;
 	struct commit *commit;
+	struct gate *gate;
 	struct mllp_in_hooks hooks;
 	struct in_integ *integs;
 	struct listener *listeners;
@@ -877,6 +881,21 @@ static int over_limit(struct listener *l, const char *addr, const char *peer, ev
 	return 1;
 }
 
+/* Fail closed (invariant 3): a peer behind no installed CHILD_SA is closed
+ * before a byte is read from it, before it is even matched. */
+static int gate_refuses(struct mllp_in *m, const struct sockaddr *sa, const char *addr,
+			const char *peer, evutil_socket_t fd)
+{
+	if (gate_allows(m->gate, sa))
+		return 0;
+	m->st.refused_gate++;
+	log_event_peer(LOG_WARN, "connection_refused", addr,
+		       " peer=%s limit=gate reason=\"no installed CHILD_SA covers the peer\"",
+		       peer);
+	evutil_closesocket(fd);
+	return 1;
+}
+
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct mllp_in *m = arg;
@@ -945,15 +964,16 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct listener *l = arg;
 	struct in_integ *cands[CFG_MAX_INTEGRATIONS];
 	char addr[MLLP_IN_PEER_MAX], peer[MLLP_IN_PEER_MAX];
-	size_t n = find_candidates(l, sa, cands);
 	struct source *src = NULL;
 	struct conn *c;
+	size_t n;
 	int one = 1;
 
 	(void)evl;
-	(void)salen;
 	peer_text(sa, addr, peer);
-	if (n == 0) {
+	if (gate_refuses(l->m, sa, addr, peer, fd))
+		return;
+	if ((n = find_candidates(l, sa, cands)) == 0) {
 		l->incomplete++;
 		log_event_peer(LOG_WARN, "incomplete_integration", addr,
 			       " peer=%s reason=\"source not allowed\"", peer);
@@ -969,6 +989,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		return;
 	}
 	c->src = src;
+	memcpy(&c->sa, sa, (size_t)salen < sizeof(c->sa) ? (size_t)salen : sizeof(c->sa));
 	memcpy(c->addr, addr, sizeof(addr));
 	memcpy(c->peer, peer, sizeof(peer));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1014,6 +1035,40 @@ static void conn_free(struct conn *c)
 	if (c->src)
 		source_drop(c->m, c->src);
 	free(c);
+}
+
+/* --- the gate changed ------------------------------------------------ */
+
+/* The tunnel behind c's peer is gone: the connection is aborted (RST, the
+ * kernel drops what it had not sent yet) rather than closed politely, so
+ * that not one more byte of plain MLLP leaves for that peer. */
+static void gate_drop(struct conn *c)
+{
+	static const struct linger abort_now = {.l_onoff = 1, .l_linger = 0};
+
+	assert(!c->in_process);
+	c->m->st.closed_gate++;
+	log_event_peer(LOG_WARN, "conn_closed_tunnel_down", c->addr,
+		       " peer=%s unanswered=%zu action=\"closed; nothing more is sent to it\"",
+		       c->peer, c->npending);
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
+	conn_free(c);
+}
+
+/* Runs from the gate's owner (the supervisor link), never from inside a
+ * connection's own callbacks. */
+static void on_gate_change(void *arg, const struct gate *g)
+{
+	struct mllp_in *m = arg;
+	struct conn *c, *next;
+
+	for (struct listener *l = m->listeners; l; l = l->next) {
+		for (c = LIST_FIRST(&l->conns); c; c = next) {
+			next = LIST_NEXT(c, link);
+			if (!gate_allows(g, (const struct sockaddr *)&c->sa))
+				gate_drop(c);
+		}
+	}
 }
 
 /* --- listeners ------------------------------------------------------- */
@@ -1076,7 +1131,7 @@ static int listeners_start(struct mllp_in *m)
 }
 
 int mllp_in_new(struct event_base *base, const struct cfg *cfg, struct commit *commit,
-		const struct mllp_in_hooks *hooks, struct mllp_in **out)
+		struct gate *gate, const struct mllp_in_hooks *hooks, struct mllp_in **out)
 {
 	struct mllp_in *m = calloc(1, sizeof(*m));
 	int err;
@@ -1090,6 +1145,11 @@ int mllp_in_new(struct event_base *base, const struct cfg *cfg, struct commit *c
 	m->cfg = cfg;
 	m->commit = commit;
 	m->hooks = *hooks;
+	if ((err = gate_watch(gate, on_gate_change, m)) < 0) {
+		mllp_in_free(m);
+		return err;
+	}
+	m->gate = gate; /* watched: mllp_in_free() lets go */
 	m->started_s = stats_wall_ms() / 1000;
 	if (!(m->accept_resume = evtimer_new(base, on_accept_resume, m))) {
 		mllp_in_free(m);
@@ -1126,6 +1186,8 @@ void mllp_in_free(struct mllp_in *m)
 		free(l->integs);
 		free(l);
 	}
+	if (m->gate)
+		gate_unwatch(m->gate, on_gate_change, m);
 	for (size_t i = 0; m->integs && i < m->cfg->nintegrations; i++)
 		dedup_free(m->integs[i].dedup);
 	if (m->accept_resume)

@@ -22,6 +22,7 @@
 
 struct event_base;
 struct commit;
+struct gate;
 struct mllp_in;
 
 #define MLLP_IN_PEER_MAX	64	    /* "[v6addr]:port" text */
@@ -68,6 +69,8 @@ struct mllp_in_stats {
 	uint64_t conns_open, junk_bytes, abandoned_frames, frame_timeouts, idle_timeouts, oversize;
 	uint64_t refused_total;	     /* connections closed at once: connections.max */
 	uint64_t refused_per_source; /* ... connections.per_source */
+	uint64_t refused_gate;	     /* ... the gate: no installed CHILD_SA covers the peer */
+	uint64_t closed_gate;	     /* open connections closed because the gate dropped them */
 	uint64_t accept_pauses;	     /* out of descriptors: accepting paused */
 };
 
@@ -77,10 +80,11 @@ struct mllp_in_listener_stats {
 	uint64_t incomplete; /* peers or messages that matched no integration */
 };
 
-/* Binds every configured listener. cfg, commit and hooks are borrowed for
- * the module's life. Returns 0 or a negative errno (logged). */
+/* Binds every configured listener and watches the gate. cfg, commit, gate
+ * and hooks are borrowed for the module's life. Returns 0 or a negative
+ * errno (logged). */
 __attribute__((warn_unused_result)) int mllp_in_new(struct event_base *base, const struct cfg *cfg,
-						    struct commit *commit,
+						    struct commit *commit, struct gate *gate,
 						    const struct mllp_in_hooks *hooks,
 						    struct mllp_in **out);
 
