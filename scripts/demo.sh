@@ -27,6 +27,7 @@ wait_for() { for _ in $(seq 50); do "$@" 2>/dev/null && return 0; sleep 0.1; don
 
 sh tests/tools/mkcerts.sh "$CERTS" || exit 1
 cat >"$DEMO/appliance.yaml" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $DEMO/spool.db
 observability: { listen: 127.0.0.1:$OBS }
 integrations:

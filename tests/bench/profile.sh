@@ -66,6 +66,7 @@ while True: held.append(s.accept()[0])' &
 	UP=18461
 fi
 cat >"$DIR/bridge.yaml" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $DIR/spool.db
 observability: { listen: 127.0.0.1:19160 }
 integrations:

@@ -369,6 +369,7 @@ bridge_pid=""
 start_bridge() {
 	cfg=$tmp/bridge-$1.yaml
 	{
+		printf 'gate: open\n' # no tunnels: the bridge alone
 		printf 'spool: %s\n' "$tmp/spool-$1.db"
 		printf 'observability: { listen: %s }\n' "$HOST:$METRICS_PORT"
 		# (e) holds IDLE connections: above connections.max's default.

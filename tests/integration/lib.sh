@@ -135,11 +135,13 @@ metric() {
 
 # lab_conf FILE MLLP UP OBS [KEY: VALUE...]: a bridge with one integration,
 # lab, on 127.0.0.1:MLLP for 127.0.0.0/8, posting to the sink on UP, its
-# /metrics on OBS; each further argument is one more key of the integration.
+# /metrics on OBS, `gate: open` (no tunnels); each further argument is one
+# more key of the integration.
 lab_conf() {
 	local file=$1 mllp=$2 up=$3 obs=$4
 	shift 4
 	{
+		printf 'gate: open\n' # no tunnels: the bridge alone, as before issue 9
 		printf 'spool: %s\nobservability: { listen: 127.0.0.1:%s }\n' "$TMP/spool.db" "$obs"
 		printf 'integrations:\n  - name: lab\n    listen: 127.0.0.1:%s\n' "$mllp"
 		printf '    sources: [127.0.0.0/8]\n'

@@ -7,6 +7,7 @@
 MLLP=10964 UP=18444 OBS_PORT=19144
 CONF=$TMP/bridge.yaml
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 retry: { initial: 5s, max: 5s }

@@ -7,6 +7,7 @@
 MLLP=10965 UP=18445 OBS_PORT=19145 KILLS=${KILLS:-5}
 CONF=$TMP/bridge.yaml
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 retry: { initial: 100ms, max: 1s }

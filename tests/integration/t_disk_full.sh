@@ -10,6 +10,7 @@ mkdir -p "$TMP/small"
 mount -t tmpfs -o size=2m tmpfs "$TMP/small" || { fail "mount a 2 MiB tmpfs (needs root)"; finish; }
 MOUNTS="$TMP/small"
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/small/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 integrations:

@@ -8,6 +8,7 @@ MLLP=10960 R2=10961 UP=18441 OBS_PORT=19141
 CONF=$TMP/bridge.yaml
 echo "secret-token" >"$TMP/token"
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 integrations:

@@ -28,6 +28,7 @@ config() {
 	local order=$1
 	shift
 	cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 retry: { initial: 400ms, max: 800ms }

@@ -9,6 +9,7 @@
 MLLP=10969 UP=18449 OBS_PORT=19149 MLLP_FAST=10958 UP_FAST=18458
 CONF=$TMP/bridge.yaml
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 integrations:

@@ -8,6 +8,7 @@
 MLLP=10967 UP=18447 OBS_PORT=19147
 CONF=$TMP/bridge.yaml
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: { path: $TMP/spool.db, retention: 2s }
 observability: { listen: 127.0.0.1:$OBS_PORT }
 log_phi: true
@@ -69,6 +70,7 @@ integrations:
     sources: [127.0.0.1/33]
     ack: sometimes
     upstream: { url: "http://x.test/", ca_file: /nonexistent/ca.pem }
+gate: open # last: the errors above keep their lines
 EOF
 "$BIN/mllp-bridge" -n -c "$TMP/bad.yaml" >"$TMP/cfg.out" 2>&1
 rc=$?

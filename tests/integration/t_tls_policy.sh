@@ -7,6 +7,7 @@
 MLLP=10962 UP=18442 OBS_PORT=19142
 CONF=$TMP/bridge.yaml
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 retry: { initial: 200ms, max: 400ms }

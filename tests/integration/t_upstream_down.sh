@@ -7,6 +7,7 @@
 MLLP=10963 UP=18443 OBS_PORT=19143
 CONF=$TMP/bridge.yaml
 cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 retry: { initial: 100ms, max: 500ms }

@@ -101,6 +101,7 @@ start_nginx() {
 write_bridge_conf() {
 	local c http
 	cat >"$CONF" <<EOF
+gate: open # no tunnels: the bridge alone
 spool: $TMP/spool.db
 observability: { listen: 127.0.0.1:$OBS_PORT }
 retry: { initial: 100ms, max: 500ms }
