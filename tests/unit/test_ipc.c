@@ -269,8 +269,15 @@ struct raw {
 
 static void be(struct raw *r, uint64_t v, unsigned bytes)
 {
+	ck_assert_uint_le(bytes, 8);
 	for (unsigned i = 0; i < bytes; i++)
 		r->b[r->n++] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+static void zeros(struct raw *r, size_t n)
+{
+	memset(r->b + r->n, 0, n);
+	r->n += n;
 }
 
 static void bytes(struct raw *r, const void *p, size_t n)
@@ -415,7 +422,7 @@ static void tunnels_count_over(struct raw *r)
 	be(r, IPC_TUNNELS_MAX + 1, 2);
 	for (unsigned i = 0; i <= IPC_TUNNELS_MAX; i++) {
 		name(r, "t");
-		be(r, 0, 1 + 2 + 2 + 8);
+		zeros(r, 1 + 2 + 2 + 8);
 	}
 	fix_len(r);
 }
@@ -426,7 +433,7 @@ static void status_count_over(struct raw *r)
 	be(r, IPC_INTEGRATIONS_MAX + 1, 2);
 	for (unsigned i = 0; i <= IPC_INTEGRATIONS_MAX; i++) {
 		name(r, "i");
-		be(r, 0, 24);
+		zeros(r, 24);
 	}
 	fix_len(r);
 }
@@ -442,7 +449,7 @@ static void status_trailing_record(struct raw *r)
 {
 	ok_status(r);
 	name(r, "extra");
-	be(r, 0, 24);
+	zeros(r, 24);
 	fix_len(r);
 }
 
@@ -453,7 +460,7 @@ static void status_named(struct raw *r, size_t len, const char *bytes_)
 	be(r, 1, 2);
 	be(r, len, 1);
 	bytes(r, bytes_, len);
-	be(r, 0, 24);
+	zeros(r, 24);
 	fix_len(r);
 }
 
@@ -496,7 +503,7 @@ static void name_len_past_end(struct raw *r)
 	be(r, 1, 2);
 	be(r, 60, 1);
 	bytes(r, "lab", 3);
-	be(r, 0, 24);
+	zeros(r, 24);
 	fix_len(r);
 }
 
