@@ -19,7 +19,7 @@ T=hospital-a
 DH21_IKE=aes256gcm16-prfsha384-ecp521 DH21_ESP=aes256gcm16-ecp521
 PEER_SPEC="$T:$DH21_IKE:$DH21_ESP"
 ap_conf "$AP_CONF" "$(ap_tunnel "$T" appliance "$DH21_IKE" "$DH21_ESP")"
-GATE_RE='^mllp_connections_refused_total\{.*"gate"'
+GATE_RE='^mllp_connections_refused_total\{.*limit="gate"'
 
 capture_start gw "$NS_GW" || exit 1
 capture_start peer "$NS_PEER" || exit 1
@@ -44,6 +44,9 @@ expect "down: the supervisor tried and failed (last_error set), the tunnel is do
 	ap_wait 20 "tun('$T')['last_error'] != '' and not tun('$T')['up']"
 expect "down: the bridge runs (its /metrics answers)" \
 	wait_until 10 'test "$(ap_metric mllp_frames_total)" != unreadable'
+expect "down: /metrics: the bridge's supervisor link is up, its gate closed with no CIDR" \
+	eval 'test "$(ap_metric mllp_supervisor_link_up)" = 1 -a "$(ap_metric mllp_gate_open)" = 0 -a \
+		"$(ap_metric mllp_gate_cidrs)" = 0'
 expect "down: an MLLP connection from the hospital fails" eval '! hospital_send D1'
 g0=$(ap_metric_re "$GATE_RE")
 lines=$(wc -l <"$AP_LOG")
@@ -59,6 +62,7 @@ ap_peer_load "$PEER_SPEC" || fail "the hospital's swanctl --load-all" "$(tail -n
 expect "up: the supervisor brings the tunnel up once the hospital accepts" \
 	ap_wait 45 "tun('$T')['up'] and child('$T', '$T-net')['state'] == 'INSTALLED'"
 expect "up: the hospital's sender is served" wait_until 10 'hospital_send U1'
+expect "up: /metrics: the gate holds one CIDR" test "$(ap_metric mllp_gate_cidrs)" = 1
 if knock K2; then
 	echo "# note: up: the local knock from 203.0.113.100 (inside remote_ts) is served"
 else
@@ -76,6 +80,7 @@ ch_swanctl peer --terminate --ike "$T" --timeout 5 >>"$TMP/swanctl.log" 2>&1
 expect "down again: the supervisor reports the tunnel down" ap_wait 15 "not tun('$T')['up']"
 expect "down again: the bridge closed the held connection (none ESTABLISHED to :$AP_MLLP)" \
 	wait_until 10 'test "$(established_mllp)" -eq 0'
+expect "down again: /metrics: the gate holds no CIDR" test "$(ap_metric mllp_gate_cidrs)" = 0
 expect "down again: an MLLP connection from the hospital fails" eval '! hospital_send D2'
 g2=$(ap_metric_re "$GATE_RE")
 expect "down again: a local knock from 203.0.113.100 is not answered" eval '! knock K3'

@@ -81,6 +81,9 @@ expect "after the rekey the CHILD_SA has PFS group 21; pfs_check ok 21" \
 	ap_wait 10 "child('$T', '$T-net')['dh_group'] == 21 and
 		tun('$T')['pfs_check']['result'] == 'ok' and tun('$T')['pfs_check']['dh_group'] == 21"
 
+expect "/metrics: appliance_sa_dh_group{tunnel=\"$T\",sa=\"child\"} 21 after the rekey" \
+	wait_until 10 "test \"\$(ap_metric 'appliance_sa_dh_group{tunnel=\"$T\",sa=\"child\"}')\" = 21"
+
 # --- a reload that fails validation changes nothing ---------------------------------
 cp "$AP_CONF" "$AP_DIR/good21.yaml"
 since=$(ap_q "tun('$T')['since_unix']")
