@@ -115,5 +115,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init(verbose ? LOG_DEBUG : LOG_INFO, cfg->log_phi);
+	log_set_program("appliance");
 	return run(path, cfg, verbose);
 }

@@ -1021,8 +1021,12 @@ void tunnels_text(const struct tunnels *t, FILE *out)
 				c->uniqueid, c->state, c->esp, c->dh[0] ? "/" : "", c->dh,
 				c->nremote_ts ? c->remote_ts[0] : "-");
 		}
-		if (ts->last_error[0])
-			fprintf(out, "  last error: %s\n", ts->last_error);
+		if (ts->last_error[0]) {
+			/* History, not state: it stays after the tunnel came up. */
+			fputs("  last error at ", out);
+			text_since(out, ts->last_error_unix);
+			fprintf(out, ": %s\n", ts->last_error);
+		}
 		fprintf(out, "  pfs check: %s%s%s\n", ts->pfs_result, ts->pfs_reason[0] ? ": " : "",
 			ts->pfs_reason);
 	}

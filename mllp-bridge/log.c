@@ -9,6 +9,7 @@
 
 static enum log_level min_level = LOG_INFO;
 static int phi_enabled;
+static char program[32]; /* " proc=NAME", or "" */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -16,6 +17,11 @@ void log_init(enum log_level lvl, int phi)
 {
 	min_level = lvl;
 	phi_enabled = phi;
+}
+
+void log_set_program(const char *name)
+{
+	snprintf(program, sizeof program, " proc=%s", name);
 }
 
 int log_phi_enabled(void)
@@ -33,9 +39,9 @@ static void vlog(enum log_level lvl, const char *event, const char *fmt, va_list
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),
-		     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s", tm.tm_year + 1900,
-		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		     (long)(tv.tv_usec / 1000), level_names[lvl], event);
+		     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s%s event=%s",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		     (long)(tv.tv_usec / 1000), level_names[lvl], program, event);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

@@ -18,6 +18,9 @@ enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 #define LOG_PEER_MAX	  64   /* a peer's address text */
 
 void log_init(enum log_level min_level, int phi);
+/* Adds "proc=name" to every line: the supervisor and its bridge share one
+ * stderr. Off (no field) until called. */
+void log_set_program(const char *name);
 int log_phi_enabled(void);
 
 /* fmt is the rest of the line after "event=<event>", usually " key=%s ...". */

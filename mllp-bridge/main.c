@@ -135,6 +135,9 @@ int main(int argc, char **argv)
 			       stderr);
 	} else {
 		log_init(verbose ? LOG_DEBUG : LOG_INFO, cfg->log_phi);
+		/* Under the supervisor both write to one stderr. */
+		if (sup_fd >= 0)
+			log_set_program("mllp-bridge");
 		rc = run(cfg, sup_fd);
 	}
 	cfg_free(cfg);
