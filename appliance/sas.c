@@ -98,6 +98,8 @@ void sas_read_ike(const struct vici_node *sec, struct sas_ike *out)
 	copy(out->name, sizeof out->name, vici_node_name(sec));
 	out->uniqueid = get_u32(sec, "uniqueid");
 	copy(out->state, sizeof out->state, vici_node_get(sec, "state"));
+	out->initiator =
+	    vici_node_get(sec, "initiator") && strcmp(vici_node_get(sec, "initiator"), "yes") == 0;
 	algorithm(sec, "encr-alg", "encr-keysize", out->encr, sizeof out->encr);
 	copy(out->integ, sizeof out->integ, vici_node_get(sec, "integ-alg"));
 	copy(out->prf, sizeof out->prf, vici_node_get(sec, "prf-alg"));

@@ -34,6 +34,7 @@ struct sas_ike {
 	char name[SAS_NAME_MAX + 1];
 	uint32_t uniqueid;
 	char state[24]; /* ESTABLISHED, CONNECTING, ... */
+	int initiator;	/* this end initiated it */
 	char encr[SAS_ALG_MAX];
 	char integ[SAS_ALG_MAX];
 	char prf[SAS_ALG_MAX];

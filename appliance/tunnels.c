@@ -320,7 +320,9 @@ static void pick_ike(struct tunnels *t, struct tstate *ts)
 
 		if (strcmp(s->name, ts->cfg->name))
 			continue;
-		if (!est && !ts->initiating && !strcmp(s->state, "CONNECTING")) {
+		/* Ours, and no initiate waits for it: a failed attempt's
+		 * leftover. A peer's handshake in progress is left alone. */
+		if (!est && s->initiator && !ts->initiating && !strcmp(s->state, "CONNECTING")) {
 			log_event(LOG_INFO, "tunnel_half_open_terminated", " tunnel=%s ike_id=%u",
 				  s->name, s->uniqueid);
 			terminate_sa(t, "ike-id", s->uniqueid);
