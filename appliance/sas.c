@@ -97,6 +97,7 @@ void sas_read_ike(const struct vici_node *sec, struct sas_ike *out)
 	memset(out, 0, sizeof *out);
 	copy(out->name, sizeof out->name, vici_node_name(sec));
 	out->uniqueid = get_u32(sec, "uniqueid");
+	out->version = get_u32(sec, "version");
 	copy(out->state, sizeof out->state, vici_node_get(sec, "state"));
 	out->initiator =
 	    vici_node_get(sec, "initiator") && strcmp(vici_node_get(sec, "initiator"), "yes") == 0;

@@ -33,8 +33,9 @@ struct sas_child {
 struct sas_ike {
 	char name[SAS_NAME_MAX + 1];
 	uint32_t uniqueid;
-	char state[24]; /* ESTABLISHED, CONNECTING, ... */
-	int initiator;	/* this end initiated it */
+	char state[24];	  /* ESTABLISHED, CONNECTING, ... */
+	int initiator;	  /* this end initiated it */
+	unsigned version; /* IKE version, 0 when charon did not say */
 	char encr[SAS_ALG_MAX];
 	char integ[SAS_ALG_MAX];
 	char prf[SAS_ALG_MAX];

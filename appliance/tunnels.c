@@ -146,6 +146,15 @@ static int audit(struct tunnels *t, struct tstate *ts, const struct sas_ike *ike
 {
 	char why[TUNNELS_REASON_MAX];
 
+	if (ike->version && ike->version != 2) {
+		/* Only a swanctl.conf tunnel can be IKEv1: ours say version 2. */
+		snprintf(why, sizeof why, "IKE_SA is IKEv%u: only IKEv2 is allowed", ike->version);
+		set_error(ts, why);
+		log_event(LOG_ERR, "sa_audit_terminated", " tunnel=%s sa=ike version=%u", ike->name,
+			  ike->version);
+		terminate_sa(t, "ike-id", ike->uniqueid);
+		return 1;
+	}
 	if (ike->dh[0] && !allowed_group(ike->dh_group)) {
 		snprintf(why, sizeof why,
 			 "IKE_SA negotiated %s (DH %u): only 14 and 21 are allowed", ike->dh,

@@ -21,6 +21,7 @@ static struct vici_tree *list_sa_event(void)
 	vici_builder_section_start(b, "hospital-a");
 	vici_builder_key_str(b, "uniqueid", "7");
 	vici_builder_key_str(b, "state", "ESTABLISHED");
+	vici_builder_key_str(b, "version", "2");
 	vici_builder_key_str(b, "initiator", "yes");
 	vici_builder_key_str(b, "encr-alg", "AES_GCM_16");
 	vici_builder_key_str(b, "encr-keysize", "256");
@@ -69,6 +70,7 @@ START_TEST(reads_ike_and_children)
 	ck_assert_uint_eq(ike->uniqueid, 7);
 	ck_assert_str_eq(ike->state, "ESTABLISHED");
 	ck_assert_int_eq(ike->initiator, 1);
+	ck_assert_uint_eq(ike->version, 2);
 	ck_assert_str_eq(ike->encr, "AES_GCM_16-256");
 	ck_assert_str_eq(ike->prf, "PRF_HMAC_SHA2_384");
 	ck_assert_uint_eq(ike->dh_group, 21);
