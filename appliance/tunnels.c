@@ -98,6 +98,16 @@ static void set_error(struct tstate *ts, const char *why)
 	ts->last_error_unix = now_unix();
 }
 
+/* After a failed attempt, or an SA the audit had to terminate, the next
+ * initiate waits, doubling: a peer that insists on a weak group would
+ * otherwise be re-initiated (and terminated) many times a second. */
+static void back_off(struct tstate *ts)
+{
+	ts->backoff_ms = ts->backoff_ms ? ts->backoff_ms * 2 : TUNNELS_BACKOFF_MIN_MS;
+	if (ts->backoff_ms > TUNNELS_BACKOFF_MAX_MS)
+		ts->backoff_ms = TUNNELS_BACKOFF_MAX_MS;
+}
+
 static void kick(struct tunnels *t)
 {
 	vloop_kick(t->v);
@@ -140,58 +150,80 @@ static int allowed_group(unsigned g)
 	return g == 14 || g == 21;
 }
 
-/* An SA with another group is terminated and reported (invariant 5). A
- * CHILD_SA created with IKE_AUTH did no DH: its group is empty, not wrong. */
+/* A CHILD_SA created with IKE_AUTH did no DH: its group is empty, not wrong. */
+static int child_ok(const struct sas_child *c)
+{
+	return !c->dh[0] || allowed_group(c->dh_group);
+}
+
+static int ike_ok(const struct sas_ike *ike)
+{
+	/* Only a swanctl.conf tunnel can be IKEv1: ours say version 2. */
+	return (!ike->version || ike->version == 2) &&
+	       (!ike->dh[0] || allowed_group(ike->dh_group));
+}
+
+static void report(struct tunnels *t, struct tstate *ts, const char *kind, uint32_t id,
+		   const char *why, const char *fields)
+{
+	set_error(ts, why);
+	log_event(LOG_ERR, "sa_audit_terminated", " tunnel=%s %s", ts->cfg->name, fields);
+	terminate_sa(t, kind, id);
+}
+
+/*
+ * Invariant 5: an SA with another group (or IKEv1) is terminated and
+ * reported. Returns how many SAs of ike were. Whatever is terminated here
+ * is never counted as installed (child_ok, pick_ike): the gate must not
+ * open for it even during the moment charon takes to delete it.
+ */
 static int audit(struct tunnels *t, struct tstate *ts, const struct sas_ike *ike)
 {
-	char why[TUNNELS_REASON_MAX];
+	char why[TUNNELS_REASON_MAX], fields[96];
+	int n = 0;
 
-	if (ike->version && ike->version != 2) {
-		/* Only a swanctl.conf tunnel can be IKEv1: ours say version 2. */
-		snprintf(why, sizeof why, "IKE_SA is IKEv%u: only IKEv2 is allowed", ike->version);
-		set_error(ts, why);
-		log_event(LOG_ERR, "sa_audit_terminated", " tunnel=%s sa=ike version=%u", ike->name,
-			  ike->version);
-		terminate_sa(t, "ike-id", ike->uniqueid);
-		return 1;
-	}
-	if (ike->dh[0] && !allowed_group(ike->dh_group)) {
-		snprintf(why, sizeof why,
-			 "IKE_SA negotiated %s (DH %u): only 14 and 21 are allowed", ike->dh,
-			 ike->dh_group);
-		set_error(ts, why);
-		log_event(LOG_ERR, "sa_audit_terminated", " tunnel=%s sa=ike dh=%s", ike->name,
-			  ike->dh);
-		terminate_sa(t, "ike-id", ike->uniqueid);
+	if (!ike_ok(ike)) {
+		if (ike->version && ike->version != 2)
+			snprintf(why, sizeof why, "IKE_SA is IKEv%u: only IKEv2 is allowed",
+				 ike->version);
+		else
+			snprintf(why, sizeof why,
+				 "IKE_SA negotiated %s (DH %u): only 14 and 21 are allowed",
+				 ike->dh, ike->dh_group);
+		snprintf(fields, sizeof fields, "sa=ike dh=%s version=%u", ike->dh, ike->version);
+		report(t, ts, "ike-id", ike->uniqueid, why, fields);
 		return 1;
 	}
 	for (size_t i = 0; i < ike->nchildren; i++) {
 		const struct sas_child *c = &ike->child[i];
 
-		if (!c->dh[0] || allowed_group(c->dh_group) || strcmp(c->state, "INSTALLED"))
+		if (child_ok(c) || strcmp(c->state, "INSTALLED"))
 			continue;
 		snprintf(why, sizeof why,
 			 "CHILD_SA %s negotiated PFS %s (DH %u): only 14 and 21 are allowed",
 			 c->name, c->dh, c->dh_group);
-		set_error(ts, why);
-		log_event(LOG_ERR, "sa_audit_terminated", " tunnel=%s sa=child child=%s dh=%s",
-			  ike->name, c->name, c->dh);
-		terminate_sa(t, "child-id", c->uniqueid);
-		return 1;
+		snprintf(fields, sizeof fields, "sa=child child=%s dh=%s", c->name, c->dh);
+		report(t, ts, "child-id", c->uniqueid, why, fields);
+		n++;
 	}
-	return 0;
+	return n;
 }
 
 /* ---------- initiate ---------- */
+
+static int child_installed(const struct sas_child *c)
+{
+	return !strcmp(c->state, "INSTALLED") && child_ok(c);
+}
 
 static const struct sas_child *installed(const struct sas_ike *ike, const char *child)
 {
 	const struct sas_child *best = NULL;
 
-	/* While a rekey overlaps, the newest INSTALLED one counts. */
+	/* While a rekey overlaps, the newest INSTALLED one counts; one the
+	 * audit terminates never does. */
 	for (size_t i = 0; i < ike->nchildren; i++)
-		if (!strcmp(ike->child[i].name, child) &&
-		    !strcmp(ike->child[i].state, "INSTALLED") &&
+		if (!strcmp(ike->child[i].name, child) && child_installed(&ike->child[i]) &&
 		    (!best || ike->child[i].uniqueid > best->uniqueid))
 			best = &ike->child[i];
 	return best;
@@ -237,7 +269,8 @@ static void on_initiated(void *arg, int err, const struct vici_tree *reply, cons
 		return;
 	ts->initiating = 0;
 	if (!fail) {
-		ts->backoff_ms = 0;
+		/* The backoff is reset once list-sas shows the tunnel up and
+		 * the audit let it live (apply_one). */
 		schedule_refresh(t);
 		return;
 	}
@@ -245,9 +278,7 @@ static void on_initiated(void *arg, int err, const struct vici_tree *reply, cons
 	 * reason is in charon's control log. */
 	if (!vici_control_reason(log ? log : "", reason, sizeof reason))
 		reply_reason(ts, fail, reason, sizeof reason);
-	ts->backoff_ms = ts->backoff_ms ? ts->backoff_ms * 2 : TUNNELS_BACKOFF_MIN_MS;
-	if (ts->backoff_ms > TUNNELS_BACKOFF_MAX_MS)
-		ts->backoff_ms = TUNNELS_BACKOFF_MAX_MS;
+	back_off(ts);
 	/* A load failure said more than charon's "config not found" would. */
 	if (!ts->load_failed)
 		set_error(ts, reason);
@@ -317,11 +348,13 @@ static void on_list_sa(void *arg, const char *event, const struct vici_tree *msg
 	}
 }
 
-/* The tunnel's newest IKE_SA, ESTABLISHED preferred; half-open ones the
- * supervisor is not waiting for are terminated. */
-static void pick_ike(struct tunnels *t, struct tstate *ts)
+/* The tunnel's newest IKE_SA, ESTABLISHED preferred, among those the audit
+ * lets live; half-open ones the supervisor is not waiting for are
+ * terminated. Returns how many SAs the audit terminated. */
+static int pick_ike(struct tunnels *t, struct tstate *ts)
 {
 	const struct sas_ike *best = NULL;
+	int audited = 0;
 
 	for (size_t i = 0; i < t->nsnap; i++) {
 		const struct sas_ike *s = &t->snap[i];
@@ -337,6 +370,11 @@ static void pick_ike(struct tunnels *t, struct tstate *ts)
 			terminate_sa(t, "ike-id", s->uniqueid);
 			continue;
 		}
+		if (est) {
+			audited += audit(t, ts, s);
+			if (!ike_ok(s))
+				continue; /* terminated: never the tunnel's SA */
+		}
 		if (!best || (est && strcmp(best->state, "ESTABLISHED")) ||
 		    (est == !strcmp(best->state, "ESTABLISHED") && s->uniqueid > best->uniqueid))
 			best = s;
@@ -344,6 +382,7 @@ static void pick_ike(struct tunnels *t, struct tstate *ts)
 	ts->have_ike = best != NULL;
 	if (best)
 		ts->ike = *best;
+	return audited;
 }
 
 static void log_change(const struct tstate *ts)
@@ -358,11 +397,13 @@ static void log_change(const struct tstate *ts)
 /* Applies one list-sas snapshot; returns whether anything the bridge sees changed. */
 static int apply_one(struct tunnels *t, struct tstate *ts)
 {
-	int was_up = ts->up, audited;
+	int was_up = ts->up;
 
-	pick_ike(t, ts);
-	audited = ts->have_ike && audit(t, ts, &ts->ike);
-	ts->up = !audited && ts->have_ike && !missing_child(ts);
+	if (pick_ike(t, ts))
+		back_off(ts);
+	ts->up = ts->have_ike && !strcmp(ts->ike.state, "ESTABLISHED") && !missing_child(ts);
+	if (ts->up && !was_up)
+		ts->backoff_ms = 0; /* only a tunnel that is up resets it */
 	if (ts->up != was_up) {
 		/* charon knows since when: a restarted supervisor reports that. */
 		ts->since_unix =
@@ -637,7 +678,7 @@ static int each_remote_ts(const struct tunnels *t,
 		for (size_t j = 0; j < ts->ike.nchildren; j++) {
 			const struct sas_child *c = &ts->ike.child[j];
 
-			if (strcmp(c->state, "INSTALLED"))
+			if (!child_installed(c))
 				continue;
 			for (size_t k = 0; k < c->nremote_ts; k++) {
 				int family;
@@ -713,7 +754,7 @@ static unsigned child_group(const struct tstate *ts)
 	const struct sas_child *best = NULL;
 
 	for (size_t i = 0; ts->have_ike && i < ts->ike.nchildren; i++)
-		if (!strcmp(ts->ike.child[i].state, "INSTALLED") &&
+		if (child_installed(&ts->ike.child[i]) &&
 		    (!best || ts->ike.child[i].uniqueid > best->uniqueid))
 			best = &ts->ike.child[i];
 	return best ? best->dh_group : 0;
@@ -753,16 +794,30 @@ static void check_finish(struct check *c, int ok, const char *text)
 	free(c);
 }
 
+/* The CHILD_SA the rekey made: same name, another id, installed, whatever
+ * its group (a weak one is reported here before the audit removes it). */
+static const struct sas_child *rekeyed(const struct check *c)
+{
+	const struct sas_ike *ike = &c->ts->ike;
+
+	for (size_t i = 0; c->ts->have_ike && i < ike->nchildren; i++)
+		if (!strcmp(ike->child[i].name, c->child) &&
+		    ike->child[i].uniqueid != c->old_child &&
+		    !strcmp(ike->child[i].state, "INSTALLED"))
+			return &ike->child[i];
+	return NULL;
+}
+
 static void check_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct check *c = arg;
-	const struct sas_child *now = c->ts->have_ike ? installed(&c->ts->ike, c->child) : NULL;
+	const struct sas_child *now = rekeyed(c);
 	char text[2 * TUNNELS_REASON_MAX], reason[TUNNELS_REASON_MAX];
 	struct timeval tv = {0, CHECK_POLL_MS * 1000};
 
 	(void)fd;
 	(void)what;
-	if (now && now->uniqueid != c->old_child && now->dh[0]) {
+	if (now && now->dh[0]) {
 		int ok = allowed_group(now->dh_group);
 
 		c->ts->pfs_group = now->dh_group;
