@@ -1,6 +1,5 @@
 #include "appliance/sup.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
@@ -8,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -16,6 +14,7 @@
 #include "appliance/child.h"
 #include "appliance/control.h"
 #include "appliance/heartbeat.h"
+#include "appliance/status.h"
 #include "appliance/tunnels.h"
 #include "appliance/vloop.h"
 #include "mllp-bridge/log.h"
@@ -80,102 +79,16 @@ static void on_vici_state(void *arg, enum vici_state state, int err)
 	tunnels_on_vici(s->tun, state, err);
 }
 
-/* ---------- status ---------- */
-
-static const char *hb_state_name(enum hb_state st)
-{
-	static const char *const names[] = {"unknown", "ok", "failed", "skipped"};
-
-	return names[st];
-}
-
-static int dest_in_tunnel(const struct cfg_destination *d, const struct cfg_tunnel *t)
-{
-	for (size_t i = 0; i < t->nchildren; i++)
-		for (size_t j = 0; j < t->children[i].nremote_ts; j++)
-			if (cfg_cidr_contains(&t->children[i].remote_ts[j],
-					      (const struct sockaddr *)&d->addr))
-				return 1;
-	return 0;
-}
-
-static void hb_json(void *arg, const struct cfg_tunnel *t, FILE *out)
-{
-	struct sup *s = arg;
-	int first = 1;
-
-	fputc('[', out);
-	for (size_t i = 0; i < s->cfg->ndestinations; i++) {
-		const struct cfg_destination *d = &s->cfg->destinations[i];
-		const struct hb_result *r = s->hb ? heartbeat_result(s->hb, i) : NULL;
-
-		if (!dest_in_tunnel(d, t))
-			continue;
-		fprintf(out, "%s{\"destination\":\"%s\",\"address\":\"%s\",\"state\":\"%s\"",
-			first ? "" : ",", d->name, d->address_text,
-			hb_state_name(r ? r->state : HB_UNKNOWN));
-		fprintf(out, ",\"rtt_ms\":%.3f,\"error\":\"%s\",\"at_unix\":%lld}",
-			r ? (double)r->rtt_us / 1000.0 : 0.0, r && r->err ? strerror(r->err) : "",
-			r ? (long long)r->at_unix : 0LL);
-		first = 0;
-	}
-	fputc(']', out);
-}
-
-static void integrations_json(const struct sup *s, FILE *out)
-{
-	const struct ipc_status *st = child_status(s->bridge);
-
-	fputc('[', out);
-	for (size_t i = 0; st && i < st->n; i++)
-		fprintf(out,
-			"%s{\"name\":\"%s\",\"depth\":%llu,\"oldest_age_ms\":%llu,\"dead\":%llu}",
-			i ? "," : "", st->in[i].name, (unsigned long long)st->in[i].depth,
-			(unsigned long long)st->in[i].oldest_age_ms,
-			(unsigned long long)st->in[i].dead);
-	fputc(']', out);
-}
-
-static void status_json(struct sup *s, FILE *out)
-{
-	pid_t bp = child_pid(s->bridge);
-
-	fprintf(out, "{\"supervisor\":{\"pid\":%d,\"config\":\"%s\"}", (int)getpid(),
-		s->opts.config_path);
-	fprintf(out, ",\"charon\":{\"vici\":\"%s\",\"connected\":%s,\"started\":%s,\"pid\":%d}",
-		s->cfg->charon.vici, tunnels_connected(s->tun) ? "true" : "false",
-		s->charon && charon_proc_pid(s->charon) ? "true" : "false",
-		s->charon ? (int)charon_proc_pid(s->charon) : 0);
-	fprintf(out, ",\"bridge\":{\"pid\":%d,\"running\":%s,\"restarts\":%u}", (int)bp,
-		bp ? "true" : "false", child_restarts(s->bridge));
-	fputs(",\"tunnels\":", out);
-	tunnels_json(s->tun, out, hb_json, s);
-	fputs(",\"integrations\":", out);
-	integrations_json(s, out);
-	fputs("}\n", out);
-}
-
-static void status_text(struct sup *s, FILE *out)
-{
-	const struct ipc_status *st = child_status(s->bridge);
-	pid_t bp = child_pid(s->bridge);
-
-	fprintf(out, "charon: %s (%s)\n", tunnels_connected(s->tun) ? "connected" : "NOT CONNECTED",
-		s->cfg->charon.vici);
-	fprintf(out, "bridge: %s pid %d, %u restarts\n", bp ? "running" : "NOT RUNNING", (int)bp,
-		child_restarts(s->bridge));
-	tunnels_text(s->tun, out);
-	for (size_t i = 0; st && i < st->n; i++)
-		fprintf(out, "integration %s: %llu queued, oldest %.1f s, %llu dead\n",
-			st->in[i].name, (unsigned long long)st->in[i].depth,
-			(double)st->in[i].oldest_age_ms / 1000.0,
-			(unsigned long long)st->in[i].dead);
-}
-
 /* ---------- control commands ---------- */
 
 static void reply_status(struct sup *s, struct control_req *req, int json)
 {
+	struct status_src src = {.cfg = s->cfg,
+				 .config_path = s->opts.config_path,
+				 .tun = s->tun,
+				 .bridge = s->bridge,
+				 .hb = s->hb,
+				 .charon_pid = s->charon ? charon_proc_pid(s->charon) : 0};
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&buf, &len);
@@ -185,9 +98,9 @@ static void reply_status(struct sup *s, struct control_req *req, int json)
 		return;
 	}
 	if (json)
-		status_json(s, out);
+		status_json(&src, out);
 	else
-		status_text(s, out);
+		status_text(&src, out);
 	fclose(out);
 	control_reply(req, 1, buf);
 	free(buf);

@@ -950,150 +950,24 @@ int tunnels_rekey_check(struct tunnels *t, const char *name, tunnels_check_cb cb
 	return 0;
 }
 
-/* ---------- status ---------- */
+/* ---------- what status shows ---------- */
 
-/* Names and algorithm strings come from charon and the validated file:
- * escaping '"' and '\\' and dropping control bytes is enough for JSON. */
-static void json_str(FILE *out, const char *s)
+size_t tunnels_count(const struct tunnels *t)
 {
-	fputc('"', out);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', out);
-		if ((unsigned char)*s >= 0x20)
-			fputc(*s, out);
-	}
-	fputc('"', out);
+	return t->n;
 }
 
-static void json_list(FILE *out, char (*items)[SAS_TS_TEXT_MAX], size_t n)
+void tunnels_view(const struct tunnels *t, size_t i, struct tunnel_view *v)
 {
-	fputc('[', out);
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			fputc(',', out);
-		json_str(out, items[i]);
-	}
-	fputc(']', out);
-}
+	const struct tstate *ts = &t->t[i];
 
-static void json_child(FILE *out, const struct sas_child *c)
-{
-	fputs("{\"name\":", out);
-	json_str(out, c->name);
-	fputs(",\"state\":", out);
-	json_str(out, c->state);
-	fputs(",\"esp\":", out);
-	json_str(out, c->esp);
-	fputs(",\"dh\":", out);
-	json_str(out, c->dh);
-	fprintf(out, ",\"dh_group\":%u,\"local_ts\":", c->dh_group);
-	json_list(out, (char(*)[SAS_TS_TEXT_MAX])c->local_ts, c->nlocal_ts);
-	fputs(",\"remote_ts\":", out);
-	json_list(out, (char(*)[SAS_TS_TEXT_MAX])c->remote_ts, c->nremote_ts);
-	fputc('}', out);
-}
-
-static void json_ike(FILE *out, const struct tstate *ts)
-{
-	const struct sas_ike *k = &ts->ike;
-
-	if (!ts->have_ike) {
-		fputs("null", out);
-		return;
-	}
-	fputs("{\"state\":", out);
-	json_str(out, k->state);
-	fputs(",\"encr\":", out);
-	json_str(out, k->encr);
-	fputs(",\"integ\":", out);
-	json_str(out, k->integ);
-	fputs(",\"prf\":", out);
-	json_str(out, k->prf);
-	fputs(",\"dh\":", out);
-	json_str(out, k->dh);
-	fprintf(out, ",\"dh_group\":%u}", k->dh_group);
-}
-
-static void json_tunnel(FILE *out, const struct tstate *ts, tunnels_hb_json hb, void *arg)
-{
-	fputs("{\"name\":", out);
-	json_str(out, ts->cfg->name);
-	fprintf(out, ",\"source\":\"%s\",\"up\":%s,\"since_unix\":%lld,\"ike\":",
-		ts->cfg->source == CFG_SOURCE_SWANCTL ? "swanctl" : "appliance",
-		ts->up ? "true" : "false", (long long)ts->since_unix);
-	json_ike(out, ts);
-	fputs(",\"children\":[", out);
-	for (size_t i = 0; ts->have_ike && i < ts->ike.nchildren; i++) {
-		if (i)
-			fputc(',', out);
-		json_child(out, &ts->ike.child[i]);
-	}
-	fputs("],\"last_error\":", out);
-	json_str(out, ts->last_error);
-	fprintf(out, ",\"last_error_unix\":%lld,\"pfs_check\":{\"result\":",
-		(long long)ts->last_error_unix);
-	json_str(out, ts->pfs_result);
-	fprintf(out, ",\"dh_group\":%u,\"reason\":", ts->pfs_group);
-	json_str(out, ts->pfs_reason);
-	fputs("},\"heartbeats\":", out);
-	if (hb)
-		hb(arg, ts->cfg, out);
-	else
-		fputs("[]", out);
-	fputc('}', out);
-}
-
-void tunnels_json(const struct tunnels *t, FILE *out, tunnels_hb_json hb, void *arg)
-{
-	fputc('[', out);
-	for (size_t i = 0; i < t->n; i++) {
-		if (i)
-			fputc(',', out);
-		json_tunnel(out, &t->t[i], hb, arg);
-	}
-	fputc(']', out);
-}
-
-static void text_since(FILE *out, int64_t since)
-{
-	struct tm tm;
-	time_t s = (time_t)since;
-	char buf[32];
-
-	gmtime_r(&s, &tm);
-	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fputs(buf, out);
-}
-
-void tunnels_text(const struct tunnels *t, FILE *out)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		const struct tstate *ts = &t->t[i];
-
-		fprintf(out, "tunnel %s (%s): %s since ", ts->cfg->name,
-			ts->cfg->source == CFG_SOURCE_SWANCTL ? "swanctl" : "appliance",
-			ts->up ? "UP" : "DOWN");
-		text_since(out, ts->since_unix);
-		fputc('\n', out);
-		if (ts->have_ike)
-			fprintf(out, "  IKE_SA #%u %s %s/%s/%s (DH %u)\n", ts->ike.uniqueid,
-				ts->ike.state, ts->ike.encr, ts->ike.prf, ts->ike.dh,
-				ts->ike.dh_group);
-		for (size_t j = 0; ts->have_ike && j < ts->ike.nchildren; j++) {
-			const struct sas_child *c = &ts->ike.child[j];
-
-			fprintf(out, "  CHILD_SA %s #%u %s %s%s%s remote %s\n", c->name,
-				c->uniqueid, c->state, c->esp, c->dh[0] ? "/" : "", c->dh,
-				c->nremote_ts ? c->remote_ts[0] : "-");
-		}
-		if (ts->last_error[0]) {
-			/* History, not state: it stays after the tunnel came up. */
-			fputs("  last error at ", out);
-			text_since(out, ts->last_error_unix);
-			fprintf(out, ": %s\n", ts->last_error);
-		}
-		fprintf(out, "  pfs check: %s%s%s\n", ts->pfs_result, ts->pfs_reason[0] ? ": " : "",
-			ts->pfs_reason);
-	}
+	*v = (struct tunnel_view){.cfg = ts->cfg,
+				  .up = ts->up,
+				  .since_unix = ts->since_unix,
+				  .ike = ts->have_ike ? &ts->ike : NULL,
+				  .last_error = ts->last_error,
+				  .last_error_unix = ts->last_error_unix,
+				  .pfs_result = ts->pfs_result,
+				  .pfs_group = ts->pfs_group,
+				  .pfs_reason = ts->pfs_reason};
 }

@@ -9,11 +9,12 @@
 #ifndef APPLIANCE_TUNNELS_H
 #define APPLIANCE_TUNNELS_H
 
-#include <stdio.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include <event2/event.h>
 
+#include "appliance/sas.h"
 #include "appliance/vloop.h"
 #include "ipc/ipc.h"
 #include "mllp-bridge/config.h"
@@ -68,12 +69,23 @@ int tunnels_connected(const struct tunnels *t);
 __attribute__((warn_unused_result)) int tunnels_rekey_check(struct tunnels *t, const char *name,
 							    tunnels_check_cb cb, void *arg);
 
-/* Writes the "tunnels" JSON array (see docs/appliance.md), with the
- * heartbeat results a caller renders per tunnel through hb. */
-typedef void (*tunnels_hb_json)(void *arg, const struct cfg_tunnel *tunnel, FILE *out);
-void tunnels_json(const struct tunnels *t, FILE *out, tunnels_hb_json hb, void *arg);
-/* The same as a table for people. */
-void tunnels_text(const struct tunnels *t, FILE *out);
+/* One tunnel as `appliancectl status` shows it. Borrowed: valid until the
+ * loop runs again. */
+struct tunnel_view {
+	const struct cfg_tunnel *cfg;
+	int up;
+	int64_t since_unix;
+	const struct sas_ike *ike; /* its newest IKE_SA, or NULL */
+	const char *last_error;	   /* "" when none yet */
+	int64_t last_error_unix;
+	const char *pfs_result; /* never, ok, failed: the last rekey-check */
+	unsigned pfs_group;
+	const char *pfs_reason;
+};
+
+size_t tunnels_count(const struct tunnels *t);
+/* i < tunnels_count(); in the file's order. */
+void tunnels_view(const struct tunnels *t, size_t i, struct tunnel_view *v);
 
 void tunnels_free(struct tunnels *t);
 
