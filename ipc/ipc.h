@@ -28,13 +28,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IPC_VERSION	      1
-#define IPC_HEADER_SIZE	      4
-#define IPC_MSG_MAX	      65535 /* whole datagram: header + payload */
-#define IPC_NAME_MAX	      64
-#define IPC_GATE_MAX	      256 /* CIDRs in one gate snapshot */
-#define IPC_TUNNELS_MAX	      32
-#define IPC_INTEGRATIONS_MAX  256
+#define IPC_VERSION	     1
+#define IPC_HEADER_SIZE	     4
+#define IPC_MSG_MAX	     65535 /* whole datagram: header + payload */
+#define IPC_NAME_MAX	     64
+#define IPC_GATE_MAX	     256 /* CIDRs in one gate snapshot */
+#define IPC_TUNNELS_MAX	     32
+#define IPC_INTEGRATIONS_MAX 256
 
 enum ipc_type {
 	IPC_GATE = 1,
@@ -55,7 +55,8 @@ struct ipc_gate {
 	struct ipc_cidr cidr[IPC_GATE_MAX];
 };
 
-/* payload: u32 bridge_restarts | u16 n | n × (name | u8 up | u16 ike_dh | u16 esp_dh | i64 changed) */
+/* payload: u32 bridge_restarts | u16 n | n × (name | u8 up | u16 ike_dh | u16 esp_dh | i64 changed)
+ */
 struct ipc_tunnel {
 	char name[IPC_NAME_MAX + 1];
 	uint8_t up;	      /* 1: IKE_SA established and every child installed */
