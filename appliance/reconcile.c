@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #define RECONCILE_TIMEOUT_MS 10000
-#define SECRET_FILE_MAX	     (64 * 1024) /* a PSK, a key or a certificate */
 
 /* One reconciliation: the requests in flight and their subjects. */
 struct run {
@@ -135,7 +134,7 @@ static int read_all(const char *path, char **out, size_t *len)
 	*out = NULL;
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SECRET_FILE_MAX)
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CFG_AUTH_FILE_MAX)
 		err = -EINVAL;
 	else if (!(*out = malloc((size_t)st.st_size + 1)))
 		err = -ENOMEM;
@@ -152,25 +151,41 @@ static int read_all(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-static void auth_round(struct vici_builder *b, const char *section, const struct cfg_tunnel *t,
-		       const char *id, int local)
+/* Adds each certificate of a PEM bundle as one list item: vici takes one
+ * certificate per item, and a CA file may hold several (only the first
+ * would count otherwise). A file without PEM armour (DER) is one item. */
+static void cert_list(struct vici_builder *b, const char *name, const char *pem, size_t len)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	static const char end[] = "-----END CERTIFICATE-----";
+	const char *p = pem, *stop = pem + len, *e;
+	int n = 0;
+
+	vici_builder_list_start(b, name);
+	while ((p = memmem(p, (size_t)(stop - p), begin, sizeof begin - 1)) &&
+	       (e = memmem(p, (size_t)(stop - p), end, sizeof end - 1))) {
+		e += sizeof end - 1;
+		vici_builder_list_item(b, p, (size_t)(e - p));
+		n++;
+		p = e;
+	}
+	if (n == 0)
+		vici_builder_list_item(b, pem, len);
+	vici_builder_list_end(b);
+}
+
+static void auth_round(struct vici_builder *b, const char *section, const char *id,
+		       const struct reconcile_pems *pems, int local)
 {
 	vici_builder_section_start(b, section);
-	vici_builder_key_str(b, "auth", t->psk_file ? "psk" : "pubkey");
+	vici_builder_key_str(b, "auth", pems ? "pubkey" : "psk");
 	if (id)
 		vici_builder_key_str(b, "id", id);
-	if (!t->psk_file) {
-		char *pem = NULL;
-		size_t len = 0;
-
-		/* vici wants the certificates themselves, not their file names. */
-		if (read_all(local ? t->cert : t->ca, &pem, &len) == 0) {
-			vici_builder_list_start(b, local ? "certs" : "cacerts");
-			vici_builder_list_item(b, pem, len);
-			vici_builder_list_end(b);
-		}
-		free(pem);
-	}
+	/* vici wants the certificates themselves, not their file names. */
+	if (pems && local)
+		cert_list(b, "certs", pems->cert, pems->cert_len);
+	else if (pems)
+		cert_list(b, "cacerts", pems->ca, pems->ca_len);
 	vici_builder_section_end(b);
 }
 
@@ -200,7 +215,8 @@ static void child_msg(struct vici_builder *b, const struct cfg_child *ch)
 	vici_builder_section_end(b);
 }
 
-void reconcile_conn_msg(const struct cfg_tunnel *t, struct vici_builder *b)
+void reconcile_conn_msg(const struct cfg_tunnel *t, const struct reconcile_pems *pems,
+			struct vici_builder *b)
 {
 	char dpd[32];
 
@@ -216,8 +232,8 @@ void reconcile_conn_msg(const struct cfg_tunnel *t, struct vici_builder *b)
 	/* One IKE_SA per peer: a re-initiate replaces, never duplicates. */
 	vici_builder_key_str(b, "unique", "replace");
 	vici_builder_key_str(b, "keyingtries", "1");
-	auth_round(b, "local", t, t->local_id, 1);
-	auth_round(b, "remote", t, t->remote_id, 0);
+	auth_round(b, "local", t->local_id, pems, 1);
+	auth_round(b, "remote", t->remote_id, pems, 0);
 	vici_builder_section_start(b, "children");
 	for (size_t i = 0; i < t->nchildren; i++)
 		child_msg(b, &t->children[i]);
@@ -225,7 +241,9 @@ void reconcile_conn_msg(const struct cfg_tunnel *t, struct vici_builder *b)
 	vici_builder_section_end(b);
 }
 
-/* load-shared for a PSK tunnel; the secret's id is the tunnel's name. */
+/* load-shared for a PSK tunnel; the secret's id is the tunnel's name.
+ * Returns 0, 1 when the file could not be read (reported: the connection
+ * is not loaded either), or a send_req() error. */
 static int load_psk(struct vici_conn *c, struct run *r, const struct cfg_tunnel *t)
 {
 	struct vici_builder *b;
@@ -239,7 +257,7 @@ static int load_psk(struct vici_conn *c, struct run *r, const struct cfg_tunnel 
 		snprintf(why, sizeof why, "cannot read psk_file %s: %s", t->psk_file,
 			 strerror(-err));
 		r->error_cb(r->arg, t->name, why);
-		return 0;
+		return 1;
 	}
 	/* The secret is the file's bytes without one final line end, as the
 	 * configuration's check counts it (config.h, psk_file). */
@@ -259,27 +277,58 @@ static int load_psk(struct vici_conn *c, struct run *r, const struct cfg_tunnel 
 	return send_req(c, r, t->name, "load-shared", b);
 }
 
-/* load-key for a certificate tunnel (the certificates travel in load-conn). */
-static int load_key(struct vici_conn *c, struct run *r, const struct cfg_tunnel *t)
+static void free_pems(struct reconcile_pems *p)
 {
-	struct vici_builder *b;
-	char *pem = NULL;
-	size_t len = 0;
-	int err = read_all(t->key, &pem, &len);
+	if (p->key)
+		explicit_bzero(p->key, p->key_len);
+	free(p->cert);
+	free(p->key);
+	free(p->ca);
+}
 
-	if (err < 0) {
-		char why[256];
+/* A certificate tunnel's three files, all read before anything is sent: a
+ * connection loaded without its CA would accept any CA charon trusts. */
+static int read_pems(struct run *r, const struct cfg_tunnel *t, struct reconcile_pems *p)
+{
+	const char *const what[3] = {"cert", "key", "ca"};
+	const char *const path[3] = {t->cert, t->key, t->ca};
+	char **const dst[3] = {&p->cert, &p->key, &p->ca};
+	size_t *const len[3] = {&p->cert_len, &p->key_len, &p->ca_len};
+	char why[512];
 
-		snprintf(why, sizeof why, "cannot read key %s: %s", t->key, strerror(-err));
-		r->error_cb(r->arg, t->name, why);
-		return 0;
+	for (int i = 0; i < 3; i++) {
+		int err = read_all(path[i], dst[i], len[i]);
+
+		if (err < 0) {
+			snprintf(why, sizeof why, "cannot read %s %s: %s", what[i], path[i],
+				 strerror(-err));
+			r->error_cb(r->arg, t->name, why);
+			free_pems(p);
+			return err;
+		}
 	}
+	return 0;
+}
+
+static int load_pubkey_tunnel(struct vici_conn *c, struct run *r, const struct cfg_tunnel *t)
+{
+	struct reconcile_pems p = {0};
+	struct vici_builder *b;
+	int err;
+
+	if (read_pems(r, t, &p) < 0)
+		return 0; /* reported; nothing of this tunnel is loaded */
 	b = vici_builder_new();
 	vici_builder_key_str(b, "type", "any");
-	vici_builder_key_value(b, "data", pem, len);
-	explicit_bzero(pem, len);
-	free(pem);
-	return send_req(c, r, t->name, "load-key", b);
+	vici_builder_key_value(b, "data", p.key, p.key_len);
+	err = send_req(c, r, t->name, "load-key", b);
+	if (err == 0) {
+		b = vici_builder_new();
+		reconcile_conn_msg(t, &p, b);
+		err = send_req(c, r, t->name, "load-conn", b);
+	}
+	free_pems(&p);
+	return err;
 }
 
 static int load_tunnel(struct vici_conn *c, struct run *r, const struct cfg_tunnel *t)
@@ -289,11 +338,12 @@ static int load_tunnel(struct vici_conn *c, struct run *r, const struct cfg_tunn
 
 	if (t->source != CFG_SOURCE_APPLIANCE)
 		return 0;
-	err = t->psk_file ? load_psk(c, r, t) : load_key(c, r, t);
-	if (err < 0)
-		return err;
+	if (!t->psk_file)
+		return load_pubkey_tunnel(c, r, t);
+	if ((err = load_psk(c, r, t)) != 0)
+		return err < 0 ? err : 0; /* 1: the secret was not read, reported */
 	b = vici_builder_new();
-	reconcile_conn_msg(t, b);
+	reconcile_conn_msg(t, NULL, b);
 	return send_req(c, r, t->name, "load-conn", b);
 }
 

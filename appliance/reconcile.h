@@ -33,7 +33,16 @@ __attribute__((warn_unused_result)) int reconcile_run(struct vici_conn *c, const
 						      reconcile_error_cb error_cb,
 						      reconcile_done_cb done_cb, void *arg);
 
-/* The load-conn message for one appliance tunnel, into b (sticky errors). */
-void reconcile_conn_msg(const struct cfg_tunnel *t, struct vici_builder *b);
+/* A certificate tunnel's files as read (PEM, or DER for one certificate). */
+struct reconcile_pems {
+	char *cert, *key, *ca;
+	size_t cert_len, key_len, ca_len;
+};
+
+/* The load-conn message for one appliance tunnel, into b (sticky errors):
+ * PSK authentication when pems is NULL, else the certificates of pems
+ * (borrowed for the call), one list item per certificate of a bundle. */
+void reconcile_conn_msg(const struct cfg_tunnel *t, const struct reconcile_pems *pems,
+			struct vici_builder *b);
 
 #endif

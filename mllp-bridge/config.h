@@ -33,6 +33,7 @@
 #define CFG_MAX_PROPOSALS		   16 /* ike_proposals / esp_proposals entries */
 #define CFG_MAX_ADDRS			   8  /* local_addrs / remote_addrs entries */
 #define CFG_MAX_DESTINATIONS		   256
+#define CFG_AUTH_FILE_MAX		   (64 * 1024) /* cert, key, ca: what the supervisor reads whole */
 #define CFG_TUNNEL_NAME_MAX		   CFG_NAME_MAX /* tunnel and child names: [A-Za-z0-9_-] */
 #define CFG_PSK_MIN			   16 /* bytes in a psk_file, without a final line break */
 #define CFG_PSK_MAX			   1024

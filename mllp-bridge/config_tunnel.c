@@ -527,6 +527,17 @@ static int check_psk(struct ctx *x, const char *key, yaml_node_t *v, const char 
 	return -EINVAL;
 }
 
+/* The supervisor reads these whole and sends them to charon: a file it
+ * would refuse at load time is refused here first. */
+static void check_auth_size(struct ctx *x, const char *key, yaml_node_t *v, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && st.st_size > CFG_AUTH_FILE_MAX)
+		cfgi_err(x, line_of(v), "%s: %s is larger than %d bytes", key, path,
+			 CFG_AUTH_FILE_MAX);
+}
+
 /* The bridge runs as a user that must not read the tunnel secrets: it takes
  * the names as written; the supervisor opens them. */
 static void h_auth_file(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
@@ -543,7 +554,8 @@ static void h_auth_file(struct ctx *x, const char *key, yaml_node_t *v, void *ob
 		return;
 	}
 	if (dst != &t->psk_file) {
-		(void)cfgi_want_file(x, key, v, dst);
+		if (cfgi_want_file(x, key, v, dst) == 0)
+			check_auth_size(x, key, v, *dst);
 		return;
 	}
 	s = cfgi_want_scalar(x, key, v, "a file name");

@@ -131,11 +131,39 @@ static int starts(const char *p, const char *end, const char *prefix)
 	return (size_t)(end - p) >= n && !memcmp(p, prefix, n);
 }
 
+/* Notifies this end sends when it refuses the peer, as charon abbreviates
+ * them in "generating ... [ N(AUTH_FAILED) ]", and their full names. */
+static const struct {
+	const char *tag, *reason;
+} sent_notifies[] = {
+    {"N(AUTH_FAILED)", "AUTHENTICATION_FAILED"},
+    {"N(NO_PROP)", "NO_PROPOSAL_CHOSEN"},
+    {"N(TS_UNACCEPT)", "TS_UNACCEPTABLE"},
+};
+
+/* "generating ... [ N(AUTH_FAILED) ]": this end refused the peer (its
+ * certificate does not chain to the configured CA, say). */
+static const char *sent_reason(const char *line, size_t n, size_t *len)
+{
+	static const char generating[] = "generating ";
+
+	if (!memmem(line, n, generating, sizeof(generating) - 1))
+		return NULL;
+	for (size_t i = 0; i < sizeof(sent_notifies) / sizeof(sent_notifies[0]); i++) {
+		if (memmem(line, n, sent_notifies[i].tag, strlen(sent_notifies[i].tag))) {
+			*len = strlen(sent_notifies[i].reason);
+			return sent_notifies[i].reason;
+		}
+	}
+	return NULL;
+}
+
 /*
  * charon 5.x says "received NAME notify error" for a failed exchange and
  * "received NAME notify, no CHILD_SA built" when only the CHILD_SA failed;
- * "giving up after N retransmits" when the peer never answered. Returns the
- * reason in line[0..n) and its length, or NULL.
+ * "giving up after N retransmits" when the peer never answered; and
+ * "generating ... [ N(AUTH_FAILED) ]" when this end refused the peer.
+ * Returns the reason in line[0..n) (or a static name) and its length, or NULL.
  */
 static const char *reason_in(const char *line, size_t n, size_t *len)
 {
@@ -157,7 +185,7 @@ static const char *reason_in(const char *line, size_t n, size_t *len)
 		*len = strlen(VICI_REASON_NO_ANSWER);
 		return VICI_REASON_NO_ANSWER;
 	}
-	return NULL;
+	return sent_reason(line, n, len);
 }
 
 size_t vici_control_reason(const char *log, char *buf, size_t size)

@@ -403,7 +403,9 @@ VICI_WUR int vici_conn_control(struct vici_conn *c, const char *cmd, const uint8
 /*
  * The reason a control log gives for a failure: the last notify error the
  * peer sent ("NO_PROPOSAL_CHOSEN", "AUTHENTICATION_FAILED",
- * "TS_UNACCEPTABLE"...) or VICI_REASON_NO_ANSWER, copied into buf. Returns
+ * "TS_UNACCEPTABLE"...), or the one this end sent refusing the peer (an
+ * AUTH_FAILED for a certificate that does not chain to the CA, ...), or
+ * VICI_REASON_NO_ANSWER, copied into buf. Returns
  * its length, or 0 with buf "" when the log names none (or size is too small).
  */
 size_t vici_control_reason(const char *log, char *buf, size_t size);

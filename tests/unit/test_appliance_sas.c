@@ -161,7 +161,7 @@ START_TEST(load_conn_message)
 	ck_assert_int_eq(cfg_parse_cidr("203.0.113.1/32", &lts), 0);
 	ck_assert_int_eq(cfg_parse_cidr("203.0.113.64/26", &rts), 0);
 	ch.local_ts = &lts, ch.nlocal_ts = 1, ch.remote_ts = &rts, ch.nremote_ts = 1;
-	reconcile_conn_msg(&t, b);
+	reconcile_conn_msg(&t, NULL, b);
 	ck_assert_int_eq(vici_builder_finish(b, &msg, &len), 0);
 	vici_builder_free(b);
 	ck_assert_int_eq(vici_tree_parse(msg, len, &tree), 0);
@@ -181,6 +181,56 @@ START_TEST(load_conn_message)
 }
 END_TEST
 
+/* A certificate tunnel: pubkey both ways, the local certificate in certs,
+ * each certificate of the CA bundle its own cacerts item, junk between
+ * blocks ignored. */
+START_TEST(load_conn_message_certs)
+{
+	char *la[] = {"198.51.100.1"}, *ra[] = {"198.51.100.2"}, *p[] = {"aes256-sha384-ecp521"};
+	char cert[] = "-----BEGIN CERTIFICATE-----\nEE\n-----END CERTIFICATE-----\n";
+	char ca[] = "root\n-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n"
+		    "junk\n-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n";
+	struct reconcile_pems pems = {
+	    .cert = cert, .cert_len = sizeof cert - 1, .ca = ca, .ca_len = sizeof ca - 1};
+	struct cfg_child ch = {.name = "mllp"};
+	struct cfg_tunnel t = {.name = "x",
+			       .local_addrs = la,
+			       .nlocal_addrs = 1,
+			       .remote_addrs = ra,
+			       .nremote_addrs = 1,
+			       .local_id = "edge.test",
+			       .ike_proposals = p,
+			       .nike_proposals = 1,
+			       .children = &ch,
+			       .nchildren = 1};
+	struct vici_builder *b = vici_builder_new();
+	struct vici_tree *tree = NULL;
+	const struct vici_node *n;
+	uint8_t *msg;
+	size_t len;
+
+	reconcile_conn_msg(&t, &pems, b);
+	ck_assert_int_eq(vici_builder_finish(b, &msg, &len), 0);
+	vici_builder_free(b);
+	ck_assert_int_eq(vici_tree_parse(msg, len, &tree), 0);
+	free(msg);
+	ck_assert_str_eq(vici_tree_get(tree, "x.local.auth"), "pubkey");
+	ck_assert_str_eq(vici_tree_get(tree, "x.remote.auth"), "pubkey");
+	n = vici_tree_find(tree, "x.local.certs");
+	ck_assert_uint_eq(vici_node_item_count(n), 1);
+	ck_assert_str_eq(vici_node_item(n, 0, NULL),
+			 "-----BEGIN CERTIFICATE-----\nEE\n-----END CERTIFICATE-----");
+	n = vici_tree_find(tree, "x.remote.cacerts");
+	ck_assert_uint_eq(vici_node_item_count(n), 2);
+	ck_assert_str_eq(vici_node_item(n, 0, NULL),
+			 "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----");
+	ck_assert_str_eq(vici_node_item(n, 1, NULL),
+			 "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----");
+	ck_assert_ptr_null(vici_tree_find(tree, "x.local.cacerts"));
+	vici_tree_free(tree);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("appliance_sas");
@@ -192,6 +242,7 @@ int main(void)
 	tcase_add_loop_test(tc, dh_numbers, 0, sizeof dh_cases / sizeof *dh_cases);
 	tcase_add_loop_test(tc, ts_to_cidr, 0, sizeof ts_cases / sizeof *ts_cases);
 	tcase_add_test(tc, load_conn_message);
+	tcase_add_test(tc, load_conn_message_certs);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

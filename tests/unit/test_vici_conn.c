@@ -943,6 +943,15 @@ static const struct {
     {"[IKE] a: received NO_PROP\nOSAL_CHOSEN notify error\n", 64, ""},
     {"[IKE] a: received NO_PROPOSAL_CHOSEN notify error\n", 18, ""},
     {"[IKE] a: received NO_PROPOSAL_CHOSEN notify error\n", 19, "NO_PROPOSAL_CHOSEN"},
+    /* This end refused the peer's certificate: only its own notify says so. */
+    {"[CFG] a: no issuer certificate found for \"CN=h\"\n"
+     "[ENC] a: generating INFORMATIONAL request 2 [ N(AUTH_FAILED) ]\n",
+     64, "AUTHENTICATION_FAILED"},
+    {"[ENC] a: generating CREATE_CHILD_SA response 3 [ N(NO_PROP) ]\n", 64, "NO_PROPOSAL_CHOSEN"},
+    {"[ENC] a: generating IKE_AUTH response 1 [ IDr AUTH N(TS_UNACCEPT) ]\n", 64,
+     "TS_UNACCEPTABLE"},
+    {"[ENC] a: generating IKE_SA_INIT request 0 [ SA KE No N(NATD_S_IP) ]\n", 64, ""},
+    {"[ENC] a: parsed IKE_AUTH response 1 [ N(AUTH_FAILED) ]\n", 64, ""},
 };
 
 START_TEST(test_control_reason)
