@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mllp-bridge/log.h"
+
 #define RECONCILE_TIMEOUT_MS 10000
 
 /* One reconciliation: the requests in flight and their subjects. */
@@ -355,13 +357,43 @@ static int named(char *const *names, size_t n, const char *name)
 	return 0;
 }
 
+/* "no matching SAs" is the usual answer: nothing to report either way. */
+static void on_terminated(void *arg, int err, const struct vici_tree *reply)
+{
+	(void)err;
+	(void)reply;
+	run_put(arg);
+}
+
+/* Unloading a connection leaves its SAs up (charon keeps them, and DPD
+ * keeps them alive): its IKE_SAs are terminated too. */
 static int unload(struct vici_conn *c, struct run *r, const char *name)
 {
 	struct vici_builder *b = vici_builder_new();
+	uint8_t *msg = NULL;
+	size_t len = 0;
+	int err;
 
 	vici_builder_key_str(b, "name", name);
 	/* Not the new file's: errors are reported against no tunnel. */
-	return send_req(c, r, NULL, "unload-conn", b);
+	if ((err = send_req(c, r, NULL, "unload-conn", b)) < 0)
+		return err;
+	b = vici_builder_new();
+	vici_builder_key_str(b, "ike", name);
+	vici_builder_key_str(b, "force", "yes");
+	vici_builder_key_str(b, "timeout", "-1");
+	err = vici_builder_finish(b, &msg, &len);
+	vici_builder_free(b);
+	if (err == 0) {
+		r->pending++;
+		err = vici_conn_command(c, "terminate", msg, len, RECONCILE_TIMEOUT_MS,
+					on_terminated, r);
+		if (err < 0)
+			r->pending--;
+	}
+	free(msg);
+	log_event(LOG_INFO, "tunnel_unloaded", " tunnel=%s", name);
+	return err;
 }
 
 /* get-conns answered: unload what the supervisor owns but no longer wants. */
