@@ -155,12 +155,38 @@ struct cfg_supervisor {
 	uint64_t heartbeat_ms; /* TCP heartbeat to each destination; default 30 s */
 };
 
-/* Outbound MLLP receivers (issue 10 adds their sending settings). */
+/* What an outbound destination does with an HL7 reject (AE or AR). */
+enum cfg_on_reject { CFG_REJECT_RETRY, CFG_REJECT_DEAD };
+
+#define CFG_MAX_ATTEMPTS_LIMIT 1000 /* destinations[].max_attempts */
+#define CFG_TOKENS_MAX	       1024 /* bearer tokens in https.tokens_file */
+
+/* An outbound MLLP receiver: one sender, one message in flight, FIFO. */
 struct cfg_destination {
 	char *name;
 	struct sockaddr_storage addr; /* IPv4 or IPv6 address and port */
 	socklen_t addr_len;
-	char *address_text; /* as written */
+	char *address_text;	     /* as written */
+	uint64_t ack_timeout_ms;     /* no ACK this long: reconnect, resend; default 30 s */
+	uint64_t idle_timeout_ms;    /* idle socket closed; default 2 h */
+	enum cfg_on_reject on_ae;    /* default retry */
+	enum cfg_on_reject on_ar;    /* default dead */
+	unsigned max_attempts;	     /* then dead; default 10; 1..CFG_MAX_ATTEMPTS_LIMIT */
+	int release;		     /* MLLP release 1 (HL7 ACK, default) or 2 (commit ACK/NAK) */
+	size_t max_frame;	     /* largest message accepted for it; default MLLP_MAX_FRAME_DEFAULT */
+	int line;
+};
+
+/* The outbound API's listener (`https:`): TLS with the appliance's policy. */
+struct cfg_https {
+	char *listen_text; /* "198.51.100.1:8443"; NULL: no listener */
+	struct sockaddr_storage listen;
+	socklen_t listen_len;
+	char *cert;	   /* server certificate chain, PEM (required) */
+	char *key;	   /* its private key, PEM (required) */
+	char *client_ca;   /* clients must present a certificate from this CA; NULL: no mTLS */
+	char *tokens_file; /* bearer tokens, one per line "TOKEN dest1,dest2|*"; NULL: none */
+	size_t max_body;   /* request body limit; default 1 MiB */
 	int line;
 };
 
@@ -189,6 +215,7 @@ struct cfg {
 	size_t ntunnels;
 	struct cfg_destination *destinations;
 	size_t ndestinations;
+	struct cfg_https https;
 };
 
 /* Whose credentials check the files a config names: the bridge checks the

@@ -39,9 +39,17 @@
 enum spool_state {
 	SPOOL_QUEUED = 0,
 	SPOOL_INFLIGHT = 1,  /* a request is out; back to queued at start-up */
-	SPOOL_DELIVERED = 2, /* upstream said 2xx */
+	SPOOL_DELIVERED = 2, /* upstream said 2xx; outbound: the receiver's AA/CA */
 	SPOOL_DEAD = 3,	     /* permanent failure; an operator may replay it */
+	SPOOL_REJECTED = 4,  /* outbound: the receiver answered AE/AR and the policy is dead */
 };
+
+/* Which way a row travels. Inbound rows go to the forwarder (integration =
+ * the integration's name); outbound rows to the MLLP senders (integration =
+ * the destination's name). */
+enum spool_channel { SPOOL_IN = 0, SPOOL_OUT = 1 };
+
+#define SPOOL_ACK_MAX 65536 /* bytes of an outbound ACK kept with its row */
 
 struct spool;
 
@@ -57,6 +65,7 @@ struct spool_new {
 	int64_t received_ms;	  /* wall clock, ms since the epoch */
 	const void *body;
 	size_t len;
+	enum spool_channel channel; /* SPOOL_IN (0) unless set */
 };
 
 /* One row without its body. Strings are owned by the row: free with
@@ -78,6 +87,9 @@ struct spool_row {
 	int64_t delivered_ms; /* 0 unless delivered */
 	char *last_error;     /* NULL when none */
 	size_t len;	      /* body length */
+	enum spool_channel channel;
+	char *ack;	 /* outbound: the receiver's last answer (HL7 ACK or R2 block), NULL when none */
+	size_t ack_len;
 };
 
 void spool_row_clear(struct spool_row *r);
@@ -143,8 +155,30 @@ __attribute__((warn_unused_result)) int spool_mark_dead(struct spool *s, int64_t
  * reported as queued: their request died with the last process). Stops and
  * returns cb's value when it is non-zero. cb must not write to the spool. */
 typedef int (*spool_row_cb)(void *arg, const struct spool_row *r);
+/* Inbound rows only (the forwarder's). */
 __attribute__((warn_unused_result)) int spool_load_pending(struct spool *s, spool_row_cb cb,
 							   void *arg);
+/* The same for one channel. */
+__attribute__((warn_unused_result)) int
+spool_load_pending_channel(struct spool *s, enum spool_channel channel, spool_row_cb cb, void *arg);
+
+/* Outbound: the id of the row of channel/route that carries Idempotency-Key
+ * key, whatever its state (a repeated POST returns the first message), or
+ * -ENOENT. Rows still in the open batch count. */
+__attribute__((warn_unused_result)) int spool_find_key(struct spool *s, enum spool_channel channel,
+						       const char *route, const char *key,
+						       int64_t *id);
+
+/* Outbound results, in the open batch like spool_mark_*() above. ack (len
+ * bytes, at most SPOOL_ACK_MAX, may be NULL) is the receiver's answer, kept
+ * with the row for GET /v1/messages/{id}. acked: SPOOL_DELIVERED at now_ms;
+ * rejected: SPOOL_REJECTED (AE/AR under a dead policy) with error. */
+__attribute__((warn_unused_result)) int spool_mark_acked(struct spool *s, int64_t id,
+							 int64_t now_ms, const void *ack,
+							 size_t len);
+__attribute__((warn_unused_result)) int spool_mark_rejected(struct spool *s, int64_t id,
+							    int attempts, const void *ack,
+							    size_t len, const char *error);
 
 /* Fetches one row with its body. *body is malloc'd: caller frees. body may
  * be NULL to fetch the metadata only. On failure r is left cleared. */
