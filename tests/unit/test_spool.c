@@ -168,16 +168,23 @@ START_TEST(test_open_schema)
 	s = open_ok(); /* a second open finds the schema in place */
 	spool_close(s);
 	ck_assert_int_eq(sql_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 2);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 16);
-	/* New spools keep the small columns before the body. */
-	ck_assert_int_lt(
-	    sql_int("SELECT cid FROM pragma_table_info('messages') WHERE name = 'lane2'"),
-	    sql_int("SELECT cid FROM pragma_table_info('messages') WHERE name = 'body'"));
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 18);
+	/* New spools keep the small columns, and the ACK, before the body. */
+	for (const char *const *c = (const char *const[]){"lane2", "channel", "ack", NULL}; *c;
+	     c++) {
+		char sql[256];
+
+		snprintf(sql, sizeof(sql),
+			 "SELECT (SELECT cid FROM pragma_table_info('messages') WHERE name = '%s') < "
+			 "(SELECT cid FROM pragma_table_info('messages') WHERE name = 'body')",
+			 *c);
+		ck_assert_msg(sql_int(sql) == 1, "%s is not before the body", *c);
+	}
 	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
 				 "name IN ('messages_state', 'messages_integration', "
-				 "'messages_delivered', 'messages_replayed')"),
-			 4);
+				 "'messages_delivered', 'messages_replayed', 'messages_key')"),
+			 5);
 	ck_assert_int_eq(stat(g_db, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0600);
 }
@@ -188,6 +195,7 @@ static const struct refuse_case {
 	const char *errtext; /* expected in spool_errmsg() */
 } refuse_cases[] = {
     {"PRAGMA user_version = 99", "newer than this mllp-bridge knows"},
+    {"PRAGMA user_version = 4", "version 4 is newer"},
     {"PRAGMA application_id = 42", "not a spool database"},
     {NULL, "not a database"},
 };
@@ -261,9 +269,9 @@ START_TEST(test_migrate_v1)
 
 	sql_exec(v1_spool_sql);
 	s = open_ok();
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
 	ck_assert_int_eq(sql_int("PRAGMA application_id"), 0x4d4c4c50);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 16);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 18);
 	ck_assert_int_eq(row_count(), 2);
 
 	ck_assert_int_eq(spool_get(s, 1, &r, &body), 0);
@@ -271,6 +279,8 @@ START_TEST(test_migrate_v1)
 	ck_assert_str_eq(r.idempotency_key, "11111111-2222-4333-8444-555555555555");
 	ck_assert_str_eq(r.lane, "");
 	ck_assert_str_eq(r.lane2, "");
+	ck_assert_int_eq(r.channel, SPOOL_IN);
+	ck_assert_ptr_null(r.ack);
 	ck_assert_int_eq(r.attempts, 2);
 	ck_assert_int_eq(r.next_attempt_ms, T0 + 5000);
 	ck_assert_str_eq(r.last_error, "HTTP 503");
@@ -295,9 +305,105 @@ START_TEST(test_migrate_v1)
 
 	/* Opened again: already current, nothing lost. */
 	s = open_ok();
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
 	ck_assert_int_eq(row_count(), 3);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 4);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 5);
+	spool_close(s);
+}
+END_TEST
+
+/* A spool written by the release with lanes (user_version 2), as it
+ * created it: lanes before the body, no channel, no ack. Row 1 queued,
+ * 2 delivered, 3 dead. */
+static const char v2_spool_sql[] =
+    "PRAGMA journal_mode = WAL;"
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " integration TEXT NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " control_id TEXT NOT NULL,"
+    " idem_key TEXT NOT NULL,"
+    " lane TEXT NOT NULL DEFAULT '',"
+    " lane2 TEXT NOT NULL DEFAULT '',"
+    " received_ms INTEGER NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_ms INTEGER NOT NULL DEFAULT 0,"
+    " delivered_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " replayed INTEGER NOT NULL DEFAULT 0,"
+    " body BLOB NOT NULL);"
+    "CREATE INDEX messages_state ON messages (state, id);"
+    "CREATE INDEX messages_integration ON messages (integration, state);"
+    "CREATE INDEX messages_delivered ON messages (delivered_ms);"
+    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;"
+    "PRAGMA application_id = 1296845904;"
+    "PRAGMA user_version = 2;"
+    "INSERT INTO messages (integration, sender, content_type, control_id, idem_key, lane, "
+    " lane2, received_ms, state, attempts, delivered_ms, last_error, body) VALUES "
+    " ('lab', '203.0.113.70:4242', 'application/hl7-v2', 'V2A', '" KEY "', 'f:LAB^H', '', "
+    "  1764424800000, 0, 1, 0, 'HTTP 503', X'4d5348'),"
+    " ('lab', '203.0.113.70:4242', 'application/hl7-v2', 'V2B', 'k-2', 'f:LAB^H', '', "
+    "  1764424800001, 2, 0, 1764424800002, NULL, X'4d5348'),"
+    " ('adt', '203.0.113.71:4242', 'application/hl7-v2', 'V2C', 'k-3', 'i', 'p:x', "
+    "  1764424800002, 3, 5, 0, 'HTTP 400', X'4d5348');";
+
+static int64_t find(struct spool *s, enum spool_channel ch, const char *route, const char *key)
+{
+	int64_t id = -1;
+	int err = spool_find_key(s, ch, route, key, &id);
+
+	ck_assert_msg(err == 0 || err == -ENOENT, "find_key: %d %s", err, spool_errmsg(s));
+	return err ? 0 : id;
+}
+
+/* 2 → 3: every old row is inbound, has no ACK, and is where it was; the
+ * spool takes outbound rows at once. */
+START_TEST(test_migrate_v2)
+{
+	struct spool *s;
+	struct spool_row r;
+	struct ids in = {0}, out = {0};
+	struct spool_new m = SMALL_ROW(T0, "MSH|out", 7);
+	int64_t id;
+
+	sql_exec(v2_spool_sql);
+	s = open_ok();
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 18);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 5);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE channel = 0 AND ack IS NULL"),
+			 3);
+	for (int64_t i = 1; i <= 3; i++) {
+		ck_assert_int_eq(spool_get(s, i, &r, NULL), 0);
+		ck_assert_int_eq(r.channel, SPOOL_IN);
+		ck_assert_ptr_null(r.ack);
+		ck_assert_uint_eq(r.ack_len, 0);
+		ck_assert_int_eq(r.state, i == 1 ? SPOOL_QUEUED : i == 2 ? SPOOL_DELIVERED : SPOOL_DEAD);
+		ck_assert_str_eq(r.lane, i == 3 ? "i" : "f:LAB^H");
+		spool_row_clear(&r);
+	}
+	ck_assert_int_eq(spool_load_pending(s, collect, &in), 0);
+	ck_assert_int_eq(in.n, 1);
+	ck_assert_int_eq(in.id[0], 1);
+	ck_assert_int_eq(find(s, SPOOL_IN, "lab", KEY), 1);
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lab", KEY), 0);
+
+	m.channel = SPOOL_OUT;
+	m.integration = "lis";
+	ck_assert_int_eq(spool_append(s, &m, &id), 0);
+	ck_assert_int_eq(id, 4);
+	commit_ok(s);
+	ck_assert_int_eq(spool_load_pending_channel(s, SPOOL_OUT, collect, &out), 0);
+	ck_assert_int_eq(out.n, 1);
+	ck_assert_int_eq(out.id[0], 4);
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lis", KEY), 4);
+	spool_close(s);
+
+	s = open_ok(); /* already current */
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
+	ck_assert_int_eq(row_count(), 4);
 	spool_close(s);
 }
 END_TEST
@@ -1407,6 +1513,7 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, test_open_schema);
 	tcase_add_loop_test(tc, test_open_refuses, 0, N_OF(refuse_cases));
 	tcase_add_test(tc, test_migrate_v1);
+	tcase_add_test(tc, test_migrate_v2);
 	tcase_add_test(tc, test_roundtrip);
 	tcase_add_test(tc, test_uncommitted_is_lost);
 	tcase_add_test(tc, test_pending_and_unknown_ids);
