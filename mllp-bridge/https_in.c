@@ -1,0 +1,1105 @@
+/*
+ * The outbound API's HTTPS listener. See https_in.h and docs/api.md.
+ *
+ * libevent's evhttp reads a request whole (body bounded by max_body) before
+ * it calls us; the checks then run in the order of docs/api.md, and only a
+ * request that passed all of them reaches hooks->submit. A request waiting
+ * for a hook (submit, wait) keeps its evhttp_request: evhttp stops reading
+ * the connection while a request is with the user, so nothing frees it
+ * before we answer, except evhttp_free() (https_in_free forgets them first).
+ */
+#include "mllp-bridge/https_in.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "mllp-bridge/hl7.h"
+#include "mllp-bridge/log.h"
+#include "mllp-bridge/upstream.h" /* the TLS policy's cipher strings */
+
+#define HASH_LEN       32 /* SHA-256 */
+#define CLIENT_MAX     128
+#define REASON_MAX     320
+#define SESSION_CTX    "mllp-edge https_in"
+#define MSG_PREFIX     "/v1/messages/"
+#define DEST_PREFIX    "/v1/destinations/"
+#define DEST_SUFFIX    "/messages"
+#define ID_DIGITS_MAX  19
+#define CTYPE_HL7_ER7  "x-application/hl7-v2+er7"
+#define JSON_SMALL_MAX 128
+
+struct token {
+	unsigned char hash[HASH_LEN]; /* SHA-256 of the token: compared, never the token */
+	int all;		      /* "*" */
+	unsigned char *dests;	      /* per cfg destination index: allowed */
+	int line;
+};
+
+/* Who sent a request, once authenticated. */
+struct who {
+	const struct token *tok; /* NULL: a verified certificate alone */
+	char label[CLIENT_MAX];
+};
+
+enum pend_state { PEND_SUBMIT, PEND_WAIT };
+
+/* A request waiting for a hook. */
+struct pending {
+	LIST_ENTRY(pending) entry;
+	struct https_in *h; /* NULL once https_in_free() ran (orphan: done_cb frees it) */
+	struct evhttp_request *req;
+	enum pend_state state;
+	int64_t id;
+	unsigned wait_s; /* Prefer: wait=N; 0: none */
+	void *wait_handle;
+	char peer[LOG_PEER_MAX];
+};
+
+struct https_in {
+	struct event_base *base;
+	const struct cfg *cfg;
+	struct https_in_hooks hooks;
+	SSL_CTX *ssl;
+	struct evhttp *http;
+	int port;
+	struct token *tokens;
+	size_t ntokens;
+	LIST_HEAD(, pending) pending;
+	struct https_in_stats st;
+};
+
+static const char *const ctypes[] = {CTYPE_HL7_ER7, "application/hl7-v2", "application/edi-x12",
+				     "application/xml", "text/xml"};
+
+/* ---- answers ---- */
+
+static const char *phrase(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 202: return "Accepted";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 421: return "Misdirected Request";
+	case 422: return "Unprocessable Content";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	default: return "Internal Server Error";
+	}
+}
+
+static void count(struct https_in *h, int code)
+{
+	h->st.requests++;
+	if (code == 401)
+		h->st.unauthenticated++;
+	else if (code == 403)
+		h->st.forbidden++;
+	else if (code >= 400 && code < 500)
+		h->st.refused++;
+	else if (code >= 500)
+		h->st.failed++;
+}
+
+static void send_body(struct https_in *h, struct evhttp_request *req, int code, const char *ctype,
+		      const void *body, size_t len)
+{
+	struct evbuffer *o = evbuffer_new();
+
+	count(h, code);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	if (o && len)
+		evbuffer_add(o, body, len);
+	evhttp_send_reply(req, code, phrase(code), o);
+	if (o)
+		evbuffer_free(o);
+}
+
+static void add_location(struct evhttp_request *req, int64_t id)
+{
+	char loc[sizeof(MSG_PREFIX) + ID_DIGITS_MAX + 1];
+
+	snprintf(loc, sizeof(loc), MSG_PREFIX "%" PRId64, id);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc);
+}
+
+/* Every refusal: a text/plain reason, and a log line with the peer and the
+ * reason, never the body. */
+static void refuse(struct https_in *h, struct evhttp_request *req, const char *peer, int code,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void refuse(struct https_in *h, struct evhttp_request *req, const char *peer, int code,
+		   const char *fmt, ...)
+{
+	char text[REASON_MAX], safe[REASON_MAX + 64];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(text) - 2)
+		n = (int)sizeof(text) - 2;
+	log_event_peer(code >= 500 ? LOG_ERR : LOG_WARN, "https_refused", peer,
+		       " peer=%s status=%d reason=%s", peer, code,
+		       log_safe(safe, sizeof(safe), text, (unsigned)n));
+	if (code == 401 && h->ntokens)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+				  "Bearer realm=\"mllp-edge\"");
+	text[n++] = '\n';
+	send_body(h, req, code, "text/plain; charset=utf-8", text, (size_t)n);
+}
+
+/* {"id":N,"state":"S"} */
+static void send_state(struct https_in *h, struct evhttp_request *req, int code, int64_t id,
+		       const char *state)
+{
+	char json[JSON_SMALL_MAX];
+	int n = snprintf(json, sizeof(json), "{\"id\":%" PRId64 ",\"state\":\"%s\"}\n", id, state);
+
+	add_location(req, id);
+	send_body(h, req, code, "application/json", json, (size_t)n);
+}
+
+/* The current state's name, "queued" when the lookup fails. */
+static void send_current(struct https_in *h, struct evhttp_request *req, int code, int64_t id)
+{
+	struct https_in_view v;
+	char state[16] = "queued";
+
+	memset(&v, 0, sizeof(v));
+	if (h->hooks.lookup(h->hooks.arg, id, &v) == 0) {
+		if (v.state && strlen(v.state) < sizeof(state))
+			strcpy(state, v.state);
+		if (h->hooks.release)
+			h->hooks.release(h->hooks.arg, &v);
+	}
+	send_state(h, req, code, id, state);
+}
+
+/* ---- JSON ---- */
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t left)
+{
+	size_t n;
+	unsigned c = p[0];
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (left < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* A JSON string; bytes that are not UTF-8 become U+FFFD. */
+static void json_str(struct evbuffer *o, const void *s, size_t len)
+{
+	const unsigned char *p = s;
+
+	evbuffer_add(o, "\"", 1);
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_len(p + i, len - i);
+
+		if (n == 0) {
+			evbuffer_add(o, "\\ufffd", 6);
+			i++;
+		} else if (p[i] == '"' || p[i] == '\\') {
+			evbuffer_add_printf(o, "\\%c", p[i]);
+			i++;
+		} else if (p[i] < 0x20 || p[i] == 0x7f) {
+			static const char esc[] = {['\r'] = 'r', ['\n'] = 'n', ['\t'] = 't'};
+
+			if (p[i] < sizeof(esc) && esc[p[i]])
+				evbuffer_add_printf(o, "\\%c", esc[p[i]]);
+			else
+				evbuffer_add_printf(o, "\\u%04x", p[i]);
+			i++;
+		} else {
+			evbuffer_add(o, p + i, n);
+			i += n;
+		}
+	}
+	evbuffer_add(o, "\"", 1);
+}
+
+static void iso_time(char *buf, size_t cap, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static void send_view(struct https_in *h, struct evhttp_request *req, int64_t id,
+		      const struct https_in_view *v)
+{
+	struct evbuffer *o = evbuffer_new();
+	char when[96];
+
+	if (!o) {
+		send_body(h, req, 500, "text/plain", "out of memory\n", 14);
+		return;
+	}
+	iso_time(when, sizeof(when), v->received_ms);
+	evbuffer_add_printf(o, "{\"id\":%" PRId64 ",\"destination\":", id);
+	json_str(o, v->destination, strlen(v->destination));
+	evbuffer_add_printf(o, ",\"state\":");
+	json_str(o, v->state, strlen(v->state));
+	evbuffer_add_printf(o, ",\"attempts\":%u,\"last_error\":", v->attempts);
+	if (v->last_error)
+		json_str(o, v->last_error, strnlen(v->last_error, HTTPS_IN_ERROR_MAX));
+	else
+		evbuffer_add(o, "null", 4);
+	evbuffer_add_printf(o, ",\"ack\":");
+	if (v->ack)
+		json_str(o, v->ack, v->ack_len);
+	else
+		evbuffer_add(o, "null", 4);
+	evbuffer_add_printf(o, ",\"received\":\"%s\"}\n", when);
+	count(h, 200);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "application/json");
+	evhttp_send_reply(req, 200, "OK", o);
+	evbuffer_free(o);
+}
+
+/* ---- authentication ---- */
+
+static void sha256(const void *p, size_t len, unsigned char out[HASH_LEN])
+{
+	unsigned int n = HASH_LEN;
+
+	if (EVP_Digest(p, len, out, &n, EVP_sha256(), NULL) != 1)
+		memset(out, 0, HASH_LEN); /* matches no token: every stored hash is real */
+}
+
+/* Every token is compared, whatever matched, so the time taken tells
+ * nothing about which token or how much of it was right. */
+static const struct token *find_token(const struct https_in *h, const char *tok, size_t len)
+{
+	unsigned char hash[HASH_LEN];
+	const struct token *found = NULL;
+
+	sha256(tok, len, hash);
+	for (size_t i = 0; i < h->ntokens; i++)
+		if (CRYPTO_memcmp(hash, h->tokens[i].hash, HASH_LEN) == 0)
+			found = &h->tokens[i];
+	OPENSSL_cleanse(hash, sizeof(hash));
+	return found;
+}
+
+static int visible(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+static SSL *req_ssl(struct evhttp_request *req)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+
+	return c ? bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(c)) : NULL;
+}
+
+/* A verified client certificate's subject CN into label; 0 if none. */
+static int cert_client(const struct https_in *h, SSL *ssl, char *label, size_t cap)
+{
+	X509 *x;
+	char cn[CLIENT_MAX - 8] = "?";
+
+	if (!h->cfg->https.client_ca || !(x = SSL_get1_peer_certificate(ssl)))
+		return 0;
+	if (SSL_get_verify_result(ssl) != X509_V_OK) {
+		X509_free(x);
+		return 0;
+	}
+	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+	X509_free(x);
+	snprintf(label, cap, "cert:%s", cn);
+	return 1;
+}
+
+/* 0 and *w, or the status (401) with why. */
+static int authenticate(const struct https_in *h, struct evhttp_request *req, struct who *w,
+			const char **why)
+{
+	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+					      "Authorization");
+	int has_cert = cert_client(h, req_ssl(req), w->label, sizeof(w->label));
+
+	w->tok = NULL;
+	if (auth && h->ntokens) {
+		const char *t = auth + 6;
+		size_t len;
+
+		if (strncasecmp(auth, "Bearer", 6) != 0 || *t != ' ') {
+			*why = "the Authorization header is not a Bearer token";
+			return 401;
+		}
+		t += strspn(t, " ");
+		len = strlen(t);
+		while (len && t[len - 1] == ' ')
+			len--;
+		if (len < HTTPS_IN_TOKEN_MIN || len > HTTPS_IN_TOKEN_MAX || !visible(t, len) ||
+		    !(w->tok = find_token(h, t, len))) {
+			*why = "invalid bearer token";
+			return 401;
+		}
+		snprintf(w->label, sizeof(w->label), "token:line%d", w->tok->line);
+		return 0;
+	}
+	if (has_cert)
+		return 0;
+	*why = h->ntokens ? (h->cfg->https.client_ca
+				 ? "a client certificate or a bearer token is required"
+				 : "a bearer token is required")
+			  : "a client certificate is required";
+	return 401;
+}
+
+static int dest_index(const struct https_in *h, const char *name, size_t len)
+{
+	for (size_t i = 0; i < h->cfg->ndestinations; i++) {
+		const char *d = h->cfg->destinations[i].name;
+
+		if (strlen(d) == len && memcmp(d, name, len) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int may_use(const struct who *w, int dest)
+{
+	return !w->tok || w->tok->all || (dest >= 0 && w->tok->dests[dest]);
+}
+
+/* ---- request parsing ---- */
+
+/* The media type without parameters, lower case, if it is one we take. */
+static const char *media_type(struct evhttp_request *req)
+{
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	size_t len;
+
+	if (!ct)
+		return NULL;
+	ct += strspn(ct, " \t");
+	len = strcspn(ct, "; \t");
+	for (size_t i = 0; i < sizeof(ctypes) / sizeof(ctypes[0]); i++)
+		if (strlen(ctypes[i]) == len && strncasecmp(ct, ctypes[i], len) == 0)
+			return ctypes[i];
+	return NULL;
+}
+
+/* Prefer: wait=N (RFC 7240), among other preferences; 0 when absent or
+ * malformed, clamped to HTTPS_IN_WAIT_MAX_S. */
+static unsigned prefer_wait(struct evhttp_request *req)
+{
+	const struct evkeyvalq *hs = evhttp_request_get_input_headers(req);
+	const struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, hs, next)
+	{
+		const char *p = kv->value;
+
+		if (strcasecmp(kv->key, "Prefer") != 0)
+			continue;
+		while (*p) {
+			p += strspn(p, " \t,");
+			if (strncasecmp(p, "wait", 4) == 0) {
+				const char *q = p + 4 + strspn(p + 4, " \t");
+				unsigned long n = 0;
+				size_t digits = 0;
+
+				if (*q == '=') {
+					q += 1 + strspn(q + 1, " \t\"");
+					while (isdigit((unsigned char)q[digits]) && digits < 9)
+						n = n * 10 + (unsigned long)(q[digits++] - '0');
+					if (digits)
+						return n > HTTPS_IN_WAIT_MAX_S ? HTTPS_IN_WAIT_MAX_S
+									       : (unsigned)n;
+				}
+			}
+			p += strcspn(p, ",");
+		}
+	}
+	return 0;
+}
+
+/* The body checked for its media type: 0, or 422 with why. control_id gets
+ * MSH-10 (NUL-terminated) for HL7, "" otherwise. */
+static int check_payload(const char *ctype, const unsigned char *body, size_t len,
+			 char control_id[HL7_MSH_CONTROL_ID_MAX + 1], const char **why)
+{
+	enum payload_kind kind = hl7_payload_kind(body, len);
+	struct hl7_msh msh;
+
+	control_id[0] = '\0';
+	if (strcmp(ctype, "application/edi-x12") == 0) {
+		*why = "not X12: the body does not start with an ISA segment";
+		return kind == PAYLOAD_X12 ? 0 : 422;
+	}
+	if (strstr(ctype, "xml")) {
+		*why = "not XML: the body does not start with '<'";
+		return kind == PAYLOAD_XML ? 0 : 422;
+	}
+	if (hl7_parse_msh(body, len, &msh, why) < 0)
+		return 422;
+	if (msh.control_id.len > HL7_MSH_CONTROL_ID_MAX) {
+		*why = "MSH-10 message control ID is longer than 199 characters";
+		return 422;
+	}
+	memcpy(control_id, msh.control_id.p, msh.control_id.len);
+	control_id[msh.control_id.len] = '\0';
+	return 0;
+}
+
+static void peer_text(struct evhttp_request *req, char *buf, size_t cap)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	if (c)
+		evhttp_connection_get_peer(c, &addr, &port);
+	if (!addr)
+		snprintf(buf, cap, "?");
+	else if (strchr(addr, ':'))
+		snprintf(buf, cap, "[%s]:%u", addr, port);
+	else
+		snprintf(buf, cap, "%s:%u", addr, port);
+}
+
+/* ---- hooks' answers ---- */
+
+static void pending_free(struct pending *p)
+{
+	if (p->h)
+		LIST_REMOVE(p, entry);
+	free(p);
+}
+
+static void on_wait(void *arg, int err, const void *ack, size_t len)
+{
+	struct pending *p = arg;
+	struct https_in *h = p->h;
+
+	if (!h || p->state != PEND_WAIT)
+		return; /* cancelled: cancel() promised no call; defensive */
+	if (err == 0) {
+		h->st.sync_acks++;
+		add_location(p->req, p->id);
+		send_body(h, p->req, 200,
+			  hl7_payload_kind(ack, len) == PAYLOAD_HL7 ? CTYPE_HL7_ER7
+								    : "application/octet-stream",
+			  ack, len);
+	} else if (err == -ETIMEDOUT) {
+		h->st.sync_timeouts++;
+		send_current(h, p->req, 202, p->id);
+	} else {
+		add_location(p->req, p->id);
+		refuse(h, p->req, p->peer, 502, "message %" PRId64 " ended without an answer: %s",
+		       p->id, strerror(-err));
+	}
+	pending_free(p);
+}
+
+static void start_wait(struct pending *p)
+{
+	struct https_in *h = p->h;
+
+	p->state = PEND_WAIT;
+	if (h->hooks.wait(h->hooks.arg, p->id, (uint64_t)p->wait_s * 1000, on_wait, p,
+			  &p->wait_handle) < 0) {
+		h->st.sync_timeouts++;
+		send_current(h, p->req, 202, p->id);
+		pending_free(p);
+	}
+}
+
+static void on_submitted(void *arg, int err, int64_t id, int existed)
+{
+	struct pending *p = arg;
+	struct https_in *h = p->h;
+
+	if (!h) { /* https_in_free() ran meanwhile */
+		free(p);
+		return;
+	}
+	if (err < 0) {
+		refuse(h, p->req, p->peer, 503, "the message was not stored (%s); send it again",
+		       strerror(-err));
+		pending_free(p);
+		return;
+	}
+	p->id = id;
+	log_event(LOG_INFO, existed ? "https_repeat" : "https_accepted",
+		  " peer=%s id=%" PRId64, p->peer, id);
+	if (existed)
+		h->st.repeated++;
+	else
+		h->st.accepted++;
+	if (p->wait_s) {
+		start_wait(p);
+		return;
+	}
+	if (existed)
+		send_current(h, p->req, 200, id);
+	else
+		send_state(h, p->req, 202, id, "queued");
+	pending_free(p);
+}
+
+/* ---- routes ---- */
+
+static void post_message(struct https_in *h, struct evhttp_request *req, const char *peer,
+			 const struct who *w, const char *name, size_t name_len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *ctype = media_type(req);
+	const char *key = evhttp_find_header(evhttp_request_get_input_headers(req),
+					     "Idempotency-Key");
+	char control_id[HL7_MSH_CONTROL_ID_MAX + 1], dest[CFG_NAME_MAX + 1];
+	const unsigned char *body;
+	const char *why = NULL;
+	struct pending *p;
+	int d = dest_index(h, name, name_len);
+
+	if (!may_use(w, d)) {
+		refuse(h, req, peer, 403, "this credential may not send to destination %.*s",
+		       (int)(name_len > CFG_NAME_MAX ? CFG_NAME_MAX : name_len), name);
+		return;
+	}
+	if (d < 0) {
+		refuse(h, req, peer, 404, "no such destination: %.*s",
+		       (int)(name_len > CFG_NAME_MAX ? CFG_NAME_MAX : name_len), name);
+		return;
+	}
+	if (!ctype) {
+		refuse(h, req, peer, 415,
+		       "Content-Type must be x-application/hl7-v2+er7, application/hl7-v2, "
+		       "application/edi-x12, application/xml or text/xml");
+		return;
+	}
+	if (len > h->cfg->https.max_body || len > h->cfg->destinations[d].max_frame) {
+		refuse(h, req, peer, 413, "body of %zu bytes is over the limit of %zu", len,
+		       h->cfg->https.max_body < h->cfg->destinations[d].max_frame
+			   ? h->cfg->https.max_body
+			   : h->cfg->destinations[d].max_frame);
+		return;
+	}
+	if (key && (!*key || strlen(key) > HTTPS_IN_KEY_MAX || !visible(key, strlen(key)))) {
+		refuse(h, req, peer, 400, "Idempotency-Key must be 1 to 64 visible ASCII characters");
+		return;
+	}
+	body = evbuffer_pullup(in, -1);
+	if (len && !body) {
+		refuse(h, req, peer, 503, "out of memory");
+		return;
+	}
+	if (check_payload(ctype, body, len, control_id, &why)) {
+		refuse(h, req, peer, 422, "%s", why);
+		return;
+	}
+	if (!(p = calloc(1, sizeof(*p)))) {
+		refuse(h, req, peer, 503, "out of memory");
+		return;
+	}
+	p->h = h;
+	p->req = req;
+	p->state = PEND_SUBMIT;
+	p->wait_s = prefer_wait(req);
+	snprintf(p->peer, sizeof(p->peer), "%s", peer);
+	snprintf(dest, sizeof(dest), "%s", h->cfg->destinations[d].name);
+	LIST_INSERT_HEAD(&h->pending, p, entry);
+	if (h->hooks.submit(h->hooks.arg, dest, w->label, body, len, ctype,
+			    control_id[0] ? control_id : NULL, key, on_submitted, p) < 0) {
+		refuse(h, req, peer, 503, "the message could not be queued; send it again");
+		pending_free(p);
+	}
+}
+
+/* 0 and *id for a decimal id 1..INT64_MAX without sign or leading zero. */
+static int parse_id(const char *s, int64_t *id)
+{
+	uint64_t v = 0;
+	size_t n = strlen(s);
+
+	if (n == 0 || n > ID_DIGITS_MAX || s[0] == '0')
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > INT64_MAX)
+		return -EINVAL;
+	*id = (int64_t)v;
+	return 0;
+}
+
+static void get_message(struct https_in *h, struct evhttp_request *req, const char *peer,
+			const struct who *w, const char *idtext)
+{
+	struct https_in_view v;
+	int64_t id;
+
+	memset(&v, 0, sizeof(v));
+	if (parse_id(idtext, &id) < 0 || h->hooks.lookup(h->hooks.arg, id, &v) < 0) {
+		refuse(h, req, peer, 404, "no such message");
+		return;
+	}
+	if (!v.destination || !v.state) {
+		refuse(h, req, peer, 500, "message %" PRId64 " has no state", id);
+	} else if (!may_use(w, dest_index(h, v.destination, strlen(v.destination)))) {
+		refuse(h, req, peer, 403, "this credential may not read messages of destination %s",
+		       v.destination);
+	} else {
+		send_view(h, req, id, &v);
+	}
+	if (h->hooks.release)
+		h->hooks.release(h->hooks.arg, &v);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct https_in *h = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	char peer[LOG_PEER_MAX];
+	const char *why = NULL;
+	struct who w;
+	int code;
+
+	peer_text(req, peer, sizeof(peer));
+	if (!req_ssl(req)) { /* evhttp falls back to plain TCP when bevcb fails */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		refuse(h, req, peer, 421, "TLS is required");
+		return;
+	}
+	if (!path)
+		path = "";
+	if ((code = authenticate(h, req, &w, &why))) {
+		refuse(h, req, peer, code, "%s", why);
+		return;
+	}
+	if (strncmp(path, DEST_PREFIX, strlen(DEST_PREFIX)) == 0) {
+		const char *name = path + strlen(DEST_PREFIX);
+		const char *slash = strchr(name, '/');
+
+		if (slash && slash > name && strcmp(slash, DEST_SUFFIX) == 0) {
+			if (cmd == EVHTTP_REQ_POST) {
+				post_message(h, req, peer, &w, name, (size_t)(slash - name));
+			} else {
+				evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+						  "POST");
+				refuse(h, req, peer, 405, "only POST is allowed here");
+			}
+			return;
+		}
+	} else if (strncmp(path, MSG_PREFIX, strlen(MSG_PREFIX)) == 0) {
+		if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
+			get_message(h, req, peer, &w, path + strlen(MSG_PREFIX));
+		} else {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+					  "GET, HEAD");
+			refuse(h, req, peer, 405, "only GET is allowed here");
+		}
+		return;
+	}
+	refuse(h, req, peer, 404,
+	       "not found: POST /v1/destinations/{name}/messages or GET /v1/messages/{id}");
+}
+
+/* ---- tokens_file ---- */
+
+/* One line "TOKEN DESTS" into t. 0, or -EINVAL with *why. */
+static int parse_token_line(const struct cfg *cfg, char *line, struct token *t, const char **why)
+{
+	char *tok = line + strspn(line, " \t"), *dests, *end;
+	size_t len = strcspn(tok, " \t");
+
+	dests = tok + len;
+	if (!*dests) {
+		*why = "expected \"TOKEN DESTINATIONS\"";
+		return -EINVAL;
+	}
+	*dests++ = '\0';
+	dests += strspn(dests, " \t");
+	end = dests + strcspn(dests, " \t");
+	if (*(end + strspn(end, " \t"))) {
+		*why = "destinations are one comma-separated list without spaces";
+		return -EINVAL;
+	}
+	*end = '\0';
+	if (len < HTTPS_IN_TOKEN_MIN || len > HTTPS_IN_TOKEN_MAX || !visible(tok, len)) {
+		*why = "a token is 16 to 256 visible ASCII characters";
+		return -EINVAL;
+	}
+	sha256(tok, len, t->hash);
+	OPENSSL_cleanse(tok, len);
+	if (strcmp(dests, "*") == 0) {
+		t->all = 1;
+		return 0;
+	}
+	if (!(t->dests = calloc(cfg->ndestinations ? cfg->ndestinations : 1, 1))) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	for (char *d = dests, *next; d && *d; d = next) {
+		size_t n = strcspn(d, ",");
+		int i = -1;
+
+		next = d[n] ? d + n + 1 : NULL;
+		for (size_t k = 0; k < cfg->ndestinations; k++)
+			if (strlen(cfg->destinations[k].name) == n &&
+			    memcmp(cfg->destinations[k].name, d, n) == 0)
+				i = (int)k;
+		if (i < 0) {
+			*why = n ? "unknown destination" : "empty destination name";
+			return -EINVAL;
+		}
+		t->dests[i] = 1;
+	}
+	return 0;
+}
+
+static int add_token_line(struct https_in *h, const char *file, int lineno, char *line)
+{
+	struct token t = {.line = lineno};
+	const char *why = NULL;
+	int err;
+
+	if ((err = parse_token_line(h->cfg, line, &t, &why)) < 0) {
+		log_event(LOG_ERR, "https_tokens_invalid", " file=%s:%d reason=\"%s\"", file,
+			  lineno, why);
+		free(t.dests);
+		return err;
+	}
+	for (size_t i = 0; i < h->ntokens; i++)
+		if (CRYPTO_memcmp(h->tokens[i].hash, t.hash, HASH_LEN) == 0) {
+			log_event(LOG_ERR, "https_tokens_invalid",
+				  " file=%s:%d reason=\"the same token as line %d\"", file, lineno,
+				  h->tokens[i].line);
+			free(t.dests);
+			return -EINVAL;
+		}
+	if (h->ntokens >= CFG_TOKENS_MAX) {
+		log_event(LOG_ERR, "https_tokens_invalid", " file=%s:%d reason=\"over %d tokens\"",
+			  file, lineno, CFG_TOKENS_MAX);
+		free(t.dests);
+		return -EINVAL;
+	}
+	h->tokens[h->ntokens++] = t;
+	return 0;
+}
+
+static int load_tokens(struct https_in *h, const char *file)
+{
+	FILE *f = fopen(file, "re");
+	struct stat st;
+	char *buf = NULL;
+	int err = 0, lineno = 0;
+
+	if (!f || fstat(fileno(f), &st) < 0) {
+		err = -errno;
+		log_event(LOG_ERR, "https_tokens_invalid", " file=%s error=\"%s\"", file,
+			  strerror(errno));
+		if (f)
+			fclose(f);
+		return err;
+	}
+	if ((uint64_t)st.st_size > HTTPS_IN_TOKENS_FILE_MAX) {
+		log_event(LOG_ERR, "https_tokens_invalid", " file=%s reason=\"over %u bytes\"",
+			  file, HTTPS_IN_TOKENS_FILE_MAX);
+		fclose(f);
+		return -EINVAL;
+	}
+	if (st.st_mode & S_IROTH)
+		log_event(LOG_WARN, "https_tokens_readable", " file=%s", file);
+	if (!(h->tokens = calloc(CFG_TOKENS_MAX, sizeof(*h->tokens))) ||
+	    !(buf = malloc(HTTPS_IN_TOKENS_FILE_MAX + 1))) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	while (!err && fgets(buf, HTTPS_IN_TOKENS_FILE_MAX + 1, f)) {
+		char *s = buf + strspn(buf, " \t");
+
+		lineno++;
+		s[strcspn(s, "\r\n")] = '\0';
+		if (*s && *s != '#')
+			err = add_token_line(h, file, lineno, s);
+	}
+	OPENSSL_cleanse(buf, HTTPS_IN_TOKENS_FILE_MAX + 1);
+	free(buf);
+	fclose(f);
+	if (!err && h->ntokens == 0) {
+		log_event(LOG_ERR, "https_tokens_invalid", " file=%s reason=\"no token\"", file);
+		err = -EINVAL;
+	}
+	return err;
+}
+
+/* ---- TLS and the listener ---- */
+
+static void log_ssl_error(const char *what, const char *file)
+{
+	char text[256] = "";
+	unsigned long e = ERR_get_error();
+
+	if (e)
+		ERR_error_string_n(e, text, sizeof(text));
+	ERR_clear_error();
+	log_event(LOG_ERR, "https_tls_setup_failed", " what=%s file=%s error=\"%s\"", what,
+		  file ? file : "-", text);
+}
+
+static int make_ssl_ctx(struct https_in *h)
+{
+	const struct cfg_https *c = &h->cfg->https;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	int mode = SSL_VERIFY_PEER;
+
+	if (!(h->ssl = ctx))
+		return -ENOMEM;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+				     SSL_OP_NO_COMPRESSION);
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_cipher_list(ctx, UPSTREAM_TLS12_CIPHERS) ||
+	    !SSL_CTX_set_ciphersuites(ctx, UPSTREAM_TLS13_SUITES)) {
+		log_ssl_error("cipher_policy", NULL);
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
+		log_ssl_error("cert", c->cert);
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		log_ssl_error("key", c->key);
+		return -EINVAL;
+	}
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)SESSION_CTX,
+				       sizeof(SESSION_CTX) - 1);
+	if (!c->client_ca)
+		return 0;
+	STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(c->client_ca);
+	if (!names || SSL_CTX_load_verify_locations(ctx, c->client_ca, NULL) != 1) {
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		log_ssl_error("client_ca", c->client_ca);
+		return -EINVAL;
+	}
+	SSL_CTX_set_client_CA_list(ctx, names);
+	/* A client certificate must be one made for clients. */
+	SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+	/* Without tokens the certificate is the only credential: no
+	 * certificate, no handshake. With tokens it is optional, but one that
+	 * is presented must verify (SSL_VERIFY_PEER fails the handshake). */
+	if (!c->tokens_file)
+		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	SSL_CTX_set_verify(ctx, mode, NULL);
+	return 0;
+}
+
+/* Called by evhttp for each accepted connection. Returning NULL would make
+ * evhttp speak plain HTTP on it: on_request refuses those (421). */
+static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
+{
+	struct https_in *h = arg;
+	SSL *ssl = SSL_new(h->ssl);
+	struct bufferevent *bev;
+
+	if (!ssl)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev; /* on failure libevent freed ssl */
+}
+
+static int bind_listener(struct https_in *h)
+{
+	const struct cfg_https *c = &h->cfg->https;
+	const struct sockaddr *sa = (const struct sockaddr *)&c->listen;
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || evutil_make_listen_socket_reuseable(fd) < 0 ||
+	    bind(fd, sa, c->listen_len) < 0 || listen(fd, HTTPS_IN_BACKLOG) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0 ||
+	    !evhttp_accept_socket_with_handle(h->http, fd)) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		log_event(LOG_ERR, "https_listen_failed", " listen=%s error=\"%s\"", c->listen_text,
+			  strerror(err));
+		return -(err ? err : EADDRNOTAVAIL);
+	}
+	h->port = ntohs(bound.ss_family == AF_INET6
+			    ? ((struct sockaddr_in6 *)&bound)->sin6_port
+			    : ((struct sockaddr_in *)&bound)->sin_port);
+	return 0;
+}
+
+static int check_args(const struct cfg *cfg, const struct https_in_hooks *hk)
+{
+	if (!hk || !hk->submit || !hk->lookup || !hk->wait || !hk->cancel)
+		return -EINVAL;
+	if (!cfg->https.cert || !cfg->https.key || !cfg->https.max_body) {
+		log_event(LOG_ERR, "https_config_invalid", " reason=\"cert, key and max_body are "
+							   "required\"");
+		return -EINVAL;
+	}
+	if (!cfg->https.client_ca && !cfg->https.tokens_file) {
+		log_event(LOG_ERR, "https_config_invalid",
+			  " reason=\"neither client_ca nor tokens_file: nobody could "
+			  "authenticate\"");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int https_in_new(struct event_base *base, const struct cfg *cfg,
+		 const struct https_in_hooks *hooks, struct https_in **out)
+{
+	struct https_in *h;
+	int err;
+
+	*out = NULL;
+	if (!cfg->https.listen_text)
+		return 0;
+	if ((err = check_args(cfg, hooks)) < 0)
+		return err;
+	if (!(h = calloc(1, sizeof(*h))))
+		return -ENOMEM;
+	h->base = base;
+	h->cfg = cfg;
+	h->hooks = *hooks;
+	LIST_INIT(&h->pending);
+	if ((err = make_ssl_ctx(h)) < 0 ||
+	    (cfg->https.tokens_file && (err = load_tokens(h, cfg->https.tokens_file)) < 0))
+		goto fail;
+	if (!(h->http = evhttp_new(base))) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	evhttp_set_bevcb(h->http, on_new_conn, h);
+	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+	/* Content-Length over max_body: refused (413) before the body is read. */
+	evhttp_set_max_body_size(h->http, (ev_ssize_t)cfg->https.max_body);
+	evhttp_set_max_headers_size(h->http, HTTPS_IN_HEADERS_MAX);
+	evhttp_set_timeout(h->http, HTTPS_IN_TIMEOUT_S);
+	/* ... and the client reads that answer: the rest of its body is read
+	 * and dropped rather than reset. */
+	evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	evhttp_set_gencb(h->http, on_request, h);
+	if ((err = bind_listener(h)) < 0)
+		goto fail;
+	log_event(LOG_INFO, "https_listen", " listen=%s mtls=%s tokens=%zu",
+		  cfg->https.listen_text, cfg->https.client_ca ? "yes" : "no", h->ntokens);
+	*out = h;
+	return 0;
+fail:
+	https_in_free(h);
+	return err;
+}
+
+void https_in_free(struct https_in *h)
+{
+	struct pending *p;
+
+	if (!h)
+		return;
+	while ((p = LIST_FIRST(&h->pending))) {
+		LIST_REMOVE(p, entry);
+		p->h = NULL;
+		p->req = NULL; /* evhttp_free() frees it */
+		if (p->state == PEND_WAIT) {
+			h->hooks.cancel(h->hooks.arg, p->wait_handle);
+			free(p);
+		} /* else: on_submitted frees it */
+	}
+	if (h->http)
+		evhttp_free(h->http);
+	if (h->ssl)
+		SSL_CTX_free(h->ssl);
+	for (size_t i = 0; i < h->ntokens; i++)
+		free(h->tokens[i].dests);
+	if (h->tokens)
+		OPENSSL_cleanse(h->tokens, CFG_TOKENS_MAX * sizeof(*h->tokens));
+	free(h->tokens);
+	free(h);
+}
+
+int https_in_port(const struct https_in *h)
+{
+	return h ? h->port : 0;
+}
+
+void https_in_stats(const struct https_in *h, struct https_in_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (h)
+		*st = h->st;
+}
