@@ -518,6 +518,8 @@ START_TEST(test_pending_and_unknown_ids)
 	ck_assert_int_eq(spool_mark_delivered(s, 4242, T0), -ENOENT);
 	ck_assert_int_eq(spool_mark_retry(s, 4242, 1, T0, "x"), -ENOENT);
 	ck_assert_int_eq(spool_mark_dead(s, 4242, 1, "x"), -ENOENT);
+	ck_assert_int_eq(spool_mark_acked(s, 4242, T0, "MSA|AA", 6), -ENOENT);
+	ck_assert_int_eq(spool_mark_rejected(s, 4242, 1, "MSA|AR", 6, "AR"), -ENOENT);
 	ck_assert_uint_eq(spool_pending(s), 0);
 	append(other, "lab", "b", T0);
 	commit_ok(other);
@@ -529,6 +531,8 @@ START_TEST(test_pending_and_unknown_ids)
 	append(s, "lab", "c", T0);
 	ck_assert_uint_eq(spool_pending(s), 2);
 	ck_assert_int_eq(spool_mark_inflight(s, 4242), -ENOENT);
+	ck_assert_int_eq(spool_mark_acked(s, 4242, T0, NULL, 0), -ENOENT);
+	ck_assert_int_eq(spool_mark_rejected(s, 4242, 1, NULL, 0, NULL), -ENOENT);
 	ck_assert_uint_eq(spool_pending(s), 2); /* the batch survived */
 	commit_ok(s);
 	ck_assert_uint_eq(spool_pending(s), 0);
@@ -573,27 +577,31 @@ static const struct append_check {
 	const char *integ, *sender, *ctl, *key, *lane, *lane2;
 	const char *body;
 	size_t len;
-	int err; /* 0: accepted */
+	int err;     /* 0: accepted */
+	int channel; /* spool_new.channel */
 } append_checks[] = {
-    {"integration NULL", NULL, "s", "c", KEY, "", "", "b", 1, -EINVAL},
-    {"sender NULL", "lab", NULL, "c", KEY, "", "", "b", 1, -EINVAL},
-    {"control_id NULL", "lab", "s", NULL, KEY, "", "", "b", 1, -EINVAL},
-    {"body NULL", "lab", "s", "c", KEY, "", "", NULL, 5, -EINVAL},
-    {"body too long", "lab", "s", "c", KEY, "", "", "b", SPOOL_BODY_MAX + 1ull, -EMSGSIZE},
-    {"control_id too long", "lab", "s", LONG_TEXT, KEY, "", "", "b", 1, -EMSGSIZE},
-    {"key NULL", "lab", "s", "c", NULL, "", "", "b", 1, -EINVAL},
-    {"key empty", "lab", "s", "c", "", "", "", "b", 1, -EINVAL},
-    {"key with a space", "lab", "s", "c", "a b", "", "", "b", 1, -EINVAL},
-    {"key ending in a space", "lab", "s", "c", "ab ", "", "", "b", 1, -EINVAL},
-    {"key with a tab", "lab", "s", "c", "a\tb", "", "", "b", 1, -EINVAL},
-    {"key with DEL", "lab", "s", "c", "a\x7f", "", "", "b", 1, -EINVAL},
-    {"key not ASCII", "lab", "s", "c", "cl\xc3\xa9", "", "", "b", 1, -EINVAL},
-    {"key of SPOOL_KEY_MAX", "lab", "s", "c", KEY_64, "", "", "b", 1, 0},
-    {"key too long", "lab", "s", "c", KEY_65, "", "", "b", 1, -EMSGSIZE},
-    {"lanes NULL", "lab", "s", "c", KEY, NULL, NULL, "b", 1, 0},
-    {"lane of SPOOL_LANE_MAX", "lab", "s", "c", KEY, LANE_256, LANE_256, "b", 1, 0},
-    {"lane too long", "lab", "s", "c", KEY, LANE_257, "", "b", 1, -EMSGSIZE},
-    {"lane2 too long", "lab", "s", "c", KEY, "i", LANE_257, "b", 1, -EMSGSIZE},
+    {"integration NULL", NULL, "s", "c", KEY, "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"sender NULL", "lab", NULL, "c", KEY, "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"control_id NULL", "lab", "s", NULL, KEY, "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"body NULL", "lab", "s", "c", KEY, "", "", NULL, 5, -EINVAL, SPOOL_IN},
+    {"body too long", "lab", "s", "c", KEY, "", "", "b", SPOOL_BODY_MAX + 1ull, -EMSGSIZE, SPOOL_IN},
+    {"control_id too long", "lab", "s", LONG_TEXT, KEY, "", "", "b", 1, -EMSGSIZE, SPOOL_IN},
+    {"key NULL", "lab", "s", "c", NULL, "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"key empty", "lab", "s", "c", "", "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"key with a space", "lab", "s", "c", "a b", "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"key ending in a space", "lab", "s", "c", "ab ", "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"key with a tab", "lab", "s", "c", "a\tb", "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"key with DEL", "lab", "s", "c", "a\x7f", "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"key not ASCII", "lab", "s", "c", "cl\xc3\xa9", "", "", "b", 1, -EINVAL, SPOOL_IN},
+    {"key of SPOOL_KEY_MAX", "lab", "s", "c", KEY_64, "", "", "b", 1, 0, SPOOL_IN},
+    {"key too long", "lab", "s", "c", KEY_65, "", "", "b", 1, -EMSGSIZE, SPOOL_IN},
+    {"lanes NULL", "lab", "s", "c", KEY, NULL, NULL, "b", 1, 0, SPOOL_IN},
+    {"lane of SPOOL_LANE_MAX", "lab", "s", "c", KEY, LANE_256, LANE_256, "b", 1, 0, SPOOL_IN},
+    {"lane too long", "lab", "s", "c", KEY, LANE_257, "", "b", 1, -EMSGSIZE, SPOOL_IN},
+    {"lane2 too long", "lab", "s", "c", KEY, "i", LANE_257, "b", 1, -EMSGSIZE, SPOOL_IN},
+    {"outbound", "lis", "s", "c", KEY, "", "", "b", 1, 0, SPOOL_OUT},
+    {"no such channel", "lis", "s", "c", KEY, "", "", "b", 1, -EINVAL, 2},
+    {"negative channel", "lis", "s", "c", KEY, "", "", "b", 1, -EINVAL, -1},
 };
 
 /* "#n" → n bytes of 'L' in buf (SPOOL_TEXT_MAX + 2 bytes); else v itself. */
@@ -632,7 +640,8 @@ START_TEST(test_append_checks)
 			       .lane = expand(c->lane, bufs[2]),
 			       .lane2 = expand(c->lane2, bufs[3]),
 			       .body = c->body,
-			       .len = c->len};
+			       .len = c->len,
+			       .channel = (enum spool_channel)c->channel};
 	append(s, "lab", "kept", T0);
 	err = spool_append(s, &m, &id);
 	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
@@ -644,6 +653,7 @@ START_TEST(test_append_checks)
 		ck_assert_str_eq(r.idempotency_key, m.idem_key);
 		ck_assert_str_eq(r.lane, m.lane ? m.lane : "");
 		ck_assert_str_eq(r.lane2, m.lane2 ? m.lane2 : "");
+		ck_assert_int_eq(r.channel, c->channel);
 		spool_row_clear(&r);
 	}
 	spool_close(s);
@@ -853,6 +863,349 @@ START_TEST(test_stats)
 	ck_assert_int_eq(spool_stats(s, stats_line, f), 0);
 	fclose(f);
 	ck_assert_str_eq(text, "adt 0 1 0\nlab 2 1 1764424800050\n");
+	spool_close(s);
+}
+END_TEST
+
+/* ---- outbound rows -------------------------------------------------------- */
+
+static int64_t append_ch(struct spool *s, enum spool_channel ch, const char *route,
+			 const char *key)
+{
+	struct spool_new m = SMALL_ROW(T0, "MSH|", 4);
+	int64_t id = 0;
+	int err;
+
+	m.channel = ch;
+	m.integration = route;
+	m.idem_key = key;
+	err = spool_append(s, &m, &id);
+	ck_assert_msg(err == 0, "append: %d %s", err, spool_errmsg(s));
+	return id;
+}
+
+/* Both channels in one spool, a destination named like an integration:
+ *   1 in  lab KEY queued      5 out lis KEY acked
+ *   2 out lab KEY queued      6 in  lab KEY dead
+ *   3 in  lab KEY inflight    7 out lis KEY rejected
+ *   4 out lis k-4 inflight    8 out lis k-4 queued (a second row with that key) */
+static struct spool *mixed_rows(void)
+{
+	struct spool *s = open_ok();
+	static const struct {
+		enum spool_channel ch;
+		const char *route, *key;
+	} rows[] = {{SPOOL_IN, "lab", KEY},  {SPOOL_OUT, "lab", KEY}, {SPOOL_IN, "lab", KEY},
+		    {SPOOL_OUT, "lis", "k-4"}, {SPOOL_OUT, "lis", KEY}, {SPOOL_IN, "lab", KEY},
+		    {SPOOL_OUT, "lis", KEY},  {SPOOL_OUT, "lis", "k-4"}};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		ck_assert_int_eq(append_ch(s, rows[i].ch, rows[i].route, rows[i].key),
+				 (int64_t)i + 1);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_inflight(s, 3), 0);
+	ck_assert_int_eq(spool_mark_inflight(s, 4), 0);
+	ck_assert_int_eq(spool_mark_acked(s, 5, T0 + 1, "MSA|AA|C5", 9), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 6, 3, "HTTP 400"), 0);
+	ck_assert_int_eq(spool_mark_rejected(s, 7, 1, "MSA|AR|C7", 9, "AR: unknown facility"), 0);
+	commit_ok(s);
+	return s;
+}
+
+static const struct pending_case {
+	int channel;
+	int err;
+	int64_t ids[4]; /* expected, 0-terminated */
+} pending_cases[] = {
+    {SPOOL_IN, 0, {1, 3}},
+    {SPOOL_OUT, 0, {2, 4, 8}},
+    {2, -EINVAL, {0}},
+    {-1, -EINVAL, {0}},
+};
+
+/* The forwarder never sees an outbound row, nor the senders an inbound one. */
+START_TEST(test_pending_channel)
+{
+	const struct pending_case *c = &pending_cases[_i];
+	struct spool *s = mixed_rows();
+	struct ids got = {0}, in = {0};
+	int n = 0;
+
+	ck_assert_int_eq(
+	    spool_load_pending_channel(s, (enum spool_channel)c->channel, collect, &got), c->err);
+	while (c->ids[n])
+		n++;
+	ck_assert_int_eq(got.n, n);
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(got.id[i], c->ids[i]);
+		ck_assert_int_eq(got.state[i], SPOOL_QUEUED);
+	}
+	/* spool_load_pending() is the inbound channel's. */
+	ck_assert_int_eq(spool_load_pending(s, collect, &in), 0);
+	ck_assert_int_eq(in.n, 2);
+	ck_assert_int_eq(in.id[1], 3);
+	spool_close(s);
+}
+END_TEST
+
+static const struct find_case {
+	int channel;
+	const char *route, *key;
+	int err;
+	int64_t id;
+} find_cases[] = {
+    {SPOOL_OUT, "lab", KEY, 0, 2},
+    {SPOOL_IN, "lab", KEY, 0, 1},	/* the first of the inbound rows with the key */
+    {SPOOL_OUT, "lis", "k-4", 0, 4}, /* the first message, not the repeat */
+    {SPOOL_OUT, "lis", KEY, 0, 5},   /* whatever its state */
+    {SPOOL_OUT, "nosuch", KEY, -ENOENT, 0},
+    {SPOOL_OUT, "lab", "k-4", -ENOENT, 0}, /* a key belongs to one route */
+    {SPOOL_IN, "lis", "k-4", -ENOENT, 0},  /* ... and one channel */
+    {SPOOL_OUT, "lis", "", -EINVAL, 0},
+    {SPOOL_OUT, "lis", "a b", -EINVAL, 0},
+    {SPOOL_OUT, "lis", KEY_65, -EMSGSIZE, 0},
+    {SPOOL_OUT, NULL, KEY, -EINVAL, 0},
+    {SPOOL_OUT, LONG_TEXT, KEY, -EMSGSIZE, 0},
+    {2, "lis", KEY, -EINVAL, 0},
+};
+
+START_TEST(test_find_key)
+{
+	const struct find_case *c = &find_cases[_i];
+	struct spool *s = mixed_rows();
+	char *route = malloc(SPOOL_TEXT_MAX + 2), *key = malloc(SPOOL_TEXT_MAX + 2);
+	int64_t id = -1;
+
+	ck_assert(route && key);
+	ck_assert_int_eq(spool_find_key(s, (enum spool_channel)c->channel,
+					expand(c->route, route), expand(c->key, key), &id),
+			 c->err);
+	if (c->err == 0)
+		ck_assert_int_eq(id, c->id);
+	ck_assert_uint_eq(spool_pending(s), 0); /* a read: no batch */
+	free(route);
+	free(key);
+	spool_close(s);
+}
+END_TEST
+
+/* A repeated POST may arrive before the first one's commit: the staged
+ * row answers it. A batch that never commits takes its rows along. */
+START_TEST(test_find_key_in_batch)
+{
+	struct spool *s = open_ok(), *op = open_ok();
+	int64_t id = append_ch(s, SPOOL_OUT, "lis", "idem-1"), again = 0;
+
+	ck_assert_uint_eq(spool_pending(s), 1);
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lis", "idem-1"), id);
+	ck_assert_uint_eq(spool_pending(s), 1);
+	ck_assert_int_eq(find(op, SPOOL_OUT, "lis", "idem-1"), 0); /* not durable yet */
+	commit_ok(s);
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lis", "idem-1"), id);
+	ck_assert_int_eq(find(op, SPOOL_OUT, "lis", "idem-1"), id);
+
+	again = append_ch(s, SPOOL_OUT, "lis", "idem-2");
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lis", "idem-2"), again);
+	spool_close(s); /* never committed */
+	s = open_ok();
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lis", "idem-2"), 0);
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lis", "idem-1"), id);
+	spool_close(op);
+	spool_close(s);
+}
+END_TEST
+
+/* An ACK field of a case: a string, or "#n" for n bytes (a NUL every 64). */
+static char g_ack[SPOOL_ACK_MAX + 2];
+
+static const char *ack_bytes(const char *v, size_t *len)
+{
+	if (!v || v[0] != '#')
+		return v;
+	*len = strtoul(v + 1, NULL, 10);
+	ck_assert_uint_le(*len, sizeof(g_ack));
+	for (size_t i = 0; i < *len; i++)
+		g_ack[i] = i % 64 == 63 ? '\0' : (char)('A' + i % 26);
+	return g_ack;
+}
+
+enum out_op { OUT_ACKED, OUT_REJECTED };
+
+static const struct outmark_case {
+	const char *name;
+	enum out_op op;
+	const char *ack; /* "#n": n generated bytes */
+	size_t len;
+	const char *error;
+	int err;
+	/* expected */
+	enum spool_state state;
+	int has_ack;
+} outmark_cases[] = {
+    {"AA with a NUL", OUT_ACKED, "MSH|^~\\&|LIS\rMSA|AA|C1\0tail\r", 27, NULL, 0,
+     SPOOL_DELIVERED, 1},
+    {"AA, no ack", OUT_ACKED, NULL, 0, NULL, 0, SPOOL_DELIVERED, 0},
+    {"AA, empty ack", OUT_ACKED, "", 0, NULL, 0, SPOOL_DELIVERED, 0},
+    {"AA of SPOOL_ACK_MAX", OUT_ACKED, "#65536", 0, NULL, 0, SPOOL_DELIVERED, 1},
+    {"AA too long", OUT_ACKED, "#65537", 0, NULL, -EMSGSIZE, SPOOL_QUEUED, 0},
+    {"AA NULL with a length", OUT_ACKED, NULL, 5, NULL, -EINVAL, SPOOL_QUEUED, 0},
+    {"AR", OUT_REJECTED, "MSA|AR|C1\rERR|||207\r", 20, "AR: application error", 0,
+     SPOOL_REJECTED, 1},
+    {"AE, no ack", OUT_REJECTED, NULL, 0, NULL, 0, SPOOL_REJECTED, 0},
+    {"AR of SPOOL_ACK_MAX", OUT_REJECTED, "#65536", 0, "AR", 0, SPOOL_REJECTED, 1},
+    {"AR too long", OUT_REJECTED, "#65537", 0, "AR", -EMSGSIZE, SPOOL_QUEUED, 0},
+};
+
+struct seen_ack {
+	size_t len;
+	int same;
+	const void *want;
+};
+
+static int check_ack(void *arg, const struct spool_row *r)
+{
+	struct seen_ack *a = arg;
+
+	a->len = r->ack_len;
+	a->same = r->ack && memcmp(r->ack, a->want, r->ack_len) == 0;
+	return 0;
+}
+
+/* The receiver's answer is kept byte for byte (NULs too); a refused mark
+ * touches nothing, not even the batch it was given in. */
+START_TEST(test_outbound_marks)
+{
+	const struct outmark_case *c = &outmark_cases[_i];
+	struct spool *s = open_ok();
+	int64_t id = append_ch(s, SPOOL_OUT, "lis", "k-1");
+	size_t len = c->len;
+	const char *ack = ack_bytes(c->ack, &len);
+	struct seen_ack seen = {.want = ack};
+	struct spool_row r;
+	int err;
+
+	commit_ok(s);
+	append_ch(s, SPOOL_OUT, "lis", "kept");
+	if (c->op == OUT_ACKED)
+		err = spool_mark_acked(s, id, T0 + 9, ack, len);
+	else
+		err = spool_mark_rejected(s, id, 4, ack, len, c->error);
+	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
+	ck_assert_uint_eq(spool_pending(s), c->err ? 1 : 2);
+	commit_ok(s);
+	ck_assert_int_eq(row_count(), 2);
+	spool_close(s);
+
+	s = open_ok();
+	ck_assert_int_eq(spool_get(s, id, &r, NULL), 0);
+	ck_assert_int_eq(r.channel, SPOOL_OUT);
+	ck_assert_int_eq(r.state, c->state);
+	ck_assert_int_eq(r.delivered_ms, c->state == SPOOL_DELIVERED ? T0 + 9 : 0);
+	ck_assert_int_eq(r.attempts, c->state == SPOOL_REJECTED ? 4 : 0);
+	if (c->error && !c->err)
+		ck_assert_str_eq(r.last_error, c->error);
+	else
+		ck_assert_ptr_null(r.last_error);
+	if (c->has_ack) {
+		ck_assert_ptr_nonnull(r.ack);
+		ck_assert_uint_eq(r.ack_len, len);
+		ck_assert_mem_eq(r.ack, ack, len);
+		ck_assert_int_eq(r.ack[len], '\0'); /* a copy is terminated too */
+	} else {
+		ck_assert_ptr_null(r.ack);
+		ck_assert_uint_eq(r.ack_len, 0);
+	}
+	spool_row_clear(&r);
+	ck_assert_ptr_null(r.ack);
+	/* The rows a listing lends carry it as well. */
+	ck_assert_int_eq(spool_list(s, (int)c->state, "lis", 1, check_ack, &seen), 0);
+	if (c->has_ack) {
+		ck_assert_uint_eq(seen.len, len);
+		ck_assert(seen.same);
+	}
+	spool_close(s);
+}
+END_TEST
+
+START_TEST(test_rejected_state)
+{
+	struct spool *s = mixed_rows();
+	struct ids got = {0}, taken = {0}, out = {0};
+	struct spool_row r;
+	int n = 0;
+
+	ck_assert_str_eq(spool_state_name(SPOOL_REJECTED), "rejected");
+	ck_assert_str_eq(spool_state_name(SPOOL_REJECTED + 1), "?");
+	ck_assert_int_eq(spool_list(s, SPOOL_REJECTED, NULL, 0, collect, &got), 0);
+	ck_assert_int_eq(got.n, 1);
+	ck_assert_int_eq(got.id[0], 7);
+
+	/* Replayed like a dead row; its answer stays for the record. */
+	ck_assert_int_eq(spool_replay(s, 7, NULL, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(spool_get(s, 7, &r, NULL), 0);
+	ck_assert_int_eq(r.state, SPOOL_QUEUED);
+	ck_assert_int_eq(r.attempts, 0);
+	ck_assert_uint_eq(r.ack_len, 9);
+	ck_assert_str_eq(r.last_error, "AR: unknown facility");
+	spool_row_clear(&r);
+	/* The forwarder's poll takes inbound replays only; the outbound row
+	 * keeps its flag and is pending for the senders. */
+	ck_assert_int_eq(spool_replay(s, 6, NULL, &n), 0);
+	ck_assert_int_eq(spool_take_replayed(s, collect, &taken), 0);
+	ck_assert_int_eq(taken.n, 1);
+	ck_assert_int_eq(taken.id[0], 6);
+	ck_assert_int_eq(sql_int("SELECT replayed FROM messages WHERE id = 7"), 1);
+	ck_assert_int_eq(spool_load_pending_channel(s, SPOOL_OUT, collect, &out), 0);
+	ck_assert_int_eq(out.n, 4);
+	ck_assert_int_eq(out.id[2], 7); /* in id order: 2, 4, 7, 8 */
+	spool_close(s);
+}
+END_TEST
+
+/* Per-integration counts are the inbound channel's: a destination named
+ * like an integration does not change them. */
+START_TEST(test_stats_inbound_only)
+{
+	struct spool *s = mixed_rows();
+	char text[256] = "";
+	FILE *f = fmemopen(text, sizeof(text), "w");
+
+	ck_assert_int_eq(spool_stats(s, stats_line, f), 0);
+	fclose(f);
+	ck_assert_str_eq(text, "lab 2 1 1764424800000\n");
+	spool_close(s);
+}
+END_TEST
+
+/* Retention: acked rows go like delivered ones; rejected rows like dead
+ * ones, only with include_dead. */
+START_TEST(test_purge_outbound)
+{
+	struct spool *s = open_ok();
+	int64_t old = T0 - 10 * DAY_MS, cut = T0 - 7 * DAY_MS;
+	struct spool_new m = SMALL_ROW(old, "MSH|", 4);
+	int64_t id[4];
+	int n = -1;
+
+	m.channel = SPOOL_OUT;
+	for (int i = 0; i < 4; i++) {
+		m.received_ms = i % 2 ? T0 : old;
+		ck_assert_int_eq(spool_append(s, &m, &id[i]), 0);
+	}
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_acked(s, id[0], old, "AA", 2), 0);
+	ck_assert_int_eq(spool_mark_acked(s, id[1], T0, "AA", 2), 0);
+	ck_assert_int_eq(spool_mark_rejected(s, id[2], 1, "AR", 2, "AR"), 0);
+	ck_assert_int_eq(spool_mark_rejected(s, id[3], 1, "AR", 2, "AR"), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_purge(s, cut, 0, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE state = 4"), 2);
+	ck_assert_int_eq(spool_purge(s, cut, 1, &n), 0);
+	ck_assert_int_eq(n, 1); /* the rejected row received before the cut */
+	ck_assert_int_eq(row_count(), 2);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE id IN (2, 4)"), 2);
 	spool_close(s);
 }
 END_TEST
@@ -1529,6 +1882,13 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, test_purge_chunks);
 	tcase_add_test(tc, test_joins_open_batch);
 	tcase_add_test(tc, test_reader_during_batch);
+	tcase_add_loop_test(tc, test_pending_channel, 0, N_OF(pending_cases));
+	tcase_add_loop_test(tc, test_find_key, 0, N_OF(find_cases));
+	tcase_add_test(tc, test_find_key_in_batch);
+	tcase_add_loop_test(tc, test_outbound_marks, 0, N_OF(outmark_cases));
+	tcase_add_test(tc, test_rejected_state);
+	tcase_add_test(tc, test_stats_inbound_only);
+	tcase_add_test(tc, test_purge_outbound);
 	suite_add_tcase(su, tc);
 
 	tc = tcase("failures");
