@@ -149,17 +149,8 @@ static void h_order(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 static void h_max_in_flight(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct integ_build *b = obj;
-	const char *s = cfgi_want_scalar(x, key, v, "an integer"), *p = s;
-	uint64_t n;
 
-	if (!s)
-		return;
-	if (cfgi_parse_digits(&p, &n) < 0 || *p != '\0' || n < 1 || n > CFG_MAX_IN_FLIGHT_LIMIT) {
-		cfgi_err(x, line_of(v), "%s: expected an integer from 1 to %d, got '%s'", key,
-			 CFG_MAX_IN_FLIGHT_LIMIT, s);
-		return;
-	}
-	b->in->max_in_flight = (unsigned)n;
+	(void)cfgi_want_count(x, key, v, CFG_MAX_IN_FLIGHT_LIMIT, &b->in->max_in_flight);
 }
 
 _Static_assert(CFG_DEDUP_MAX_MS % MS_HOUR == 0, "the dedup limit is shown in hours");
@@ -192,41 +183,15 @@ static void h_dedup(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 static void h_release(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct cfg_mllp *m = obj;
-	const char *s = cfgi_want_scalar(x, key, v, "1 or 2");
 
-	if (!s)
-		return;
-	if (strcmp(s, "1") != 0 && strcmp(s, "2") != 0) {
-		cfgi_err(x, line_of(v), "%s: expected 1 or 2, got '%s'", key, s);
-		return;
-	}
-	m->release = s[0] - '0';
+	(void)cfgi_want_release(x, key, v, &m->release);
 }
 
 static void h_max_frame(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct cfg_mllp *m = obj;
-	const char *s = cfgi_want_scalar(x, key, v, "a size");
-	uint64_t n;
-	int rc;
 
-	if (!s)
-		return;
-	rc = cfg_parse_size(s, &n);
-	if (rc == -EINVAL) {
-		cfgi_err(x, line_of(v),
-			 "%s: expected a size such as 16MiB, 512KiB or 65536, got '%s'", key, s);
-		return;
-	}
-	if (rc < 0 || n < MLLP_MIN_FRAME_LIMIT || n > MLLP_MAX_FRAME_LIMIT) {
-		char lo[32], hi[32];
-
-		cfgi_fmt_size(MLLP_MIN_FRAME_LIMIT, lo, sizeof lo);
-		cfgi_fmt_size(MLLP_MAX_FRAME_LIMIT, hi, sizeof hi);
-		cfgi_err(x, line_of(v), "%s: %s is outside %s-%s", key, s, lo, hi);
-		return;
-	}
-	m->max_frame = (size_t)n;
+	(void)cfgi_want_max_frame(x, key, v, &m->max_frame);
 }
 
 static void h_mllp_timeout(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
@@ -596,18 +561,10 @@ static void h_observability(struct ctx *x, const char *key, yaml_node_t *v, void
 static void h_connections_count(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct cfg *c = obj;
-	const char *s = cfgi_want_scalar(x, key, v, "an integer"), *p = s;
-	uint64_t n;
 
-	if (!s)
-		return;
-	if (cfgi_parse_digits(&p, &n) < 0 || *p != '\0' || n < 1 || n > CFG_CONNECTIONS_LIMIT) {
-		cfgi_err(x, line_of(v), "%s: expected an integer from 1 to %d, got '%s'", key,
-			 CFG_CONNECTIONS_LIMIT, s);
-		return;
-	}
-	*(strcmp(key, "max") == 0 ? &c->max_connections : &c->max_connections_per_source) =
-	    (unsigned)n;
+	(void)cfgi_want_count(x, key, v, CFG_CONNECTIONS_LIMIT,
+			      strcmp(key, "max") == 0 ? &c->max_connections
+						      : &c->max_connections_per_source);
 }
 
 static const struct key_spec connections_keys[] = {
@@ -670,8 +627,7 @@ static void h_retry(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 }
 
 /* Both processes read every section the bridge or the supervisor uses, so
- * that they cannot disagree about the file; the outbound sections are read
- * by their own component (issue 10) and skipped here. */
+ * that they cannot disagree about the file. */
 static const struct key_spec top_keys[] = {
     {"spool", h_spool, 1},
     {"observability", h_observability, 0},
@@ -684,8 +640,7 @@ static const struct key_spec top_keys[] = {
     {"charon", cfgi_h_charon, 0},
     {"supervisor", cfgi_h_supervisor, 0},
     {"destinations", cfgi_h_destinations, 0},
-    {"outbound", NULL, 0},
-    {"https_listener", NULL, 0},
+    {"https", cfgi_h_https, 0},
 };
 
 static void build(struct ctx *x, yaml_node_t *root, struct cfg *c)
@@ -802,45 +757,6 @@ int cfg_load_string(const char *name, const char *text, struct cfg **out, struct
 	return cfg_load_string_as(name, text, CFG_ROLE_BRIDGE, out, errs);
 }
 
-/* Reads the whole file, refusing it above CFG_MAX_FILE_SIZE before allocating. */
-static int read_file(const char *path, char **text, size_t *len)
-{
-	struct stat st;
-	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		rc = -errno;
-	else if (!S_ISREG(st.st_mode))
-		rc = -EINVAL;
-	else if ((uint64_t)st.st_size > CFG_MAX_FILE_SIZE)
-		rc = -EFBIG;
-	else if (!(*text = malloc((size_t)st.st_size + 1)))
-		rc = -ENOMEM;
-	while (rc == 0 && got < (size_t)st.st_size) {
-		ssize_t r = read(fd, *text + got, (size_t)st.st_size - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			rc = -errno;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(fd);
-	if (rc < 0 && *text) {
-		free(*text);
-		*text = NULL;
-	} else if (rc == 0) {
-		(*text)[got] = '\0';
-		*len = got;
-	}
-	return rc;
-}
-
 static void file_error(const char *path, int rc, struct cfg_errors *errs)
 {
 	char *msg = NULL;
@@ -872,7 +788,8 @@ int cfg_load_as(const char *path, enum cfg_role role, struct cfg **out, struct c
 	*out = NULL;
 	if (errs)
 		*errs = (struct cfg_errors){0};
-	rc = read_file(path, &text, &len);
+	/* refused from its size alone, before anything is allocated */
+	rc = cfgi_read_file(path, CFG_MAX_FILE_SIZE, &text, &len);
 	if (rc < 0) {
 		file_error(path, rc, errs);
 		return rc;

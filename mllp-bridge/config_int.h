@@ -1,8 +1,9 @@
 /*
  * Inside the config library, in three layers (calls go down only):
  *   config.c         loading, the top level, integrations;
- *   config_tunnel.c  gate, charon, supervisor, tunnels, destinations, and
- *                    the rules that tie integrations to tunnels;
+ *   config_tunnel.c  gate, charon, supervisor, tunnels, destinations, https,
+ *                    and the rules that tie them and the integrations to
+ *                    the tunnels;
  *   config_walk.c    the error list, the value parsers and the walker.
  * Included only by config*.c.
  */
@@ -46,10 +47,15 @@ struct ctx {
 	size_t ninteg;
 	struct dest_build *dests; /* one per destination; cfgi_tunnel_build_free() */
 	size_t ndests;
-	int gate_line;	  /* the `gate:` value, 0 when absent */
-	int gate_bad;	  /* ... which said neither closed nor open */
-	int tunnels_line; /* the `tunnels:` value, 0 when absent */
-	int tunnels_bad;  /* some tunnel's traffic selectors could not be read */
+	int gate_line;	       /* the `gate:` value, 0 when absent */
+	int gate_bad;	       /* ... which said neither closed nor open */
+	int tunnels_line;      /* the `tunnels:` value, 0 when absent */
+	int tunnels_bad;       /* some tunnel's traffic selectors could not be read */
+	int dests_line;	       /* the `destinations:` value, 0 when absent */
+	int dests_bad;	       /* some destination has no valid name */
+	int https_line;	       /* the `https:` mapping, 0 when absent */
+	int https_listen_line; /* https.listen's value, 0 unless it parsed */
+	int tokens_line;       /* https.tokens_file's value, 0 unless it opened */
 };
 
 typedef void (*key_fn)(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
@@ -101,6 +107,10 @@ static inline yaml_node_t *seq_item(struct ctx *x, const yaml_node_t *seq, size_
 
 /* Records "NAME:LINE: message"; sets x->oom instead when memory runs out. */
 __attribute__((format(printf, 3, 4))) void cfgi_err(struct ctx *x, int line, const char *fmt, ...);
+/* The same for a file the configuration names (a tokens file): "FILE:LINE:
+ * message", sorted as if found at line `at` of the configuration. */
+__attribute__((format(printf, 5, 6))) void cfgi_err_in(struct ctx *x, int at, const char *file,
+						       int line, const char *fmt, ...);
 /* Hands the collected messages to errs (may be NULL), sorted into file
  * order; frees them in x. Returns 0 or -ENOMEM. */
 int cfgi_errors_finish(struct ctx *x, struct cfg_errors *errs);
@@ -130,6 +140,15 @@ int cfgi_want_duration(struct ctx *x, const char *key, yaml_node_t *v, uint64_t 
 /* Returns the word's index in the NULL-terminated list, or -1. */
 int cfgi_want_enum(struct ctx *x, const char *key, yaml_node_t *v, const char *const *words);
 int cfgi_want_bool(struct ctx *x, const char *key, yaml_node_t *v, int *dst);
+/* An integer from 1 to max. */
+int cfgi_want_count(struct ctx *x, const char *key, yaml_node_t *v, unsigned max, unsigned *dst);
+/* A size from lo to hi bytes. */
+int cfgi_want_size(struct ctx *x, const char *key, yaml_node_t *v, uint64_t lo, uint64_t hi,
+		   uint64_t *dst);
+/* An mllp section's `release` (1 or 2) and `max_frame` (MLLP_MIN_FRAME_LIMIT
+ * to MLLP_MAX_FRAME_LIMIT), for integrations and destinations alike. */
+int cfgi_want_release(struct ctx *x, const char *key, yaml_node_t *v, int *dst);
+int cfgi_want_max_frame(struct ctx *x, const char *key, yaml_node_t *v, size_t *dst);
 /* Returns 1 for a mapping, else 0 after saying so. */
 int cfgi_want_mapping(struct ctx *x, const char *key, yaml_node_t *v);
 /* Returns 1 for a sequence of min..max entries, else 0 after saying so;
@@ -143,6 +162,11 @@ int cfgi_want_cidrs(struct ctx *x, const char *key, yaml_node_t *v, size_t max,
 		    struct cfg_cidr **out, size_t *n);
 /* 1..CFG_NAME_MAX characters of [A-Za-z0-9_-]. */
 int cfgi_want_name(struct ctx *x, const char *key, yaml_node_t *v, char **dst);
+
+/* Reads a whole regular file of at most max bytes into *text (NUL-added;
+ * caller frees) and *len. Returns 0, -EINVAL (not a regular file), -EFBIG,
+ * -ENOMEM or another negative errno. */
+int cfgi_read_file(const char *path, size_t max, char **text, size_t *len);
 
 /* Calls each known key's handler in file order, reports unknown and duplicate
  * keys. Returns a mask of the keys seen (bit i: specs[i]). */
@@ -159,11 +183,14 @@ void cfgi_h_charon(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
 void cfgi_h_supervisor(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
 void cfgi_h_tunnels(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
 void cfgi_h_destinations(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
+void cfgi_h_https(struct ctx *x, const char *key, yaml_node_t *v, void *obj);
 
 /* Fills the defaults of gate, charon and supervisor, before the walk. */
 void cfgi_tunnel_defaults(struct ctx *x, struct cfg *c);
 /* The rules across sections, after the walk: MLLP inside the tunnels, HTTPS
- * outside them, and a closed gate that has tunnels to open it. */
+ * (the upstreams and the outbound API's listener) outside them, a closed
+ * gate that has tunnels to open it, an https listener with destinations,
+ * and its tokens file. */
 void cfgi_check_tunnel_rules(struct ctx *x, const struct cfg *c);
 /* Frees what the tunnel side kept in x for the rules across sections. */
 void cfgi_tunnel_build_free(struct ctx *x);

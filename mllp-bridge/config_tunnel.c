@@ -9,6 +9,7 @@
  */
 #include "mllp-bridge/config.h"
 #include "mllp-bridge/config_int.h"
+#include "mllp-bridge/mllp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +28,16 @@
 #define DEFAULT_BRIDGE_USER    "mllp-bridge"
 #define DEFAULT_HEARTBEAT_MS   (30 * MS_SECOND)
 #define DEFAULT_DPD_DELAY_MS   (30 * MS_SECOND)
+#define DEFAULT_ACK_TIMEOUT_MS (30 * MS_SECOND)
+#define DEFAULT_DEST_IDLE_MS   (2 * MS_HOUR)
+#define DEFAULT_MAX_ATTEMPTS   10
+#define DEFAULT_MAX_BODY       (1u << 20)
+#define MAX_BODY_MIN	       1024u		    /* https.max_body: no HL7 message is smaller */
+#define MAX_BODY_LIMIT	       MLLP_MAX_FRAME_LIMIT /* the body becomes one MLLP frame */
+#define TOKENS_FILE_MAX	       (1u << 20)	    /* https.tokens_file is refused above this */
+#define TOKEN_MIN	       16		    /* characters in a bearer token */
+#define TOKEN_MAX	       256
+#define ECHO_MAX	       80 /* characters of a tokens file's value shown in a message */
 #define IKE_VERSION	       2
 #define DH_MODP2048	       14
 #define DH_ECP521	       21
@@ -925,6 +936,15 @@ struct dest_build {
 	int name_ok, addr_ok;
 };
 
+static int is_wildcard(const struct sockaddr_storage *ss)
+{
+	static const uint8_t zero[16];
+
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == 0;
+	return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, zero, 16) == 0;
+}
+
 static void h_dest_name(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct dest_build *db = obj;
@@ -933,6 +953,7 @@ static void h_dest_name(struct ctx *x, const char *key, yaml_node_t *v, void *ob
 	db->name_ok = cfgi_want_name(x, key, v, &db->d->name) == 0;
 }
 
+/* Any port: receivers are the hospital's, not ours. */
 static void h_dest_address(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct dest_build *db = obj;
@@ -945,13 +966,90 @@ static void h_dest_address(struct ctx *x, const char *key, yaml_node_t *v, void 
 		cfgi_err(x, line_of(v), "%s: expected IPv4:port or [IPv6]:port, got '%s'", key, s);
 		return;
 	}
+	if (is_wildcard(&db->d->addr)) {
+		cfgi_err(x, line_of(v), "%s: %s is the unspecified address, not a receiver's", key,
+			 s);
+		return;
+	}
 	db->addr_ok = cfgi_set_string(x, &db->d->address_text, s) == 0;
+}
+
+static void h_dest_timeout(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct dest_build *db = obj;
+
+	(void)cfgi_want_duration(x, key, v,
+				 strcmp(key, "ack_timeout") == 0 ? &db->d->ack_timeout_ms
+								 : &db->d->idle_timeout_ms);
+}
+
+static void h_dest_on_reject(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	static const char *const words[] = {"retry", "dead", NULL};
+	struct dest_build *db = obj;
+	int i = cfgi_want_enum(x, key, v, words);
+
+	if (i >= 0)
+		*(strcmp(key, "on_ae") == 0 ? &db->d->on_ae : &db->d->on_ar) =
+		    i == 0 ? CFG_REJECT_RETRY : CFG_REJECT_DEAD;
+}
+
+static void h_dest_max_attempts(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct dest_build *db = obj;
+
+	(void)cfgi_want_count(x, key, v, CFG_MAX_ATTEMPTS_LIMIT, &db->d->max_attempts);
+}
+
+static void h_dest_release(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg_destination *d = obj;
+
+	(void)cfgi_want_release(x, key, v, &d->release);
+}
+
+static void h_dest_max_frame(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg_destination *d = obj;
+
+	(void)cfgi_want_max_frame(x, key, v, &d->max_frame);
+}
+
+/* An integration's mllp section less its timeouts: a destination has its own. */
+static const struct key_spec dest_mllp_keys[] = {
+    {"release", h_dest_release, 0},
+    {"max_frame", h_dest_max_frame, 0},
+};
+
+static void h_dest_mllp(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct dest_build *db = obj;
+
+	if (cfgi_want_mapping(x, key, v))
+		cfgi_walk_mapping(x, v, dest_mllp_keys, NKEYS(dest_mllp_keys), "in mllp", db->d);
 }
 
 static const struct key_spec destination_keys[] = {
     {"name", h_dest_name, 1},
     {"address", h_dest_address, 1},
+    {"ack_timeout", h_dest_timeout, 0},
+    {"idle_timeout", h_dest_timeout, 0},
+    {"on_ae", h_dest_on_reject, 0},
+    {"on_ar", h_dest_on_reject, 0},
+    {"max_attempts", h_dest_max_attempts, 0},
+    {"mllp", h_dest_mllp, 0},
 };
+
+static void destination_defaults(struct cfg_destination *d)
+{
+	d->ack_timeout_ms = DEFAULT_ACK_TIMEOUT_MS;
+	d->idle_timeout_ms = DEFAULT_DEST_IDLE_MS;
+	d->on_ae = CFG_REJECT_RETRY;
+	d->on_ar = CFG_REJECT_DEAD;
+	d->max_attempts = DEFAULT_MAX_ATTEMPTS;
+	d->release = 1;
+	d->max_frame = MLLP_MAX_FRAME_DEFAULT;
+}
 
 static void build_destination(struct ctx *x, yaml_node_t *map, struct dest_build *db)
 {
@@ -990,8 +1088,11 @@ void cfgi_h_destinations(struct ctx *x, const char *key, yaml_node_t *v, void *o
 	struct dest_build *db;
 	size_t n, i;
 
-	if (!cfgi_want_sequence(x, key, v, 1, CFG_MAX_DESTINATIONS, "destinations"))
+	x->dests_line = line_of(v);
+	if (!cfgi_want_sequence(x, key, v, 1, CFG_MAX_DESTINATIONS, "destinations")) {
+		x->dests_bad = 1;
 		return;
+	}
 	n = seq_len(v);
 	c->destinations = calloc(n, sizeof *c->destinations);
 	db = calloc(n, sizeof *db);
@@ -1005,16 +1106,276 @@ void cfgi_h_destinations(struct ctx *x, const char *key, yaml_node_t *v, void *o
 		yaml_node_t *item = seq_item(x, v, i);
 
 		db[i] = (struct dest_build){.d = &c->destinations[i], .index = i};
+		destination_defaults(db[i].d);
 		c->destinations[i].line = line_of(item);
 		if (item->type != YAML_MAPPING_NODE)
 			cfgi_err(x, line_of(item), "%s: each entry must be a mapping", key);
 		else
 			build_destination(x, item, &db[i]);
+		if (!db[i].name_ok)
+			x->dests_bad = 1;
 	}
 	check_dest_names(x, db, n);
 	/* kept for the rules across sections; cfgi_check_tunnel_rules frees it */
 	x->dests = db;
 	x->ndests = n;
+}
+
+/* ---------- https: the outbound API's listener ---------- */
+
+static void h_https_listen(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg_https *h = obj;
+	const char *s = cfgi_want_scalar(x, key, v, "an address:port");
+
+	if (!s)
+		return;
+	if (cfg_parse_hostport(s, &h->listen, &h->listen_len) < 0) {
+		cfgi_err(x, line_of(v), "%s: expected IPv4:port or [IPv6]:port, got '%s'", key, s);
+		return;
+	}
+	if (cfgi_set_string(x, &h->listen_text, s) == 0)
+		x->https_listen_line = line_of(v);
+}
+
+/* The bridge opens all four itself, whichever role checks the file. */
+static void h_https_file(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg_https *h = obj;
+	char **dst = strcmp(key, "cert") == 0	     ? &h->cert
+		     : strcmp(key, "key") == 0	     ? &h->key
+		     : strcmp(key, "client_ca") == 0 ? &h->client_ca
+						     : &h->tokens_file;
+
+	if (cfgi_want_file(x, key, v, dst) == 0 && dst == &h->tokens_file)
+		x->tokens_line = line_of(v);
+}
+
+static void h_https_max_body(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg_https *h = obj;
+	uint64_t n;
+
+	if (cfgi_want_size(x, key, v, MAX_BODY_MIN, MAX_BODY_LIMIT, &n) == 0)
+		h->max_body = (size_t)n;
+}
+
+static const struct key_spec https_keys[] = {
+    {"listen", h_https_listen, 1},    {"cert", h_https_file, 1},
+    {"key", h_https_file, 1},	      {"client_ca", h_https_file, 0},
+    {"tokens_file", h_https_file, 0}, {"max_body", h_https_max_body, 0},
+};
+
+#define HTTPS_CLIENT_CA	  (1u << 3)
+#define HTTPS_TOKENS_FILE (1u << 4)
+
+void cfgi_h_https(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg *c = obj;
+	uint64_t seen;
+
+	if (!cfgi_want_mapping(x, key, v))
+		return;
+	x->https_line = line_of(v);
+	c->https.line = line_of(v);
+	seen = cfgi_walk_mapping(x, v, https_keys, NKEYS(https_keys), "in https", &c->https);
+	cfgi_need_keys(x, v, https_keys, NKEYS(https_keys), seen, key);
+	if (!(seen & (HTTPS_CLIENT_CA | HTTPS_TOKENS_FILE)))
+		cfgi_err(x, line_of(v),
+			 "%s: every request must be authenticated: set client_ca, tokens_file or "
+			 "both",
+			 key);
+}
+
+/* ---------- the tokens file ---------- */
+
+struct token_seen {
+	const char *tok;
+	size_t len;
+	int line;
+};
+
+struct tokens_check {
+	struct ctx *x;
+	const char *path;
+	struct token_seen *seen; /* CFG_TOKENS_MAX of them */
+	size_t n;		 /* valid tokens in seen */
+	size_t lines;		 /* lines that are neither empty nor comments */
+	int lineno;
+	int full;
+};
+
+/* "TOKENSFILE:LINE: message", sorted at the tokens_file line of the config. */
+#define TOK_ERR(t, ...)                                                                            \
+	cfgi_err_in((t)->x, (t)->x->tokens_line, (t)->path, (t)->lineno, __VA_ARGS__)
+
+static int is_blank(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+static int echo_len(size_t len)
+{
+	return len > ECHO_MAX ? ECHO_MAX : (int)len;
+}
+
+static int dest_known(struct ctx *x, const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < x->ndests; i++)
+		if (x->dests[i].name_ok && strlen(x->dests[i].d->name) == len &&
+		    memcmp(x->dests[i].d->name, name, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Is the entry at p (len bytes) also among the entries of list before it? */
+static int listed_before(const char *list, const char *p, size_t len)
+{
+	const char *q = list;
+
+	while (q < p) {
+		const char *comma = memchr(q, ',', (size_t)(p - q));
+		size_t n = (size_t)(comma - q); /* every entry before p ends with a comma */
+
+		if (n == len && memcmp(q, p, len) == 0)
+			return 1;
+		q = comma + 1;
+	}
+	return 0;
+}
+
+/* DESTS: "*" or names of destinations, separated by commas. The names are
+ * checked only when every destination has a valid one. */
+static void check_dests_field(struct tokens_check *t, const char *d, size_t len)
+{
+	const char *p = d, *end = d + len;
+	int names = t->x->dests_line && !t->x->dests_bad;
+
+	if (len == 1 && d[0] == '*')
+		return;
+	while (p <= end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		size_t n = (size_t)((comma ? comma : end) - p);
+
+		if (n == 0 || (n == 1 && p[0] == '*')) {
+			TOK_ERR(t,
+				"expected * or destination names separated by commas, got '%.*s'",
+				echo_len(len), d);
+			return;
+		}
+		if (names && !dest_known(t->x, p, n))
+			TOK_ERR(t, "unknown destination '%.*s'", echo_len(n), p);
+		else if (listed_before(d, p, n))
+			TOK_ERR(t, "destination '%.*s' is listed twice", echo_len(n), p);
+		p += n + 1;
+	}
+}
+
+/* Never shows the token itself: the messages end up in logs. */
+static void check_token(struct tokens_check *t, const char *tok, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && (unsigned char)tok[i] > 0x20 && (unsigned char)tok[i] < 0x7f; i++)
+		;
+	if (i < len) {
+		TOK_ERR(t, "the token has a character that is not visible ASCII (0x21-0x7e)");
+		return;
+	}
+	if (len < TOKEN_MIN || len > TOKEN_MAX) {
+		TOK_ERR(t, "the token is %zu characters: %d to %d are required", len, TOKEN_MIN,
+			TOKEN_MAX);
+		return;
+	}
+	for (i = 0; i < t->n; i++) {
+		if (t->seen[i].len == len && memcmp(t->seen[i].tok, tok, len) == 0) {
+			TOK_ERR(t, "duplicate token (first at line %d)", t->seen[i].line);
+			return;
+		}
+	}
+	t->seen[t->n++] = (struct token_seen){.tok = tok, .len = len, .line = t->lineno};
+}
+
+/* One line: blanks, TOKEN, blanks, DESTS, blanks; or empty; or a comment. */
+static void check_token_line(struct tokens_check *t, const char *p, size_t len)
+{
+	const char *end = p + len, *tok, *dests;
+	size_t tlen, dlen;
+
+	while (p < end && is_blank(*p))
+		p++;
+	if (p == end || *p == '#')
+		return;
+	if (++t->lines > CFG_TOKENS_MAX) {
+		TOK_ERR(t, "more than %d tokens", CFG_TOKENS_MAX);
+		t->full = 1;
+		return;
+	}
+	for (tok = p; p < end && !is_blank(*p); p++)
+		;
+	tlen = (size_t)(p - tok);
+	while (p < end && is_blank(*p))
+		p++;
+	for (dests = p; p < end && !is_blank(*p); p++)
+		;
+	dlen = (size_t)(p - dests);
+	while (p < end && is_blank(*p))
+		p++;
+	if (dlen == 0 || p != end) {
+		TOK_ERR(t, "expected a token, then * or destination names separated by commas");
+		return;
+	}
+	check_token(t, tok, tlen);
+	check_dests_field(t, dests, dlen);
+}
+
+static int read_tokens_file(struct ctx *x, const char *path, char **text, size_t *len)
+{
+	int rc = cfgi_read_file(path, TOKENS_FILE_MAX, text, len);
+
+	if (rc == -ENOMEM)
+		x->oom = 1;
+	else if (rc == -EFBIG)
+		cfgi_err(x, x->tokens_line, "tokens_file: %s is larger than %u bytes", path,
+			 TOKENS_FILE_MAX);
+	else if (rc == -EINVAL)
+		cfgi_err(x, x->tokens_line, "tokens_file: %s is not a regular file", path);
+	else if (rc < 0)
+		cfgi_err(x, x->tokens_line, "tokens_file: cannot read %s: %s", path, strerror(-rc));
+	return rc;
+}
+
+/* The bridge reads the tokens itself at start; this only judges the file,
+ * so that a bad line is found by -n, not by a refused request. */
+static void check_tokens_file(struct ctx *x, const struct cfg *c)
+{
+	struct tokens_check t = {.x = x, .path = c->https.tokens_file};
+	char *text = NULL;
+	size_t len = 0, off = 0;
+
+	if (!x->tokens_line || read_tokens_file(x, t.path, &text, &len) < 0)
+		return;
+	t.seen = calloc(CFG_TOKENS_MAX, sizeof *t.seen);
+	if (!t.seen)
+		x->oom = 1;
+	while (t.seen && off < len && !t.full) {
+		const char *line = text + off, *nl = memchr(line, '\n', len - off);
+		size_t n = nl ? (size_t)(nl - line) : len - off;
+
+		t.lineno++;
+		check_token_line(&t, line, n > 0 && line[n - 1] == '\r' ? n - 1 : n);
+		off += n + 1;
+	}
+	if (t.seen && t.lines == 0 && !c->https.client_ca)
+		cfgi_err(x, x->tokens_line,
+			 "tokens_file: %s holds no tokens and client_ca is not set: no request "
+			 "could be authenticated",
+			 t.path);
+	explicit_bzero(text, len);
+	free(text);
+	free(t.seen);
 }
 
 /* ---------- rules across sections ---------- */
@@ -1045,24 +1406,32 @@ static int ts_holds_cidr(const struct cfg_cidr *ts, size_t n, const struct cfg_c
 	return 0;
 }
 
-static const struct cfg_cidr *remote_ts_holding(const struct cfg *c, const struct sockaddr *a,
-						const struct cfg_child **child)
+static const struct cfg_cidr *ts_holding(const struct cfg *c, const struct sockaddr *a, int local,
+					 const struct cfg_child **child)
 {
 	size_t i, j, k;
 
 	for (i = 0; i < c->ntunnels; i++) {
 		for (j = 0; j < c->tunnels[i].nchildren; j++) {
 			const struct cfg_child *ch = &c->tunnels[i].children[j];
+			const struct cfg_cidr *ts = local ? ch->local_ts : ch->remote_ts;
+			size_t n = local ? ch->nlocal_ts : ch->nremote_ts;
 
-			for (k = 0; k < ch->nremote_ts; k++) {
-				if (cfg_cidr_contains(&ch->remote_ts[k], a)) {
+			for (k = 0; k < n; k++) {
+				if (cfg_cidr_contains(&ts[k], a)) {
 					*child = ch;
-					return &ch->remote_ts[k];
+					return &ts[k];
 				}
 			}
 		}
 	}
 	return NULL;
+}
+
+static const struct cfg_cidr *remote_ts_holding(const struct cfg *c, const struct sockaddr *a,
+						const struct cfg_child **child)
+{
+	return ts_holding(c, a, 0, child);
 }
 
 static void fmt_cidr(const struct cfg_cidr *c, char *buf, size_t cap)
@@ -1085,15 +1454,6 @@ static void fmt_addr(const struct sockaddr_storage *ss, char *buf, size_t cap)
 		inet_ntop(AF_INET, s6->sin6_addr.s6_addr + 12, buf, (socklen_t)cap);
 	else
 		inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)cap);
-}
-
-static int is_wildcard(const struct sockaddr_storage *ss)
-{
-	static const uint8_t zero[16];
-
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == 0;
-	return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, zero, 16) == 0;
 }
 
 /* Appends "'name'" to a list of names, ", "-separated. */
@@ -1242,9 +1602,49 @@ static void check_destination(struct ctx *x, const struct cfg *c, const struct d
 		 db->d->address_text);
 }
 
+/* The outbound API faces the cloud: never an address the tunnel reaches. */
+static void check_https_listen(struct ctx *x, const struct cfg *c)
+{
+	const struct cfg_child *ch = NULL;
+	const struct cfg_cidr *ts;
+	char cidr[INET6_ADDRSTRLEN + 8];
+
+	if (!x->https_listen_line || c->ntunnels == 0 || x->tunnels_bad)
+		return;
+	if (is_wildcard(&c->https.listen)) {
+		cfgi_err(x, x->https_listen_line,
+			 "listen: %s is every address, the tunnel's too: the outbound API must "
+			 "not be reachable through the tunnel",
+			 c->https.listen_text);
+		return;
+	}
+	ts = ts_holding(c, (const struct sockaddr *)&c->https.listen, 1, &ch);
+	if (!ts)
+		return;
+	fmt_cidr(ts, cidr, sizeof cidr);
+	cfgi_err(x, x->https_listen_line,
+		 "listen: %s is inside local_ts %s of child '%s': the outbound API must not be "
+		 "reachable through the tunnel",
+		 c->https.listen_text, cidr, ch->name ? ch->name : "?");
+}
+
+static void check_https(struct ctx *x, const struct cfg *c)
+{
+	if (!x->https_line)
+		return;
+	if (!x->dests_line)
+		cfgi_err(x, x->https_line,
+			 "https: no destinations are configured: no message could ever be posted; "
+			 "add destinations:");
+	check_https_listen(x, c);
+	check_tokens_file(x, c);
+}
+
 void cfgi_check_tunnel_rules(struct ctx *x, const struct cfg *c)
 {
 	size_t i;
+
+	check_https(x, c);
 
 	if (c->gate == CFG_GATE_CLOSED && !x->gate_bad && !x->tunnels_line)
 		cfgi_err(x, x->gate_line ? x->gate_line : 1,
@@ -1274,6 +1674,7 @@ void cfgi_tunnel_defaults(struct ctx *x, struct cfg *c)
 	c->gate = CFG_GATE_CLOSED;
 	c->charon.start = 1;
 	c->supervisor.heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+	c->https.max_body = DEFAULT_MAX_BODY;
 	if (cfgi_set_string(x, &c->charon.vici, DEFAULT_VICI) < 0 ||
 	    cfgi_set_string(x, &c->charon.binary, DEFAULT_CHARON_BINARY) < 0 ||
 	    cfgi_set_string(x, &c->supervisor.control_socket, DEFAULT_CONTROL_SOCKET) < 0)
@@ -1340,4 +1741,10 @@ void cfgi_free_tunnel_side(struct cfg *c)
 	free(c->supervisor.control_group);
 	free(c->supervisor.bridge_user);
 	free(c->supervisor.bridge_path);
+	free(c->https.listen_text);
+	free(c->https.cert);
+	free(c->https.key);
+	free(c->https.client_ca);
+	free(c->https.tokens_file);
+	c->https = (struct cfg_https){0};
 }

@@ -6,6 +6,7 @@
  */
 #include "mllp-bridge/config.h"
 #include "mllp-bridge/config_int.h"
+#include "mllp-bridge/mllp.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -30,10 +31,10 @@ void cfgi_sanitize(char *s)
 			*s = '?';
 }
 
-void cfgi_err(struct ctx *x, int line, const char *fmt, ...)
+/* Records "FILE:LINE: body", sorted at line `at` of the configuration. */
+static void verr(struct ctx *x, int at, const char *file, int line, const char *fmt, va_list ap)
 {
 	char *body = NULL, *full = NULL;
-	va_list ap;
 
 	if (x->oom)
 		return;
@@ -43,20 +44,36 @@ void cfgi_err(struct ctx *x, int line, const char *fmt, ...)
 	}
 	if (!x->e && !(x->e = calloc(CFG_MAX_ERRORS, sizeof *x->e)))
 		goto oom;
-	va_start(ap, fmt);
 	if (vasprintf(&body, fmt, ap) < 0)
 		body = NULL;
-	va_end(ap);
-	if (!body || asprintf(&full, "%s:%d: %s", x->name, line, body) < 0)
+	if (!body || asprintf(&full, "%s:%d: %s", file, line, body) < 0)
 		goto oom;
 	free(body);
 	cfgi_sanitize(full);
-	x->e[x->n] = (struct err_entry){.line = line, .seq = x->n, .msg = full};
+	x->e[x->n] = (struct err_entry){.line = at, .seq = x->n, .msg = full};
 	x->n++;
 	return;
 oom:
 	free(body);
 	x->oom = 1;
+}
+
+void cfgi_err(struct ctx *x, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verr(x, line, x->name, line, fmt, ap);
+	va_end(ap);
+}
+
+void cfgi_err_in(struct ctx *x, int at, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verr(x, at, file, line, fmt, ap);
+	va_end(ap);
 }
 
 static int err_cmp(const void *a, const void *b)
@@ -347,6 +364,47 @@ int cfg_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *le
 	return 0;
 }
 
+/* ---------- files ---------- */
+
+int cfgi_read_file(const char *path, size_t max, char **text, size_t *len)
+{
+	struct stat st;
+	size_t got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), rc = 0;
+
+	*text = NULL;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else if (!S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	else if ((uint64_t)st.st_size > max)
+		rc = -EFBIG;
+	else if (!(*text = malloc((size_t)st.st_size + 1)))
+		rc = -ENOMEM;
+	while (rc == 0 && got < (size_t)st.st_size) {
+		ssize_t r = read(fd, *text + got, (size_t)st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			rc = -errno;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	if (rc < 0 && *text) {
+		free(*text);
+		*text = NULL;
+	} else if (rc == 0) {
+		(*text)[got] = '\0';
+		*len = got;
+	}
+	return rc;
+}
+
 /* ---------- node helpers ---------- */
 
 /* An empty value, ~ or null, unquoted: YAML's null, not the string "null". */
@@ -445,6 +503,74 @@ int cfgi_want_duration(struct ctx *x, const char *key, yaml_node_t *v, uint64_t 
 	} else {
 		*ms = val;
 	}
+	return rc;
+}
+
+int cfgi_want_count(struct ctx *x, const char *key, yaml_node_t *v, unsigned max, unsigned *dst)
+{
+	const char *s = cfgi_want_scalar(x, key, v, "an integer"), *p = s;
+	uint64_t n;
+
+	if (!s)
+		return -EINVAL;
+	if (cfgi_parse_digits(&p, &n) < 0 || *p != '\0' || n < 1 || n > max) {
+		cfgi_err(x, line_of(v), "%s: expected an integer from 1 to %u, got '%s'", key, max,
+			 s);
+		return -EINVAL;
+	}
+	*dst = (unsigned)n;
+	return 0;
+}
+
+int cfgi_want_size(struct ctx *x, const char *key, yaml_node_t *v, uint64_t lo, uint64_t hi,
+		   uint64_t *dst)
+{
+	const char *s = cfgi_want_scalar(x, key, v, "a size");
+	uint64_t n;
+	int rc;
+
+	if (!s)
+		return -EINVAL;
+	rc = cfg_parse_size(s, &n);
+	if (rc == -EINVAL) {
+		cfgi_err(x, line_of(v),
+			 "%s: expected a size such as 16MiB, 512KiB or 65536, got '%s'", key, s);
+		return rc;
+	}
+	if (rc < 0 || n < lo || n > hi) {
+		char lo_text[32], hi_text[32];
+
+		cfgi_fmt_size(lo, lo_text, sizeof lo_text);
+		cfgi_fmt_size(hi, hi_text, sizeof hi_text);
+		cfgi_err(x, line_of(v), "%s: %s is outside %s-%s", key, s, lo_text, hi_text);
+		return -ERANGE;
+	}
+	*dst = n;
+	return 0;
+}
+
+/* Integrations and destinations alike: 1 (HL7 ACKs) or 2 (commit blocks). */
+int cfgi_want_release(struct ctx *x, const char *key, yaml_node_t *v, int *dst)
+{
+	const char *s = cfgi_want_scalar(x, key, v, "1 or 2");
+
+	if (!s)
+		return -EINVAL;
+	if (strcmp(s, "1") != 0 && strcmp(s, "2") != 0) {
+		cfgi_err(x, line_of(v), "%s: expected 1 or 2, got '%s'", key, s);
+		return -EINVAL;
+	}
+	*dst = s[0] - '0';
+	return 0;
+}
+
+int cfgi_want_max_frame(struct ctx *x, const char *key, yaml_node_t *v, size_t *dst)
+{
+	uint64_t n;
+	int rc = cfgi_want_size(x, key, v, MLLP_MIN_FRAME_LIMIT, MLLP_MAX_FRAME_LIMIT, &n);
+
+	if (rc == 0)
+		*dst = (size_t)n;
 	return rc;
 }
 

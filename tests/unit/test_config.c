@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #define EXAMPLE_CONFIG "rootfs/etc/appliance/appliance.yaml"
+#define N(a)	       ((int)(sizeof(a) / sizeof *(a)))
 
 /* A readable file that stands in for every CA, token, cert and key; made in main(). */
 static char ca_path[] = "/tmp/test_config_ca_XXXXXX";
@@ -125,9 +126,11 @@ static const char full_yaml[] =
     "gate: open\n"
     "charon: { vici: \"tcp://127.0.0.1:4502\", start: false }\n"
     "supervisor: { heartbeat: 10s }\n"
-    "outbound: {}\n"
-    "destinations: [{ name: a, address: 198.51.100.9:2575 }]\n"
-    "https_listener: { listen: 0.0.0.0:8443 }\n"
+    "https: { listen: 0.0.0.0:8443, cert: @CA@, key: @CA@, client_ca: @CA@, tokens_file: "
+    "@DIR@/good.tokens, max_body: 2MiB }\n"
+    "destinations:\n"
+    "  - { name: a, address: 198.51.100.9:1, ack_timeout: 5s, idle_timeout: 10m, on_ae: dead, "
+    "on_ar: retry, max_attempts: 1000, mllp: { release: 2, max_frame: 1KiB } }\n"
     "integrations:\n"
     "  - name: lab\n"
     "    listen: 203.0.113.1:9960\n"
@@ -160,6 +163,8 @@ START_TEST(valid_full_config)
 	struct cfg_errors errs;
 	struct cfg *c;
 	const struct cfg_integration *a, *b;
+	const struct cfg_destination *d;
+	const struct cfg_https *h;
 	int rc = load(full_yaml, &c, &errs);
 
 	if (rc != 0)
@@ -226,6 +231,31 @@ START_TEST(valid_full_config)
 	ck_assert_ptr_null(b->upstream.client_key);
 	ck_assert_uint_eq(b->upstream.timeout_ms, 10000);
 	ck_assert_int_eq(b->upstream.http, CFG_HTTP_2);
+
+	ck_assert_uint_eq(c->ndestinations, 1);
+	d = &c->destinations[0];
+	ck_assert_str_eq(d->name, "a");
+	ck_assert_int_eq(d->line, 12);
+	addr_is(&d->addr, AF_INET, "198.51.100.9", 1);
+	ck_assert_str_eq(d->address_text, "198.51.100.9:1");
+	ck_assert_uint_eq(d->ack_timeout_ms, 5000);
+	ck_assert_uint_eq(d->idle_timeout_ms, 600000);
+	ck_assert_int_eq(d->on_ae, CFG_REJECT_DEAD);
+	ck_assert_int_eq(d->on_ar, CFG_REJECT_RETRY);
+	ck_assert_uint_eq(d->max_attempts, 1000);
+	ck_assert_int_eq(d->release, 2);
+	ck_assert_uint_eq(d->max_frame, 1024);
+
+	h = &c->https;
+	ck_assert_str_eq(h->listen_text, "0.0.0.0:8443");
+	addr_is(&h->listen, AF_INET, "0.0.0.0", 8443);
+	ck_assert_uint_eq(h->listen_len, sizeof(struct sockaddr_in));
+	ck_assert_str_eq(h->cert, ca_path);
+	ck_assert_str_eq(h->key, ca_path);
+	ck_assert_str_eq(h->client_ca, ca_path);
+	ck_assert_ptr_nonnull(strstr(h->tokens_file, "/good.tokens"));
+	ck_assert_uint_eq(h->max_body, 2u << 20);
+	ck_assert_int_eq(h->line, 10);
 	cfg_free(c);
 }
 END_TEST
@@ -525,9 +555,9 @@ static const char *const good_cases[] = {
     TOP LAB UP "    mllp: { release: \"2\" }\n",
     "spool: { path: /s.db }\nintegrations:\n" LAB UP OPEN,
     "%YAML 1.1\n---\n" TOP LAB UP "...\n",
-    /* anchors and aliases are plain YAML, even from a skipped section */
-    "spool: /s.db\noutbound: { up: &up { url: \"https://h.test\", ca_file: @CA@ } }\n"
-    "integrations:\n" LAB "    upstream: *up\n" OPEN,
+    /* anchors and aliases are plain YAML */
+    TOP LAB "    upstream: &up { url: \"https://h.test\", ca_file: @CA@ }\n" LAB2(
+	"203.0.113.1:9961", "[10.0.0.0/8]") "    upstream: *up\n",
 };
 
 START_TEST(good_value)
@@ -904,6 +934,15 @@ END_TEST
 #define X16(s) X8(s) X8(s)
 #define X32(s) X16(s) X16(s)
 
+/* after TUN LAB_IN: a destination inside the tunnel (18-19) with more keys */
+#define DEST(k) "destinations:\n  - { name: lis, address: 203.0.113.65:2575" k " }\n"
+#define DESTS	DEST("")
+/* then the outbound API's listener: https: 20, listen 21, cert 22, key 23, more from 24 */
+#define HTTPS_AT(listen, more) "https:\n  listen: " listen "\n  cert: @CA@\n  key: @CA@\n" more
+#define HTTPS_CA(listen)       HTTPS_AT(listen, "  client_ca: @CA@\n")
+#define HTTPS_TOK(file)	       HTTPS_AT("198.51.100.1:8443", "  tokens_file: @DIR@/" file "\n")
+#define OUT		       TUN LAB_IN DESTS /* 1-19 */
+
 #define SUP CFG_ROLE_SUPERVISOR
 #define BRI CFG_ROLE_BRIDGE
 
@@ -1174,6 +1213,133 @@ static const struct tunnel_case tunnel_bad_cases[] = {
     {SUP, TUN LAB_IN "supervisor: { bridge_path: mllp-bridge }\n",
      "t.yaml:18: bridge_path: expected an absolute path, got 'mllp-bridge'"},
     {SUP, TUN LAB_IN "supervisor: { user: root }\n", "t.yaml:18: unknown key 'user' in supervisor"},
+    /* 9. a destination's sending settings */
+    {SUP, TUN LAB_IN DEST(", ack_timeout: 0s"), "t.yaml:19: ack_timeout: must be longer than 0"},
+    {BRI, TUN LAB_IN DEST(", ack_timeout: 30"),
+     "t.yaml:19: ack_timeout: expected a duration such as 500ms, 30s, 5m, 2h or 7d, got '30'"},
+    {SUP, TUN LAB_IN DEST(", idle_timeout: 3651d"),
+     "t.yaml:19: idle_timeout: 3651d is longer than 3650d"},
+    {SUP, TUN LAB_IN DEST(", idle_timeout: ~"), "t.yaml:19: idle_timeout: expected a duration"},
+    {SUP, TUN LAB_IN DEST(", on_ae: drop"),
+     "t.yaml:19: on_ae: expected 'retry' or 'dead', got 'drop'"},
+    {BRI, TUN LAB_IN DEST(", on_ar: Dead"),
+     "t.yaml:19: on_ar: expected 'retry' or 'dead', got 'Dead'"},
+    {SUP, TUN LAB_IN DEST(", on_ar: ~"), "t.yaml:19: on_ar: expected 'retry' or 'dead'"},
+    {SUP, TUN LAB_IN DEST(", max_attempts: 0"),
+     "t.yaml:19: max_attempts: expected an integer from 1 to 1000, got '0'"},
+    {SUP, TUN LAB_IN DEST(", max_attempts: 1001"),
+     "t.yaml:19: max_attempts: expected an integer from 1 to 1000, got '1001'"},
+    {SUP, TUN LAB_IN DEST(", max_attempts: -1"),
+     "t.yaml:19: max_attempts: expected an integer from 1 to 1000, got '-1'"},
+    {SUP, TUN LAB_IN DEST(", max_attempts: ten"),
+     "t.yaml:19: max_attempts: expected an integer from 1 to 1000, got 'ten'"},
+    {SUP, TUN LAB_IN DEST(", mllp: 2"), "t.yaml:19: mllp: expected a mapping"},
+    {SUP, TUN LAB_IN DEST(", mllp: { release: 3 }"),
+     "t.yaml:19: release: expected 1 or 2, got '3'"},
+    {SUP, TUN LAB_IN DEST(", mllp: { release: ~ }"), "t.yaml:19: release: expected 1 or 2"},
+    {SUP, TUN LAB_IN DEST(", mllp: { max_frame: 1023 }"),
+     "t.yaml:19: max_frame: 1023 is outside 1KiB-64MiB"},
+    {BRI, TUN LAB_IN DEST(", mllp: { max_frame: 65MiB }"),
+     "t.yaml:19: max_frame: 65MiB is outside 1KiB-64MiB"},
+    {SUP, TUN LAB_IN DEST(", mllp: { max_frame: 16MB }"),
+     "t.yaml:19: max_frame: expected a size such as 16MiB, 512KiB or 65536, got '16MB'"},
+    {SUP, TUN LAB_IN DEST(", mllp: { frame_timeout: 30s }"),
+     "t.yaml:19: unknown key 'frame_timeout' in mllp"},
+    {SUP, TUN LAB_IN DEST(", mllp: { idle_timeout: 1h }"),
+     "t.yaml:19: unknown key 'idle_timeout' in mllp"},
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:0 }\n",
+     "t.yaml:19: address: expected IPv4:port or [IPv6]:port, got '203.0.113.65:0'"},
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:65536 }\n",
+     "t.yaml:19: address: expected IPv4:port or [IPv6]:port, got '203.0.113.65:65536'"},
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 0.0.0.0:2575 }\n",
+     "t.yaml:19: address: 0.0.0.0:2575 is the unspecified address, not a receiver's"},
+    {BRI,
+     "gate: open\nspool: /s.db\n" LAB_IN
+     "destinations:\n  - { name: lis, address: \"[::]:2575\" }\n",
+     "t.yaml:9: address: [::]:2575 is the unspecified address, not a receiver's"},
+    /* without tunnels only with gate: open (the gate rule says so) */
+    {BRI, "spool: /s.db\n" LAB_IN "destinations:\n  - { name: lis, address: 198.51.100.9:2575 }\n",
+     "t.yaml:1: gate is closed and no tunnels are configured: no MLLP would ever be accepted; "
+     "add tunnels: or set gate: open"},
+    /* 10. https: the outbound API */
+    {BRI, OUT HTTPS_AT("198.51.100.1:8443", ""),
+     "t.yaml:21: https: every request must be authenticated: set client_ca, tokens_file or "
+     "both"},
+    {SUP, OUT "https:\n  cert: @CA@\n  key: @CA@\n  client_ca: @CA@\n",
+     "t.yaml:21: https: missing 'listen'"},
+    {SUP, OUT "https:\n  listen: 198.51.100.1:8443\n  key: @CA@\n  client_ca: @CA@\n",
+     "t.yaml:21: https: missing 'cert'"},
+    {SUP, OUT "https:\n  listen: 198.51.100.1:8443\n  cert: @CA@\n  client_ca: @CA@\n",
+     "t.yaml:21: https: missing 'key'"},
+    {SUP, OUT "https: 198.51.100.1:8443\n", "t.yaml:20: https: expected a mapping"},
+    {SUP, OUT HTTPS_CA("198.51.100.1:8443") "  port: 8443\n",
+     "t.yaml:25: unknown key 'port' in https"},
+    {SUP, OUT HTTPS_CA("localhost:8443"),
+     "t.yaml:21: listen: expected IPv4:port or [IPv6]:port, got 'localhost:8443'"},
+    {SUP, OUT HTTPS_CA("198.51.100.1"),
+     "t.yaml:21: listen: expected IPv4:port or [IPv6]:port, got '198.51.100.1'"},
+    /* the bridge opens cert, key, client_ca and tokens_file itself: checked in both roles */
+    {BRI,
+     OUT "https:\n  listen: 198.51.100.1:8443\n  cert: /nonexistent/https.pem\n"
+	 "  key: @CA@\n  client_ca: @CA@\n",
+     "t.yaml:22: cert: cannot read /nonexistent/https.pem: No such file or directory"},
+    {SUP,
+     OUT "https:\n  listen: 198.51.100.1:8443\n  cert: @CA@\n  key: @DIR@\n"
+	 "  client_ca: @CA@\n",
+     "t.yaml:23: key: @DIR@ is not a regular file"},
+    {BRI, OUT HTTPS_AT("198.51.100.1:8443", "  client_ca: /nonexistent/ca\n"),
+     "t.yaml:24: client_ca: cannot read /nonexistent/ca: No such file or directory"},
+    {BRI, OUT HTTPS_TOK("none.tokens"),
+     "t.yaml:24: tokens_file: cannot read @DIR@/none.tokens: No such file or directory"},
+    {SUP, OUT HTTPS_CA("198.51.100.1:8443") "  max_body: 1023\n",
+     "t.yaml:25: max_body: 1023 is outside 1KiB-64MiB"},
+    {SUP, OUT HTTPS_CA("198.51.100.1:8443") "  max_body: 65MiB\n",
+     "t.yaml:25: max_body: 65MiB is outside 1KiB-64MiB"},
+    {SUP, OUT HTTPS_CA("198.51.100.1:8443") "  max_body: 1MB\n",
+     "t.yaml:25: max_body: expected a size such as 16MiB, 512KiB or 65536, got '1MB'"},
+    /* https needs somewhere to send */
+    {SUP,
+     TUN LAB_IN "https:\n  listen: 198.51.100.1:8443\n  cert: @CA@\n  key: @CA@\n"
+		"  client_ca: @CA@\n",
+     "t.yaml:19: https: no destinations are configured: no message could ever be posted; add "
+     "destinations:"},
+    /* the outbound API faces the cloud, never the tunnel */
+    {SUP, OUT HTTPS_CA("203.0.113.1:8443"),
+     "t.yaml:21: listen: 203.0.113.1:8443 is inside local_ts 203.0.113.0/26 of child 'mllp': "
+     "the outbound API must not be reachable through the tunnel"},
+    {BRI, OUT HTTPS_CA("\"[::ffff:203.0.113.62]:443\""),
+     "t.yaml:21: listen: [::ffff:203.0.113.62]:443 is inside local_ts 203.0.113.0/26 of child "
+     "'mllp': the outbound API must not be reachable through the tunnel"},
+    {SUP, OUT HTTPS_CA("0.0.0.0:8443"),
+     "t.yaml:21: listen: 0.0.0.0:8443 is every address, the tunnel's too: the outbound API "
+     "must not be reachable through the tunnel"},
+    {SUP, OUT HTTPS_CA("\"[::]:8443\""),
+     "t.yaml:21: listen: [::]:8443 is every address, the tunnel's too: the outbound API must "
+     "not be reachable through the tunnel"},
+    /* 11. the tokens file: its own lines */
+    {SUP, OUT HTTPS_TOK("short.tokens"),
+     "@DIR@/short.tokens:1: the token is 15 characters: 16 to 256 are required"},
+    {BRI, OUT HTTPS_TOK("long.tokens"),
+     "@DIR@/long.tokens:2: the token is 257 characters: 16 to 256 are required"},
+    {SUP, OUT HTTPS_TOK("ctrl.tokens"),
+     "@DIR@/ctrl.tokens:1: the token has a character that is not visible ASCII (0x21-0x7e)"},
+    {SUP, OUT HTTPS_TOK("utf8.tokens"),
+     "@DIR@/utf8.tokens:1: the token has a character that is not visible ASCII (0x21-0x7e)"},
+    {SUP, OUT HTTPS_TOK("unknown.tokens"), "@DIR@/unknown.tokens:1: unknown destination 'ris'"},
+    {SUP, OUT HTTPS_TOK("twice.tokens"), "@DIR@/twice.tokens:1: destination 'lis' is listed twice"},
+    {SUP, OUT HTTPS_TOK("comma.tokens"),
+     "@DIR@/comma.tokens:1: expected * or destination names separated by commas, got 'lis,'"},
+    {SUP, OUT HTTPS_TOK("star.tokens"),
+     "@DIR@/star.tokens:1: expected * or destination names separated by commas, got '*,lis'"},
+    {SUP, OUT HTTPS_TOK("alone.tokens"),
+     "@DIR@/alone.tokens:2: expected a token, then * or destination names separated by commas"},
+    {SUP, OUT HTTPS_TOK("three.tokens"),
+     "@DIR@/three.tokens:1: expected a token, then * or destination names separated by commas"},
+    {BRI, OUT HTTPS_TOK("dup.tokens"), "@DIR@/dup.tokens:5: duplicate token (first at line 2)"},
+    {SUP, OUT HTTPS_TOK("many.tokens"), "@DIR@/many.tokens:1026: more than 1024 tokens"},
+    {SUP, OUT HTTPS_TOK("comments.tokens"),
+     "t.yaml:24: tokens_file: @DIR@/comments.tokens holds no tokens and client_ca is not set: "
+     "no request could be authenticated"},
 };
 
 START_TEST(tunnel_bad_value)
@@ -1246,6 +1412,33 @@ static const struct tunnel_case tunnel_good_cases[] = {
 		"supervisor: { control_group: appliance, bridge_user: _mllp, heartbeat: 5s }\n",
      NULL},
     {BRI, "gate: open\nspool: /s.db\n" LAB_IN "charon: { vici: \"tcp://charon.example:4502\" }\n",
+     NULL},
+    /* destinations: every port; boundaries of each key */
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:1 }\n", NULL},
+    {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:65535 }\n", NULL},
+    {SUP,
+     TUN LAB_IN DEST(", ack_timeout: 1ms, idle_timeout: 3650d, max_attempts: 1, on_ae: retry, "
+		     "on_ar: dead, mllp: { release: \"1\", max_frame: 64MiB }"),
+     NULL},
+    {SUP, TUN LAB_IN DEST(", max_attempts: 1000, mllp: {}"), NULL},
+    /* without tunnels, with gate: open; destinations without https */
+    {BRI,
+     "gate: open\nspool: /s.db\n" LAB_IN
+     "destinations:\n  - { name: lis, address: 198.51.100.9:2575 }\n",
+     NULL},
+    {SUP, OUT, NULL},
+    /* https: mTLS, tokens or both; on the cloud side; any address without tunnels */
+    {BRI, OUT HTTPS_CA("198.51.100.1:8443"), NULL},
+    {SUP, OUT HTTPS_CA("\"[2001:db8::1]:443\"") "  max_body: 64MiB\n", NULL},
+    {SUP, OUT HTTPS_CA("203.0.113.64:8443") "  max_body: 1KiB\n", NULL},
+    {SUP, OUT HTTPS_TOK("good.tokens"), NULL},
+    {BRI, OUT HTTPS_TOK("named.tokens") "  client_ca: @CA@\n", NULL},
+    {SUP, OUT HTTPS_TOK("max.tokens"), NULL},
+    {SUP, OUT HTTPS_TOK("comments.tokens") "  client_ca: @CA@\n", NULL},
+    {BRI,
+     "gate: open\nspool: /s.db\n" LAB_IN
+     "destinations:\n  - { name: lis, address: 198.51.100.9:2575 }\n"
+     "https: { listen: 0.0.0.0:8443, cert: @CA@, key: @CA@, tokens_file: @DIR@/good.tokens }\n",
      NULL},
 };
 
@@ -1407,6 +1600,40 @@ START_TEST(valid_tunnel_config)
 }
 END_TEST
 
+/* A tokens file's errors, each at its own line, sit where tokens_file is
+ * in the configuration's order; the tokens themselves are never shown. */
+START_TEST(tokens_errors_in_file_order)
+{
+	static const char *const want[] = {
+	    "t.yaml:19: on_ae: expected 'retry' or 'dead', got 'never'",
+	    "@DIR@/bad.tokens:2: the token is 4 characters: 16 to 256 are required",
+	    "@DIR@/bad.tokens:2: unknown destination 'ris'",
+	    "@DIR@/bad.tokens:4: duplicate token (first at line 1)",
+	    "@DIR@/bad.tokens:5: expected a token, then * or destination names separated by commas",
+	    "t.yaml:25: unknown key 'tokens' in https",
+	};
+	struct cfg_errors errs;
+	struct cfg *c;
+	size_t i;
+
+	ck_assert_int_eq(load_as(TUN LAB_IN DEST(", on_ae: never")
+				     HTTPS_TOK("bad.tokens") "  tokens: x\n",
+				 CFG_ROLE_BRIDGE, &c, &errs),
+			 -EINVAL);
+	if (errs.n != (size_t)N(want))
+		dump(&errs);
+	ck_assert_uint_eq(errs.n, (size_t)N(want));
+	for (i = 0; i < errs.n; i++) {
+		char *w = subst(want[i]);
+
+		ck_assert_str_eq(errs.msg[i], w);
+		ck_assert_ptr_null(strstr(errs.msg[i], "s3cr")); /* no token in any message */
+		free(w);
+	}
+	cfg_errors_free(&errs);
+}
+END_TEST
+
 /* Without the sections: the gate closed, charon started, the default paths. */
 START_TEST(tunnel_side_defaults)
 {
@@ -1426,6 +1653,9 @@ START_TEST(tunnel_side_defaults)
 	ck_assert_uint_eq(c->supervisor.heartbeat_ms, 30000);
 	ck_assert_uint_eq(c->ndestinations, 0);
 	ck_assert_ptr_null(c->destinations);
+	ck_assert_ptr_null(c->https.listen_text);
+	ck_assert_uint_eq(c->https.listen_len, 0);
+	ck_assert_uint_eq(c->https.max_body, 1u << 20);
 	ck_assert_uint_eq(c->ntunnels, 1);
 	ck_assert_int_eq(c->tunnels[0].source, CFG_SOURCE_APPLIANCE);
 	ck_assert_int_eq(c->tunnels[0].version, 2);
@@ -1440,6 +1670,24 @@ START_TEST(tunnel_side_defaults)
 	ck_assert_ptr_null(c->tunnels);
 	ck_assert_str_eq(c->charon.vici, "unix:///run/charon.vici");
 	ck_assert_str_eq(c->supervisor.bridge_user, "mllp-bridge");
+	cfg_free(c);
+
+	/* a destination with only its name and address; https with mTLS only */
+	ck_assert_int_eq(load_as(OUT HTTPS_CA("198.51.100.1:8443"), CFG_ROLE_BRIDGE, &c, &errs), 0);
+	ck_assert_uint_eq(c->ndestinations, 1);
+	ck_assert_uint_eq(c->destinations[0].ack_timeout_ms, 30000);
+	ck_assert_uint_eq(c->destinations[0].idle_timeout_ms, 7200000);
+	ck_assert_int_eq(c->destinations[0].on_ae, CFG_REJECT_RETRY);
+	ck_assert_int_eq(c->destinations[0].on_ar, CFG_REJECT_DEAD);
+	ck_assert_uint_eq(c->destinations[0].max_attempts, 10);
+	ck_assert_int_eq(c->destinations[0].release, 1);
+	ck_assert_uint_eq(c->destinations[0].max_frame, MLLP_MAX_FRAME_DEFAULT);
+	ck_assert_str_eq(c->https.listen_text, "198.51.100.1:8443");
+	addr_is(&c->https.listen, AF_INET, "198.51.100.1", 8443);
+	ck_assert_str_eq(c->https.client_ca, ca_path);
+	ck_assert_ptr_null(c->https.tokens_file);
+	ck_assert_uint_eq(c->https.max_body, 1u << 20);
+	ck_assert_int_eq(c->https.line, 21);
 	cfg_free(c);
 }
 END_TEST
@@ -1753,8 +2001,6 @@ START_TEST(size_parse)
 }
 END_TEST
 
-#define N(a) ((int)(sizeof(a) / sizeof *(a)))
-
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1779,6 +2025,7 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, tunnel_bad_value, 0, N(tunnel_bad_cases));
 	tcase_add_loop_test(tc, tunnel_good_value, 0, N(tunnel_good_cases));
 	tcase_add_test(tc, valid_tunnel_config);
+	tcase_add_test(tc, tokens_errors_in_file_order);
 	tcase_add_test(tc, tunnel_side_defaults);
 	tcase_add_test(tc, role_decides_secret_checks);
 	tcase_add_test(tc, psk_unreadable_for_supervisor_only);
@@ -1794,6 +2041,8 @@ static Suite *config_suite(void)
 	suite_add_tcase(s, tc);
 	return s;
 }
+
+#define TOKEN16 "0123456789abcdef"
 
 struct secret {
 	const char *name;
@@ -1812,13 +2061,47 @@ static const struct secret secrets[] = {
     {"cert.pem", "-----BEGIN CERTIFICATE-----\n"},
     {"key.pem", "-----BEGIN PRIVATE KEY-----\n"},
     {"ca.pem", "-----BEGIN CERTIFICATE-----\n"},
+    /* tokens files (TOKENS: a 16-character token) */
+    {"good.tokens", "# the integration engine\n\n" TOKEN16 " *\r\n  \t\n\t# indented comment\n"
+		    "0123456789abcdef0123456789abcdef\t*  \n" TOKEN16 "x *"},
+    {"named.tokens", TOKEN16 " lis\n" X16(X16("k")) " lis\n"},
+    {"short.tokens", "0123456789abcde lis\n"},
+    {"long.tokens", TOKEN16 " *\n" X16(X16("k")) "k lis\n"},
+    {"ctrl.tokens", "0123456789abcdef\x01 lis\n"},
+    {"utf8.tokens", "0123456789abcd\xc3\xa9 lis\n"},
+    {"unknown.tokens", TOKEN16 " lis,ris\n"},
+    {"twice.tokens", TOKEN16 " lis,lis\n"},
+    {"comma.tokens", TOKEN16 " lis,\n"},
+    {"star.tokens", TOKEN16 " *,lis\n"},
+    {"alone.tokens", "# the token alone\n" TOKEN16 "\n"},
+    {"three.tokens", TOKEN16 " lis extra\n"},
+    {"dup.tokens", "# first\n" TOKEN16 " *\n\n# again\n" TOKEN16 " lis\n"},
+    {"comments.tokens", "# all revoked\n\n"},
+    {"max.tokens", NULL},  /* CFG_TOKENS_MAX tokens */
+    {"many.tokens", NULL}, /* a comment and one more */
+    {"bad.tokens", "s3cret-token-0123 lis\ns3cr ris\n\ns3cret-token-0123 *\nalone\n"},
 };
+
+/* max.tokens: CFG_TOKENS_MAX tokens; many.tokens: a comment, then one more. */
+static int write_tokens(const char *name, int fd)
+{
+	int many = strcmp(name, "many.tokens") == 0, i;
+
+	if (many && dprintf(fd, "# too many\n") < 0)
+		return -1;
+	for (i = 0; i < CFG_TOKENS_MAX + many; i++)
+		if (dprintf(fd, "token-%010d lis\n", i) < 0)
+			return -1;
+	return 0;
+}
 
 static int write_secret(const struct secret *s, int fd)
 {
 	char big[CFG_PSK_MAX];
 	size_t len = s->text ? strlen(s->text) : 0;
 
+	if (!s->text && strstr(s->name, ".tokens"))
+		return write_tokens(s->name, fd);
 	memset(big, 'k', sizeof big);
 	if ((!s->text || strcmp(s->name, "long.psk") == 0) &&
 	    write(fd, big, sizeof big) != (ssize_t)sizeof big)
