@@ -150,7 +150,8 @@ static struct rec *rec_new(const struct spool_new *m)
 		return NULL;
 	r->size = size;
 	p = r->data;
-	r->m = (struct spool_new){.received_ms = m->received_ms, .len = m->len, .body = p};
+	r->m = (struct spool_new){
+	    .received_ms = m->received_ms, .len = m->len, .body = p, .channel = m->channel};
 	if (m->len)
 		memcpy(p, m->body, m->len);
 	p += m->len;
@@ -208,6 +209,10 @@ static void mark_result(struct commit *c, int err, int64_t id, const char *what)
 		/* Removed from outside (an operator's purge): nothing to
 		 * update, and nothing else is affected. */
 		log_event(LOG_WARN, "spool_row_missing", " id=%lld change=%s", (long long)id, what);
+	} else if (err == -EINVAL || err == -EMSGSIZE) {
+		/* Refused before the spool touched anything: the batch stands. */
+		log_event(LOG_ERR, "spool_change_refused", " id=%lld change=%s detail=\"%s\"",
+			  (long long)id, what, spool_errmsg(c->spool));
 	} else {
 		settle(c, err); /* the batch was rolled back: its stagers hear it */
 		schedule(c);
@@ -229,6 +234,33 @@ void commit_mark_retry(struct commit *c, int64_t id, int attempts, int64_t next_
 void commit_mark_dead(struct commit *c, int64_t id, int attempts, const char *error)
 {
 	mark_result(c, spool_mark_dead(c->spool, id, attempts, error), id, "dead");
+}
+
+/* The state matters more than the text: an ACK the spool will not keep
+ * (over SPOOL_ACK_MAX) is dropped and the state recorded without it, so
+ * that the message is not sent again after a restart. */
+static void ack_kept(int64_t id, const void **ack, size_t *len)
+{
+	if (*len <= SPOOL_ACK_MAX && (*ack || *len == 0))
+		return;
+	log_event(LOG_WARN, "ack_not_kept", " id=%lld bytes=%zu max=%d", (long long)id, *len,
+		  SPOOL_ACK_MAX);
+	*ack = NULL;
+	*len = 0;
+}
+
+void commit_mark_acked(struct commit *c, int64_t id, const void *ack, size_t len)
+{
+	ack_kept(id, &ack, &len);
+	mark_result(c, spool_mark_acked(c->spool, id, stats_wall_ms(), ack, len), id, "acked");
+}
+
+void commit_mark_rejected(struct commit *c, int64_t id, int attempts, const void *ack, size_t len,
+			  const char *error)
+{
+	ack_kept(id, &ack, &len);
+	mark_result(c, spool_mark_rejected(c->spool, id, attempts, ack, len, error), id,
+		    "rejected");
 }
 
 /* --- retention ------------------------------------------------------- */

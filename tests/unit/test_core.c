@@ -34,6 +34,7 @@ static struct outcome {
 	int err;
 	int64_t id;
 	char body[32];
+	enum spool_channel channel;
 } g_out[MAX_OUT];
 static int g_nout;
 
@@ -73,6 +74,7 @@ static void on_outcome(void *arg, int err, int64_t id, const struct spool_new *m
 	o->err = err;
 	o->id = id;
 	snprintf(o->body, sizeof(o->body), "%.*s", (int)m->len, (const char *)m->body);
+	o->channel = m->channel;
 }
 
 static int stage(const char *body, const char *lane)
@@ -88,6 +90,22 @@ static int stage(const char *body, const char *lane)
 						.received_ms = 1,
 						.body = body,
 						.len = strlen(body)},
+			    on_outcome, NULL);
+}
+
+/* An outbound message for destination "lis". */
+static int stage_out(const char *body, const char *key)
+{
+	return commit_stage(g_commit,
+			    &(struct spool_new){.integration = "lis",
+						.sender = "cloud",
+						.content_type = "x-application/hl7-v2+er7",
+						.control_id = "O1",
+						.idem_key = key,
+						.received_ms = 1,
+						.body = body,
+						.len = strlen(body),
+						.channel = SPOOL_OUT},
 			    on_outcome, NULL);
 }
 
@@ -132,12 +150,129 @@ START_TEST(test_missing_row_spares_batch)
 	commit_mark_delivered(g_commit, 999999);
 	commit_mark_retry(g_commit, 999998, 1, 0, "HTTP 503");
 	commit_mark_dead(g_commit, 999997, 1, "HTTP 400");
+	commit_mark_acked(g_commit, 999996, "MSA|AA", 6);
+	commit_mark_rejected(g_commit, 999995, 1, "MSA|AR", 6, "AR");
 	ck_assert_int_eq(stage("after", "f:A"), 0);
 	run_until(2);
 	ck_assert_int_eq(g_out[0].err, 0);
 	ck_assert_int_eq(g_out[1].err, 0);
 	ck_assert_int_eq(spool_get(g_spool, g_out[1].id, &row, NULL), 0);
 	ck_assert_str_eq(row.lane, "f:A");
+	spool_row_clear(&row);
+}
+END_TEST
+
+/* ---- outbound rows --------------------------------------------------- */
+
+/* The staged copy keeps the channel: the row is the senders', not the
+ * forwarder's. */
+START_TEST(test_stage_keeps_channel)
+{
+	struct spool_row row;
+
+	ck_assert_int_eq(stage_out("MSH|out", "idem-1"), 0);
+	ck_assert_int_eq(stage("MSH|in", "f:A"), 0);
+	run_until(2);
+	ck_assert_int_eq(g_out[0].err, 0);
+	ck_assert_int_eq(g_out[0].channel, SPOOL_OUT);
+	ck_assert_int_eq(g_out[1].channel, SPOOL_IN);
+	ck_assert_int_eq(spool_get(g_spool, g_out[0].id, &row, NULL), 0);
+	ck_assert_int_eq(row.channel, SPOOL_OUT);
+	ck_assert_str_eq(row.integration, "lis");
+	spool_row_clear(&row);
+	ck_assert_int_eq(spool_get(g_spool, g_out[1].id, &row, NULL), 0);
+	ck_assert_int_eq(row.channel, SPOOL_IN);
+	spool_row_clear(&row);
+}
+END_TEST
+
+static char g_big_ack[SPOOL_ACK_MAX + 1];
+
+static const struct outmark_case {
+	int rejected;
+	const char *ack; /* NULL; "big": SPOOL_ACK_MAX + 1 bytes */
+	size_t len;
+	enum spool_state state;
+	size_t kept; /* bytes of ACK kept */
+} outmark_cases[] = {
+    {0, "MSA|AA|O1\0x", 11, SPOOL_DELIVERED, 11},
+    {0, NULL, 0, SPOOL_DELIVERED, 0},
+    {1, "MSA|AR|O1\0x", 11, SPOOL_REJECTED, 11},
+    /* An ACK the spool will not keep: the state is recorded without it. */
+    {0, "big", SPOOL_ACK_MAX + 1, SPOOL_DELIVERED, 0},
+    {1, "big", SPOOL_ACK_MAX + 1, SPOOL_REJECTED, 0},
+    {0, NULL, 5, SPOOL_DELIVERED, 0},
+};
+
+/* The outbound results ride on the flush timer when nothing is staged, and
+ * are durable then (another connection sees them). */
+START_TEST(test_outbound_marks)
+{
+	const struct outmark_case *c = &outmark_cases[_i];
+	const char *ack = c->ack && strcmp(c->ack, "big") == 0 ? g_big_ack : c->ack;
+	struct spool *other;
+	struct spool_row row;
+	char ack_copy[16];
+
+	ck_assert_int_eq(stage_out("MSH|out", "idem-1"), 0);
+	run_until(1);
+	ck_assert_int_eq(g_out[0].err, 0);
+	if (ack && ack != g_big_ack) { /* "copied": the caller's buffer may go at once */
+		memcpy(ack_copy, ack, c->len);
+		ack = ack_copy;
+	}
+	if (c->rejected)
+		commit_mark_rejected(g_commit, g_out[0].id, 3, ack, c->len, "AR: no such patient");
+	else
+		commit_mark_acked(g_commit, g_out[0].id, ack, c->len);
+	if (ack == ack_copy)
+		memset(ack_copy, 'Z', sizeof(ack_copy));
+	ck_assert_uint_eq(spool_pending(g_spool), 1);
+	for (int i = 0; i < LOOP_LIMIT && spool_pending(g_spool) > 0; i++)
+		event_base_loop(g_base, EVLOOP_ONCE); /* waits for the flush timer */
+	ck_assert_uint_eq(spool_pending(g_spool), 0);
+
+	ck_assert_int_eq(spool_open(g_db, &other), 0);
+	ck_assert_int_eq(spool_get(other, g_out[0].id, &row, NULL), 0);
+	ck_assert_int_eq(row.state, c->state);
+	ck_assert_uint_eq(row.ack_len, c->kept);
+	if (c->kept)
+		ck_assert_mem_eq(row.ack, c->ack, c->kept);
+	else
+		ck_assert_ptr_null(row.ack);
+	if (c->rejected) {
+		ck_assert_int_eq(row.attempts, 3);
+		ck_assert_str_eq(row.last_error, "AR: no such patient");
+	} else {
+		ck_assert_int_gt(row.delivered_ms, 0);
+	}
+	spool_row_clear(&row);
+	spool_close(other);
+}
+END_TEST
+
+/* A mark between two stagings joins their batch: one commit for all. */
+START_TEST(test_marks_ride_on_commit)
+{
+	struct commit_stats st;
+	struct spool_row row;
+	int64_t first;
+
+	ck_assert_int_eq(stage_out("first", "idem-1"), 0);
+	run_until(1);
+	first = g_out[0].id;
+	ck_assert_int_eq(stage_out("second", "idem-2"), 0);
+	commit_mark_acked(g_commit, first, "MSA|AA|O1", 9);
+	ck_assert_int_eq(stage_out("third", "idem-3"), 0);
+	run_until(3);
+	ck_assert_int_eq(g_out[1].err, 0);
+	ck_assert_int_eq(g_out[2].err, 0);
+	ck_assert_uint_eq(spool_pending(g_spool), 0);
+	commit_stats(g_commit, &st);
+	ck_assert_uint_eq(st.commits, 2);
+	ck_assert_int_eq(spool_get(g_spool, first, &row, NULL), 0);
+	ck_assert_int_eq(row.state, SPOOL_DELIVERED);
+	ck_assert_uint_eq(row.ack_len, 9);
 	spool_row_clear(&row);
 }
 END_TEST
@@ -288,6 +423,9 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_refusal_is_alone);
 	tcase_add_test(tc, test_full_disk_refuses_batch);
 	tcase_add_test(tc, test_free_cancels_staged);
+	tcase_add_test(tc, test_stage_keeps_channel);
+	tcase_add_loop_test(tc, test_outbound_marks, 0, N_OF(outmark_cases));
+	tcase_add_test(tc, test_marks_ride_on_commit);
 	suite_add_tcase(su, tc);
 	tc = tcase_create("decisions");
 	tcase_add_loop_test(tc, test_backoff, 0, N_OF(backoff_cases));
