@@ -609,6 +609,15 @@ static void on_ack_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (d->phase != PH_SENT)
 		return;
+	if (!d->connected) {
+		/* The connect itself hangs (a SYN nobody answers): the same
+		 * deadline, but a transport failure, not a silent receiver. */
+		char err[MLLP_OUT_ERRTEXT_MAX];
+
+		snprintf(err, sizeof(err), "connect to %s timed out", d->cfg->address_text);
+		fail(d, &d->st.transport_errors, err);
+		return;
+	}
 	log_event(LOG_WARN, "mllp_out_ack_timeout", " destination=%s id=%lld ack_timeout_ms=%llu",
 		  d->cfg->name, (long long)d->cur->id, (unsigned long long)d->cfg->ack_timeout_ms);
 	fail(d, &d->st.ack_timeouts, "no ACK within ack_timeout");
@@ -643,6 +652,7 @@ static void dest_try(struct out_dest *d)
 				  d->cfg->name, (long long)m->id);
 		}
 		d->phase = PH_GATE;
+		conn_close(d, 1); /* the watcher closed it already; never rely on it */
 		return;
 	}
 	d->phase = PH_SENT; /* from here every failure is an attempt */
