@@ -163,8 +163,7 @@ static const char schema_sql[] =
     "CREATE INDEX messages_integration ON messages (integration, state);"
     "CREATE INDEX messages_delivered ON messages (delivered_ms);"
     /* Tiny: lets the bridge poll for replays every second without a scan. */
-    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;"
-    KEY_INDEX_SQL;
+    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;" KEY_INDEX_SQL;
 
 /* An older spool is brought up to date in place, one step per version, in
  * the schema transaction: an appliance upgraded with messages waiting keeps
@@ -846,8 +845,8 @@ static void row_view(sqlite3_stmt *st, struct spool_row *r)
 	r->len = (size_t)sqlite3_column_int64(st, 14);
 	r->channel = (enum spool_channel)sqlite3_column_int(st, 15);
 	/* As text: SQLite adds a NUL after the bytes, which an ACK may hold too. */
-	r->ack = sqlite3_column_type(st, 16) == SQLITE_NULL ? NULL
-							   : (char *)sqlite3_column_text(st, 16);
+	r->ack =
+	    sqlite3_column_type(st, 16) == SQLITE_NULL ? NULL : (char *)sqlite3_column_text(st, 16);
 	r->ack_len = r->ack ? (size_t)sqlite3_column_bytes(st, 16) : 0;
 }
 
@@ -904,8 +903,8 @@ int spool_load_pending(struct spool *s, spool_row_cb cb, void *arg)
 	return spool_load_pending_channel(s, SPOOL_IN, cb, arg);
 }
 
-int spool_find_key(struct spool *s, enum spool_channel channel, const char *route,
-		   const char *key, int64_t *id)
+int spool_find_key(struct spool *s, enum spool_channel channel, const char *route, const char *key,
+		   int64_t *id)
 {
 	sqlite3_stmt *st;
 	int rc, err;
@@ -914,7 +913,8 @@ int spool_find_key(struct spool *s, enum spool_channel channel, const char *rout
 	    (err = check_key(s, key, "find key")) < 0)
 		return err;
 	if (!route || strnlen(route, SPOOL_TEXT_MAX + 1) > SPOOL_TEXT_MAX) {
-		snprintf(s->err, sizeof(s->err), "find key: route is %s", route ? "too long" : "NULL");
+		snprintf(s->err, sizeof(s->err), "find key: route is %s",
+			 route ? "too long" : "NULL");
 		return route ? -EMSGSIZE : -EINVAL;
 	}
 	if ((err = stmt(s, channel == SPOOL_IN ? ST_FIND_KEY_IN : ST_FIND_KEY, &st)) < 0)

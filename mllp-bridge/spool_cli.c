@@ -29,6 +29,7 @@ enum opt_bit {
 	O_ALL_DELIVERED = 1u << 6,
 	O_DEAD = 1u << 7,
 	O_ID = 1u << 8, /* the positional ID */
+	O_ACK = 1u << 9,
 };
 
 struct opts {
@@ -49,6 +50,7 @@ static const struct option_def {
     {"--integration", O_INTEG, 1},
     {"--limit", O_LIMIT, 1},
     {"--body", O_BODY, 0},
+    {"--ack", O_ACK, 0},
     {"--all-dead", O_ALL_DEAD, 0},
     {"--delivered-before", O_BEFORE, 1},
     {"--all-delivered", O_ALL_DELIVERED, 0},
@@ -56,9 +58,9 @@ static const struct option_def {
 };
 
 static const char usage_text[] =
-    "usage: spool list [--state queued|inflight|delivered|dead|all] [--integration NAME] "
-    "[--limit N]\n"
-    "       spool show ID [--body]\n"
+    "usage: spool list [--state queued|inflight|delivered|dead|rejected|all] "
+    "[--integration NAME] [--limit N]\n"
+    "       spool show ID [--body | --ack]\n"
     "       spool replay ID | spool replay --all-dead [--integration NAME]\n"
     "       spool purge --delivered-before DURATION | --all-delivered [--dead]\n"
     "       spool stats\n"
@@ -149,7 +151,7 @@ static int parse_state(const char *v, int *state)
 		*state = -1;
 		return 0;
 	}
-	for (int i = SPOOL_QUEUED; i <= SPOOL_DEAD; i++) {
+	for (int i = SPOOL_QUEUED; i <= SPOOL_REJECTED; i++) {
 		if (strcmp(v, spool_state_name(i)) == 0) {
 			*state = i;
 			return 0;
@@ -165,7 +167,7 @@ static int set_value(struct opts *o, unsigned bit, const char *v, const char **w
 
 	switch (bit) {
 	case O_STATE:
-		*why = "--state is one of queued, inflight, delivered, dead, all";
+		*why = "--state is one of queued, inflight, delivered, dead, rejected, all";
 		return parse_state(v, &o->state);
 	case O_INTEG:
 		o->integration = v;
@@ -234,16 +236,26 @@ struct list_ctx {
 	FILE *out;
 };
 
+/* "in": from a hospital system to the upstream (integration); "out": from
+ * the upstream to a hospital system (the integration column names the
+ * destination). */
+static const char *channel_name(enum spool_channel ch)
+{
+	return ch == SPOOL_IN ? "in" : ch == SPOOL_OUT ? "out" : "?";
+}
+
+/* The channel comes after the integration, so that a line still starts
+ * with id, state and integration. */
 static int list_row(void *arg, const struct spool_row *r)
 {
 	struct list_ctx *c = arg;
 	char integ[FIELD_MAX], sender[FIELD_MAX], ctl[FIELD_MAX], when[32], e[FIELD_MAX];
 
-	fprintf(c->out, "%-8" PRId64 " %-9s %-16s %-24s %-20s %8d %-20s %s\n", r->id,
+	fprintf(c->out, "%-8" PRId64 " %-9s %-16s %-7s %-24s %-20s %8d %-20s %s\n", r->id,
 		spool_state_name((int)r->state), safe(integ, sizeof(integ), r->integration),
-		safe(sender, sizeof(sender), r->sender), iso(when, sizeof(when), r->received_ms),
-		r->attempts, safe(ctl, sizeof(ctl), r->control_id),
-		safe(e, sizeof(e), r->last_error));
+		channel_name(r->channel), safe(sender, sizeof(sender), r->sender),
+		iso(when, sizeof(when), r->received_ms), r->attempts,
+		safe(ctl, sizeof(ctl), r->control_id), safe(e, sizeof(e), r->last_error));
 	return 0;
 }
 
@@ -251,8 +263,9 @@ static int cmd_list(struct spool *s, const struct opts *o, FILE *out, FILE *err)
 {
 	struct list_ctx c = {out};
 
-	fprintf(out, "%-8s %-9s %-16s %-24s %-20s %8s %-20s %s\n", "ID", "STATE", "INTEGRATION",
-		"SENDER", "RECEIVED", "ATTEMPTS", "CONTROL_ID", "LAST_ERROR");
+	fprintf(out, "%-8s %-9s %-16s %-7s %-24s %-20s %8s %-20s %s\n", "ID", "STATE",
+		"INTEGRATION", "CHANNEL", "SENDER", "RECEIVED", "ATTEMPTS", "CONTROL_ID",
+		"LAST_ERROR");
 	if (spool_list(s, o->state, o->integration, o->limit, list_row, &c) < 0)
 		return fail(err, "list", s);
 	return EXIT_OK;
@@ -264,6 +277,7 @@ static void show_meta(FILE *out, const struct spool_row *r)
 
 	fprintf(out, "id:              %" PRId64 "\n", r->id);
 	fprintf(out, "state:           %s\n", spool_state_name((int)r->state));
+	fprintf(out, "channel:         %s\n", channel_name(r->channel));
 	fprintf(out, "integration:     %s\n", safe(b, sizeof(b), r->integration));
 	fprintf(out, "sender:          %s\n", safe(b, sizeof(b), r->sender));
 	fprintf(out, "content_type:    %s\n", safe(b, sizeof(b), r->content_type));
@@ -277,6 +291,7 @@ static void show_meta(FILE *out, const struct spool_row *r)
 	fprintf(out, "delivered:       %s\n", iso(t, sizeof(t), r->delivered_ms));
 	fprintf(out, "last_error:      %s\n", safe(b, sizeof(b), r->last_error));
 	fprintf(out, "body_bytes:      %zu\n", r->len);
+	fprintf(out, "ack_bytes:       %zu\n", r->ack_len);
 }
 
 static int cmd_show(struct spool *s, const struct opts *o, FILE *out, FILE *err)
@@ -293,6 +308,8 @@ static int cmd_show(struct spool *s, const struct opts *o, FILE *out, FILE *err)
 		return fail(err, "show", s);
 	if (body)
 		fwrite(body, 1, r.len, out);
+	else if (o->seen & O_ACK)
+		fwrite(r.ack ? r.ack : "", 1, r.ack_len, out);
 	else
 		show_meta(out, &r);
 	free(body);
@@ -373,6 +390,8 @@ static const char *check_opts(const char *cmd, const struct opts *o)
 
 	if (strcmp(cmd, "show") == 0 && !id)
 		return "show needs an ID";
+	if (strcmp(cmd, "show") == 0 && (o->seen & O_BODY) && (o->seen & O_ACK))
+		return "show takes --body or --ack (not both)";
 	if (strcmp(cmd, "replay") == 0 && !id == !all)
 		return "replay needs an ID or --all-dead (not both)";
 	if (strcmp(cmd, "replay") == 0 && (o->seen & O_INTEG) && !all)
@@ -388,7 +407,7 @@ static const struct command {
 	int (*run)(struct spool *s, const struct opts *o, FILE *out, FILE *err);
 } commands[] = {
     {"list", O_STATE | O_INTEG | O_LIMIT, cmd_list},
-    {"show", O_ID | O_BODY, cmd_show},
+    {"show", O_ID | O_BODY | O_ACK, cmd_show},
     {"replay", O_ID | O_ALL_DEAD | O_INTEG, cmd_replay},
     {"purge", O_BEFORE | O_ALL_DELIVERED | O_DEAD, cmd_purge},
     {"stats", 0, cmd_stats},

@@ -175,10 +175,11 @@ START_TEST(test_open_schema)
 	     c++) {
 		char sql[256];
 
-		snprintf(sql, sizeof(sql),
-			 "SELECT (SELECT cid FROM pragma_table_info('messages') WHERE name = '%s') < "
-			 "(SELECT cid FROM pragma_table_info('messages') WHERE name = 'body')",
-			 *c);
+		snprintf(
+		    sql, sizeof(sql),
+		    "SELECT (SELECT cid FROM pragma_table_info('messages') WHERE name = '%s') < "
+		    "(SELECT cid FROM pragma_table_info('messages') WHERE name = 'body')",
+		    *c);
 		ck_assert_msg(sql_int(sql) == 1, "%s is not before the body", *c);
 	}
 	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
@@ -380,7 +381,9 @@ START_TEST(test_migrate_v2)
 		ck_assert_int_eq(r.channel, SPOOL_IN);
 		ck_assert_ptr_null(r.ack);
 		ck_assert_uint_eq(r.ack_len, 0);
-		ck_assert_int_eq(r.state, i == 1 ? SPOOL_QUEUED : i == 2 ? SPOOL_DELIVERED : SPOOL_DEAD);
+		ck_assert_int_eq(r.state, i == 1   ? SPOOL_QUEUED
+					  : i == 2 ? SPOOL_DELIVERED
+						   : SPOOL_DEAD);
 		ck_assert_str_eq(r.lane, i == 3 ? "i" : "f:LAB^H");
 		spool_row_clear(&r);
 	}
@@ -584,7 +587,8 @@ static const struct append_check {
     {"sender NULL", "lab", NULL, "c", KEY, "", "", "b", 1, -EINVAL, SPOOL_IN},
     {"control_id NULL", "lab", "s", NULL, KEY, "", "", "b", 1, -EINVAL, SPOOL_IN},
     {"body NULL", "lab", "s", "c", KEY, "", "", NULL, 5, -EINVAL, SPOOL_IN},
-    {"body too long", "lab", "s", "c", KEY, "", "", "b", SPOOL_BODY_MAX + 1ull, -EMSGSIZE, SPOOL_IN},
+    {"body too long", "lab", "s", "c", KEY, "", "", "b", SPOOL_BODY_MAX + 1ull, -EMSGSIZE,
+     SPOOL_IN},
     {"control_id too long", "lab", "s", LONG_TEXT, KEY, "", "", "b", 1, -EMSGSIZE, SPOOL_IN},
     {"key NULL", "lab", "s", "c", NULL, "", "", "b", 1, -EINVAL, SPOOL_IN},
     {"key empty", "lab", "s", "c", "", "", "", "b", 1, -EINVAL, SPOOL_IN},
@@ -869,8 +873,7 @@ END_TEST
 
 /* ---- outbound rows -------------------------------------------------------- */
 
-static int64_t append_ch(struct spool *s, enum spool_channel ch, const char *route,
-			 const char *key)
+static int64_t append_ch(struct spool *s, enum spool_channel ch, const char *route, const char *key)
 {
 	struct spool_new m = SMALL_ROW(T0, "MSH|", 4);
 	int64_t id = 0;
@@ -895,9 +898,9 @@ static struct spool *mixed_rows(void)
 	static const struct {
 		enum spool_channel ch;
 		const char *route, *key;
-	} rows[] = {{SPOOL_IN, "lab", KEY},  {SPOOL_OUT, "lab", KEY}, {SPOOL_IN, "lab", KEY},
-		    {SPOOL_OUT, "lis", "k-4"}, {SPOOL_OUT, "lis", KEY}, {SPOOL_IN, "lab", KEY},
-		    {SPOOL_OUT, "lis", KEY},  {SPOOL_OUT, "lis", "k-4"}};
+	} rows[] = {{SPOOL_IN, "lab", KEY},    {SPOOL_OUT, "lab", KEY},	 {SPOOL_IN, "lab", KEY},
+		    {SPOOL_OUT, "lis", "k-4"}, {SPOOL_OUT, "lis", KEY},	 {SPOOL_IN, "lab", KEY},
+		    {SPOOL_OUT, "lis", KEY},   {SPOOL_OUT, "lis", "k-4"}};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		ck_assert_int_eq(append_ch(s, rows[i].ch, rows[i].route, rows[i].key),
@@ -955,7 +958,7 @@ static const struct find_case {
 	int64_t id;
 } find_cases[] = {
     {SPOOL_OUT, "lab", KEY, 0, 2},
-    {SPOOL_IN, "lab", KEY, 0, 1},	/* the first of the inbound rows with the key */
+    {SPOOL_IN, "lab", KEY, 0, 1},    /* the first of the inbound rows with the key */
     {SPOOL_OUT, "lis", "k-4", 0, 4}, /* the first message, not the repeat */
     {SPOOL_OUT, "lis", KEY, 0, 5},   /* whatever its state */
     {SPOOL_OUT, "nosuch", KEY, -ENOENT, 0},
@@ -977,8 +980,8 @@ START_TEST(test_find_key)
 	int64_t id = -1;
 
 	ck_assert(route && key);
-	ck_assert_int_eq(spool_find_key(s, (enum spool_channel)c->channel,
-					expand(c->route, route), expand(c->key, key), &id),
+	ck_assert_int_eq(spool_find_key(s, (enum spool_channel)c->channel, expand(c->route, route),
+					expand(c->key, key), &id),
 			 c->err);
 	if (c->err == 0)
 		ck_assert_int_eq(id, c->id);
@@ -1042,15 +1045,15 @@ static const struct outmark_case {
 	enum spool_state state;
 	int has_ack;
 } outmark_cases[] = {
-    {"AA with a NUL", OUT_ACKED, "MSH|^~\\&|LIS\rMSA|AA|C1\0tail\r", 27, NULL, 0,
-     SPOOL_DELIVERED, 1},
+    {"AA with a NUL", OUT_ACKED, "MSH|^~\\&|LIS\rMSA|AA|C1\0tail\r", 27, NULL, 0, SPOOL_DELIVERED,
+     1},
     {"AA, no ack", OUT_ACKED, NULL, 0, NULL, 0, SPOOL_DELIVERED, 0},
     {"AA, empty ack", OUT_ACKED, "", 0, NULL, 0, SPOOL_DELIVERED, 0},
     {"AA of SPOOL_ACK_MAX", OUT_ACKED, "#65536", 0, NULL, 0, SPOOL_DELIVERED, 1},
     {"AA too long", OUT_ACKED, "#65537", 0, NULL, -EMSGSIZE, SPOOL_QUEUED, 0},
     {"AA NULL with a length", OUT_ACKED, NULL, 5, NULL, -EINVAL, SPOOL_QUEUED, 0},
-    {"AR", OUT_REJECTED, "MSA|AR|C1\rERR|||207\r", 20, "AR: application error", 0,
-     SPOOL_REJECTED, 1},
+    {"AR", OUT_REJECTED, "MSA|AR|C1\rERR|||207\r", 20, "AR: application error", 0, SPOOL_REJECTED,
+     1},
     {"AE, no ack", OUT_REJECTED, NULL, 0, NULL, 0, SPOOL_REJECTED, 0},
     {"AR of SPOOL_ACK_MAX", OUT_REJECTED, "#65536", 0, "AR", 0, SPOOL_REJECTED, 1},
     {"AR too long", OUT_REJECTED, "#65537", 0, "AR", -EMSGSIZE, SPOOL_QUEUED, 0},
@@ -1629,6 +1632,8 @@ static const struct usage_case {
     {{"show", "abc"}, "ID is a positive number"},
     {{"show", "-3"}, "unknown option"},
     {{"show", "1", "2"}, "unexpected argument: 2"},
+    {{"show", "1", "--body", "--ack"}, "--body or --ack (not both)"},
+    {{"list", "--state", "acked"}, "--state is one of"},
     {{"replay"}, "replay needs an ID or --all-dead"},
     {{"replay", "3", "--all-dead"}, "not both"},
     {{"replay", "3", "--integration", "lab"}, "--integration goes with --all-dead"},
@@ -1707,6 +1712,46 @@ START_TEST(test_cli_list)
 	CLI(r, "list", "--limit", "1");
 	ck_assert_int_eq(count_lines(r->out), 2);
 	ck_assert_ptr_nonnull(strstr(r->out, "\n6 "));
+	free(r);
+}
+END_TEST
+
+/* Outbound rows are listed with the inbound ones; the channel column
+ * tells them apart. */
+START_TEST(test_cli_list_channels)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+
+	spool_close(mixed_rows());
+	CLI(r, "list");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_int_eq(count_lines(r->out), 9);
+	ck_assert_ptr_nonnull(strstr(r->out, "ID       STATE     INTEGRATION      CHANNEL SENDER"));
+	ck_assert_ptr_nonnull(strstr(r->out, "\n2        queued    lab              out     s "));
+	ck_assert_ptr_nonnull(strstr(r->out, "\n1        queued    lab              in      s "));
+
+	CLI(r, "list", "--state", "rejected");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_int_eq(count_lines(r->out), 2);
+	ck_assert_ptr_nonnull(strstr(r->out, "\n7        rejected  lis              out "));
+	ck_assert_ptr_nonnull(strstr(r->out, "AR: unknown facility"));
+
+	CLI(r, "show", "7");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_ptr_nonnull(strstr(r->out, "state:           rejected\n"));
+	ck_assert_ptr_nonnull(strstr(r->out, "channel:         out\n"));
+	ck_assert_ptr_nonnull(strstr(r->out, "ack_bytes:       9\n"));
+	ck_assert_ptr_null(strstr(r->out, "MSA|")); /* the ACK only on request */
+	CLI(r, "show", "7", "--ack");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_uint_eq(r->out_len, 9);
+	ck_assert_mem_eq(r->out, "MSA|AR|C7", 9);
+	CLI(r, "show", "1", "--ack"); /* none: nothing printed */
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_uint_eq(r->out_len, 0);
+	CLI(r, "show", "1");
+	ck_assert_ptr_nonnull(strstr(r->out, "channel:         in\n"));
+	ck_assert_ptr_nonnull(strstr(r->out, "ack_bytes:       0\n"));
 	free(r);
 }
 END_TEST
@@ -1902,6 +1947,7 @@ static Suite *spool_suite(void)
 	tcase_add_loop_test(tc, test_cli_usage, 0, N_OF(usage_cases));
 	tcase_add_test(tc, test_cli_missing_db);
 	tcase_add_test(tc, test_cli_list);
+	tcase_add_test(tc, test_cli_list_channels);
 	tcase_add_test(tc, test_cli_show);
 	tcase_add_test(tc, test_cli_replay);
 	tcase_add_test(tc, test_cli_purge);
