@@ -33,7 +33,7 @@ APP_LIB     := $(if $(APP_SRC),$(BUILD)/lib/libappliance.a)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/delay-proxy $(BUILD)/bin/https-sink \
-               $(BUILD)/bin/mllp-send $(BUILD)/bin/ipc-send \
+               $(BUILD)/bin/mllp-send $(BUILD)/bin/ipc-send $(BUILD)/bin/mllp-recv \
                $(if $(VICI_LIB),$(BUILD)/bin/vici-bench)
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici) \
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
