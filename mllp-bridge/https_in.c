@@ -778,7 +778,7 @@ static int parse_token_line(const struct cfg *cfg, char *line, struct token *t, 
 
 	dests = tok + len;
 	if (!*dests) {
-		*why = "expected \"TOKEN DESTINATIONS\"";
+		*why = "expected TOKEN and DESTINATIONS (* or a comma-separated list)";
 		return -EINVAL;
 	}
 	*dests++ = '\0';
@@ -803,11 +803,11 @@ static int parse_token_line(const struct cfg *cfg, char *line, struct token *t, 
 		*why = "out of memory";
 		return -ENOMEM;
 	}
-	for (char *d = dests, *next; d && *d; d = next) {
+	for (char *d = dests, *next; d; d = next) {
 		size_t n = strcspn(d, ",");
 		int i = -1;
 
-		next = d[n] ? d + n + 1 : NULL;
+		next = d[n] ? d + n + 1 : NULL; /* "lab," ends with an empty name */
 		for (size_t k = 0; k < cfg->ndestinations; k++)
 			if (strlen(cfg->destinations[k].name) == n &&
 			    memcmp(cfg->destinations[k].name, d, n) == 0)
