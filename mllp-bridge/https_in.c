@@ -104,20 +104,34 @@ static const char *const ctypes[] = {CTYPE_HL7_ER7, "application/hl7-v2", "appli
 static const char *phrase(int code)
 {
 	switch (code) {
-	case 200: return "OK";
-	case 202: return "Accepted";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 421: return "Misdirected Request";
-	case 422: return "Unprocessable Content";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	default: return "Internal Server Error";
+	case 200:
+		return "OK";
+	case 202:
+		return "Accepted";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 421:
+		return "Misdirected Request";
+	case 422:
+		return "Unprocessable Content";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
 	}
 }
 
@@ -379,8 +393,8 @@ static int cert_client(const struct https_in *h, SSL *ssl, char *label, size_t c
 static int authenticate(const struct https_in *h, struct evhttp_request *req, struct who *w,
 			const char **why)
 {
-	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
-					      "Authorization");
+	const char *auth =
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 	int has_cert = cert_client(h, req_ssl(req), w->label, sizeof(w->label));
 
 	w->tok = NULL;
@@ -406,10 +420,10 @@ static int authenticate(const struct https_in *h, struct evhttp_request *req, st
 	}
 	if (has_cert)
 		return 0;
-	*why = h->ntokens ? (h->cfg->https.client_ca
-				 ? "a client certificate or a bearer token is required"
-				 : "a bearer token is required")
-			  : "a client certificate is required";
+	*why = h->ntokens
+		   ? (h->cfg->https.client_ca ? "a client certificate or a bearer token is required"
+					      : "a bearer token is required")
+		   : "a client certificate is required";
 	return 401;
 }
 
@@ -589,8 +603,8 @@ static void on_submitted(void *arg, int err, int64_t id, int existed)
 		return;
 	}
 	p->id = id;
-	log_event(LOG_INFO, existed ? "https_repeat" : "https_accepted",
-		  " peer=%s id=%" PRId64, p->peer, id);
+	log_event(LOG_INFO, existed ? "https_repeat" : "https_accepted", " peer=%s id=%" PRId64,
+		  p->peer, id);
 	if (existed)
 		h->st.repeated++;
 	else
@@ -614,8 +628,8 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
 	const char *ctype = media_type(req);
-	const char *key = evhttp_find_header(evhttp_request_get_input_headers(req),
-					     "Idempotency-Key");
+	const char *key =
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
 	char control_id[HL7_MSH_CONTROL_ID_MAX + 1], dest[CFG_NAME_MAX + 1];
 	const unsigned char *body;
 	const char *why = NULL;
@@ -646,7 +660,8 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 		return;
 	}
 	if (key && (!*key || strlen(key) > HTTPS_IN_KEY_MAX || !visible(key, strlen(key)))) {
-		refuse(h, req, peer, 400, "Idempotency-Key must be 1 to 64 visible ASCII characters");
+		refuse(h, req, peer, 400,
+		       "Idempotency-Key must be 1 to 64 visible ASCII characters");
 		return;
 	}
 	body = evbuffer_pullup(in, -1);
@@ -996,9 +1011,8 @@ static int bind_listener(struct https_in *h)
 			  strerror(err));
 		return -(err ? err : EADDRNOTAVAIL);
 	}
-	h->port = ntohs(bound.ss_family == AF_INET6
-			    ? ((struct sockaddr_in6 *)&bound)->sin6_port
-			    : ((struct sockaddr_in *)&bound)->sin_port);
+	h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						    : ((struct sockaddr_in *)&bound)->sin_port);
 	return 0;
 }
 
@@ -1007,8 +1021,9 @@ static int check_args(const struct cfg *cfg, const struct https_in_hooks *hk)
 	if (!hk || !hk->submit || !hk->lookup || !hk->wait || !hk->cancel)
 		return -EINVAL;
 	if (!cfg->https.cert || !cfg->https.key || !cfg->https.max_body) {
-		log_event(LOG_ERR, "https_config_invalid", " reason=\"cert, key and max_body are "
-							   "required\"");
+		log_event(LOG_ERR, "https_config_invalid",
+			  " reason=\"cert, key and max_body are "
+			  "required\"");
 		return -EINVAL;
 	}
 	if (!cfg->https.client_ca && !cfg->https.tokens_file) {
@@ -1020,8 +1035,8 @@ static int check_args(const struct cfg *cfg, const struct https_in_hooks *hk)
 	return 0;
 }
 
-int https_in_new(struct event_base *base, const struct cfg *cfg,
-		 const struct https_in_hooks *hooks, struct https_in **out)
+int https_in_new(struct event_base *base, const struct cfg *cfg, const struct https_in_hooks *hooks,
+		 struct https_in **out)
 {
 	struct https_in *h;
 	int err;
@@ -1056,8 +1071,8 @@ int https_in_new(struct event_base *base, const struct cfg *cfg,
 	evhttp_set_gencb(h->http, on_request, h);
 	if ((err = bind_listener(h)) < 0)
 		goto fail;
-	log_event(LOG_INFO, "https_listen", " listen=%s mtls=%s tokens=%zu",
-		  cfg->https.listen_text, cfg->https.client_ca ? "yes" : "no", h->ntokens);
+	log_event(LOG_INFO, "https_listen", " listen=%s mtls=%s tokens=%zu", cfg->https.listen_text,
+		  cfg->https.client_ca ? "yes" : "no", h->ntokens);
 	*out = h;
 	return 0;
 fail:

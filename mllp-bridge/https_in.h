@@ -34,15 +34,16 @@
 struct event_base;
 struct https_in;
 
-#define HTTPS_IN_KEY_MAX	 64	    /* Idempotency-Key: 1..64 visible ASCII characters */
-#define HTTPS_IN_WAIT_MAX_S	 60	    /* Prefer: wait=N is clamped to this */
-#define HTTPS_IN_TOKEN_MIN	 16	    /* a bearer token: 16..256 visible ASCII characters */
+#define HTTPS_IN_KEY_MAX	 64 /* Idempotency-Key: 1..64 visible ASCII characters */
+#define HTTPS_IN_WAIT_MAX_S	 60 /* Prefer: wait=N is clamped to this */
+#define HTTPS_IN_TOKEN_MIN	 16 /* a bearer token: 16..256 visible ASCII characters */
 #define HTTPS_IN_TOKEN_MAX	 256
-#define HTTPS_IN_TOKENS_FILE_MAX (1u << 20) /* tokens_file is refused above 1 MiB, before reading */
-#define HTTPS_IN_HEADERS_MAX	 16384	    /* request line + headers */
-#define HTTPS_IN_TIMEOUT_S	 30	    /* evhttp read/write timeout of a connection */
-#define HTTPS_IN_BACKLOG	 128
-#define HTTPS_IN_ERROR_MAX	 256 /* a last_error shown by GET is cut here */
+#define HTTPS_IN_TOKENS_FILE_MAX (1u << 20) /* tokens_file is refused above 1 MiB, before reading  \
+					     */
+#define HTTPS_IN_HEADERS_MAX 16384	    /* request line + headers */
+#define HTTPS_IN_TIMEOUT_S   30		    /* evhttp read/write timeout of a connection */
+#define HTTPS_IN_BACKLOG     128
+#define HTTPS_IN_ERROR_MAX   256 /* a last_error shown by GET is cut here */
 
 /* The state of an outbound message as GET /v1/messages/{id} shows it. */
 struct https_in_view {
@@ -78,9 +79,9 @@ struct https_in_hooks {
 	 * visible ASCII. A key staged but not yet committed must be recognised
 	 * too (two requests with one key in the same loop pass). Returns 0, or
 	 * a negative errno without calling done_cb (refused at once). */
-	int (*submit)(void *arg, const char *dest, const char *client, const void *body,
-		      size_t len, const char *content_type, const char *control_id,
-		      const char *idem_key, https_in_done_cb done_cb, void *done_arg);
+	int (*submit)(void *arg, const char *dest, const char *client, const void *body, size_t len,
+		      const char *content_type, const char *control_id, const char *idem_key,
+		      https_in_done_cb done_cb, void *done_arg);
 	/* Fills *view for an outbound message. Returns 0, or -ENOENT (unknown,
 	 * or not an outbound message). The view's pointers stay valid until
 	 * release(arg, view) (when release is not NULL) or the next lookup. */
@@ -114,8 +115,7 @@ struct https_in_stats {
  * tokens_file now; a problem is logged (file:line for tokens_file) and
  * returned: -EINVAL (bad file, neither client_ca nor tokens_file), -ENOENT
  * / -EACCES (unreadable), -EADDRINUSE..., -ENOMEM. */
-__attribute__((warn_unused_result)) int https_in_new(struct event_base *base,
-						     const struct cfg *cfg,
+__attribute__((warn_unused_result)) int https_in_new(struct event_base *base, const struct cfg *cfg,
 						     const struct https_in_hooks *hooks,
 						     struct https_in **out);
 

@@ -30,13 +30,13 @@
 #include "mllp-bridge/https_in.h"
 #include "mllp-bridge/log.h"
 
-#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
-#define DIR_LEN	  128
-#define PATH_LEN  512
-#define BODY_MAX  8192
-#define MSGS_MAX  16
-#define MAX_BODY  4096 /* https.max_body */
-#define RIS_FRAME 512  /* destination ris's max_frame: below max_body */
+#define NELEMS(a)    (sizeof(a) / sizeof((a)[0]))
+#define DIR_LEN	     128
+#define PATH_LEN     512
+#define BODY_MAX     8192
+#define MSGS_MAX     16
+#define MAX_BODY     4096 /* https.max_body */
+#define RIS_FRAME    512  /* destination ris's max_frame: below max_body */
 #define ACK_DELAY_MS 100
 
 #define TOK_LAB "tok-lab-0123456789abcdef"
@@ -47,7 +47,8 @@
 	"MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01|CTRL-1|P|2.5.1\r"                   \
 	"PID|1||12345^^^HOSP^MR||DOE^JANE\r"
 #define HL7_NO_MSH10 "MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01||P|2.5.1\r"
-#define HL7_ACK	     "MSH|^~\\&|LIS|HOSP|CLOUD|ACME|20261130120001||ACK^O01^ACK|A1|P|2.5.1\rMSA|AA|CTRL-1\r"
+#define HL7_ACK                                                                                    \
+	"MSH|^~\\&|LIS|HOSP|CLOUD|ACME|20261130120001||ACK^O01^ACK|A1|P|2.5.1\rMSA|AA|CTRL-1\r"
 
 static char g_tmp[DIR_LEN];
 static char g_certs[DIR_LEN + 16];
@@ -170,8 +171,8 @@ static int fake_lookup(void *arg, int64_t id, struct https_in_view *v)
 	return -ENOENT;
 }
 
-static int fake_wait(void *arg, int64_t id, uint64_t timeout_ms, https_in_wait_cb cb,
-		     void *cb_arg, void **handle)
+static int fake_wait(void *arg, int64_t id, uint64_t timeout_ms, https_in_wait_cb cb, void *cb_arg,
+		     void **handle)
 {
 	struct later *l = later(F.ack_ready ? ACK_DELAY_MS : timeout_ms);
 
@@ -390,8 +391,9 @@ static void perform(const struct req *q, struct resp *r)
 	curl_easy_setopt(e, CURLOPT_CAINFO, path);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT, 20L);
 	curl_easy_setopt(e, CURLOPT_SSLVERSION,
-			 q->sslversion ? q->sslversion
-				       : (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_3));
+			 q->sslversion
+			     ? q->sslversion
+			     : (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_3));
 	if (q->ciphers)
 		curl_easy_setopt(e, CURLOPT_SSL_CIPHER_LIST, q->ciphers);
 	if (q->tls13)
@@ -404,7 +406,8 @@ static void perform(const struct req *q, struct resp *r)
 	}
 	if (q->body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)(q->len ? q->len : strlen(q->body)));
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
+				 (long)(q->len ? q->len : strlen(q->body)));
 	}
 	if (q->method)
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
@@ -469,10 +472,11 @@ START_TEST(test_post_and_get)
 	perform(&(struct req){.path = path, .token = TOK_LAB}, &r);
 	ck_assert_int_eq(r.code, 200);
 	ck_assert_str_eq(r.ctype, "application/json");
-	ck_assert_str_eq(r.body, "{\"id\":101,\"destination\":\"lab\",\"state\":\"acked\","
-				 "\"attempts\":1,\"last_error\":null,\"ack\":\"MSH|^~\\\\&|LIS|HOSP|"
-				 "CLOUD|ACME|20261130120001||ACK^O01^ACK|A1|P|2.5.1\\rMSA|AA|CTRL-1"
-				 "\\r\",\"received\":\"2025-11-30T12:00:00.123Z\"}\n");
+	ck_assert_str_eq(r.body,
+			 "{\"id\":101,\"destination\":\"lab\",\"state\":\"acked\","
+			 "\"attempts\":1,\"last_error\":null,\"ack\":\"MSH|^~\\\\&|LIS|HOSP|"
+			 "CLOUD|ACME|20261130120001||ACK^O01^ACK|A1|P|2.5.1\\rMSA|AA|CTRL-1"
+			 "\\r\",\"received\":\"2025-11-30T12:00:00.123Z\"}\n");
 	/* unknown id, malformed ids */
 	perform(&(struct req){.path = "/v1/messages/999", .token = TOK_LAB}, &r);
 	ck_assert_int_eq(r.code, 404);
@@ -520,103 +524,127 @@ static char ris_big[RIS_FRAME + 100];
 static const struct refusal refusals[] = {
     {"no token",
      {.path = "/v1/destinations/lab/messages", .ctype = "x-application/hl7-v2+er7", .body = HL7_OK},
-     401, "bearer token is required"},
+     401,
+     "bearer token is required"},
     {"wrong token",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = HL7_OK,
       .token = "tok-lab-0123456789abcdeX"},
-     401, "invalid bearer token"},
+     401,
+     "invalid bearer token"},
     {"not bearer",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = HL7_OK,
       .extra = {"Authorization: Basic dXNlcjpwYXNz"}},
-     401, "not a Bearer token"},
+     401,
+     "not a Bearer token"},
     {"token for another destination",
      {.path = "/v1/destinations/ris/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = HL7_OK,
       .token = TOK_LAB},
-     403, "may not send to destination ris"},
+     403,
+     "may not send to destination ris"},
     {"limited token, unknown destination",
      {.path = "/v1/destinations/nope/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = HL7_OK,
       .token = TOK_LAB},
-     403, "may not send"},
+     403,
+     "may not send"},
     {"unknown destination",
      {.path = "/v1/destinations/nope/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = HL7_OK,
       .token = TOK_ALL},
-     404, "no such destination: nope"},
+     404,
+     "no such destination: nope"},
     {"wrong content type",
-     {.path = "/v1/destinations/lab/messages", .ctype = "text/plain", .body = HL7_OK, .token = TOK_ALL},
-     415, "Content-Type must be"},
+     {.path = "/v1/destinations/lab/messages",
+      .ctype = "text/plain",
+      .body = HL7_OK,
+      .token = TOK_ALL},
+     415,
+     "Content-Type must be"},
     {"no content type",
      {.path = "/v1/destinations/lab/messages",
       .body = HL7_OK,
       .token = TOK_ALL,
       .extra = {"Content-Type:"}},
-     415, "Content-Type must be"},
+     415,
+     "Content-Type must be"},
     {"Content-Length over max_body",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = big,
       .token = TOK_ALL},
-     413, NULL},
+     413,
+     NULL},
     {"chunked body over max_body",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = big,
       .token = TOK_ALL,
       .extra = {"Transfer-Encoding: chunked"}},
-     413, NULL},
+     413,
+     NULL},
     {"over the destination's max_frame",
      {.path = "/v1/destinations/ris/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = ris_big,
       .token = TOK_ALL},
-     413, "over the limit of 512"},
+     413,
+     "over the limit of 512"},
     {"no MSH",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "application/hl7-v2",
       .body = "PID|1||12345\r",
       .token = TOK_ALL},
-     422, "no MSH segment"},
+     422,
+     "no MSH segment"},
     {"no MSH-10",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7; charset=utf-8",
       .body = HL7_NO_MSH10,
       .token = TOK_ALL},
-     422, "MSH-10"},
+     422,
+     "MSH-10"},
     {"empty body",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = "",
       .token = TOK_ALL},
-     422, "no MSH segment"},
+     422,
+     "no MSH segment"},
     {"X12 that is not X12",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "application/edi-x12",
       .body = HL7_OK,
       .token = TOK_ALL},
-     422, "not X12"},
+     422,
+     "not X12"},
     {"XML that is not XML",
-     {.path = "/v1/destinations/lab/messages", .ctype = "text/xml", .body = HL7_OK, .token = TOK_ALL},
-     422, "not XML"},
+     {.path = "/v1/destinations/lab/messages",
+      .ctype = "text/xml",
+      .body = HL7_OK,
+      .token = TOK_ALL},
+     422,
+     "not XML"},
     {"bad Idempotency-Key",
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = HL7_OK,
       .token = TOK_ALL,
       .extra = {"Idempotency-Key: has space"}},
-     400, "Idempotency-Key"},
+     400,
+     "Idempotency-Key"},
     {"GET on the messages route",
-     {.path = "/v1/destinations/lab/messages", .token = TOK_ALL}, 405, "only POST"},
-    {"unknown path",
-     {.path = "/v2/whatever", .token = TOK_ALL}, 404, "not found"},
+     {.path = "/v1/destinations/lab/messages", .token = TOK_ALL},
+     405,
+     "only POST"},
+    {"unknown path", {.path = "/v2/whatever", .token = TOK_ALL}, 404, "not found"},
 };
 
 START_TEST(test_refused)
@@ -778,7 +806,7 @@ static const struct tls_case tls_cases[] = {
     {(long)(CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0), "DEFAULT:@SECLEVEL=0", NULL, 0},
     {V12, "ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0", NULL, 0}, /* CBC */
     {V12, "ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0", NULL, 0},    /* CBC */
-    {V12, "ECDHE-ECDSA-CHACHA20-POLY1305", NULL, 0},	      /* AEAD, but not one of the seven */
+    {V12, "ECDHE-ECDSA-CHACHA20-POLY1305", NULL, 0},	     /* AEAD, but not one of the seven */
     {V12, "ECDHE-ECDSA-AES128-CCM:@SECLEVEL=0", NULL, 0},
     {V12, "ECDHE-ECDSA-AES128-GCM-SHA256", NULL, 1},
     {V12, "ECDHE-ECDSA-AES256-GCM-SHA384", NULL, 1},
@@ -816,12 +844,8 @@ END_TEST
 
 /* tokens_file problems stop the listener from starting. */
 static const char *const bad_tokens[] = {
-    "short lab\n",
-    TOK_LAB "\n",
-    TOK_LAB " lab, ris\n",
-    TOK_LAB " nosuch\n",
-    TOK_LAB " lab,\n",
-    TOK_LAB " lab\n" TOK_LAB " ris\n",
+    "short lab\n",	  TOK_LAB "\n",	     TOK_LAB " lab, ris\n",
+    TOK_LAB " nosuch\n",  TOK_LAB " lab,\n", TOK_LAB " lab\n" TOK_LAB " ris\n",
     "# only a comment\n",
 };
 
