@@ -51,6 +51,7 @@
 	"MSH|^~\\&|LIS|HOSP|CLOUD|ACME|20261130120001||ACK^O01^ACK|A1|P|2.5.1\rMSA|AA|CTRL-1\r"
 
 static char g_tmp[DIR_LEN];
+static const char *g_server = "server"; /* the listener's certificate: server or server-rsa */
 static char g_certs[DIR_LEN + 16];
 
 /* ---- fake hooks ---- */
@@ -71,6 +72,9 @@ static struct {
 	int nmsgs; /* messages stored */
 	int waits, cancels;
 	int ack_ready; /* wait(): answer with HL7_ACK after ACK_DELAY_MS */
+	int hold;      /* submit(): keep done_cb in held/held_arg, call nothing */
+	https_in_done_cb held;
+	void *held_arg;
 } F = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 struct later {
@@ -144,6 +148,12 @@ static int fake_submit(void *arg, const char *dest, const char *client, const vo
 		snprintf(m->control_id, sizeof(m->control_id), "%s", control_id ? control_id : "");
 		snprintf(m->client, sizeof(m->client), "%s", client);
 		m->len = len;
+	}
+	if (F.hold) {
+		F.held = done;
+		F.held_arg = done_arg;
+		pthread_mutex_unlock(&F.mu);
+		return 0;
 	}
 	pthread_mutex_unlock(&F.mu);
 	l = later(0);
@@ -258,6 +268,7 @@ static void make_cfg(enum auth_mode mode)
 {
 	static char tokens[PATH_LEN];
 	struct cfg_https *hs = &g_cfg.https;
+	char path[64];
 
 	memset(&g_cfg, 0, sizeof(g_cfg));
 	memset(g_dests, 0, sizeof(g_dests));
@@ -275,8 +286,10 @@ static void make_cfg(enum auth_mode mode)
 		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		hs->listen_len = sizeof(*sin);
 	}
-	hs->cert = dup_cert("server.pem");
-	hs->key = dup_cert("server.key");
+	snprintf(path, sizeof(path), "%s.pem", g_server);
+	hs->cert = dup_cert(path);
+	snprintf(path, sizeof(path), "%s.key", g_server);
+	hs->key = dup_cert(path);
 	hs->max_body = MAX_BODY;
 	if (mode != AUTH_TOKENS)
 		hs->client_ca = dup_cert("ca.pem");
@@ -336,6 +349,7 @@ struct req {
 	const char *client;   /* client certificate base name, e.g. "client" */
 	long sslversion;      /* 0: TLS 1.2..1.3 */
 	const char *ciphers, *tls13;
+	long timeout_ms; /* 0: 20 s */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -389,7 +403,7 @@ static void perform(const struct req *q, struct resp *r)
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
 	cert(path, "ca.pem");
 	curl_easy_setopt(e, CURLOPT_CAINFO, path);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT, 20L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, q->timeout_ms ? q->timeout_ms : 20000L);
 	curl_easy_setopt(e, CURLOPT_SSLVERSION,
 			 q->sslversion
 			     ? q->sslversion
@@ -445,6 +459,37 @@ static void post_hl7(const char *token, const char *dest, const char *key, struc
 		q.extra[0] = keyh;
 	}
 	perform(&q, r);
+}
+
+/* ---- the log ---- */
+
+static char g_log[PATH_LEN];
+
+/* stderr (the log) into a file of this fork's own. */
+static void capture_log(void)
+{
+	int fd;
+
+	snprintf(g_log, sizeof(g_log), "%s/log.%d", g_tmp, (int)getpid());
+	fd = open(g_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	fflush(stderr);
+	ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	close(fd);
+}
+
+static char *read_log(void)
+{
+	static char buf[65536];
+	FILE *f;
+	size_t n;
+
+	fflush(stderr);
+	ck_assert_ptr_nonnull(f = fopen(g_log, "r"));
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
 }
 
 /* ---- tests ---- */
@@ -656,6 +701,7 @@ START_TEST(test_refused)
 	memcpy(big, HL7_OK, strlen(HL7_OK));
 	memset(ris_big, 'x', sizeof(ris_big) - 1);
 	memcpy(ris_big, HL7_OK, strlen(HL7_OK));
+	capture_log();
 	start(AUTH_TOKENS);
 	/* alive first: a good request is accepted */
 	post_hl7(TOK_ALL, "lab", NULL, &r);
@@ -672,6 +718,16 @@ START_TEST(test_refused)
 	}
 	ck_assert_msg(submits() == 1, "%s: submitted", t->what);
 	stop();
+	if (t->text) { /* logged with the peer and the reason, never the content */
+		const char *log = read_log();
+
+		ck_assert_msg(strstr(log, "event=https_refused peer=127.0.0.1:"), "%s: %s", t->what,
+			      log);
+		ck_assert_ptr_null(strstr(log, "DOE"));
+		ck_assert_ptr_null(strstr(log, "12345"));
+		ck_assert_ptr_null(strstr(log, "CTRL-1"));
+		ck_assert_ptr_null(strstr(log, "tok-"));
+	}
 }
 END_TEST
 
@@ -733,6 +789,59 @@ START_TEST(test_prefer_wait)
 }
 END_TEST
 
+/* https_in_free() with a request waiting for submit and one waiting for
+ * its ACK: the wait is cancelled, the submit's done_cb may still come (the
+ * commit module calls it with -ECANCELED at its own free). */
+START_TEST(test_free_pending)
+{
+	struct req q = {.path = "/v1/destinations/lab/messages",
+			.ctype = "x-application/hl7-v2+er7",
+			.body = HL7_OK,
+			.token = TOK_ALL,
+			.timeout_ms = 500,
+			.extra = {"Prefer: wait=30"}};
+	struct resp r;
+
+	start(AUTH_TOKENS);
+	perform(&q, &r); /* stored, waiting 30 s for the ACK */
+	ck_assert_int_eq(r.rc, CURLE_OPERATION_TIMEDOUT);
+	ck_assert_int_eq(F.waits, 1);
+	pthread_mutex_lock(&F.mu);
+	F.hold = 1;
+	pthread_mutex_unlock(&F.mu);
+	perform(&q, &r); /* submitted, never committed */
+	ck_assert_int_eq(r.rc, CURLE_OPERATION_TIMEDOUT);
+	ck_assert_int_eq(submits(), 2);
+	ck_assert_ptr_nonnull(F.held);
+	stop();
+	ck_assert_int_eq(F.cancels, 1);
+	F.held(F.held_arg, -ECANCELED, 0, 0);
+	event_base_free(g_base);
+}
+END_TEST
+
+START_TEST(test_repeat_with_wait)
+{
+	struct resp r;
+	struct req q = {.path = "/v1/destinations/lab/messages",
+			.ctype = "x-application/hl7-v2+er7",
+			.body = HL7_OK,
+			.token = TOK_ALL,
+			.extra = {"Idempotency-Key: k1", "Prefer: wait=5"}};
+
+	start(AUTH_TOKENS);
+	post_hl7(TOK_ALL, "lab", "k1", &r);
+	ck_assert_int_eq(r.code, 202);
+	F.ack_ready = 1;
+	perform(&q, &r);
+	ck_assert_int_eq(r.code, 200);
+	ck_assert_str_eq(r.body, HL7_ACK);
+	ck_assert_str_eq(r.location, "/v1/messages/101");
+	ck_assert_int_eq(F.nmsgs, 1);
+	stop();
+}
+END_TEST
+
 /* Client certificates. what: the curl outcome expected, "tls" for a refused
  * handshake (either curl error: TLS 1.3 reports the server's alert at the
  * first read) or an HTTP status. */
@@ -740,31 +849,36 @@ struct mtls_case {
 	enum auth_mode mode;
 	const char *client; /* NULL: no certificate */
 	const char *token;
-	long code; /* 0: the handshake is refused */
+	long code;	  /* 0: the handshake is refused */
+	const char *dest; /* NULL: lab */
 };
 
 static const struct mtls_case mtls_cases[] = {
-    {AUTH_MTLS, "client", NULL, 202},
-    {AUTH_MTLS, NULL, NULL, 0},		  /* no certificate: no handshake */
-    {AUTH_MTLS, "other-client", NULL, 0}, /* another CA */
-    {AUTH_MTLS, "server", NULL, 0},	  /* our CA, but not a client certificate */
-    {AUTH_BOTH, "client", NULL, 202},
-    {AUTH_BOTH, NULL, NULL, 401},
-    {AUTH_BOTH, NULL, TOK_LAB, 202},
-    {AUTH_BOTH, "other-client", TOK_LAB, 0}, /* a certificate presented must verify */
-    {AUTH_BOTH, "client", "tok-wrong-0123456789abcdef", 401},
+    {AUTH_MTLS, "client", NULL, 202, NULL},
+    {AUTH_MTLS, NULL, NULL, 0, NULL},		  /* no certificate: no handshake */
+    {AUTH_MTLS, "other-client", NULL, 0, NULL}, /* another CA */
+    {AUTH_MTLS, "server", NULL, 0, NULL},	  /* our CA, but not a client certificate */
+    {AUTH_BOTH, "client", NULL, 202, NULL},
+    {AUTH_BOTH, NULL, NULL, 401, NULL},
+    {AUTH_BOTH, NULL, TOK_LAB, 202, NULL},
+    {AUTH_BOTH, "other-client", TOK_LAB, 0, NULL}, /* a certificate presented must verify */
+    {AUTH_BOTH, "client", "tok-wrong-0123456789abcdef", 401, NULL},
+    {AUTH_BOTH, "client", NULL, 202, "ris"},   /* a certificate may use every destination */
+    {AUTH_BOTH, "client", TOK_LAB, 403, "ris"}, /* a token's limits apply with a certificate */
 };
 
 START_TEST(test_mtls)
 {
 	const struct mtls_case *t = &mtls_cases[_i];
 	struct resp r;
-	struct req q = {.path = "/v1/destinations/lab/messages",
+	char path[64];
+	struct req q = {.path = path,
 			.ctype = "x-application/hl7-v2+er7",
 			.body = HL7_OK,
 			.token = t->token,
 			.client = t->client};
 
+	snprintf(path, sizeof(path), "/v1/destinations/%s/messages", t->dest ? t->dest : "lab");
 	start(t->mode);
 	perform(&q, &r);
 	if (t->code) {
@@ -797,23 +911,31 @@ struct tls_case {
 	long version;
 	const char *ciphers, *tls13;
 	int ok;
+	const char *server; /* NULL: the EC P-256 certificate */
 };
 
 #define V12 (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2)
 #define V13 (long)(CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3)
 static const struct tls_case tls_cases[] = {
-    {(long)(CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1), "DEFAULT:@SECLEVEL=0", NULL, 0},
-    {(long)(CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0), "DEFAULT:@SECLEVEL=0", NULL, 0},
-    {V12, "ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0", NULL, 0}, /* CBC */
-    {V12, "ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0", NULL, 0},    /* CBC */
-    {V12, "ECDHE-ECDSA-CHACHA20-POLY1305", NULL, 0},	     /* AEAD, but not one of the seven */
-    {V12, "ECDHE-ECDSA-AES128-CCM:@SECLEVEL=0", NULL, 0},
-    {V12, "ECDHE-ECDSA-AES128-GCM-SHA256", NULL, 1},
-    {V12, "ECDHE-ECDSA-AES256-GCM-SHA384", NULL, 1},
-    {V13, NULL, "TLS_AES_128_CCM_SHA256", 0},
-    {V13, NULL, "TLS_AES_128_GCM_SHA256", 1},
-    {V13, NULL, "TLS_AES_256_GCM_SHA384", 1},
-    {V13, NULL, "TLS_CHACHA20_POLY1305_SHA256", 1},
+    {(long)(CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1), "DEFAULT:@SECLEVEL=0", NULL, 0, NULL},
+    {(long)(CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0), "DEFAULT:@SECLEVEL=0", NULL, 0, NULL},
+    {V12, "ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0", NULL, 0, NULL}, /* CBC */
+    {V12, "ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0", NULL, 0, NULL},    /* CBC */
+    {V12, "ECDHE-ECDSA-CHACHA20-POLY1305", NULL, 0, NULL},	     /* AEAD, but not one of the seven */
+    {V12, "ECDHE-ECDSA-AES128-CCM:@SECLEVEL=0", NULL, 0, NULL},
+    {V12, "ECDHE-ECDSA-AES128-GCM-SHA256", NULL, 1, NULL},
+    {V12, "ECDHE-ECDSA-AES256-GCM-SHA384", NULL, 1, NULL},
+    {V13, NULL, "TLS_AES_128_CCM_SHA256", 0, NULL},
+    {V13, NULL, "TLS_AES_128_GCM_SHA256", 1, NULL},
+    {V13, NULL, "TLS_AES_256_GCM_SHA384", 1, NULL},
+    {V13, NULL, "TLS_CHACHA20_POLY1305_SHA256", 1, NULL},
+    /* an RSA server key: the ECDHE-RSA pair, and nothing without ECDHE */
+    {V12, "ECDHE-RSA-AES128-GCM-SHA256", NULL, 1, "server-rsa"},
+    {V12, "ECDHE-RSA-AES256-GCM-SHA384", NULL, 1, "server-rsa"},
+    {V12, "AES128-GCM-SHA256:AES256-GCM-SHA384", NULL, 0, "server-rsa"},
+    {V12, "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0", NULL, 0, "server-rsa"},
+    {V12, "ECDHE-RSA-AES128-SHA:ECDHE-RSA-CHACHA20-POLY1305:@SECLEVEL=0", NULL, 0, "server-rsa"},
+    {V13, NULL, "TLS_AES_256_GCM_SHA384", 1, "server-rsa"},
 };
 
 START_TEST(test_tls_policy)
@@ -821,6 +943,8 @@ START_TEST(test_tls_policy)
 	const struct tls_case *t = &tls_cases[_i];
 	struct resp r;
 
+	if (t->server)
+		g_server = t->server;
 	start(AUTH_TOKENS);
 	perform(&(struct req){.path = "/v1/messages/1",
 			      .token = TOK_ALL,
@@ -927,6 +1051,8 @@ static Suite *https_in_suite(void)
 	tcase_add_loop_test(t, test_refused, 0, NELEMS(refusals));
 	tcase_add_test(t, test_idempotency_key);
 	tcase_add_test(t, test_prefer_wait);
+	tcase_add_test(t, test_repeat_with_wait);
+	tcase_add_test(t, test_free_pending);
 	tcase_add_loop_test(t, test_mtls, 0, NELEMS(mtls_cases));
 	tcase_add_loop_test(t, test_tls_policy, 0, NELEMS(tls_cases));
 	tcase_add_loop_test(t, test_bad_tokens_file, 0, NELEMS(bad_tokens));
