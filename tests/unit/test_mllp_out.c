@@ -14,6 +14,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,11 +44,13 @@ enum action {
 	ACT_AA = 0, /* the default once the script ends */
 	ACT_AE,
 	ACT_AR,
-	ACT_WRONG, /* AA with another MSA-2 */
-	ACT_NONE,  /* no answer at all */
-	ACT_CLOSE, /* close the connection without answering */
-	ACT_LATE,  /* AA after RECV_DELAY_MS */
-	ACT_NAK,   /* release 2 commit NAK */
+	ACT_WRONG,    /* AA with another MSA-2 */
+	ACT_NONE,     /* no answer at all */
+	ACT_CLOSE,    /* close the connection without answering */
+	ACT_LATE,     /* AA after RECV_DELAY_MS */
+	ACT_NAK,      /* release 2 commit NAK */
+	ACT_AA_CLOSE, /* AA, then close the connection */
+	ACT_AA_TWICE, /* AA twice: the second answers nothing */
 };
 
 #define RECV_DELAY_MS 40
@@ -99,7 +102,8 @@ static void send_ack(struct rconn *c, const char *code, const char *ctl)
 	size_t len = mllp_encode(frame, sizeof(frame), ack, (size_t)n);
 
 	ck_assert_uint_gt(len, 0);
-	bufferevent_write(c->bev, frame, len);
+	/* Straight to the socket: a close right after must not lose it. */
+	ck_assert_int_eq(send(bufferevent_getfd(c->bev), frame, len, 0), (ssize_t)len);
 }
 
 static void on_late(evutil_socket_t fd, short what, void *arg)
@@ -165,6 +169,16 @@ static void on_frame(struct rconn *c, const uint8_t *data, size_t len)
 		break;
 	case ACT_CLOSE:
 		rconn_close(c);
+		break;
+	case ACT_AA_CLOSE:
+		R.outstanding[0] = '\0';
+		send_ack(c, "AA", ctl);
+		rconn_close(c);
+		break;
+	case ACT_AA_TWICE:
+		R.outstanding[0] = '\0';
+		send_ack(c, "AA", ctl);
+		send_ack(c, "AA", ctl);
 		break;
 	case ACT_LATE: {
 		struct timeval tv = {0, RECV_DELAY_MS * 1000};
@@ -452,6 +466,15 @@ static void wait_done(int n, int ms)
 		g_done = (int)(st.acked + st.rejected + st.dead);
 	} while (g_done < n && stats_now() < end);
 	ck_assert_int_eq(g_done, n);
+}
+
+static void wait_disconnected(int ms)
+{
+	double end = stats_now() + ms / 1000.0;
+
+	while (stats().connected && stats_now() < end)
+		event_base_loop(g_base, EVLOOP_ONCE);
+	ck_assert_int_eq(stats().connected, 0);
 }
 
 static void assert_frames(const char *const *want, int n)
@@ -758,6 +781,60 @@ START_TEST(test_gate_drop_mid_message)
 }
 END_TEST
 
+/* A receiver that closes after its ACK is no failure: the next message
+ * opens a new connection. A second answer to one message (nothing in
+ * flight) closes the connection; the next message opens another. */
+START_TEST(test_peer_close_and_stray_answer)
+{
+	static const enum action acts[] = {ACT_AA_CLOSE, ACT_AA_TWICE, ACT_AA};
+	static const char *const want[] = {"MSG001", "MSG002", "MSG003"};
+
+	script(3, acts);
+	start();
+	post(1);
+	wait_done(1, 2000);
+	wait_disconnected(1000); /* the receiver's close */
+	post(2);
+	wait_done(2, 2000);
+	wait_disconnected(1000); /* ours, after the stray second ACK */
+	ck_assert(run_until(&R.eofs, 1, 1000));
+	ck_assert_uint_eq(stats().ack_errors, 0);
+	post(3);
+	wait_done(3, 2000);
+	assert_frames(want, 3);
+	ck_assert_int_eq(R.nconns, 3);
+	ck_assert_uint_eq(stats().retries, 0);
+	ck_assert_uint_eq(stats().transport_errors, 0);
+}
+END_TEST
+
+/* A watch cancelled is never called; one still open at free hears
+ * ABORTED, and its row stays queued in the spool. */
+START_TEST(test_unwatch_and_abort)
+{
+	static const enum action acts[] = {ACT_NONE};
+	struct mllp_out_watch *h1, *h2;
+	struct spool_row r = {0};
+	int64_t id;
+
+	g_dest.ack_timeout_ms = 5000;
+	script(1, acts);
+	start();
+	id = post(1);
+	ck_assert_int_eq(mllp_out_watch(g_out, id, on_watch, NULL, &h1), 0);
+	ck_assert_int_eq(mllp_out_watch(g_out, id, on_watch, NULL, &h2), 0);
+	ck_assert(run_until(&R.nframes, 1, 2000));
+	ck_assert_uint_eq(stats().in_flight, 1);
+	mllp_out_unwatch(h1);
+	mllp_out_free(g_out);
+	g_out = NULL;
+	ck_assert_int_eq(W.calls, 1);
+	ck_assert_int_eq(W.result, MLLP_OUT_ABORTED);
+	ck_assert_int_eq(row_state(id, &r), SPOOL_QUEUED);
+	spool_row_clear(&r);
+}
+END_TEST
+
 /* What enqueue refuses, and the destination lookup. */
 START_TEST(test_enqueue_refusals)
 {
@@ -843,6 +920,8 @@ static Suite *out_suite(void)
 	tcase_add_test(tc, test_connect_refused);
 	tcase_add_test(tc, test_enqueue_refusals);
 	tcase_add_test(tc, test_release2);
+	tcase_add_test(tc, test_peer_close_and_stray_answer);
+	tcase_add_test(tc, test_unwatch_and_abort);
 	suite_add_tcase(su, tc);
 	tc = tcase_create("closed gate");
 	tcase_add_checked_fixture(tc, setup_closed, teardown);
