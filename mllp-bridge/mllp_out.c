@@ -36,7 +36,6 @@ enum phase {
 
 struct mllp_out_watch {
 	LIST_ENTRY(mllp_out_watch) link;
-	struct out_msg *m;
 	mllp_out_watch_cb cb;
 	void *arg;
 };
@@ -59,6 +58,13 @@ struct out_msg {
 
 TAILQ_HEAD(msg_list, out_msg);
 
+/* Why a lane set (lane.h) and not a plain FIFO: it already gives what a
+ * destination needs and would otherwise be written twice: insertion by row
+ * id (a replayed row goes back to its place, never ahead of the head), the
+ * head kept across retries with its own retry timer, sends started from
+ * the loop and never inside mllp_out_enqueue(), and an assert on a second
+ * message in flight. One set per destination with a cap of 1: a head that
+ * waits for the gate holds only its own destination. */
 struct out_dest {
 	struct mllp_out *o;
 	const struct cfg_destination *cfg;
@@ -284,7 +290,6 @@ int mllp_out_watch(struct mllp_out *o, int64_t id, mllp_out_watch_cb cb, void *a
 		return -ENOENT;
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
-	w->m = m;
 	w->cb = cb;
 	w->arg = arg;
 	LIST_INSERT_HEAD(&m->watches, w, link);
