@@ -399,14 +399,14 @@ static int authenticate(const struct https_in *h, struct evhttp_request *req, st
 
 	w->tok = NULL;
 	if (auth && h->ntokens) {
-		const char *t = auth + 6;
+		const char *t;
 		size_t len;
 
-		if (strncasecmp(auth, "Bearer", 6) != 0 || *t != ' ') {
+		if (strncasecmp(auth, "Bearer ", 7) != 0) {
 			*why = "the Authorization header is not a Bearer token";
 			return 401;
 		}
-		t += strspn(t, " ");
+		t = auth + 7 + strspn(auth + 7, " ");
 		len = strlen(t);
 		while (len && t[len - 1] == ' ')
 			len--;

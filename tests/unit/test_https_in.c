@@ -93,6 +93,7 @@ static struct cfg g_cfg;
 static struct cfg_destination g_dests[2];
 static pthread_t g_thread;
 static int g_stop[2] = {-1, -1};
+static struct event *g_stop_ev;
 static int g_port;
 
 static void on_later(evutil_socket_t fd, short what, void *arg)
@@ -302,8 +303,6 @@ static void make_cfg(enum auth_mode mode)
 
 static void start(enum auth_mode mode)
 {
-	struct event *stop;
-
 	make_cfg(mode);
 	g_base = event_base_new();
 	ck_assert_ptr_nonnull(g_base);
@@ -312,9 +311,9 @@ static void start(enum auth_mode mode)
 	g_port = https_in_port(g_h);
 	ck_assert_int_gt(g_port, 0);
 	ck_assert_int_eq(pipe2(g_stop, O_CLOEXEC), 0);
-	stop = event_new(g_base, g_stop[0], EV_READ, on_stop, g_base);
-	ck_assert_ptr_nonnull(stop);
-	ck_assert_int_eq(event_add(stop, NULL), 0);
+	g_stop_ev = event_new(g_base, g_stop[0], EV_READ, on_stop, g_base);
+	ck_assert_ptr_nonnull(g_stop_ev);
+	ck_assert_int_eq(event_add(g_stop_ev, NULL), 0);
 	ck_assert_int_eq(pthread_create(&g_thread, NULL, loop_main, NULL), 0);
 }
 
@@ -324,6 +323,11 @@ static void stop(void)
 	ck_assert_int_eq(pthread_join(g_thread, NULL), 0);
 	https_in_free(g_h);
 	g_h = NULL;
+	event_free(g_stop_ev);
+	close(g_stop[0]);
+	close(g_stop[1]);
+	event_base_free(g_base); /* timers still pending (a cancelled test's) are freed with it */
+	g_base = NULL;
 }
 
 /* ---- the client ---- */
@@ -816,7 +820,6 @@ START_TEST(test_free_pending)
 	stop();
 	ck_assert_int_eq(F.cancels, 1);
 	F.held(F.held_arg, -ECANCELED, 0, 0);
-	event_base_free(g_base);
 }
 END_TEST
 
@@ -855,15 +858,15 @@ struct mtls_case {
 
 static const struct mtls_case mtls_cases[] = {
     {AUTH_MTLS, "client", NULL, 202, NULL},
-    {AUTH_MTLS, NULL, NULL, 0, NULL},		  /* no certificate: no handshake */
+    {AUTH_MTLS, NULL, NULL, 0, NULL},		/* no certificate: no handshake */
     {AUTH_MTLS, "other-client", NULL, 0, NULL}, /* another CA */
-    {AUTH_MTLS, "server", NULL, 0, NULL},	  /* our CA, but not a client certificate */
+    {AUTH_MTLS, "server", NULL, 0, NULL},	/* our CA, but not a client certificate */
     {AUTH_BOTH, "client", NULL, 202, NULL},
     {AUTH_BOTH, NULL, NULL, 401, NULL},
     {AUTH_BOTH, NULL, TOK_LAB, 202, NULL},
     {AUTH_BOTH, "other-client", TOK_LAB, 0, NULL}, /* a certificate presented must verify */
     {AUTH_BOTH, "client", "tok-wrong-0123456789abcdef", 401, NULL},
-    {AUTH_BOTH, "client", NULL, 202, "ris"},   /* a certificate may use every destination */
+    {AUTH_BOTH, "client", NULL, 202, "ris"},	/* a certificate may use every destination */
     {AUTH_BOTH, "client", TOK_LAB, 403, "ris"}, /* a token's limits apply with a certificate */
 };
 
@@ -917,11 +920,13 @@ struct tls_case {
 #define V12 (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2)
 #define V13 (long)(CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3)
 static const struct tls_case tls_cases[] = {
-    {(long)(CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1), "DEFAULT:@SECLEVEL=0", NULL, 0, NULL},
-    {(long)(CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0), "DEFAULT:@SECLEVEL=0", NULL, 0, NULL},
+    {(long)(CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1), "DEFAULT:@SECLEVEL=0", NULL, 0,
+     NULL},
+    {(long)(CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0), "DEFAULT:@SECLEVEL=0", NULL, 0,
+     NULL},
     {V12, "ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0", NULL, 0, NULL}, /* CBC */
-    {V12, "ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0", NULL, 0, NULL},    /* CBC */
-    {V12, "ECDHE-ECDSA-CHACHA20-POLY1305", NULL, 0, NULL},	     /* AEAD, but not one of the seven */
+    {V12, "ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0", NULL, 0, NULL},	   /* CBC */
+    {V12, "ECDHE-ECDSA-CHACHA20-POLY1305", NULL, 0, NULL}, /* AEAD, but not one of the seven */
     {V12, "ECDHE-ECDSA-AES128-CCM:@SECLEVEL=0", NULL, 0, NULL},
     {V12, "ECDHE-ECDSA-AES128-GCM-SHA256", NULL, 1, NULL},
     {V12, "ECDHE-ECDSA-AES256-GCM-SHA384", NULL, 1, NULL},
