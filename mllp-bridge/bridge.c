@@ -15,6 +15,7 @@
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/metrics.h"
 #include "mllp-bridge/mllp_in.h"
+#include "mllp-bridge/outbound.h"
 #include "mllp-bridge/spool.h"
 #include "mllp-bridge/tunnel.h"
 #include "mllp-bridge/upstream.h"
@@ -35,6 +36,7 @@ struct bridge {
 	struct metrics *metrics;
 	struct gate *gate;
 	struct tunnel *tun;	/* NULL without a supervisor */
+	struct outbound *outb;	/* NULL without destinations and https */
 	int supervisor_fd;	/* owned until tunnel_new() takes it */
 	int64_t *dead_at_start; /* per integration: dead letters in the spool at start */
 	struct event *sig_ev[NSIGNALS];
@@ -198,6 +200,7 @@ static int bridge_setup(struct bridge *b)
 	    (err = upstream_new(b->base, &b->up)) < 0 || (err = forbid_tunnels(b)) < 0 ||
 	    (err = forward_new(b->base, b->cfg, b->spool, b->commit, b->up, &b->fwd)) < 0 ||
 	    (err = mllp_in_new(b->base, b->cfg, b->commit, b->gate, &hooks, &b->in)) < 0 ||
+	    (err = outbound_new(b->base, b->cfg, b->spool, b->commit, b->gate, &b->outb)) < 0 ||
 	    (err = link_supervisor(b)) < 0)
 		return err;
 	src = (struct metrics_sources){.in = b->in,
@@ -261,6 +264,7 @@ void bridge_free(struct bridge *b)
 	metrics_free(b->metrics);
 	upstream_free(b->up);
 	forward_free(b->fwd);
+	outbound_free(b->outb);
 	commit_free(b->commit);
 	mllp_in_free(b->in);
 	gate_free(b->gate);
