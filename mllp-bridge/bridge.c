@@ -209,6 +209,8 @@ static int bridge_setup(struct bridge *b)
 				       .up = b->up,
 				       .gate = b->gate,
 				       .tun = b->tun,
+				       .out = outbound_senders(b->outb),
+				       .https = outbound_listener(b->outb),
 				       .ready = is_ready,
 				       .arg = b};
 	if ((err = metrics_new(b->base, b->cfg, &src, &b->metrics)) < 0)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -16,8 +17,10 @@
 #include "mllp-bridge/config.h"
 #include "mllp-bridge/forward.h"
 #include "mllp-bridge/gate.h"
+#include "mllp-bridge/https_in.h"
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/mllp_in.h"
+#include "mllp-bridge/mllp_out.h"
 #include "mllp-bridge/tunnel.h"
 #include "mllp-bridge/upstream.h"
 
@@ -305,6 +308,111 @@ static void put_appliance(struct evbuffer *o, const struct tunnel *tun)
 		   "Times the supervisor restarted the bridge.", t->bridge_restarts);
 }
 
+/* Per-destination counters of the MLLP senders, one family each. */
+static const struct {
+	const char *name, *help;
+	size_t off;
+} out_counters[] = {
+    {"mllp_out_sent_total", "Frames written to the destination (a resend counts again).",
+     offsetof(struct mllp_out_stats, sent)},
+    {"mllp_out_acked_total", "Messages the receiver acknowledged (AA/CA, R2 commit ACK).",
+     offsetof(struct mllp_out_stats, acked)},
+    {"mllp_out_rejected_total", "Messages rejected (AE/AR under a dead policy).",
+     offsetof(struct mllp_out_stats, rejected)},
+    {"mllp_out_dead_total", "Messages that reached max_attempts.",
+     offsetof(struct mllp_out_stats, dead)},
+    {"mllp_out_retries_total", "Resends scheduled after a failure or an AE/AR.",
+     offsetof(struct mllp_out_stats, retries)},
+    {"mllp_out_ack_timeouts_total", "Messages not answered within ack_timeout.",
+     offsetof(struct mllp_out_stats, ack_timeouts)},
+    {"mllp_out_ack_errors_total", "Wrong MSA-2, unreadable answers, R2 NAKs.",
+     offsetof(struct mllp_out_stats, ack_errors)},
+    {"mllp_out_transport_errors_total", "Failed connects and closes mid-message.",
+     offsetof(struct mllp_out_stats, transport_errors)},
+    {"mllp_out_gate_waits_total", "Times a message waited because no CHILD_SA covered it.",
+     offsetof(struct mllp_out_stats, gate_waits)},
+    {"mllp_out_connects_total", "Connections established to the destination.",
+     offsetof(struct mllp_out_stats, connects)},
+    {"mllp_out_idle_closes_total", "Connections closed after idle_timeout.",
+     offsetof(struct mllp_out_stats, idle_closes)},
+};
+
+static void put_out_gauges(struct evbuffer *o, const struct cfg *cfg,
+			   const struct mllp_out_stats *st)
+{
+	int64_t now = (int64_t)time(NULL) * 1000;
+	static const char *const names[] = {"mllp_out_queued", "mllp_out_connected",
+					    "mllp_out_waiting_gate", "mllp_out_oldest_age_seconds"};
+	static const char *const helps[] = {
+	    "Messages waiting for the destination, the one in flight included.",
+	    "1 while a connection to the destination is established.",
+	    "1 while the next message waits for a CHILD_SA covering the destination.",
+	    "Age of the oldest waiting message; 0 when none."};
+
+	for (size_t g = 0; g < 4; g++) {
+		put_help(o, names[g], "gauge", helps[g]);
+		for (size_t i = 0; i < cfg->ndestinations; i++) {
+			const struct mllp_out_stats *s = &st[i];
+			double v = g == 0	  ? (double)s->queued
+				   : g == 1	  ? s->connected
+				   : g == 2	  ? s->waiting_gate
+				   : s->oldest_ms ? (double)(now - s->oldest_ms) / 1000.0
+						  : 0.0;
+
+			evbuffer_add_printf(o, "%s{destination=\"%s\"} %g\n", names[g],
+					    cfg->destinations[i].name, v);
+		}
+	}
+}
+
+/* The outbound senders, per destination. */
+static void put_outbound(struct evbuffer *o, const struct cfg *cfg, const struct mllp_out *out)
+{
+	struct mllp_out_stats *st = calloc(cfg->ndestinations, sizeof *st);
+
+	if (!st)
+		return;
+	for (size_t i = 0; i < cfg->ndestinations; i++)
+		mllp_out_stats(out, i, &st[i]);
+	put_out_gauges(o, cfg, st);
+	for (size_t c = 0; c < sizeof out_counters / sizeof *out_counters; c++) {
+		put_help(o, out_counters[c].name, "counter", out_counters[c].help);
+		for (size_t i = 0; i < cfg->ndestinations; i++) {
+			uint64_t v;
+
+			memcpy(&v, (const char *)&st[i] + out_counters[c].off, sizeof v);
+			evbuffer_add_printf(o, "%s{destination=\"%s\"} %llu\n",
+					    out_counters[c].name, cfg->destinations[i].name,
+					    (unsigned long long)v);
+		}
+	}
+	free(st);
+}
+
+/* The outbound API's requests by outcome. */
+static void put_https(struct evbuffer *o, const struct https_in *h)
+{
+	struct https_in_stats st;
+
+	https_in_stats(h, &st);
+	put_help(o, "mllp_https_requests_total", "counter",
+		 "Outbound API requests answered, by outcome.");
+	evbuffer_add_printf(o,
+			    "mllp_https_requests_total{outcome=\"accepted\"} %llu\n"
+			    "mllp_https_requests_total{outcome=\"repeated\"} %llu\n"
+			    "mllp_https_requests_total{outcome=\"sync_ack\"} %llu\n"
+			    "mllp_https_requests_total{outcome=\"sync_timeout\"} %llu\n"
+			    "mllp_https_requests_total{outcome=\"unauthenticated\"} %llu\n"
+			    "mllp_https_requests_total{outcome=\"forbidden\"} %llu\n"
+			    "mllp_https_requests_total{outcome=\"refused\"} %llu\n"
+			    "mllp_https_requests_total{outcome=\"failed\"} %llu\n",
+			    (unsigned long long)st.accepted, (unsigned long long)st.repeated,
+			    (unsigned long long)st.sync_acks, (unsigned long long)st.sync_timeouts,
+			    (unsigned long long)st.unauthenticated,
+			    (unsigned long long)st.forbidden, (unsigned long long)st.refused,
+			    (unsigned long long)st.failed);
+}
+
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	struct metrics *m = arg;
@@ -326,6 +434,10 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 		put_gate(o, m->src.gate);
 		if (m->src.tun)
 			put_appliance(o, m->src.tun);
+		if (m->src.out)
+			put_outbound(o, m->cfg, m->src.out);
+		if (m->src.https)
+			put_https(o, m->src.https);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 				  "text/plain; version=0.0.4; charset=utf-8");
 		evhttp_send_reply(req, 200, "OK", o);

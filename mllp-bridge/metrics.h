@@ -19,6 +19,8 @@ struct commit;
 struct upstream;
 struct gate;
 struct tunnel;
+struct mllp_out;
+struct https_in;
 struct metrics;
 
 /* What /metrics reads; borrowed for the endpoint's life. */
@@ -29,6 +31,8 @@ struct metrics_sources {
 	const struct upstream *up;
 	const struct gate *gate;
 	const struct tunnel *tun; /* NULL: no supervisor link */
+	const struct mllp_out *out;   /* NULL: no destinations */
+	const struct https_in *https; /* NULL: no https listener */
 	int (*ready)(void *arg);  /* /readyz: non-zero when ready */
 	void *arg;
 };

@@ -468,6 +468,11 @@ const struct mllp_out *outbound_senders(const struct outbound *o)
 	return o ? o->out : NULL;
 }
 
+const struct https_in *outbound_listener(const struct outbound *o)
+{
+	return o ? o->in : NULL;
+}
+
 void outbound_free(struct outbound *o)
 {
 	if (!o)

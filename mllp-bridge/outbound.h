@@ -20,6 +20,7 @@ struct commit;
 struct gate;
 struct outbound;
 struct mllp_out;
+struct https_in;
 
 /* Starts the senders (when destinations exist) and the listener (when
  * https: is set); requeues pending outbound rows. Everything is borrowed
@@ -29,8 +30,9 @@ __attribute__((warn_unused_result)) int outbound_new(struct event_base *base, co
 						     struct spool *spool, struct commit *commit,
 						     struct gate *gate, struct outbound **out);
 
-/* The senders, for /metrics (NULL when none). */
+/* The senders and the listener, for /metrics (NULL when none). */
 const struct mllp_out *outbound_senders(const struct outbound *o);
+const struct https_in *outbound_listener(const struct outbound *o);
 
 /* Stops the listener, then the senders. NULL is fine. */
 void outbound_free(struct outbound *o);
