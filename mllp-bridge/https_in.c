@@ -483,7 +483,7 @@ static unsigned prefer_wait(struct evhttp_request *req)
 
 				if (*q == '=') {
 					q += 1 + strspn(q + 1, " \t\"");
-					while (isdigit((unsigned char)q[digits]) && digits < 9)
+					while (digits < 9 && isdigit((unsigned char)q[digits]))
 						n = n * 10 + (unsigned long)(q[digits++] - '0');
 					if (digits)
 						return n > HTTPS_IN_WAIT_MAX_S ? HTTPS_IN_WAIT_MAX_S
