@@ -4,10 +4,11 @@
 # connection numbers in its log, bodies saved, AE/AR/CR codes, a wrong MSA-2,
 # a delayed ACK, no ACK (mllp-send times out, the connection stays open), a
 # close without answer, half an ACK frame then close, release 2 commit
-# ACK/NAK, connection reuse and idle closes, --max-conns, SIGTERM exit 0.
+# ACK/NAK, connection reuse and idle closes, --max-conns, the answer and
+# overlap lines that show two messages in flight at once, SIGTERM exit 0.
 . tests/integration/lib.sh
 
-R1=10982 R2=10983 R3=10984
+R1=10982 R2=10983 R3=10984 R4=10985
 
 # start_recv NAME PORT [ARGS...]: a receiver logging to $TMP/NAME.arrivals;
 # its pid in RECV_PID.
@@ -42,7 +43,7 @@ field_of() { arrivals "$1" | awk -v id="$2" -v f="$3" '$4 == id {v = $f} END {pr
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 send() { "$BIN/mllp-send" "$@"; }
 
-for id in M1 M2 M3 M4 M5 M6 M7 M8 M10 M11 M12 M13 M14 R1 R2 R3 C1 C2 C3; do
+for id in M1 M2 M3 M4 M5 M6 M7 M8 M10 M11 M12 M13 M14 R1 R2 R3 C1 C2 C3 F1 F2 F3 F4; do
 	hl7_msg "$id" >"$TMP/$id.hl7"
 done
 printf 'NOT HL7 AT ALL\r' >"$TMP/junk.hl7"
@@ -193,6 +194,33 @@ exec 4<&-
 out=$(send -t 3000 127.0.0.1:$R3 "$TMP/R3.hl7")
 expect "... then a new connection (conn# 3) is served" \
 	bash -c "grep -q 'MSA|AA|R3' <<<'$out' && [ '$(field_of lim R3 2)' = 3 ]"
+stop_recv $RECV_PID
+expect "SIGTERM: exit 0" test $? -eq 0
+
+# ---- --answer-log: answer times, and overlap when two are in flight ----
+start_recv fl $R4 --idle-log --answer-log --rule 1:delay=800 --rule 3:noack || exit 1
+send -t 3000 127.0.0.1:$R4 "$TMP/F1.hl7" >"$TMP/f1.txt" &
+f1=$!
+wait_until 5 "grep -q '^1 ' '$TMP/fl.arrivals'"
+out=$(send -t 3000 127.0.0.1:$R4 "$TMP/F2.hl7")
+wait $f1
+expect "F2 on a second connection while F1's ACK is delayed: overlap 2 2 1" \
+	bash -c "grep -q 'MSA|AA|F2' <<<'$out' && grep -q 'MSA|AA|F1' '$TMP/f1.txt' &&
+		grep -qE '^overlap 2 2 1 [0-9]+\$' '$TMP/fl.arrivals'"
+a1=$(field_of fl F1 6)
+w1=$(awk '$1 == "answer" && $2 == 1 && $3 == 1 && $4 == "AA" {print $5}' "$TMP/fl.arrivals")
+w2=$(awk '$1 == "answer" && $2 == 2 && $3 == 2 && $4 == "AA" {print $5}' "$TMP/fl.arrivals")
+expect "answer lines: seq 2 answered first, seq 1 800 ms or more after it arrived ($((${w1:-0} - a1)) ms)" \
+	bash -c "[ -n '$w1' ] && [ -n '$w2' ] && [ '$w2' -le '$w1' ] && [ $((${w1:-0} - a1)) -ge 800 ]"
+out=$(send -t 500 127.0.0.1:$R4 "$TMP/F3.hl7")
+expect "rule 3:noack: no answer, no answer line" \
+	bash -c "[ -z '$out' ] && ! grep -q '^answer 3 ' '$TMP/fl.arrivals'"
+expect "... its connection closed by the sender" \
+	wait_until 5 "grep -qE '^close $(field_of fl F3 2) [0-9]+ by-peer$' '$TMP/fl.arrivals'"
+out=$(send -t 3000 127.0.0.1:$R4 "$TMP/F4.hl7")
+expect "... after which a message is in flight alone: AA, answer 4, no overlap line" \
+	bash -c "grep -q 'MSA|AA|F4' <<<'$out' && grep -qE '^answer 4 [0-9]+ AA [0-9]+\$' '$TMP/fl.arrivals' &&
+		[ \$(grep -c '^overlap ' '$TMP/fl.arrivals') -eq 1 ]"
 stop_recv $RECV_PID
 expect "SIGTERM: exit 0" test $? -eq 0
 

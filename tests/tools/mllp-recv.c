@@ -3,7 +3,7 @@
  * that records arrival order and answers as told, on one libevent loop.
  *
  *   mllp-recv -l ADDR:PORT -o LOG [-d DIR] [--ack CODE] [--delay MS]
- *             [--rule SEL:ACTION]... [--release 2] [--idle-log]
+ *             [--rule SEL:ACTION]... [--release 2] [--idle-log] [--answer-log]
  *             [--idle-timeout MS] [--max-conns N] [--max-frame BYTES] [-v]
  *
  * Accepts any number of connections, deframes messages (mllp.h) and, per
@@ -48,6 +48,15 @@
  *   --idle-log         also log "open <conn#> <peer> <unix_ms>" per accepted
  *                      connection and "close <conn#> <unix_ms> by-peer|by-us"
  *                      per closed one (socket reuse, idle closes)
+ *   --answer-log       also log "answer <seq> <conn#> <what> <unix_ms>" when
+ *                      the answer to message seq is written or its action
+ *                      carried out (what: AA..CR, ack2, nak2, close, reset,
+ *                      close-mid; a noack message has none), and
+ *                      "overlap <seq> <conn#> <n> <unix_ms>" when message seq
+ *                      arrives while n earlier ones, on any connection, are
+ *                      unanswered (delayed, or noack on a connection still
+ *                      open): a sender that keeps one message in flight to
+ *                      this receiver never causes one
  *   --idle-timeout MS  close (by-us) a connection that sent nothing for MS
  *   --max-conns N      with N connections open, a new one is accepted and
  *                      closed at once, logged "refuse <conn#> <peer> <unix_ms>"
@@ -115,7 +124,7 @@ struct opts {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	const char *log, *dir;
-	int release2, idle_log, verbose;
+	int release2, idle_log, answer_log, verbose;
 	int idle_ms;
 	unsigned long max_conns;
 	size_t max_frame;
@@ -133,6 +142,8 @@ struct pending {
 	struct conn *c;
 	struct event *timer;
 	enum disposition what;
+	unsigned long seq;
+	const char *name; /* static: what the answer line says */
 	size_t len;
 	uint8_t frame[RECV_FRAME_MAX];
 };
@@ -145,8 +156,9 @@ struct conn {
 	struct bufferevent *bev;
 	struct mllp_deframer *d;
 	LIST_HEAD(, pending) pending;
-	int closing;		 /* no more reading; freed once the output is written */
-	enum disposition finish; /* CLOSE/RESET/CLOSE_MID decided in the read loop */
+	unsigned long unanswered; /* delayed or noack messages */
+	int closing;		  /* no more reading; freed once the output is written */
+	enum disposition finish;  /* CLOSE/RESET/CLOSE_MID decided in the read loop */
 };
 
 struct recv {
@@ -154,6 +166,7 @@ struct recv {
 	struct event_base *base;
 	FILE *log;
 	unsigned long seq, conns, open;
+	unsigned long unanswered;      /* over every connection */
 	char last_id[RECV_ID_MAX + 1]; /* MSH-10 of the previous message */
 	LIST_HEAD(, conn) all;
 };
@@ -162,16 +175,17 @@ static const char *const codes[] = {"AA", "AE", "AR", "CA", "CE", "CR"};
 
 static void usage(void)
 {
-	fprintf(
-	    stderr,
-	    "usage: mllp-recv -l ADDR:PORT -o LOG [-d DIR] [--ack AA|AE|AR|CA|CE|CR]\n"
-	    "  [--delay MS] [--rule SEL:ACTION]... [--release 2] [--idle-log]\n"
-	    "  [--idle-timeout MS] [--max-conns N] [--max-frame BYTES] [-v]\n"
-	    "SEL: N | N-M | MSH10=VALUE | MSH10=VALUE@K\n"
-	    "ACTION: aa|ae|ar|ca|ce|cr | noack | delay=MS | wrong-msa2[=VALUE] |\n"
-	    "  close | reset | close-mid | ack2 | nak2 | answer\n"
-	    "LOG lines: <seq> <conn#> <peer> <MSH-10> <bytes> <unix_ms>; with\n"
-	    "  --idle-log also open <conn#> <peer> <ms> and close <conn#> <ms> by-peer|by-us\n");
+	fputs("usage: mllp-recv -l ADDR:PORT -o LOG [-d DIR] [--ack AA|AE|AR|CA|CE|CR]\n"
+	      "  [--delay MS] [--rule SEL:ACTION]... [--release 2] [--idle-log] [--answer-log]\n"
+	      "  [--idle-timeout MS] [--max-conns N] [--max-frame BYTES] [-v]\n"
+	      "SEL: N | N-M | MSH10=VALUE | MSH10=VALUE@K\n"
+	      "ACTION: aa|ae|ar|ca|ce|cr | noack | delay=MS | wrong-msa2[=VALUE] |\n"
+	      "  close | reset | close-mid | ack2 | nak2 | answer\n"
+	      "LOG lines: <seq> <conn#> <peer> <MSH-10> <bytes> <unix_ms>; with --idle-log\n"
+	      "  also open <conn#> <peer> <ms> and close <conn#> <ms> by-peer|by-us; with\n"
+	      "  --answer-log also answer <seq> <conn#> <what> <ms> and overlap <seq> <conn#> <n> "
+	      "<ms>\n",
+	      stderr);
 	exit(2);
 }
 
@@ -290,11 +304,12 @@ static void parse_rule(struct opts *o, const char *orig)
 static void parse_args(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"ack", 1, NULL, 'a'},	    {"delay", 1, NULL, 'D'},
-	    {"rule", 1, NULL, 'r'},	    {"release", 1, NULL, 'R'},
-	    {"idle-log", 0, NULL, 'I'},	    {"max-conns", 1, NULL, 'm'},
-	    {"idle-timeout", 1, NULL, 'T'}, {"max-frame", 1, NULL, 'F'},
-	    {"help", 0, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	    {"ack", 1, NULL, 'a'},	  {"delay", 1, NULL, 'D'},
+	    {"rule", 1, NULL, 'r'},	  {"release", 1, NULL, 'R'},
+	    {"idle-log", 0, NULL, 'I'},	  {"max-conns", 1, NULL, 'm'},
+	    {"answer-log", 0, NULL, 'A'}, {"idle-timeout", 1, NULL, 'T'},
+	    {"max-frame", 1, NULL, 'F'},  {"help", 0, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *listen = NULL;
 	int c;
@@ -337,6 +352,9 @@ static void parse_args(struct opts *o, int argc, char **argv)
 			break;
 		case 'I':
 			o->idle_log = 1;
+			break;
+		case 'A':
+			o->answer_log = 1;
 			break;
 		case 'T':
 			o->idle_ms = (int)parse_num(optarg, 1, RECV_DELAY_MAX, NULL);
@@ -411,6 +429,7 @@ static void conn_free(struct conn *c, const char *by)
 		pending_free(LIST_FIRST(&c->pending));
 	LIST_REMOVE(c, entry);
 	r->open--;
+	r->unanswered -= c->unanswered;
 	if (r->o->idle_log)
 		log_line(r, "close %lu %llu %s\n", c->id, now_ms(), by);
 	bufferevent_free(c->bev);
@@ -457,6 +476,12 @@ static void conn_act(struct conn *c, enum disposition what, const uint8_t *frame
 	}
 }
 
+static void log_answer(struct conn *c, unsigned long seq, const char *name)
+{
+	if (c->r->o->answer_log)
+		log_line(c->r, "answer %lu %lu %s %llu\n", seq, c->id, name, now_ms());
+}
+
 static void on_pending(evutil_socket_t fd, short ev, void *arg)
 {
 	struct pending *p = arg;
@@ -468,6 +493,10 @@ static void on_pending(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	memcpy(frame, p->frame, len);
+	c->unanswered--;
+	c->r->unanswered--;
+	if (!c->closing)
+		log_answer(c, p->seq, p->name);
 	pending_free(p);
 	if (!c->closing)
 		conn_act(c, what, frame, len);
@@ -608,14 +637,20 @@ static const char *plan_name(const struct plan *p)
 
 /* Defers the action by p->delay_ms, or carries it out now (a close is left
  * to the read loop through c->finish, so c stays valid there). */
-static void schedule(struct conn *c, const struct plan *p, const uint8_t *frame, size_t len)
+static void schedule(struct conn *c, unsigned long seq, const struct plan *p, const uint8_t *frame,
+		     size_t len)
 {
 	struct pending *pd;
 	struct timeval tv;
 
+	if (p->what == NOACK || p->delay_ms > 0) {
+		c->unanswered++;
+		c->r->unanswered++;
+	}
 	if (p->what == NOACK)
 		return;
 	if (p->delay_ms <= 0) {
+		log_answer(c, seq, plan_name(p));
 		if (p->what == CLOSE || p->what == RESET || p->what == CLOSE_MID) {
 			if (p->what == CLOSE_MID)
 				bufferevent_write(c->bev, frame, len / 2);
@@ -632,11 +667,16 @@ static void schedule(struct conn *c, const struct plan *p, const uint8_t *frame,
 	}
 	pd->c = c;
 	pd->what = (enum disposition)p->what;
+	pd->seq = seq;
+	pd->name = plan_name(p);
 	pd->len = len;
 	memcpy(pd->frame, frame, len);
 	LIST_INSERT_HEAD(&c->pending, pd, entry);
 	tv.tv_sec = p->delay_ms / 1000;
 	tv.tv_usec = (p->delay_ms % 1000) * 1000;
+	/* From now, not from the loop's cached time: never early by the time
+	 * this read took. */
+	event_base_update_cache_time(c->r->base);
 	evtimer_add(pd->timer, &tv);
 }
 
@@ -657,6 +697,8 @@ static void on_message(struct conn *c, const struct mllp_frame *f)
 	control_id(&msh, parsed, id);
 	log_line(r, "%lu %lu %s %s %zu %llu\n", seq, c->id, c->peer, id[0] ? id : "-", f->len,
 		 now_ms());
+	if (r->o->answer_log && r->unanswered)
+		log_line(r, "overlap %lu %lu %lu %llu\n", seq, c->id, r->unanswered, now_ms());
 	if (r->o->dir)
 		save_body(r, seq, f);
 	p = plan_for(r, seq, parsed ? id : NULL);
@@ -668,7 +710,7 @@ static void on_message(struct conn *c, const struct mllp_frame *f)
 		fprintf(stderr, "mllp-recv: #%lu conn %lu %s: %s%s delay %d ms\n", seq, c->id,
 			id[0] ? id : "-", plan_name(&p), p.wrong_msa2 > 0 ? " wrong-msa2" : "",
 			p.delay_ms);
-	schedule(c, &p, frame, len);
+	schedule(c, seq, &p, frame, len);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -798,10 +840,17 @@ static int serve(struct recv *r)
 {
 	struct evconnlistener *l = NULL;
 	struct event *sigs[2] = {NULL, NULL};
+	struct event_config *cfg;
 	char name[RECV_PEER_MAX];
 	int i, rc = 1;
 
-	r->base = event_base_new();
+	/* A delay is never shorter than asked: the default coarse clock may
+	 * fire a few ms early by the wall clock the log uses. */
+	cfg = event_config_new();
+	if (cfg && event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) == 0)
+		r->base = event_base_new_with_config(cfg);
+	if (cfg)
+		event_config_free(cfg);
 	if (!r->base)
 		return 1;
 	sigs[0] = evsignal_new(r->base, SIGTERM, on_signal, r->base);
