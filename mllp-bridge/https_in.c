@@ -170,6 +170,20 @@ static void add_location(struct evhttp_request *req, int64_t id)
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc);
 }
 
+/* The address of "a.b.c.d:port" or "[v6]:port": the log's rate limit is
+ * per address, not per connection. */
+static const char *peer_addr(const char *peer, char out[LOG_PEER_MAX])
+{
+	const char *colon = strrchr(peer, ':');
+	size_t skip = peer[0] == '[';
+	size_t len = colon ? (size_t)(colon - peer) : strlen(peer);
+
+	if (skip && len > 1 && peer[len - 1] == ']')
+		len--;
+	snprintf(out, LOG_PEER_MAX, "%.*s", (int)(len - skip), peer + skip);
+	return out;
+}
+
 /* Every refusal: a text/plain reason, and a log line with the peer and the
  * reason, never the body. */
 static void refuse(struct https_in *h, struct evhttp_request *req, const char *peer, int code,
@@ -177,7 +191,7 @@ static void refuse(struct https_in *h, struct evhttp_request *req, const char *p
 static void refuse(struct https_in *h, struct evhttp_request *req, const char *peer, int code,
 		   const char *fmt, ...)
 {
-	char text[REASON_MAX], safe[REASON_MAX + 64];
+	char text[REASON_MAX], safe[REASON_MAX + 64], addr[LOG_PEER_MAX];
 	va_list ap;
 	int n;
 
@@ -188,7 +202,7 @@ static void refuse(struct https_in *h, struct evhttp_request *req, const char *p
 		n = 0;
 	if ((size_t)n > sizeof(text) - 2)
 		n = (int)sizeof(text) - 2;
-	log_event_peer(code >= 500 ? LOG_ERR : LOG_WARN, "https_refused", peer,
+	log_event_peer(code >= 500 ? LOG_ERR : LOG_WARN, "https_refused", peer_addr(peer, addr),
 		       " peer=%s status=%d reason=%s", peer, code,
 		       log_safe(safe, sizeof(safe), text, (unsigned)n));
 	if (code == 401 && h->ntokens)

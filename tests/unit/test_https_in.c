@@ -735,6 +735,29 @@ START_TEST(test_refused)
 }
 END_TEST
 
+/* Refusals are logged at most LOG_RATE_BURST at once per address, not per
+ * connection: a client cannot fill the disk with them. */
+START_TEST(test_refusals_rate_limited)
+{
+	const char *log, *p;
+	struct resp r;
+	int lines = 0;
+
+	capture_log();
+	start(AUTH_TOKENS);
+	for (int i = 0; i < 2 * LOG_RATE_BURST; i++) {
+		perform(&(struct req){.path = "/v1/messages/1"}, &r);
+		ck_assert_int_eq(r.code, 401); /* every one is answered */
+	}
+	stop();
+	log = read_log();
+	for (p = log; (p = strstr(p, "event=https_refused")); p++)
+		lines++;
+	ck_assert_int_ge(lines, 1);
+	ck_assert_int_le(lines, LOG_RATE_BURST + 1);
+}
+END_TEST
+
 START_TEST(test_idempotency_key)
 {
 	struct resp r1, r2, r3;
@@ -1054,6 +1077,7 @@ static Suite *https_in_suite(void)
 	tcase_add_test(t, test_post_and_get);
 	tcase_add_test(t, test_get_other_destination);
 	tcase_add_loop_test(t, test_refused, 0, NELEMS(refusals));
+	tcase_add_test(t, test_refusals_rate_limited);
 	tcase_add_test(t, test_idempotency_key);
 	tcase_add_test(t, test_prefer_wait);
 	tcase_add_test(t, test_repeat_with_wait);
