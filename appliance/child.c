@@ -78,6 +78,8 @@ struct bridge_child {
 	struct ipc_tunnels tunnels;
 	int have_status;
 	struct ipc_status status;
+	int have_outbox;
+	struct ipc_outbox outbox;
 
 	union ipc_msg scratch; /* encode/decode; too big for the stack */
 	uint8_t buf[IPC_MSG_MAX];
@@ -370,6 +372,7 @@ static void read_stop(struct bridge_child *c)
 		event_free(c->ev_read);
 	c->ev_read = NULL;
 	c->have_status = 0;
+	c->have_outbox = 0;
 }
 
 /* One datagram: 1 to read on, 0 when nothing is left or the link is done. */
@@ -393,7 +396,7 @@ static int read_one(struct bridge_child *c)
 	}
 	err = (mh.msg_flags & MSG_TRUNC) ? -EMSGSIZE
 					 : ipc_decode(c->buf, (size_t)n, &type, &c->scratch);
-	if (err == 0 && type != IPC_STATUS)
+	if (err == 0 && type != IPC_STATUS && type != IPC_OUTBOX)
 		err = -EBADMSG;
 	if (err < 0) {
 		/* ipc.h: a peer that sent garbage is not trusted again. We
@@ -402,6 +405,11 @@ static int read_one(struct bridge_child *c)
 			  n, strerror(-err));
 		read_stop(c);
 		return 0;
+	}
+	if (type == IPC_OUTBOX) {
+		c->outbox = c->scratch.outbox;
+		c->have_outbox = 1;
+		return 1;
 	}
 	c->status = c->scratch.status;
 	c->have_status = 1;
@@ -456,6 +464,7 @@ static int spawn(struct bridge_child *c)
 	c->state = CS_RUNNING;
 	c->started_ms = now_ms();
 	c->have_status = 0;
+	c->have_outbox = 0;
 	if (fcntl(c->fd, F_SETFL, O_NONBLOCK) < 0)
 		log_event(LOG_WARN, "bridge_ipc_nonblock", " error=\"%s\"", strerror(errno));
 	c->ev_read = event_new(c->base, c->fd, EV_READ | EV_PERSIST, read_cb, c);
@@ -658,6 +667,11 @@ pid_t child_pid(const struct bridge_child *c)
 unsigned child_restarts(const struct bridge_child *c)
 {
 	return c->restarts;
+}
+
+const struct ipc_outbox *child_outbox(const struct bridge_child *c)
+{
+	return c->have_outbox ? &c->outbox : NULL;
 }
 
 const struct ipc_status *child_status(const struct bridge_child *c)

@@ -94,6 +94,10 @@ unsigned child_restarts(const struct bridge_child *c);
  * or when it is not running or sent garbage. Valid until the next loop pass. */
 const struct ipc_status *child_status(const struct bridge_child *c);
 
+/* The latest IPC_OUTBOX (each destination's queue), or NULL: none yet, a
+ * bridge without destinations, or not believed (see child_status()). */
+const struct ipc_outbox *child_outbox(const struct bridge_child *c);
+
 /* Frees c. A bridge still running gets SIGTERM without waiting (it would
  * otherwise serve on without anyone updating its gate); its PID stays in the
  * pidfile for the next supervisor. Call child_stop() first to wait. NULL is

@@ -148,6 +148,26 @@ static void json_integrations(const struct status_src *s, FILE *out)
 	fputc(']', out);
 }
 
+static void json_destinations(const struct status_src *s, FILE *out)
+{
+	const struct ipc_outbox *ob = child_outbox(s->bridge);
+
+	fputc('[', out);
+	for (size_t i = 0; ob && i < ob->n; i++) {
+		const struct ipc_destination *d = &ob->d[i];
+
+		fputs(i ? ",{\"name\":" : "{\"name\":", out);
+		json_str(out, d->name);
+		fprintf(out,
+			",\"queued\":%llu,\"oldest_age_ms\":%llu,\"waiting_gate\":%s,"
+			"\"connected\":%s,\"failed\":%llu}",
+			(unsigned long long)d->queued, (unsigned long long)d->oldest_age_ms,
+			d->waiting_gate ? "true" : "false", d->connected ? "true" : "false",
+			(unsigned long long)d->failed);
+	}
+	fputc(']', out);
+}
+
 void status_json(const struct status_src *s, FILE *out)
 {
 	pid_t bp = child_pid(s->bridge);
@@ -171,6 +191,8 @@ void status_json(const struct status_src *s, FILE *out)
 	}
 	fputs("],\"integrations\":", out);
 	json_integrations(s, out);
+	fputs(",\"destinations\":", out);
+	json_destinations(s, out);
 	fputs("}\n", out);
 }
 
@@ -212,6 +234,21 @@ static void text_tunnel(const struct tunnel_view *v, FILE *out)
 		v->pfs_reason);
 }
 
+static void text_destinations(const struct status_src *s, FILE *out)
+{
+	const struct ipc_outbox *ob = child_outbox(s->bridge);
+
+	for (size_t i = 0; ob && i < ob->n; i++) {
+		const struct ipc_destination *d = &ob->d[i];
+
+		fprintf(out, "destination %s: %llu queued, oldest %.1f s, %s%s, %llu failed\n",
+			d->name, (unsigned long long)d->queued, (double)d->oldest_age_ms / 1000.0,
+			d->connected ? "connected" : "not connected",
+			d->waiting_gate ? ", WAITING FOR ITS TUNNEL" : "",
+			(unsigned long long)d->failed);
+	}
+}
+
 void status_text(const struct status_src *s, FILE *out)
 {
 	const struct ipc_status *st = child_status(s->bridge);
@@ -231,4 +268,5 @@ void status_text(const struct status_src *s, FILE *out)
 			st->in[i].name, (unsigned long long)st->in[i].depth,
 			(double)st->in[i].oldest_age_ms / 1000.0,
 			(unsigned long long)st->in[i].dead);
+	text_destinations(s, out);
 }

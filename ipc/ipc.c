@@ -16,6 +16,8 @@
 #define IPC_STATUS_HEAD	      2	 /* u16 n */
 #define IPC_TUNNEL_FIXED      13 /* u8 up | u16 ike_dh | u16 esp_dh | i64 changed */
 #define IPC_INTEGRATION_FIXED 24 /* u64 depth | u64 oldest_age_ms | u64 dead */
+#define IPC_DESTINATION_FIXED 26 /* u64 queued | u64 oldest | u8 gate | u8 connected | u64 failed  \
+				  */
 
 struct writer {
 	uint8_t *buf;
@@ -156,6 +158,27 @@ static void put_status(struct writer *w, const struct ipc_status *s)
 	}
 }
 
+static void put_outbox(struct writer *w, const struct ipc_outbox *o)
+{
+	if (o->n > IPC_DESTINATIONS_MAX) {
+		w->err = -EINVAL;
+		return;
+	}
+	put_be(w, o->n, 2);
+	for (size_t i = 0; i < o->n; i++) {
+		const struct ipc_destination *x = &o->d[i];
+
+		if (!w->err && (x->waiting_gate > 1 || x->connected > 1))
+			w->err = -EINVAL;
+		put_name(w, x->name);
+		put_be(w, x->queued, 8);
+		put_be(w, x->oldest_age_ms, 8);
+		put_be(w, x->waiting_gate, 1);
+		put_be(w, x->connected, 1);
+		put_be(w, x->failed, 8);
+	}
+}
+
 int ipc_encode(enum ipc_type type, const union ipc_msg *m, uint8_t *buf, size_t cap, size_t *len)
 {
 	struct writer w = {.buf = buf, .cap = cap < IPC_MSG_MAX ? cap : IPC_MSG_MAX};
@@ -172,6 +195,8 @@ int ipc_encode(enum ipc_type type, const union ipc_msg *m, uint8_t *buf, size_t 
 		put_tunnels(&w, &m->tunnels);
 	else if (type == IPC_STATUS)
 		put_status(&w, &m->status);
+	else if (type == IPC_OUTBOX)
+		put_outbox(&w, &m->outbox);
 	else if (!w.err)
 		w.err = -EINVAL;
 	if (w.err)
@@ -281,6 +306,23 @@ static void get_status(struct reader *r, struct ipc_status *s)
 	}
 }
 
+static void get_outbox(struct reader *r, struct ipc_outbox *o)
+{
+	o->n = (uint16_t)get_count(r, IPC_DESTINATIONS_MAX, 2 + IPC_DESTINATION_FIXED);
+	for (size_t i = 0; !r->err && i < o->n; i++) {
+		struct ipc_destination *x = &o->d[i];
+
+		get_name(r, x->name);
+		x->queued = get_be(r, 8);
+		x->oldest_age_ms = get_be(r, 8);
+		x->waiting_gate = (uint8_t)get_be(r, 1);
+		x->connected = (uint8_t)get_be(r, 1);
+		x->failed = get_be(r, 8);
+		if (!r->err && (x->waiting_gate > 1 || x->connected > 1))
+			r->err = -EBADMSG;
+	}
+}
+
 /* The header: version, a known type and a length that is exactly what
  * follows. Returns the type, or 0 with r->err set. */
 static enum ipc_type get_header(struct reader *r)
@@ -289,7 +331,7 @@ static enum ipc_type get_header(struct reader *r)
 	size_t payload = (size_t)get_be(r, 2);
 
 	if (r->err || version != IPC_VERSION || payload != r->len - r->off ||
-	    (type != IPC_GATE && type != IPC_TUNNELS && type != IPC_STATUS)) {
+	    (type != IPC_GATE && type != IPC_TUNNELS && type != IPC_STATUS && type != IPC_OUTBOX)) {
 		r->err = -EBADMSG;
 		return 0;
 	}
@@ -313,6 +355,9 @@ int ipc_decode(const uint8_t *buf, size_t len, enum ipc_type *type, union ipc_ms
 	} else if (t == IPC_STATUS) {
 		memset(&m->status, 0, sizeof(m->status));
 		get_status(&r, &m->status);
+	} else if (t == IPC_OUTBOX) {
+		memset(&m->outbox, 0, sizeof(m->outbox));
+		get_outbox(&r, &m->outbox);
 	}
 	/* Every byte must have been read: trailing bytes are a length that
 	 * does not match the counts. */

@@ -18,6 +18,9 @@
  * Bridge → supervisor:
  *   IPC_STATUS   each integration's spool depth and oldest message's age,
  *                for `appliancectl status`; sent about once a second.
+ *   IPC_OUTBOX   each outbound destination's queue: what waits, since when,
+ *                whether it waits for the tunnel; sent with IPC_STATUS when
+ *                destinations exist.
  *
  * Pure codec: no I/O. Callers send() and recv() the datagrams themselves
  * (recv into a buffer of IPC_MSG_MAX bytes; MSG_TRUNC means -EMSGSIZE).
@@ -35,11 +38,13 @@
 #define IPC_GATE_MAX	     256 /* CIDRs in one gate snapshot */
 #define IPC_TUNNELS_MAX	     32
 #define IPC_INTEGRATIONS_MAX 256
+#define IPC_DESTINATIONS_MAX 256
 
 enum ipc_type {
 	IPC_GATE = 1,
 	IPC_TUNNELS = 2,
 	IPC_STATUS = 3,
+	IPC_OUTBOX = 4,
 };
 
 struct ipc_cidr {
@@ -84,10 +89,27 @@ struct ipc_status {
 	struct ipc_integration in[IPC_INTEGRATIONS_MAX];
 };
 
+/* payload: u16 n | n × (name | u64 queued | u64 oldest_age_ms | u8 waiting_gate
+ *                       | u8 connected | u64 failed) */
+struct ipc_destination {
+	char name[IPC_NAME_MAX + 1];
+	uint64_t queued;	/* messages waiting, the one in flight included */
+	uint64_t oldest_age_ms; /* age of the oldest of them; 0 when none */
+	uint8_t waiting_gate;	/* 1: the next one waits for a CHILD_SA covering it */
+	uint8_t connected;	/* 1: a connection to the receiver is open */
+	uint64_t failed;	/* rejected or dead since the bridge started */
+};
+
+struct ipc_outbox {
+	uint16_t n;
+	struct ipc_destination d[IPC_DESTINATIONS_MAX];
+};
+
 union ipc_msg {
 	struct ipc_gate gate;
 	struct ipc_tunnels tunnels;
 	struct ipc_status status;
+	struct ipc_outbox outbox;
 };
 
 /*

@@ -15,6 +15,7 @@
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/metrics.h"
 #include "mllp-bridge/mllp_in.h"
+#include "mllp-bridge/mllp_out.h"
 #include "mllp-bridge/outbound.h"
 #include "mllp-bridge/spool.h"
 #include "mllp-bridge/tunnel.h"
@@ -126,6 +127,28 @@ static void fill_status(void *arg, struct ipc_status *st)
 	}
 }
 
+/* Each destination's queue, as /metrics shows it, for appliancectl status. */
+static void fill_outbox(void *arg, struct ipc_outbox *ob)
+{
+	struct bridge *b = arg;
+	const struct mllp_out *out = outbound_senders(b->outb);
+	int64_t now = stats_wall_ms();
+	struct mllp_out_stats s;
+
+	for (size_t i = 0; out && i < b->cfg->ndestinations && i < IPC_DESTINATIONS_MAX; i++) {
+		struct ipc_destination *x = &ob->d[ob->n++];
+
+		mllp_out_stats(out, i, &s);
+		snprintf(x->name, sizeof(x->name), "%s", b->cfg->destinations[i].name);
+		x->queued = s.queued;
+		x->oldest_age_ms =
+		    s.oldest_ms && now > s.oldest_ms ? (uint64_t)(now - s.oldest_ms) : 0;
+		x->waiting_gate = (uint8_t)(s.waiting_gate != 0);
+		x->connected = (uint8_t)(s.connected != 0);
+		x->failed = s.rejected + s.dead;
+	}
+}
+
 /* ---- set-up ---- */
 
 /* HTTPS never goes through a tunnel: no upstream connection to any
@@ -148,7 +171,8 @@ static int forbid_tunnels(struct bridge *b)
 /* The supervisor link, or the one line that says why nothing will pass. */
 static int link_supervisor(struct bridge *b)
 {
-	struct tunnel_hooks th = {.status = fill_status, .lost = on_link_lost, .arg = b};
+	struct tunnel_hooks th = {
+	    .status = fill_status, .outbox = fill_outbox, .lost = on_link_lost, .arg = b};
 	int fd = b->supervisor_fd;
 
 	if (fd < 0) {

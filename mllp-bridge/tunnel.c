@@ -94,9 +94,10 @@ static int handle(struct tunnel *t, size_t n)
 		t->st.have_tunnels = 1;
 		return 0;
 	case IPC_STATUS:
+	case IPC_OUTBOX:
 		break;
 	}
-	lose(t, "bad message: STATUS goes from the bridge to the supervisor");
+	lose(t, "bad message: STATUS and OUTBOX go from the bridge to the supervisor");
 	return -1;
 }
 
@@ -135,27 +136,42 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 /* ---- bridge → supervisor ---- */
 
-static void send_status(struct tunnel *t)
+/* Encodes t->msg as type and sends it; a full socket skips it (the next
+ * one says the same, newer). Returns -1 when the link was lost. */
+static int send_msg(struct tunnel *t, enum ipc_type type)
 {
 	char why[TUNNEL_REASON_MAX];
 	size_t len;
 	int err;
 
-	memset(&t->msg.status, 0, sizeof(t->msg.status));
-	t->hooks.status(t->hooks.arg, &t->msg.status);
-	if ((err = ipc_encode(IPC_STATUS, &t->msg, t->buf, sizeof(t->buf), &len)) < 0) {
+	if ((err = ipc_encode(type, &t->msg, t->buf, sizeof(t->buf), &len)) < 0) {
 		if (!t->status_encode_failed++)
-			log_event(LOG_ERR, "status_encode_failed", " error=\"%s\"", strerror(-err));
-		return;
+			log_event(LOG_ERR, "status_encode_failed", " type=%d error=\"%s\"",
+				  (int)type, strerror(-err));
+		return 0;
 	}
 	if (send(t->fd, t->buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len) {
 		t->st.status_sent++;
 	} else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-		t->st.status_skipped++; /* the next one says the same, newer */
+		t->st.status_skipped++;
 	} else {
 		snprintf(why, sizeof(why), "send failed: %s", strerror(errno));
 		lose(t, why);
+		return -1;
 	}
+	return 0;
+}
+
+static void send_status(struct tunnel *t)
+{
+	memset(&t->msg.status, 0, sizeof(t->msg.status));
+	t->hooks.status(t->hooks.arg, &t->msg.status);
+	if (send_msg(t, IPC_STATUS) < 0 || !t->hooks.outbox)
+		return;
+	memset(&t->msg.outbox, 0, sizeof(t->msg.outbox));
+	t->hooks.outbox(t->hooks.arg, &t->msg.outbox);
+	if (t->msg.outbox.n)
+		(void)send_msg(t, IPC_OUTBOX);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

@@ -5,6 +5,7 @@
  *   supervisor ──IPC_GATE────▶ tunnel ──gate_set()──▶ gate ──watchers──▶ mllp_in
  *   supervisor ──IPC_TUNNELS─▶ tunnel: the latest snapshot, for /metrics
  *   supervisor ◀─IPC_STATUS── tunnel ◀─status hook── bridge (forward's stats)
+ *   supervisor ◀─IPC_OUTBOX── tunnel ◀─outbox hook── bridge (the senders' stats)
  *
  * The link is trusted exactly as long as it behaves: end of file, an error,
  * a datagram too long, or one that does not decode loses it. Then the gate
@@ -31,6 +32,9 @@ struct tunnel_hooks {
 	/* Fills *st (zeroed before the call) with each integration's spool
 	 * state, at most IPC_INTEGRATIONS_MAX; names must follow ipc.h. */
 	void (*status)(void *arg, struct ipc_status *st);
+	/* Fills *ob (zeroed) with each outbound destination's queue; NULL, or
+	 * n left 0, sends no IPC_OUTBOX. */
+	void (*outbox)(void *arg, struct ipc_outbox *ob);
 	/* The link is gone (reason: a short text); the gate is already empty.
 	 * Called once; the tunnel stays inert until freed. */
 	void (*lost)(void *arg, const char *reason);

@@ -369,10 +369,10 @@ static void bad_type_zero(struct raw *r)
 	r->b[1] = 0;
 }
 
-static void bad_type_four(struct raw *r)
+static void bad_type_five(struct raw *r)
 {
 	ok_status(r);
-	r->b[1] = 4;
+	r->b[1] = 5;
 }
 
 static void len_says_more(struct raw *r)
@@ -587,7 +587,7 @@ static const struct {
     {"wrong version", bad_version, -EBADMSG},
     {"version 0", bad_version_zero, -EBADMSG},
     {"type 0", bad_type_zero, -EBADMSG},
-    {"type 4", bad_type_four, -EBADMSG},
+    {"type 4", bad_type_five, -EBADMSG},
     {"length says more than follows", len_says_more, -EBADMSG},
     {"length says less than follows", len_says_less, -EBADMSG},
     {"gate with no payload", header_only_gate, -EBADMSG},
