@@ -121,8 +121,34 @@ static void status_one(union ipc_msg *m, enum ipc_type *t)
 	m->status.in[0].oldest_age_ms = 3400;
 }
 
+static void outbox_full(union ipc_msg *m, enum ipc_type *t)
+{
+	*t = IPC_OUTBOX;
+	m->outbox.n = IPC_DESTINATIONS_MAX;
+	for (unsigned i = 0; i < IPC_DESTINATIONS_MAX; i++) {
+		struct ipc_destination *x = &m->outbox.d[i];
+
+		long_name(x->name, i % 2 ? IPC_NAME_MAX : 1 + i % IPC_NAME_MAX, i);
+		x->queued = UINT64_MAX - i;
+		x->oldest_age_ms = (uint64_t)i << 33;
+		x->waiting_gate = (uint8_t)(i % 2);
+		x->connected = (uint8_t)(i % 3 == 0);
+		x->failed = i;
+	}
+}
+
+static void outbox_one(union ipc_msg *m, enum ipc_type *t)
+{
+	*t = IPC_OUTBOX;
+	m->outbox.n = 1;
+	snprintf(m->outbox.d[0].name, sizeof(m->outbox.d[0].name), "lis");
+	m->outbox.d[0].queued = 3;
+	m->outbox.d[0].waiting_gate = 1;
+}
+
 static void (*const round_trips[])(union ipc_msg *, enum ipc_type *) = {
-    gate_empty, gate_mixed, gate_full, tunnels_empty, tunnels_full, status_one, status_full,
+    gate_empty, gate_mixed,  gate_full,	 tunnels_empty, tunnels_full,
+    status_one, status_full, outbox_one, outbox_full,
 };
 
 static uint8_t g_buf[IPC_MSG_MAX + 16];
@@ -242,10 +268,24 @@ static void enc_unknown_type(union ipc_msg *m, enum ipc_type *t)
 	*t = (enum ipc_type)9;
 }
 
+static void enc_outbox_over(union ipc_msg *m, enum ipc_type *t)
+{
+	outbox_one(m, t);
+	m->outbox.n = IPC_DESTINATIONS_MAX + 1;
+}
+
+/* waiting_gate and connected are booleans on the wire too. */
+static void enc_outbox_flag(union ipc_msg *m, enum ipc_type *t)
+{
+	outbox_one(m, t);
+	m->outbox.d[0].connected = 2;
+}
+
 static void (*const bad_encodes[])(union ipc_msg *, enum ipc_type *) = {
     enc_gate_over,    enc_gate_family,	    enc_gate_prefix,	   enc_gate_host_bits,
     enc_tunnels_over, enc_tunnels_up,	    enc_tunnel_name_empty, enc_tunnel_name_long,
-    enc_status_over,  enc_status_name_char, enc_unknown_type,
+    enc_status_over,  enc_status_name_char, enc_outbox_over,	   enc_outbox_flag,
+    enc_unknown_type,
 };
 
 START_TEST(test_encode_refused)
