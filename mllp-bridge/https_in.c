@@ -81,6 +81,8 @@ struct pending {
 	unsigned wait_s; /* Prefer: wait=N; 0: none */
 	void *wait_handle;
 	char peer[LOG_PEER_MAX];
+	char dest[CFG_NAME_MAX + 1];
+	char client[CLIENT_MAX];
 };
 
 struct https_in {
@@ -605,6 +607,7 @@ static void on_submitted(void *arg, int err, int64_t id, int existed)
 {
 	struct pending *p = arg;
 	struct https_in *h = p->h;
+	char label[CLIENT_MAX + 32];
 
 	if (!h) { /* https_in_free() ran meanwhile */
 		free(p);
@@ -617,8 +620,10 @@ static void on_submitted(void *arg, int err, int64_t id, int existed)
 		return;
 	}
 	p->id = id;
-	log_event(LOG_INFO, existed ? "https_repeat" : "https_accepted", " peer=%s id=%" PRId64,
-		  p->peer, id);
+	log_event(LOG_INFO, existed ? "https_repeat" : "https_accepted",
+		  " peer=%s client=%s destination=%s id=%" PRId64, p->peer,
+		  log_safe(label, sizeof(label), p->client, (unsigned)strlen(p->client)), p->dest,
+		  id);
 	if (existed)
 		h->st.repeated++;
 	else
@@ -644,7 +649,7 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 	const char *ctype = media_type(req);
 	const char *key =
 	    evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
-	char control_id[HL7_MSH_CONTROL_ID_MAX + 1], dest[CFG_NAME_MAX + 1];
+	char control_id[HL7_MSH_CONTROL_ID_MAX + 1];
 	const unsigned char *body;
 	const char *why = NULL;
 	struct pending *p;
@@ -696,9 +701,10 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 	p->state = PEND_SUBMIT;
 	p->wait_s = prefer_wait(req);
 	snprintf(p->peer, sizeof(p->peer), "%s", peer);
-	snprintf(dest, sizeof(dest), "%s", h->cfg->destinations[d].name);
+	snprintf(p->client, sizeof(p->client), "%s", w->label);
+	snprintf(p->dest, sizeof(p->dest), "%s", h->cfg->destinations[d].name);
 	LIST_INSERT_HEAD(&h->pending, p, entry);
-	if (h->hooks.submit(h->hooks.arg, dest, w->label, body, len, ctype,
+	if (h->hooks.submit(h->hooks.arg, p->dest, w->label, body, len, ctype,
 			    control_id[0] ? control_id : NULL, key, on_submitted, p) < 0) {
 		refuse(h, req, peer, 503, "the message could not be queued; send it again");
 		pending_free(p);
