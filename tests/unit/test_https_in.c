@@ -569,6 +569,7 @@ struct refusal {
 
 static char big[MAX_BODY + 100];
 static char ris_big[RIS_FRAME + 100];
+static char huge[2u << 20]; /* read and dropped by the listener, never kept */
 
 static const struct refusal refusals[] = {
     {"no token",
@@ -628,6 +629,14 @@ static const struct refusal refusals[] = {
      {.path = "/v1/destinations/lab/messages",
       .ctype = "x-application/hl7-v2+er7",
       .body = big,
+      .token = TOK_ALL},
+     413,
+     NULL},
+    {"2 MiB over max_body, no Expect",
+     {.path = "/v1/destinations/lab/messages",
+      .ctype = "x-application/hl7-v2+er7",
+      .body = huge,
+      .len = sizeof(huge),
       .token = TOK_ALL},
      413,
      NULL},
@@ -703,6 +712,7 @@ START_TEST(test_refused)
 
 	memset(big, 'x', sizeof(big) - 1);
 	memcpy(big, HL7_OK, strlen(HL7_OK));
+	memset(huge, 'x', sizeof(huge));
 	memset(ris_big, 'x', sizeof(ris_big) - 1);
 	memcpy(ris_big, HL7_OK, strlen(HL7_OK));
 	capture_log();
