@@ -10,6 +10,7 @@
  */
 #include "mllp-bridge/https_in.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -570,8 +571,8 @@ static void on_wait(void *arg, int err, const void *ack, size_t len)
 	struct pending *p = arg;
 	struct https_in *h = p->h;
 
-	if (!h || p->state != PEND_WAIT)
-		return; /* cancelled: cancel() promised no call; defensive */
+	/* once, and never after cancel() (https_in_free cancels every wait) */
+	assert(h && p->state == PEND_WAIT);
 	if (err == 0) {
 		h->st.sync_acks++;
 		add_location(p->req, p->id);
@@ -609,7 +610,8 @@ static void on_submitted(void *arg, int err, int64_t id, int existed)
 	struct https_in *h = p->h;
 	char label[CLIENT_MAX + 32];
 
-	if (!h) { /* https_in_free() ran meanwhile */
+	assert(p->state == PEND_SUBMIT); /* done_cb runs once */
+	if (!h) {			 /* https_in_free() ran meanwhile */
 		free(p);
 		return;
 	}
