@@ -97,7 +97,14 @@ struct https_in {
 	size_t ntokens;
 	LIST_HEAD(, pending) pending;
 	struct https_in_stats st;
+	struct evconnlistener *listener; /* evhttp's */
+	struct event *resume;		 /* accepting again after a pause */
+	LIST_ENTRY(https_in) live;
 };
+
+/* Listeners of this process, for the accept error callback, whose argument
+ * is evhttp's: the listener is all it has. One loop, no threads. */
+static LIST_HEAD(, https_in) g_live = LIST_HEAD_INITIALIZER(g_live);
 
 static const char *const ctypes[] = {CTYPE_HL7_ER7, "application/hl7-v2", "application/edi-x12",
 				     "application/xml", "text/xml"};
@@ -1013,8 +1020,40 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
 	return bev; /* on failure libevent freed ssl */
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct https_in *h = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(h->listener);
+}
+
+/* Out of descriptors (EMFILE, ENFILE, ENOBUFS): the listening socket stays
+ * readable, and accepting again at once would spin; it rests for
+ * HTTPS_IN_ACCEPT_PAUSE_MS. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	static const struct timeval pause = {0, HTTPS_IN_ACCEPT_PAUSE_MS * 1000};
+	struct https_in *h;
+	int err = errno;
+
+	(void)arg;
+	LIST_FOREACH(h, &g_live, live)
+	if (h->listener == lev)
+		break;
+	if (!h)
+		return;
+	log_event(LOG_WARN, "https_accept_paused", " error=\"%s\" pause_ms=%d", strerror(err),
+		  HTTPS_IN_ACCEPT_PAUSE_MS);
+	evconnlistener_disable(lev);
+	if (evtimer_add(h->resume, &pause) < 0)
+		evconnlistener_enable(lev); /* better to spin than to go deaf */
+}
+
 static int bind_listener(struct https_in *h)
 {
+	struct evhttp_bound_socket *bs = NULL;
 	const struct cfg_https *c = &h->cfg->https;
 	const struct sockaddr *sa = (const struct sockaddr *)&c->listen;
 	struct sockaddr_storage bound;
@@ -1024,7 +1063,7 @@ static int bind_listener(struct https_in *h)
 	if (fd < 0 || evutil_make_listen_socket_reuseable(fd) < 0 ||
 	    bind(fd, sa, c->listen_len) < 0 || listen(fd, HTTPS_IN_BACKLOG) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0 ||
-	    !evhttp_accept_socket_with_handle(h->http, fd)) {
+	    !(bs = evhttp_accept_socket_with_handle(h->http, fd))) {
 		int err = errno;
 
 		if (fd >= 0)
@@ -1033,6 +1072,8 @@ static int bind_listener(struct https_in *h)
 			  strerror(err));
 		return -(err ? err : EADDRNOTAVAIL);
 	}
+	h->listener = evhttp_bound_socket_get_listener(bs);
+	evconnlistener_set_error_cb(h->listener, on_accept_error);
 	h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
 						    : ((struct sockaddr_in *)&bound)->sin_port);
 	return 0;
@@ -1074,10 +1115,11 @@ int https_in_new(struct event_base *base, const struct cfg *cfg, const struct ht
 	h->cfg = cfg;
 	h->hooks = *hooks;
 	LIST_INIT(&h->pending);
+	LIST_INSERT_HEAD(&g_live, h, live);
 	if ((err = make_ssl_ctx(h)) < 0 ||
 	    (cfg->https.tokens_file && (err = load_tokens(h, cfg->https.tokens_file)) < 0))
 		goto fail;
-	if (!(h->http = evhttp_new(base))) {
+	if (!(h->http = evhttp_new(base)) || !(h->resume = evtimer_new(base, on_resume, h))) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -1117,6 +1159,9 @@ void https_in_free(struct https_in *h)
 			free(p);
 		} /* else: on_submitted frees it */
 	}
+	LIST_REMOVE(h, live);
+	if (h->resume)
+		event_free(h->resume);
 	if (h->http)
 		evhttp_free(h->http);
 	if (h->ssl)

@@ -34,16 +34,18 @@
 struct event_base;
 struct https_in;
 
-#define HTTPS_IN_KEY_MAX	 64 /* Idempotency-Key: 1..64 visible ASCII characters */
-#define HTTPS_IN_WAIT_MAX_S	 60 /* Prefer: wait=N is clamped to this */
-#define HTTPS_IN_TOKEN_MIN	 16 /* a bearer token: 16..256 visible ASCII characters */
-#define HTTPS_IN_TOKEN_MAX	 256
-#define HTTPS_IN_TOKENS_FILE_MAX (1u << 20) /* tokens_file is refused above 1 MiB, before reading  \
-					     */
-#define HTTPS_IN_HEADERS_MAX 16384	    /* request line + headers */
-#define HTTPS_IN_TIMEOUT_S   30		    /* evhttp read/write timeout of a connection */
-#define HTTPS_IN_BACKLOG     128
-#define HTTPS_IN_ERROR_MAX   256 /* a last_error shown by GET is cut here */
+#define HTTPS_IN_KEY_MAX    64 /* Idempotency-Key: 1..64 visible ASCII characters */
+#define HTTPS_IN_WAIT_MAX_S 60 /* Prefer: wait=N is clamped to this */
+#define HTTPS_IN_TOKEN_MIN  16 /* a bearer token: 16..256 visible ASCII characters */
+#define HTTPS_IN_TOKEN_MAX  256
+#define HTTPS_IN_TOKENS_FILE_MAX                                                                   \
+	(1u << 20)		       /* tokens_file is refused above 1 MiB, before reading       \
+					*/
+#define HTTPS_IN_HEADERS_MAX	 16384 /* request line + headers */
+#define HTTPS_IN_TIMEOUT_S	 30    /* evhttp read/write timeout of a connection */
+#define HTTPS_IN_BACKLOG	 128
+#define HTTPS_IN_ACCEPT_PAUSE_MS 100 /* out of descriptors: accepting rests this long */
+#define HTTPS_IN_ERROR_MAX	 256 /* a last_error shown by GET is cut here */
 
 /* The state of an outbound message as GET /v1/messages/{id} shows it. */
 struct https_in_view {

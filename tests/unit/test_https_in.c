@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -768,6 +770,46 @@ START_TEST(test_refusals_rate_limited)
 }
 END_TEST
 
+/* Out of descriptors: accept() fails with EMFILE; the listener rests
+ * HTTPS_IN_ACCEPT_PAUSE_MS between tries (a few log lines, no spinning)
+ * and serves again once descriptors are free. */
+START_TEST(test_accept_out_of_fds)
+{
+	static int fds[65536];
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct rlimit old, low;
+	const char *log, *p;
+	struct resp r;
+	int n = 0, s, lines = 0;
+
+	capture_log();
+	start(AUTH_TOKENS);
+	sin.sin_port = htons((uint16_t)g_port);
+	ck_assert_int_ge(s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), 0);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)s + 16;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < (int)NELEMS(fds) && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		n++;
+	ck_assert_int_eq(errno, EMFILE);
+	ck_assert_int_eq(connect(s, (struct sockaddr *)&sin, sizeof(sin)), 0); /* the backlog */
+	usleep(350 * 1000);
+	while (n > 0)
+		close(fds[--n]);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	usleep(2 * HTTPS_IN_ACCEPT_PAUSE_MS * 1000);
+	post_hl7(TOK_ALL, "lab", NULL, &r);
+	ck_assert_int_eq(r.code, 202);
+	close(s);
+	stop();
+	log = read_log();
+	for (p = log; (p = strstr(p, "event=https_accept_paused")); p++)
+		lines++;
+	ck_assert_msg(lines >= 1 && lines <= 6, "%d pauses: %s", lines, log);
+}
+END_TEST
+
 START_TEST(test_idempotency_key)
 {
 	struct resp r1, r2, r3;
@@ -1088,6 +1130,7 @@ static Suite *https_in_suite(void)
 	tcase_add_test(t, test_get_other_destination);
 	tcase_add_loop_test(t, test_refused, 0, NELEMS(refusals));
 	tcase_add_test(t, test_refusals_rate_limited);
+	tcase_add_test(t, test_accept_out_of_fds);
 	tcase_add_test(t, test_idempotency_key);
 	tcase_add_test(t, test_prefer_wait);
 	tcase_add_test(t, test_repeat_with_wait);
