@@ -249,10 +249,11 @@ static void ack_kept(int64_t id, const void **ack, size_t *len)
 	*len = 0;
 }
 
-void commit_mark_acked(struct commit *c, int64_t id, const void *ack, size_t len)
+void commit_mark_acked(struct commit *c, int64_t id, int attempts, const void *ack, size_t len)
 {
 	ack_kept(id, &ack, &len);
-	mark_result(c, spool_mark_acked(c->spool, id, stats_wall_ms(), ack, len), id, "acked");
+	mark_result(c, spool_mark_acked(c->spool, id, attempts, stats_wall_ms(), ack, len), id,
+		    "acked");
 }
 
 void commit_mark_rejected(struct commit *c, int64_t id, int attempts, const void *ack, size_t len,

@@ -69,7 +69,7 @@ void commit_mark_retry(struct commit *c, int64_t id, int attempts, int64_t next_
 		       const char *error);
 void commit_mark_dead(struct commit *c, int64_t id, int attempts, const char *error);
 /* Outbound results (spool_mark_acked/_rejected); ack is copied. */
-void commit_mark_acked(struct commit *c, int64_t id, const void *ack, size_t len);
+void commit_mark_acked(struct commit *c, int64_t id, int attempts, const void *ack, size_t len);
 void commit_mark_rejected(struct commit *c, int64_t id, int attempts, const void *ack, size_t len,
 			  const char *error);
 

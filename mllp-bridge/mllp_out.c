@@ -448,7 +448,7 @@ static void acked(struct out_dest *d, const void *ack, size_t len)
 	d->st.acked++;
 	log_event(LOG_DEBUG, "mllp_out_acked", " destination=%s id=%lld attempts=%d", d->cfg->name,
 		  (long long)m->id, m->attempts);
-	commit_mark_acked(d->o->commit, m->id, ack, len);
+	commit_mark_acked(d->o->commit, m->id, m->attempts, ack, len);
 	finish(d, MLLP_OUT_ACKED, ack, len, NULL);
 }
 

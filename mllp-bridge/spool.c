@@ -82,7 +82,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEAD] = "UPDATE messages SET state = 3, attempts = ?2, next_attempt_ms = 0, "
 		"last_error = ?3 WHERE id = ?1",
     [ST_ACKED] = "UPDATE messages SET state = 2, delivered_ms = ?2, next_attempt_ms = 0, "
-		 "ack = ?3 WHERE id = ?1",
+		 "ack = ?3, attempts = ?4 WHERE id = ?1",
     [ST_REJECTED] = "UPDATE messages SET state = 4, attempts = ?2, next_attempt_ms = 0, "
 		    "last_error = ?3, ack = ?4 WHERE id = ?1",
     /* messages_state finds the few pending rows; the channel is read from
@@ -786,7 +786,8 @@ static void bind_ack(sqlite3_stmt *st, int col, const void *ack, size_t len)
 		sqlite3_bind_blob64(st, col, ack, len, SQLITE_STATIC);
 }
 
-int spool_mark_acked(struct spool *s, int64_t id, int64_t now_ms, const void *ack, size_t len)
+int spool_mark_acked(struct spool *s, int64_t id, int attempts, int64_t now_ms, const void *ack,
+		     size_t len)
 {
 	sqlite3_stmt *st;
 	int err;
@@ -798,6 +799,7 @@ int spool_mark_acked(struct spool *s, int64_t id, int64_t now_ms, const void *ac
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, now_ms);
 	bind_ack(st, 3, ack, len);
+	sqlite3_bind_int(st, 4, attempts);
 	return staged_update(s, st, id, "mark acked");
 }
 

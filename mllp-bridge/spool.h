@@ -88,7 +88,7 @@ struct spool_row {
 	char *last_error;     /* NULL when none */
 	size_t len;	      /* body length */
 	enum spool_channel channel;
-	char *ack;	 /* outbound: the receiver's last answer (HL7 ACK or R2 block), NULL when none */
+	char *ack; /* outbound: the receiver's last answer (HL7 ACK or R2 block), NULL when none */
 	size_t ack_len;
 };
 
@@ -171,9 +171,10 @@ __attribute__((warn_unused_result)) int spool_find_key(struct spool *s, enum spo
 
 /* Outbound results, in the open batch like spool_mark_*() above. ack (len
  * bytes, at most SPOOL_ACK_MAX, may be NULL) is the receiver's answer, kept
- * with the row for GET /v1/messages/{id}. acked: SPOOL_DELIVERED at now_ms;
+ * with the row for GET /v1/messages/{id}; attempts counts every send, the
+ * one answered included. acked: SPOOL_DELIVERED at now_ms;
  * rejected: SPOOL_REJECTED (AE/AR under a dead policy) with error. */
-__attribute__((warn_unused_result)) int spool_mark_acked(struct spool *s, int64_t id,
+__attribute__((warn_unused_result)) int spool_mark_acked(struct spool *s, int64_t id, int attempts,
 							 int64_t now_ms, const void *ack,
 							 size_t len);
 __attribute__((warn_unused_result)) int spool_mark_rejected(struct spool *s, int64_t id,

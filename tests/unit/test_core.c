@@ -150,7 +150,7 @@ START_TEST(test_missing_row_spares_batch)
 	commit_mark_delivered(g_commit, 999999);
 	commit_mark_retry(g_commit, 999998, 1, 0, "HTTP 503");
 	commit_mark_dead(g_commit, 999997, 1, "HTTP 400");
-	commit_mark_acked(g_commit, 999996, "MSA|AA", 6);
+	commit_mark_acked(g_commit, 999996, 1, "MSA|AA", 6);
 	commit_mark_rejected(g_commit, 999995, 1, "MSA|AR", 6, "AR");
 	ck_assert_int_eq(stage("after", "f:A"), 0);
 	run_until(2);
@@ -224,7 +224,7 @@ START_TEST(test_outbound_marks)
 	if (c->rejected)
 		commit_mark_rejected(g_commit, g_out[0].id, 3, ack, c->len, "AR: no such patient");
 	else
-		commit_mark_acked(g_commit, g_out[0].id, ack, c->len);
+		commit_mark_acked(g_commit, g_out[0].id, 1, ack, c->len);
 	if (ack == ack_copy)
 		memset(ack_copy, 'Z', sizeof(ack_copy));
 	ck_assert_uint_eq(spool_pending(g_spool), 1);
@@ -262,7 +262,7 @@ START_TEST(test_marks_ride_on_commit)
 	run_until(1);
 	first = g_out[0].id;
 	ck_assert_int_eq(stage_out("second", "idem-2"), 0);
-	commit_mark_acked(g_commit, first, "MSA|AA|O1", 9);
+	commit_mark_acked(g_commit, first, 1, "MSA|AA|O1", 9);
 	ck_assert_int_eq(stage_out("third", "idem-3"), 0);
 	run_until(3);
 	ck_assert_int_eq(g_out[1].err, 0);

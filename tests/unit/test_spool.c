@@ -521,7 +521,7 @@ START_TEST(test_pending_and_unknown_ids)
 	ck_assert_int_eq(spool_mark_delivered(s, 4242, T0), -ENOENT);
 	ck_assert_int_eq(spool_mark_retry(s, 4242, 1, T0, "x"), -ENOENT);
 	ck_assert_int_eq(spool_mark_dead(s, 4242, 1, "x"), -ENOENT);
-	ck_assert_int_eq(spool_mark_acked(s, 4242, T0, "MSA|AA", 6), -ENOENT);
+	ck_assert_int_eq(spool_mark_acked(s, 4242, 1, T0, "MSA|AA", 6), -ENOENT);
 	ck_assert_int_eq(spool_mark_rejected(s, 4242, 1, "MSA|AR", 6, "AR"), -ENOENT);
 	ck_assert_uint_eq(spool_pending(s), 0);
 	append(other, "lab", "b", T0);
@@ -534,7 +534,7 @@ START_TEST(test_pending_and_unknown_ids)
 	append(s, "lab", "c", T0);
 	ck_assert_uint_eq(spool_pending(s), 2);
 	ck_assert_int_eq(spool_mark_inflight(s, 4242), -ENOENT);
-	ck_assert_int_eq(spool_mark_acked(s, 4242, T0, NULL, 0), -ENOENT);
+	ck_assert_int_eq(spool_mark_acked(s, 4242, 1, T0, NULL, 0), -ENOENT);
 	ck_assert_int_eq(spool_mark_rejected(s, 4242, 1, NULL, 0, NULL), -ENOENT);
 	ck_assert_uint_eq(spool_pending(s), 2); /* the batch survived */
 	commit_ok(s);
@@ -908,7 +908,7 @@ static struct spool *mixed_rows(void)
 	commit_ok(s);
 	ck_assert_int_eq(spool_mark_inflight(s, 3), 0);
 	ck_assert_int_eq(spool_mark_inflight(s, 4), 0);
-	ck_assert_int_eq(spool_mark_acked(s, 5, T0 + 1, "MSA|AA|C5", 9), 0);
+	ck_assert_int_eq(spool_mark_acked(s, 5, 2, T0 + 1, "MSA|AA|C5", 9), 0);
 	ck_assert_int_eq(spool_mark_dead(s, 6, 3, "HTTP 400"), 0);
 	ck_assert_int_eq(spool_mark_rejected(s, 7, 1, "MSA|AR|C7", 9, "AR: unknown facility"), 0);
 	commit_ok(s);
@@ -1090,7 +1090,7 @@ START_TEST(test_outbound_marks)
 	commit_ok(s);
 	append_ch(s, SPOOL_OUT, "lis", "kept");
 	if (c->op == OUT_ACKED)
-		err = spool_mark_acked(s, id, T0 + 9, ack, len);
+		err = spool_mark_acked(s, id, 3, T0 + 9, ack, len);
 	else
 		err = spool_mark_rejected(s, id, 4, ack, len, c->error);
 	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
@@ -1104,7 +1104,9 @@ START_TEST(test_outbound_marks)
 	ck_assert_int_eq(r.channel, SPOOL_OUT);
 	ck_assert_int_eq(r.state, c->state);
 	ck_assert_int_eq(r.delivered_ms, c->state == SPOOL_DELIVERED ? T0 + 9 : 0);
-	ck_assert_int_eq(r.attempts, c->state == SPOOL_REJECTED ? 4 : 0);
+	ck_assert_int_eq(r.attempts, c->state == SPOOL_REJECTED	   ? 4
+				     : c->state == SPOOL_DELIVERED ? 3
+								   : 0);
 	if (c->error && !c->err)
 		ck_assert_str_eq(r.last_error, c->error);
 	else
@@ -1197,8 +1199,8 @@ START_TEST(test_purge_outbound)
 		ck_assert_int_eq(spool_append(s, &m, &id[i]), 0);
 	}
 	commit_ok(s);
-	ck_assert_int_eq(spool_mark_acked(s, id[0], old, "AA", 2), 0);
-	ck_assert_int_eq(spool_mark_acked(s, id[1], T0, "AA", 2), 0);
+	ck_assert_int_eq(spool_mark_acked(s, id[0], 1, old, "AA", 2), 0);
+	ck_assert_int_eq(spool_mark_acked(s, id[1], 1, T0, "AA", 2), 0);
 	ck_assert_int_eq(spool_mark_rejected(s, id[2], 1, "AR", 2, "AR"), 0);
 	ck_assert_int_eq(spool_mark_rejected(s, id[3], 1, "AR", 2, "AR"), 0);
 	commit_ok(s);
