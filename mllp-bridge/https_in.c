@@ -13,6 +13,8 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -247,6 +249,22 @@ static void send_current(struct https_in *h, struct evhttp_request *req, int cod
 			h->hooks.release(h->hooks.arg, &v);
 	}
 	send_state(h, req, code, id, state);
+}
+
+/* Why a message ended: its last error as GET shows it ("no ACK within
+ * ack_timeout", ...), or the errno's text when the row says none. */
+static void last_error(struct https_in *h, int64_t id, int err, char *buf, size_t cap)
+{
+	struct https_in_view v;
+
+	memset(&v, 0, sizeof(v));
+	snprintf(buf, cap, "%s", strerror(-err));
+	if (h->hooks.lookup(h->hooks.arg, id, &v) != 0)
+		return;
+	if (v.last_error && *v.last_error)
+		snprintf(buf, cap, "%s", v.last_error);
+	if (h->hooks.release)
+		h->hooks.release(h->hooks.arg, &v);
 }
 
 /* ---- JSON ---- */
@@ -591,9 +609,12 @@ static void on_wait(void *arg, int err, const void *ack, size_t len)
 		h->st.sync_timeouts++;
 		send_current(h, p->req, 202, p->id);
 	} else {
+		char why[HTTPS_IN_ERROR_MAX];
+
 		add_location(p->req, p->id);
+		last_error(h, p->id, err, why, sizeof(why));
 		refuse(h, p->req, p->peer, 502, "message %" PRId64 " ended without an answer: %s",
-		       p->id, strerror(-err));
+		       p->id, why);
 	}
 	pending_free(p);
 }
@@ -1060,7 +1081,13 @@ static int bind_listener(struct https_in *h)
 	socklen_t blen = sizeof(bound);
 	evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
+	int one = 1;
+
+	/* TCP_NODELAY is inherited by the accepted sockets (Linux): an answer
+	 * leaves as two TLS records, headers then body, and Nagle would hold
+	 * the second one for the client's delayed ACK (40 ms a request). */
 	if (fd < 0 || evutil_make_listen_socket_reuseable(fd) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
 	    bind(fd, sa, c->listen_len) < 0 || listen(fd, HTTPS_IN_BACKLOG) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0 ||
 	    !(bs = evhttp_accept_socket_with_handle(h->http, fd))) {

@@ -809,6 +809,7 @@ void mllp_out_stats(const struct mllp_out *o, size_t dest, struct mllp_out_stats
 
 	*st = d->st;
 	st->in_flight = d->phase == PH_SENT;
+	st->in_flight_id = st->in_flight && d->cur ? d->cur->id : 0;
 	st->connected = d->bev && d->connected;
 	st->waiting_gate = d->phase == PH_GATE;
 	st->oldest_ms = first ? first->queued_ms : 0;

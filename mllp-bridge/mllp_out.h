@@ -70,11 +70,12 @@ typedef void (*mllp_out_watch_cb)(void *arg, int64_t id, enum mllp_out_result re
 
 /* A snapshot of one destination's sender. */
 struct mllp_out_stats {
-	size_t queued;	    /* messages waiting, the one in flight included */
-	unsigned in_flight; /* 0 or 1: sent, its answer awaited */
-	int connected;	    /* 1 while a connection is established */
-	int waiting_gate;   /* 1 while the head waits for the gate */
-	uint64_t sent;	    /* frames written (a resend counts again) */
+	size_t queued;	      /* messages waiting, the one in flight included */
+	unsigned in_flight;   /* 0 or 1: sent, its answer awaited */
+	int64_t in_flight_id; /* that message's row id, or 0 */
+	int connected;	      /* 1 while a connection is established */
+	int waiting_gate;     /* 1 while the head waits for the gate */
+	uint64_t sent;	      /* frames written (a resend counts again) */
 	uint64_t acked;
 	uint64_t rejected;	   /* AE/AR under a dead policy */
 	uint64_t dead;		   /* max_attempts reached */

@@ -237,6 +237,19 @@ static const char *state_text(enum spool_state s)
 	return "queued";
 }
 
+/* Sent and waiting for its ACK: the sender knows, the spool does not (a
+ * write per send would cost a commit's share for nothing durable). */
+static int sending(const struct outbound *o, const struct spool_row *r)
+{
+	int dest = o->out ? mllp_out_dest(o->out, r->integration) : -ENOENT;
+	struct mllp_out_stats st;
+
+	if (dest < 0 || r->state != SPOOL_QUEUED)
+		return 0;
+	mllp_out_stats(o->out, (size_t)dest, &st);
+	return st.in_flight_id == r->id;
+}
+
 static int ob_lookup(void *arg, int64_t id, struct https_in_view *v)
 {
 	struct outbound *o = arg;
@@ -251,7 +264,7 @@ static int ob_lookup(void *arg, int64_t id, struct https_in_view *v)
 		return -ENOENT;
 	}
 	*v = (struct https_in_view){.destination = r->integration,
-				    .state = state_text(r->state),
+				    .state = sending(o, r) ? "sending" : state_text(r->state),
 				    .attempts = (unsigned)r->attempts,
 				    .last_error = r->last_error,
 				    .ack = r->ack,

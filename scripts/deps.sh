@@ -5,12 +5,14 @@ set -eu
 
 # libclang-rt-14-dev holds clang's libFuzzer and sanitizer runtimes; clang
 # only recommends it, and recommends are not installed here. nodejs runs
-# tests/bench/forwarder.js, the comparison line of `make bench`.
+# tests/bench/forwarder.js, the comparison line of `make bench`. tcpdump
+# captures the outer link in the tunnel scenarios; nmap's ssl-enum-ciphers
+# checks the outbound HTTPS listener's TLS policy from outside.
 PKGS="build-essential pkg-config
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
       sqlite3 openssl curl nginx-light iproute2 util-linux procps clang libclang-rt-14-dev
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
-      libcharon-extra-plugins netcat-openbsd nodejs tcpdump"
+      libcharon-extra-plugins netcat-openbsd nodejs tcpdump nmap"
 
 missing=""
 for p in $PKGS; do
