@@ -16,8 +16,9 @@
 #define IPC_STATUS_HEAD	      2	 /* u16 n */
 #define IPC_TUNNEL_FIXED      13 /* u8 up | u16 ike_dh | u16 esp_dh | i64 changed */
 #define IPC_INTEGRATION_FIXED 24 /* u64 depth | u64 oldest_age_ms | u64 dead */
-#define IPC_DESTINATION_FIXED 26 /* u64 queued | u64 oldest | u8 gate | u8 connected | u64 failed  \
-				  */
+#define IPC_DESTINATION_FIXED                                                                      \
+	26 /* u64 queued | u64 oldest | u8 gate | u8 connected | u64 failed                        \
+	    */
 
 struct writer {
 	uint8_t *buf;

@@ -166,14 +166,14 @@ struct cfg_destination {
 	char *name;
 	struct sockaddr_storage addr; /* IPv4 or IPv6 address and port */
 	socklen_t addr_len;
-	char *address_text;	     /* as written */
-	uint64_t ack_timeout_ms;     /* no ACK this long: reconnect, resend; default 30 s */
-	uint64_t idle_timeout_ms;    /* idle socket closed; default 2 h */
-	enum cfg_on_reject on_ae;    /* default retry */
-	enum cfg_on_reject on_ar;    /* default dead */
-	unsigned max_attempts;	     /* then dead; default 10; 1..CFG_MAX_ATTEMPTS_LIMIT */
-	int release;		     /* MLLP release 1 (HL7 ACK, default) or 2 (commit ACK/NAK) */
-	size_t max_frame;	     /* largest message accepted for it; default MLLP_MAX_FRAME_DEFAULT */
+	char *address_text;	  /* as written */
+	uint64_t ack_timeout_ms;  /* no ACK this long: reconnect, resend; default 30 s */
+	uint64_t idle_timeout_ms; /* idle socket closed; default 2 h */
+	enum cfg_on_reject on_ae; /* default retry */
+	enum cfg_on_reject on_ar; /* default dead */
+	unsigned max_attempts;	  /* then dead; default 10; 1..CFG_MAX_ATTEMPTS_LIMIT */
+	int release;		  /* MLLP release 1 (HL7 ACK, default) or 2 (commit ACK/NAK) */
+	size_t max_frame; /* largest message accepted for it; default MLLP_MAX_FRAME_DEFAULT */
 	int line;
 };
 

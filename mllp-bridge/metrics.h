@@ -30,10 +30,10 @@ struct metrics_sources {
 	const struct commit *commit;
 	const struct upstream *up;
 	const struct gate *gate;
-	const struct tunnel *tun; /* NULL: no supervisor link */
+	const struct tunnel *tun;     /* NULL: no supervisor link */
 	const struct mllp_out *out;   /* NULL: no destinations */
 	const struct https_in *https; /* NULL: no https listener */
-	int (*ready)(void *arg);  /* /readyz: non-zero when ready */
+	int (*ready)(void *arg);      /* /readyz: non-zero when ready */
 	void *arg;
 };
 
