@@ -44,7 +44,10 @@ struct outbound {
 	struct staging *staged;
 	struct spool_row view;	     /* the row behind the last lookup */
 	struct https_in_hooks hooks; /* borrowed by https_in for its life */
+	struct event *replay_ev;     /* polls for rows an operator replayed */
 };
+
+#define OUTBOUND_REPLAY_POLL_MS 1000 /* operator replays are picked up this fast */
 
 static int64_t wall_ms(void)
 {
@@ -432,19 +435,58 @@ static void requeue_one(struct outbound *o, int64_t id)
 	free(body);
 }
 
+static int ignore_row(void *arg, const struct spool_row *r)
+{
+	(void)arg;
+	(void)r;
+	return 0;
+}
+
 /* Rows accepted before a restart go back to their senders, in id order
- * (the ids first: a read inside the listing would share its statement). */
+ * (the ids first: a read inside the listing would share its statement).
+ * Replays made while the bridge was down are among them: their flags are
+ * cleared so that the poll does not queue them twice. */
 static int requeue_pending(struct outbound *o)
 {
 	struct ids ids = {0};
 	int err = spool_load_pending_channel(o->spool, SPOOL_OUT, collect, &ids);
 
+	if (err == 0)
+		err = spool_take_replayed_channel(o->spool, SPOOL_OUT, ignore_row, NULL);
 	for (size_t i = 0; err == 0 && i < ids.n; i++)
 		requeue_one(o, ids.v[i]);
 	if (err == 0 && ids.n)
 		log_event(LOG_INFO, "outbound_loaded", " pending=%zu", ids.n);
 	free(ids.v);
 	return err;
+}
+
+/* `mllp-bridge spool replay` on an outbound dead or rejected row: the row
+ * is queued again, and its sender takes it back in its place by id. */
+static void on_replay_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct outbound *o = arg;
+	struct ids ids = {0};
+
+	(void)fd;
+	(void)what;
+	if (spool_take_replayed_channel(o->spool, SPOOL_OUT, collect, &ids) < 0)
+		log_event(LOG_WARN, "replay_poll_failed", " channel=out detail=\"%s\"",
+			  spool_errmsg(o->spool));
+	for (size_t i = 0; i < ids.n; i++) {
+		log_event(LOG_INFO, "outbound_replayed", " id=%lld", (long long)ids.v[i]);
+		requeue_one(o, ids.v[i]);
+	}
+	free(ids.v);
+}
+
+static int start_replay_poll(struct outbound *o)
+{
+	static const struct timeval poll = {OUTBOUND_REPLAY_POLL_MS / 1000,
+					    (OUTBOUND_REPLAY_POLL_MS % 1000) * 1000};
+
+	o->replay_ev = event_new(o->base, -1, EV_PERSIST, on_replay_poll, o);
+	return o->replay_ev && event_add(o->replay_ev, &poll) == 0 ? 0 : -ENOMEM;
 }
 
 int outbound_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
@@ -464,8 +506,9 @@ int outbound_new(struct event_base *base, const struct cfg *cfg, struct spool *s
 					   .lookup = ob_lookup,
 					   .wait = ob_wait,
 					   .cancel = ob_cancel};
-	if (cfg->ndestinations && (err = mllp_out_new(base, cfg, commit, gate, &o->out)) == 0)
-		err = requeue_pending(o);
+	if (cfg->ndestinations && (err = mllp_out_new(base, cfg, commit, gate, &o->out)) == 0 &&
+	    (err = requeue_pending(o)) == 0)
+		err = start_replay_poll(o);
 	if (err == 0)
 		err = https_in_new(base, cfg, &o->hooks, &o->in);
 	if (err < 0) {
@@ -490,6 +533,8 @@ void outbound_free(struct outbound *o)
 {
 	if (!o)
 		return;
+	if (o->replay_ev)
+		event_free(o->replay_ev);
 	https_in_free(o->in);
 	mllp_out_free(o->out);
 	/* Commits still pending answer their requests without us. */

@@ -81,8 +81,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		 "last_error = ?4 WHERE id = ?1",
     [ST_DEAD] = "UPDATE messages SET state = 3, attempts = ?2, next_attempt_ms = 0, "
 		"last_error = ?3 WHERE id = ?1",
+    /* An answered message has no error left: last_error was the last
+     * failed send's, and it succeeded since. */
     [ST_ACKED] = "UPDATE messages SET state = 2, delivered_ms = ?2, next_attempt_ms = 0, "
-		 "ack = ?3, attempts = ?4 WHERE id = ?1",
+		 "ack = ?3, attempts = ?4, last_error = NULL WHERE id = ?1",
     [ST_REJECTED] = "UPDATE messages SET state = 4, attempts = ?2, next_attempt_ms = 0, "
 		    "last_error = ?3, ack = ?4 WHERE id = ?1",
     /* messages_state finds the few pending rows; the channel is read from
@@ -1132,9 +1134,6 @@ static int has_replayed(struct spool *s, enum spool_channel channel, int *yes)
 	return err;
 }
 
-/* Ready for a spool_take_replayed_channel() in spool.h once the MLLP
- * senders poll for replays; until then outbound replays wait for the next
- * start (spool_load_pending_channel() finds them queued). */
 static int take_replayed(struct spool *s, enum spool_channel channel, spool_row_cb cb, void *arg)
 {
 	sqlite3_stmt *st, *clr;
@@ -1163,6 +1162,14 @@ static int take_replayed(struct spool *s, enum spool_channel channel, spool_row_
 int spool_take_replayed(struct spool *s, spool_row_cb cb, void *arg)
 {
 	return take_replayed(s, SPOOL_IN, cb, arg);
+}
+
+int spool_take_replayed_channel(struct spool *s, enum spool_channel channel, spool_row_cb cb,
+				void *arg)
+{
+	if (channel != SPOOL_IN && channel != SPOOL_OUT)
+		return -EINVAL;
+	return take_replayed(s, channel, cb, arg);
 }
 
 static int purge_chunk(struct spool *s, enum stmt_id which, int64_t before_ms, int *n)

@@ -211,6 +211,11 @@ __attribute__((warn_unused_result)) int spool_replay(struct spool *s, int64_t id
  * ignoring the rows) avoids queueing it twice. */
 __attribute__((warn_unused_result)) int spool_take_replayed(struct spool *s, spool_row_cb cb,
 							    void *arg);
+/* The same for one channel (spool_take_replayed() is SPOOL_IN's): the MLLP
+ * senders poll SPOOL_OUT. -EINVAL for another channel. */
+__attribute__((warn_unused_result)) int spool_take_replayed_channel(struct spool *s,
+								    enum spool_channel channel,
+								    spool_row_cb cb, void *arg);
 
 /* Deletes delivered rows delivered before before_ms (and, when include_dead,
  * dead rows received before before_ms). *count gets the number deleted.

@@ -1164,6 +1164,22 @@ START_TEST(test_rejected_state)
 	ck_assert_int_eq(spool_load_pending_channel(s, SPOOL_OUT, collect, &out), 0);
 	ck_assert_int_eq(out.n, 4);
 	ck_assert_int_eq(out.id[2], 7); /* in id order: 2, 4, 7, 8 */
+	/* ... which the senders' poll takes, once. */
+	memset(&taken, 0, sizeof(taken));
+	ck_assert_int_eq(spool_take_replayed_channel(s, SPOOL_OUT, collect, &taken), 0);
+	ck_assert_int_eq(taken.n, 1);
+	ck_assert_int_eq(taken.id[0], 7);
+	memset(&taken, 0, sizeof(taken));
+	ck_assert_int_eq(spool_take_replayed_channel(s, SPOOL_OUT, collect, &taken), 0);
+	ck_assert_int_eq(taken.n, 0);
+	ck_assert_int_eq(spool_take_replayed_channel(s, 2, collect, &taken), -EINVAL);
+	/* Acked after its replay: the AR's error is history, not state. */
+	ck_assert_int_eq(spool_mark_acked(s, 7, 1, T0 + 5, "MSA|AA|C7", 9), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_get(s, 7, &r, NULL), 0);
+	ck_assert_int_eq(r.state, SPOOL_DELIVERED);
+	ck_assert_ptr_null(r.last_error);
+	spool_row_clear(&r);
 	spool_close(s);
 }
 END_TEST
