@@ -75,6 +75,7 @@ get() {
 jfield() { grep -o "\"$1\":\(\"[^\"]*\"\|[0-9a-z]*\)" | head -n 1 | cut -d: -f2- | tr -d '"'; }
 
 start_recv dead $P_DEAD --rule MSH10=D01:noack --rule MSH10=D02:wrong-msa2 || exit 1
+DEAD_RECV=$RECV_PID
 start_recv r2 $P_R2 --release 2 --rule MSH10=N01@1:nak2 || exit 1
 start_recv idle $P_IDLE --rule MSH10=L01:delay=2500 || exit 1
 IDLE_RECV=$RECV_PID
@@ -189,5 +190,17 @@ hdr=$(curl -s -D - -o /dev/null --cacert "$CERTS/ca.pem" -H "Authorization: Bear
 	"https://127.0.0.1:$HTTPS/v1/destinations/dead/messages" | tr -d '\r')
 expect "GET on the POST path → 405 with Allow: POST" \
 	bash -c "grep -q '^HTTP/1.1 405' <<<'$hdr' && grep -qi '^allow: POST' <<<'$hdr'"
+
+# ---- an operator's replay of a dead message, while the bridge runs ----------------------
+# The receiver is fixed (no more rules): `spool replay` puts D01 back in its
+# sender's queue within the once-a-second poll; it is sent and acked.
+stop_pid "$DEAD_RECV"
+start_recv dead2 $P_DEAD || exit 1
+id1=${r1##*/}
+expect "replay: mllp-bridge spool replay $id1 (the dead D01)" 	bash -c "'$BIN/mllp-bridge' -c '$CONF' spool replay '$id1' >'$TMP/replay.out' 2>&1"
+expect "replay: D01 reaches the fixed receiver within 5 s, without a restart" 	wait_until 5 'arrivals dead2 | grep -qx D01'
+expect "replay: GET D01: acked, its last_error cleared, the new ACK kept" 	wait_until 5 'has "$(get "$id1")" "\"state\":\"acked\"" "\"last_error\":null" "MSA|AA|D01"'
+expect "replay: the bridge logged outbound_replayed id=$id1" 	grep -q "event=outbound_replayed id=$id1" "$TMP/bridge.log"
+
 expect "the bridge is still running" kill -0 "$BRIDGE_PID"
 finish
