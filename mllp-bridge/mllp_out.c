@@ -74,6 +74,7 @@ struct out_dest {
 	enum phase phase;
 	struct bufferevent *bev;
 	int connected;
+	int connect_failures; /* in a row: the backoff of a message that never left */
 	struct mllp_deframer *df;
 	struct event *ack_tm, *idle_tm;
 	struct mllp_out_stats st;
@@ -408,16 +409,24 @@ static void go_dead(struct out_dest *d, const char *err, const void *ack, size_t
 /* The head's send failed (m->attempts counts it already): the same message
  * again after the backoff, or dead when it had its attempts. ack is the
  * answer that caused it, if any (for the watchers of a dead message). */
+static void retry_after(struct out_dest *d, const char *err, uint64_t delay);
+
 static void retry_or_dead(struct out_dest *d, const char *err, const void *ack, size_t len)
 {
 	struct out_msg *m = d->cur;
-	uint64_t delay;
 
 	if (m->attempts >= (int)d->cfg->max_attempts) {
 		go_dead(d, err, ack, len);
 		return;
 	}
-	delay = mllp_out_backoff_ms(&d->o->cfg->retry, m->attempts);
+	retry_after(d, err, mllp_out_backoff_ms(&d->o->cfg->retry, m->attempts));
+}
+
+/* The head goes again after delay ms, the connection closed meanwhile. */
+static void retry_after(struct out_dest *d, const char *err, uint64_t delay)
+{
+	struct out_msg *m = d->cur;
+
 	d->st.retries++;
 	log_event(LOG_WARN, "mllp_out_retry",
 		  " destination=%s id=%lld attempts=%d delay_ms=%llu error=\"%s\"", d->cfg->name,
@@ -438,6 +447,18 @@ static void fail(struct out_dest *d, uint64_t *counter, const char *err)
 	conn_close(d, 1);
 	d->cur->attempts++;
 	retry_or_dead(d, err, NULL, 0);
+}
+
+/* No connection was made (refused, unreachable, the connect hung): the
+ * message never left, so it loses no attempt. It waits with the backoff of
+ * the failures in a row: a receiver down for a maintenance window must not
+ * kill the head of the line and let the next message go first. */
+static void fail_unsent(struct out_dest *d, const char *err)
+{
+	d->st.transport_errors++;
+	conn_close(d, 1);
+	d->connect_failures++;
+	retry_after(d, err, mllp_out_backoff_ms(&d->o->cfg->retry, d->connect_failures));
 }
 
 static void acked(struct out_dest *d, const void *ack, size_t len)
@@ -584,6 +605,7 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		d->connected = 1;
+		d->connect_failures = 0;
 		d->st.connects++;
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		log_event(LOG_DEBUG, "mllp_out_connected", " destination=%s address=%s",
@@ -597,7 +619,9 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
 		snprintf(err, sizeof(err), "connection failed: %s", e ? strerror(e) : "error");
 	else
 		snprintf(err, sizeof(err), "the receiver closed the connection");
-	if (d->phase == PH_SENT) {
+	if (d->phase == PH_SENT && !d->connected) {
+		fail_unsent(d, err);
+	} else if (d->phase == PH_SENT) {
 		fail(d, &d->st.transport_errors, err);
 	} else {
 		log_event(LOG_INFO, "mllp_out_closed", " destination=%s reason=\"%s\"",
@@ -620,7 +644,7 @@ static void on_ack_timeout(evutil_socket_t fd, short what, void *arg)
 		char err[MLLP_OUT_ERRTEXT_MAX];
 
 		snprintf(err, sizeof(err), "connect to %s timed out", d->cfg->address_text);
-		fail(d, &d->st.transport_errors, err);
+		fail_unsent(d, err);
 		return;
 	}
 	log_event(LOG_WARN, "mllp_out_ack_timeout", " destination=%s id=%lld ack_timeout_ms=%llu",
@@ -664,7 +688,7 @@ static void dest_try(struct out_dest *d)
 	if (!d->bev && (e = conn_open(d)) < 0) {
 		snprintf(err, sizeof(err), "connect to %s failed: %s", d->cfg->address_text,
 			 strerror(-e));
-		fail(d, &d->st.transport_errors, err);
+		fail_unsent(d, err);
 		return;
 	}
 	if (bufferevent_write(d->bev, m->data, m->flen) < 0) {
