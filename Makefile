@@ -33,7 +33,7 @@ APP_LIB     := $(if $(APP_SRC),$(BUILD)/lib/libappliance.a)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/delay-proxy $(BUILD)/bin/https-sink \
-               $(BUILD)/bin/mllp-send $(BUILD)/bin/ipc-send $(BUILD)/bin/mllp-recv \
+               $(BUILD)/bin/mllp-send $(BUILD)/bin/ipc-send $(BUILD)/bin/mllp-recv $(BUILD)/bin/https-load \
                $(if $(VICI_LIB),$(BUILD)/bin/vici-bench)
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici) \
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
@@ -99,6 +99,10 @@ $(BUILD)/bin/delay-proxy: $(BUILD)/obj/tests/bench/delay-proxy.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bin/https-load: $(BUILD)/obj/tests/bench/https-load.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/bin/vici-bench: $(BUILD)/obj/tests/bench/vici-bench.o $(VICI_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -126,6 +130,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tests/bench/run.sh
 	@BUILD=$(BUILD) bash tests/bench/vici.sh
+	@BUILD=$(BUILD) bash tests/bench/outbound.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
