@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 struct dh_name {
 	const char *name;
@@ -113,29 +112,17 @@ void sas_read_ike(const struct vici_node *sec, struct sas_ike *out)
 			read_child(n, &out->child[out->nchildren++]);
 }
 
-int sas_ts_cidr(const char *ts, int *family, uint8_t *addr, unsigned *prefix)
+int sas_ts_cidr(const char *ts, struct cfg_cidr *out)
 {
-	char host[INET6_ADDRSTRLEN];
-	const char *slash = strchr(ts, '/');
-	size_t hlen = slash ? (size_t)(slash - ts) : 0;
-	char *end;
-	unsigned long p;
+	char cidr[INET6_ADDRSTRLEN + 8];
+	size_t len = strcspn(ts, "[");
+	int err;
 
-	if (!slash || hlen == 0 || hlen >= sizeof host)
+	/* charon always prints the prefix; a bare address is not a selector. */
+	if (len >= sizeof cidr || !memchr(ts, '/', len))
 		return -EINVAL;
-	memcpy(host, ts, hlen);
-	host[hlen] = '\0';
-	memset(addr, 0, 16);
-	if (inet_pton(AF_INET, host, addr) == 1)
-		*family = AF_INET;
-	else if (inet_pton(AF_INET6, host, addr) == 1)
-		*family = AF_INET6;
-	else
-		return -EINVAL;
-	p = strtoul(slash + 1, &end, 10);
-	if (end == slash + 1 || (*end != '\0' && *end != '[') ||
-	    p > (*family == AF_INET ? 32u : 128u))
-		return -EINVAL;
-	*prefix = (unsigned)p;
-	return 0;
+	memcpy(cidr, ts, len);
+	cidr[len] = '\0';
+	err = cfg_parse_cidr(cidr, out);
+	return err == -EDOM ? 0 : err; /* host bits set: out holds the network */
 }

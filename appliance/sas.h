@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mllp-bridge/config.h"
 #include "vici-client/vici.h"
 
 #define SAS_NAME_MAX	 64
@@ -58,10 +59,9 @@ void sas_read_ike(const struct vici_node *sec, struct sas_ike *out);
 unsigned sas_dh_number(const char *name);
 
 /* A traffic selector as charon prints it ("203.0.113.64/26",
- * "10.0.0.1/32[tcp/2575]") as address family, address and prefix: the
- * protocol/port part is ignored (the gate works on addresses). Returns 0 or
- * -EINVAL. addr must hold 16 bytes. */
-__attribute__((warn_unused_result)) int sas_ts_cidr(const char *ts, int *family, uint8_t *addr,
-						    unsigned *prefix);
+ * "10.0.0.1/32[tcp/2575]") as a CIDR, host bits cleared: the protocol/port
+ * part is ignored (the gate works on addresses). Returns 0 or -EINVAL (a
+ * range "a..b", no prefix, anything cfg_parse_cidr() refuses). */
+__attribute__((warn_unused_result)) int sas_ts_cidr(const char *ts, struct cfg_cidr *out);
 
 #endif

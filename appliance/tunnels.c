@@ -666,8 +666,7 @@ void tunnels_free(struct tunnels *t)
 /* ---------- what the bridge and the heartbeat see ---------- */
 
 /* Calls fn for every remote traffic selector of every installed CHILD_SA. */
-static int each_remote_ts(const struct tunnels *t,
-			  int (*fn)(void *arg, int family, const uint8_t *addr, unsigned prefix),
+static int each_remote_ts(const struct tunnels *t, int (*fn)(void *arg, const struct cfg_cidr *c),
 			  void *arg)
 {
 	for (size_t i = 0; i < t->n; i++) {
@@ -677,30 +676,19 @@ static int each_remote_ts(const struct tunnels *t,
 			continue;
 		for (size_t j = 0; j < ts->ike.nchildren; j++) {
 			const struct sas_child *c = &ts->ike.child[j];
+			struct cfg_cidr cidr;
 
 			if (!child_installed(c))
 				continue;
-			for (size_t k = 0; k < c->nremote_ts; k++) {
-				int family;
-				uint8_t addr[16];
-				unsigned prefix;
-
-				if (sas_ts_cidr(c->remote_ts[k], &family, addr, &prefix) == 0 &&
-				    fn(arg, family, addr, prefix))
+			for (size_t k = 0; k < c->nremote_ts; k++)
+				if (sas_ts_cidr(c->remote_ts[k], &cidr) == 0 && fn(arg, &cidr))
 					return 1;
-			}
 		}
 	}
 	return 0;
 }
 
-static void mask(uint8_t *addr, unsigned prefix, unsigned bits)
-{
-	for (unsigned i = prefix; i < bits; i++)
-		addr[i / 8] &= (uint8_t) ~(0x80 >> (i % 8));
-}
-
-static int add_gate(void *arg, int family, const uint8_t *addr, unsigned prefix)
+static int add_gate(void *arg, const struct cfg_cidr *cidr)
 {
 	struct ipc_gate *g = arg;
 	struct ipc_cidr *c;
@@ -709,10 +697,9 @@ static int add_gate(void *arg, int family, const uint8_t *addr, unsigned prefix)
 		return 1;
 	c = &g->cidr[g->n++];
 	memset(c, 0, sizeof *c);
-	c->family = (uint8_t)family;
-	c->prefix = (uint8_t)prefix;
-	memcpy(c->addr, addr, family == AF_INET ? 4 : 16);
-	mask(c->addr, prefix, family == AF_INET ? 32 : 128);
+	c->family = (uint8_t)cidr->family;
+	c->prefix = (uint8_t)cidr->prefix;
+	memcpy(c->addr, cidr->addr, cidr->family == AF_INET ? 4 : 16);
 	return 0;
 }
 
@@ -725,27 +712,16 @@ void tunnels_gate(const struct tunnels *t, struct ipc_gate *g)
 	(void)each_remote_ts(t, add_gate, g);
 }
 
-struct covers_arg {
-	struct cfg_cidr probe;
-	const struct sockaddr *addr;
-};
-
-static int covers_one(void *arg, int family, const uint8_t *addr, unsigned prefix)
+static int covers_one(void *arg, const struct cfg_cidr *c)
 {
-	struct covers_arg *a = arg;
+	const struct sockaddr *const *addr = arg;
 
-	a->probe.family = family;
-	a->probe.prefix = prefix;
-	memcpy(a->probe.addr, addr, 16);
-	mask(a->probe.addr, prefix, family == AF_INET ? 32 : 128);
-	return cfg_cidr_contains(&a->probe, a->addr);
+	return cfg_cidr_contains(c, *addr);
 }
 
 int tunnels_covers(const struct tunnels *t, const struct sockaddr *addr)
 {
-	struct covers_arg a = {.addr = addr};
-
-	return each_remote_ts(t, covers_one, &a);
+	return each_remote_ts(t, covers_one, &addr);
 }
 
 /* The PFS group of the tunnel's newest installed CHILD_SA, 0 when none. */

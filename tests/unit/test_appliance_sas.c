@@ -110,6 +110,8 @@ static const struct {
     {"203.0.113.64/26", 0, AF_INET, 26, "203.0.113.64"},
     {"2001:db8::/32[tcp/2575]", 0, AF_INET6, 32, "2001:db8::"},
     {"10.0.0.1/32[udp]", 0, AF_INET, 32, "10.0.0.1"},
+    {"203.0.113.70/26", 0, AF_INET, 26, "203.0.113.64"}, /* host bits: the network */
+    {"203.0.113.1", -EINVAL, 0, 0, NULL},
     {"10.0.0.1..10.0.0.9", -EINVAL, 0, 0, NULL},
     {"10.0.0.0/33", -EINVAL, 0, 0, NULL},
     {"10.0.0.0/", -EINVAL, 0, 0, NULL},
@@ -118,17 +120,16 @@ static const struct {
 
 START_TEST(ts_to_cidr)
 {
-	uint8_t addr[16], want[16] = {0};
-	unsigned prefix = 0;
-	int family = 0;
+	uint8_t want[16] = {0};
+	struct cfg_cidr c;
 
-	ck_assert_int_eq(sas_ts_cidr(ts_cases[_i].ts, &family, addr, &prefix), ts_cases[_i].rc);
+	ck_assert_int_eq(sas_ts_cidr(ts_cases[_i].ts, &c), ts_cases[_i].rc);
 	if (ts_cases[_i].rc)
 		return;
-	ck_assert_int_eq(family, ts_cases[_i].family);
-	ck_assert_uint_eq(prefix, ts_cases[_i].prefix);
-	ck_assert_int_eq(inet_pton(family, ts_cases[_i].addr, want), 1);
-	ck_assert_mem_eq(addr, want, family == AF_INET ? 4 : 16);
+	ck_assert_int_eq(c.family, ts_cases[_i].family);
+	ck_assert_uint_eq(c.prefix, ts_cases[_i].prefix);
+	ck_assert_int_eq(inet_pton(c.family, ts_cases[_i].addr, want), 1);
+	ck_assert_mem_eq(c.addr, want, c.family == AF_INET ? 4 : 16);
 }
 END_TEST
 
