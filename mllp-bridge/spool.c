@@ -120,8 +120,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 		    "ORDER BY id",
     [ST_CLEAR_REPLAYED] = "UPDATE messages SET replayed = 0 WHERE replayed = 1 AND "
 			  "channel = ?2 AND id <= ?1",
+    /* INDEXED BY: without it SQLite picks messages_state (state = 2) and
+     * reads every delivered row in retention to test delivered_ms, a loop
+     * stall that grows with retention (measured: 7 ms at 12,000 rows, every
+     * second). With it, the purge reads only what it deletes, and a schema
+     * that lost the index fails to prepare instead of getting slow. */
     [ST_PURGE_DELIVERED] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
-			   "WHERE state = 2 AND delivered_ms < ?1 LIMIT ?2)",
+			   "INDEXED BY messages_delivered "
+			   "WHERE delivered_ms < ?1 AND state = 2 LIMIT ?2)",
     [ST_PURGE_DEAD] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
 		      "WHERE state IN (3, 4) AND received_ms < ?1 LIMIT ?2)",
     /* Inbound only: struct spool_stat has no channel, and a destination
