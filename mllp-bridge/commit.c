@@ -231,11 +231,6 @@ void commit_mark_retry(struct commit *c, int64_t id, int attempts, int64_t next_
 		    "retry");
 }
 
-void commit_mark_dead(struct commit *c, int64_t id, int attempts, const char *error)
-{
-	mark_result(c, spool_mark_dead(c->spool, id, attempts, error), id, "dead");
-}
-
 /* The state matters more than the text: an ACK the spool will not keep
  * (over SPOOL_ACK_MAX) is dropped and the state recorded without it, so
  * that the message is not sent again after a restart. */
@@ -262,6 +257,13 @@ void commit_mark_rejected(struct commit *c, int64_t id, int attempts, const void
 	ack_kept(id, &ack, &len);
 	mark_result(c, spool_mark_rejected(c->spool, id, attempts, ack, len, error), id,
 		    "rejected");
+}
+
+void commit_mark_dead(struct commit *c, int64_t id, int attempts, const void *ack, size_t len,
+		      const char *error)
+{
+	ack_kept(id, &ack, &len);
+	mark_result(c, spool_mark_dead(c->spool, id, attempts, ack, len, error), id, "dead");
 }
 
 /* --- retention ------------------------------------------------------- */

@@ -67,11 +67,14 @@ void commit_drain(struct commit *c);
 void commit_mark_delivered(struct commit *c, int64_t id);
 void commit_mark_retry(struct commit *c, int64_t id, int attempts, int64_t next_attempt_ms,
 		       const char *error);
-void commit_mark_dead(struct commit *c, int64_t id, int attempts, const char *error);
-/* Outbound results (spool_mark_acked/_rejected); ack is copied. */
+/* Results with the receiver's answer (spool_mark_acked/_rejected/_dead); ack
+ * is copied, NULL, 0 when there is none (dead: always for inbound rows). An
+ * ack over SPOOL_ACK_MAX is dropped with a log; the state is recorded. */
 void commit_mark_acked(struct commit *c, int64_t id, int attempts, const void *ack, size_t len);
 void commit_mark_rejected(struct commit *c, int64_t id, int attempts, const void *ack, size_t len,
 			  const char *error);
+void commit_mark_dead(struct commit *c, int64_t id, int attempts, const void *ack, size_t len,
+		      const char *error);
 
 void commit_stats(const struct commit *c, struct commit_stats *st);
 

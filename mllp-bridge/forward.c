@@ -260,7 +260,7 @@ static void go_dead(struct fwd_msg *m, const char *err)
 	in->st.dead++;
 	log_event(LOG_ERR, "dead_letter", " integration=%s id=%lld attempts=%d error=\"%s\"",
 		  in->cfg->name, (long long)m->id, m->attempts, err);
-	commit_mark_dead(in->f->commit, m->id, m->attempts, err);
+	commit_mark_dead(in->f->commit, m->id, m->attempts, NULL, 0, err);
 	snprintf(why, sizeof(why), "upstream refused the message: %s", err);
 	answer(m, FWD_REFUSED, why, NULL, 0);
 	finish(m);

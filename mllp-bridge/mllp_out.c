@@ -402,7 +402,9 @@ static void go_dead(struct out_dest *d, const char *err, const void *ack, size_t
 	d->st.dead++;
 	log_event(LOG_ERR, "mllp_out_dead", " destination=%s id=%lld attempts=%d error=\"%s\"",
 		  d->cfg->name, (long long)m->id, m->attempts, err);
-	commit_mark_dead(d->o->commit, m->id, m->attempts, err);
+	/* The same answer the watchers get: what the receiver said to the last
+	 * send is what an analyst needs to see in GET /v1/messages/{id}. */
+	commit_mark_dead(d->o->commit, m->id, m->attempts, ack, len, err);
 	finish(d, MLLP_OUT_DEAD, ack, len, err);
 }
 
@@ -440,13 +442,20 @@ static void retry_after(struct out_dest *d, const char *err, uint64_t delay)
 }
 
 /* A failure that leaves the connection in an unknown state: closed, and
- * the same message goes again on a new one. */
-static void fail(struct out_dest *d, uint64_t *counter, const char *err)
+ * the same message goes again on a new one. ack is the answer that caused
+ * it (NULL, 0 when none), kept with the row should the message die of it. */
+static void fail_answer(struct out_dest *d, uint64_t *counter, const char *err, const void *ack,
+			size_t len)
 {
 	(*counter)++;
 	conn_close(d, 1);
 	d->cur->attempts++;
-	retry_or_dead(d, err, NULL, 0);
+	retry_or_dead(d, err, ack, len);
+}
+
+static void fail(struct out_dest *d, uint64_t *counter, const char *err)
+{
+	fail_answer(d, counter, err, NULL, 0);
 }
 
 /* No connection was made (refused, unreachable, the connect hung): the
@@ -522,11 +531,13 @@ static void on_hl7_ack(struct out_dest *d, const uint8_t *ack, size_t len)
 	if (hl7_parse_msa(ack, len, &code, &ctl) < 0) {
 		log_event(LOG_WARN, "mllp_out_bad_ack", " destination=%s id=%lld", c->name,
 			  (long long)d->cur->id);
-		fail(d, &d->st.ack_errors, "the answer is not an HL7 ACK (no MSA)");
+		fail_answer(d, &d->st.ack_errors, "the answer is not an HL7 ACK (no MSA)", ack,
+			    len);
 	} else if (!ctl.p || ctl.len != d->cur->ctl_len ||
 		   memcmp(ctl.p, d->cur->ctl, ctl.len) != 0) {
 		log_mismatch(d, &ctl);
-		fail(d, &d->st.ack_errors, "the ACK's MSA-2 is not the message's MSH-10");
+		fail_answer(d, &d->st.ack_errors, "the ACK's MSA-2 is not the message's MSH-10",
+			    ack, len);
 	} else if (code_is(&code, "AA", "CA")) {
 		acked(d, ack, len);
 	} else if (code_is(&code, "AE", "CE")) {
@@ -536,7 +547,8 @@ static void on_hl7_ack(struct out_dest *d, const uint8_t *ack, size_t len)
 	} else {
 		log_event(LOG_WARN, "mllp_out_bad_ack", " destination=%s id=%lld", c->name,
 			  (long long)d->cur->id);
-		fail(d, &d->st.ack_errors, "the ACK's MSA-1 is not AA, AE, AR, CA, CE or CR");
+		fail_answer(d, &d->st.ack_errors, "the ACK's MSA-1 is not AA, AE, AR, CA, CE or CR",
+			    ack, len);
 	}
 }
 
@@ -554,7 +566,7 @@ static void stray(struct out_dest *d, const char *what)
 
 static void on_frame_event(struct out_dest *d, enum mllp_event ev, const struct mllp_frame *f)
 {
-	static const uint8_t r2_ack = MLLP_R2_ACK;
+	static const uint8_t r2_ack = MLLP_R2_ACK, r2_nak = MLLP_R2_NAK;
 	int r2 = d->cfg->release == 2;
 
 	if (ev == MLLP_OVERSIZE) {
@@ -573,7 +585,7 @@ static void on_frame_event(struct out_dest *d, enum mllp_event ev, const struct 
 	} else {
 		d->st.ack_errors++;
 		d->cur->attempts++;
-		retry_or_dead(d, "the receiver answered with a commit NAK", NULL, 0);
+		retry_or_dead(d, "the receiver answered with a commit NAK", &r2_nak, 1);
 	}
 }
 

@@ -22,7 +22,8 @@
  *   NAK, a failed connect, a close mid-message: the connection is closed and
  *   the same message is sent again on a new one after a backoff (retry.initial,
  *   doubling up to retry.max); never the next one first;
- *   attempts reaching max_attempts: dead.
+ *   attempts reaching max_attempts: dead, with the answer to the last send
+ *   kept (a wrong MSA-2, an AE, an R2 NAK byte), if it got one.
  *
  * The gate: a message is sent only while gate_allows() the destination's
  * address; otherwise the head waits (stats: waiting_gate) and the sender
@@ -58,7 +59,8 @@ struct mllp_out_watch;
 enum mllp_out_result {
 	MLLP_OUT_ACKED,	   /* AA/CA or R2 commit ACK; ack holds it */
 	MLLP_OUT_REJECTED, /* AE/AR under a dead policy; ack holds it, row is rejected */
-	MLLP_OUT_DEAD,	   /* max_attempts reached; ack is the last answer or NULL */
+	MLLP_OUT_DEAD,	   /* max_attempts reached; ack is the answer to the last send
+			      (kept with the row too), NULL when it got none */
 	MLLP_OUT_ABORTED,  /* mllp_out_free(): the row stays queued in the spool */
 };
 

@@ -79,8 +79,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		     "WHERE id = ?1",
     [ST_RETRY] = "UPDATE messages SET state = 0, attempts = ?2, next_attempt_ms = ?3, "
 		 "last_error = ?4 WHERE id = ?1",
+    /* ack is always written: a replayed row that dies again must not show
+     * the answer of its earlier life next to this life's error. */
     [ST_DEAD] = "UPDATE messages SET state = 3, attempts = ?2, next_attempt_ms = 0, "
-		"last_error = ?3 WHERE id = ?1",
+		"last_error = ?3, ack = ?4 WHERE id = ?1",
     /* An answered message has no error left: last_error was the last
      * failed send's, and it succeeded since. */
     [ST_ACKED] = "UPDATE messages SET state = 2, delivered_ms = ?2, next_attempt_ms = 0, "
@@ -757,19 +759,6 @@ int spool_mark_retry(struct spool *s, int64_t id, int attempts, int64_t next_att
 	return staged_update(s, st, id, "mark retry");
 }
 
-int spool_mark_dead(struct spool *s, int64_t id, int attempts, const char *error)
-{
-	sqlite3_stmt *st;
-	int err = stmt(s, ST_DEAD, &st);
-
-	if (err)
-		return batch_abort(s, err);
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int(st, 2, attempts);
-	bind_error(st, 3, error);
-	return staged_update(s, st, id, "mark dead");
-}
-
 /* An ACK is checked before anything is touched, like an append. */
 static int check_ack(struct spool *s, const void *ack, size_t len, const char *what)
 {
@@ -826,6 +815,23 @@ int spool_mark_rejected(struct spool *s, int64_t id, int attempts, const void *a
 	bind_error(st, 3, error);
 	bind_ack(st, 4, ack, len);
 	return staged_update(s, st, id, "mark rejected");
+}
+
+int spool_mark_dead(struct spool *s, int64_t id, int attempts, const void *ack, size_t len,
+		    const char *error)
+{
+	sqlite3_stmt *st;
+	int err;
+
+	if ((err = check_ack(s, ack, len, "mark dead")) < 0)
+		return err;
+	if ((err = stmt(s, ST_DEAD, &st)) < 0)
+		return batch_abort(s, err);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, attempts);
+	bind_error(st, 3, error);
+	bind_ack(st, 4, ack, len);
+	return staged_update(s, st, id, "mark dead");
 }
 
 static char *col_text(sqlite3_stmt *st, int col)

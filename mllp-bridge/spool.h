@@ -148,8 +148,6 @@ __attribute__((warn_unused_result)) int spool_mark_delivered(struct spool *s, in
 __attribute__((warn_unused_result)) int spool_mark_retry(struct spool *s, int64_t id, int attempts,
 							 int64_t next_attempt_ms,
 							 const char *error);
-__attribute__((warn_unused_result)) int spool_mark_dead(struct spool *s, int64_t id, int attempts,
-							const char *error);
 
 /* Calls cb for each queued or in-flight row in id order (in-flight rows are
  * reported as queued: their request died with the last process). Stops and
@@ -173,13 +171,20 @@ __attribute__((warn_unused_result)) int spool_find_key(struct spool *s, enum spo
  * bytes, at most SPOOL_ACK_MAX, may be NULL) is the receiver's answer, kept
  * with the row for GET /v1/messages/{id}; attempts counts every send, the
  * one answered included. acked: SPOOL_DELIVERED at now_ms;
- * rejected: SPOOL_REJECTED (AE/AR under a dead policy) with error. */
+ * rejected: SPOOL_REJECTED (AE/AR under a dead policy) with error. An ack
+ * that is refused (-EINVAL, -EMSGSIZE) leaves the row and the batch alone. */
 __attribute__((warn_unused_result)) int spool_mark_acked(struct spool *s, int64_t id, int attempts,
 							 int64_t now_ms, const void *ack,
 							 size_t len);
 __attribute__((warn_unused_result)) int spool_mark_rejected(struct spool *s, int64_t id,
 							    int attempts, const void *ack,
 							    size_t len, const char *error);
+/* Dead (max_attempts reached), either channel, with the last answer the
+ * receiver gave (ack, len: as above; NULL, 0 when there was none, and
+ * always for inbound rows). The row's earlier ack, if any, is replaced. */
+__attribute__((warn_unused_result)) int spool_mark_dead(struct spool *s, int64_t id, int attempts,
+							const void *ack, size_t len,
+							const char *error);
 
 /* Fetches one row with its body. *body is malloc'd: caller frees. body may
  * be NULL to fetch the metadata only. On failure r is left cleared. */

@@ -1,10 +1,11 @@
 #!/bin/bash
 # Outbound senders' policies, bridge alone (gate: open): max_attempts → dead
-# (no ACK, wrong MSA-2) and the next message goes; Prefer: wait → 502 for a
-# dead message; the backoff; release 2 (NAK → the same message again on the
-# same connection); a receiver that is down (messages wait, then drain in
-# order); the idle timer never closes a connection whose ACK is awaited; a
-# receiver that closes an idle connection; GET's 403/404 and 405.
+# (no ACK, wrong MSA-2; GET shows the last answer as ack) and the next
+# message goes; Prefer: wait → 502 for a dead message; the backoff; release
+# 2 (NAK → the same message again on the same connection); a receiver that
+# is down (messages wait, then drain in order); the idle timer never closes a
+# connection whose ACK is awaited; a receiver that closes an idle
+# connection; GET's 403/404 and 405.
 . tests/integration/lib.sh
 
 # Ports (loopback; shared with t_outbound.sh, which runs before, never at
@@ -118,6 +119,12 @@ expect "dead: GET D01: dead, attempts 3, last_error no ACK within ack_timeout" \
 	has "$j1" '"state":"dead"' '"attempts":3' '"last_error":"no ACK within ack_timeout'
 expect "dead: GET D02: dead, attempts 3, last_error MSA-2 mismatch" \
 	has "$j2" '"state":"dead"' '"attempts":3' '"last_error":"[^"]*MSA-2'
+# The analyst sees what the receiver said last: the wrong ACK of the third
+# send (mllp-recv's MSA-2 is WRONG-D02 once the message before was D02), and
+# nothing for D01, whose last send got no answer.
+expect "dead: GET D02: ack is the receiver's last answer (MSA|AA|WRONG-D02)" \
+	has "$j2" '"ack":"MSH|[^"]*MSA|AA|WRONG-D02\\r'
+expect "dead: GET D01: ack null (no answer to its last send)" has "$j1" '"ack":null'
 expect "dead: the log says mllp_out_dead for both" \
 	test "$(grep -c 'event=mllp_out_dead destination=dead' "$TMP/bridge.log")" -eq 2
 # timings of D01: arrival → close (ack_timeout) → next arrival (backoff)

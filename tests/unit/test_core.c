@@ -149,7 +149,7 @@ START_TEST(test_missing_row_spares_batch)
 	ck_assert_int_eq(stage("before", "f:A"), 0);
 	commit_mark_delivered(g_commit, 999999);
 	commit_mark_retry(g_commit, 999998, 1, 0, "HTTP 503");
-	commit_mark_dead(g_commit, 999997, 1, "HTTP 400");
+	commit_mark_dead(g_commit, 999997, 1, NULL, 0, "HTTP 400");
 	commit_mark_acked(g_commit, 999996, 1, "MSA|AA", 6);
 	commit_mark_rejected(g_commit, 999995, 1, "MSA|AR", 6, "AR");
 	ck_assert_int_eq(stage("after", "f:A"), 0);

@@ -91,14 +91,21 @@ static struct mllp_out *g_out;
 static struct cfg g_cfg;
 static struct cfg_destination g_dest;
 
+/* The answer to frame number nframe (from 1): each differs by its MSH-10,
+ * so that a test can tell which answer was kept. */
+static int ack_text(char *buf, size_t cap, int nframe, const char *code, const char *ctl)
+{
+	return snprintf(buf, cap,
+			"MSH|^~\\&|LIS|HOSP|EDGE|CLOUD|20260101000000||ACK^A01^ACK|R%d|P|2.5.1\r"
+			"MSA|%s|%s\r",
+			nframe, code, ctl);
+}
+
 static void send_ack(struct rconn *c, const char *code, const char *ctl)
 {
 	char ack[256];
 	uint8_t frame[sizeof(ack) + MLLP_OVERHEAD];
-	int n = snprintf(ack, sizeof(ack),
-			 "MSH|^~\\&|LIS|HOSP|EDGE|CLOUD|20260101000000||ACK^A01^ACK|R%d|P|2.5.1\r"
-			 "MSA|%s|%s\r",
-			 R.nframes, code, ctl);
+	int n = ack_text(ack, sizeof(ack), R.nframes, code, ctl);
 	size_t len = mllp_encode(frame, sizeof(frame), ack, (size_t)n);
 
 	ck_assert_uint_gt(len, 0);
@@ -689,6 +696,42 @@ START_TEST(test_close_until_dead)
 	ck_assert_int_eq(row_state(id, &r), SPOOL_DEAD);
 	ck_assert_int_eq(r.attempts, 2);
 	ck_assert_ptr_nonnull(r.last_error);
+	ck_assert_ptr_null(r.ack); /* the last send got no answer */
+	spool_row_clear(&r);
+}
+END_TEST
+
+/* A receiver that answers every send with another message's MSA-2 until
+ * max_attempts: the dead row keeps the answer to the last send, byte for
+ * byte (the one the watcher hears too), for GET /v1/messages/{id}. */
+START_TEST(test_wrong_msa2_until_dead)
+{
+	static const enum action acts[] = {ACT_WRONG, ACT_WRONG, ACT_AA};
+	static const char *const want[] = {"MSG001", "MSG001", "MSG002"};
+	struct mllp_out_watch *h;
+	struct spool_row r = {0};
+	char last[256];
+	int n = ack_text(last, sizeof(last), 2, "AA", "NOT-THIS-ONE");
+	int64_t id;
+
+	g_dest.max_attempts = 2;
+	script(3, acts);
+	start();
+	id = post(1);
+	post(2);
+	ck_assert_int_eq(mllp_out_watch(g_out, id, on_watch, NULL, &h), 0);
+	wait_done(2, 3000);
+	assert_frames(want, 3);
+	ck_assert_uint_eq(stats().ack_errors, 2);
+	ck_assert_uint_eq(stats().dead, 1);
+	ck_assert_int_eq(W.result, MLLP_OUT_DEAD);
+	ck_assert_str_eq(W.ack, last);
+	ck_assert_int_eq(row_state(id, &r), SPOOL_DEAD);
+	ck_assert_int_eq(r.attempts, 2);
+	ck_assert_str_eq(r.last_error, "the ACK's MSA-2 is not the message's MSH-10");
+	ck_assert_ptr_nonnull(r.ack);
+	ck_assert_uint_eq(r.ack_len, (size_t)n);
+	ck_assert_mem_eq(r.ack, last, (size_t)n);
 	spool_row_clear(&r);
 }
 END_TEST
@@ -922,6 +965,7 @@ static Suite *out_suite(void)
 	tcase_add_test(tc, test_ar_rejected);
 	tcase_add_test(tc, test_ack_timeout_resends_same);
 	tcase_add_test(tc, test_close_until_dead);
+	tcase_add_test(tc, test_wrong_msa2_until_dead);
 	tcase_add_test(tc, test_connect_refused);
 	tcase_add_test(tc, test_enqueue_refusals);
 	tcase_add_test(tc, test_release2);

@@ -520,7 +520,7 @@ START_TEST(test_pending_and_unknown_ids)
 	ck_assert_int_eq(spool_mark_inflight(s, 4242), -ENOENT);
 	ck_assert_int_eq(spool_mark_delivered(s, 4242, T0), -ENOENT);
 	ck_assert_int_eq(spool_mark_retry(s, 4242, 1, T0, "x"), -ENOENT);
-	ck_assert_int_eq(spool_mark_dead(s, 4242, 1, "x"), -ENOENT);
+	ck_assert_int_eq(spool_mark_dead(s, 4242, 1, NULL, 0, "x"), -ENOENT);
 	ck_assert_int_eq(spool_mark_acked(s, 4242, 1, T0, "MSA|AA", 6), -ENOENT);
 	ck_assert_int_eq(spool_mark_rejected(s, 4242, 1, "MSA|AR", 6, "AR"), -ENOENT);
 	ck_assert_uint_eq(spool_pending(s), 0);
@@ -706,7 +706,7 @@ START_TEST(test_marks)
 		err = spool_mark_retry(s, id, c->attempts, c->when, c->error);
 		break;
 	case MARK_DEAD:
-		err = spool_mark_dead(s, id, c->attempts, c->error);
+		err = spool_mark_dead(s, id, c->attempts, NULL, 0, c->error);
 		break;
 	}
 	ck_assert_int_eq(err, 0);
@@ -747,7 +747,7 @@ START_TEST(test_error_is_cut)
 
 	while (strlen(error) + strlen(c->unit) < sizeof(error))
 		strcat(error, c->unit);
-	ck_assert_int_eq(spool_mark_dead(s, id, 1, error), 0);
+	ck_assert_int_eq(spool_mark_dead(s, id, 1, NULL, 0, error), 0);
 	commit_ok(s);
 	ck_assert_int_eq(spool_get(s, id, &r, NULL), 0);
 	ck_assert_uint_eq(strlen(r.last_error), c->stored);
@@ -770,7 +770,7 @@ START_TEST(test_load_pending)
 	commit_ok(s);
 	ck_assert_int_eq(spool_mark_inflight(s, b), 0);
 	ck_assert_int_eq(spool_mark_delivered(s, d, T0), 0);
-	ck_assert_int_eq(spool_mark_dead(s, e, 5, "gone"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, e, 5, NULL, 0, "gone"), 0);
 	commit_ok(s);
 
 	ck_assert_int_eq(spool_load_pending(s, collect, &c), 0);
@@ -800,8 +800,8 @@ static struct spool *six_rows(void)
 	append(s, "adt", "6", T0);
 	commit_ok(s);
 	ck_assert_int_eq(spool_mark_delivered(s, 2, T0 + 1), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 3, 4, "HTTP 422"), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 5, 4, "HTTP 422"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 3, 4, NULL, 0, "HTTP 422"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 5, 4, NULL, 0, "HTTP 422"), 0);
 	ck_assert_int_eq(spool_mark_inflight(s, 6), 0);
 	commit_ok(s);
 	return s;
@@ -860,8 +860,8 @@ START_TEST(test_stats)
 	append(s, "misc", "x", T0);
 	commit_ok(s);
 	ck_assert_int_eq(spool_mark_inflight(s, 2), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 3, 1, "e"), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 4, 1, "e"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 3, 1, NULL, 0, "e"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 4, 1, NULL, 0, "e"), 0);
 	ck_assert_int_eq(spool_mark_delivered(s, 5, T0), 0);
 	commit_ok(s);
 	ck_assert_int_eq(spool_stats(s, stats_line, f), 0);
@@ -909,7 +909,7 @@ static struct spool *mixed_rows(void)
 	ck_assert_int_eq(spool_mark_inflight(s, 3), 0);
 	ck_assert_int_eq(spool_mark_inflight(s, 4), 0);
 	ck_assert_int_eq(spool_mark_acked(s, 5, 2, T0 + 1, "MSA|AA|C5", 9), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 6, 3, "HTTP 400"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 6, 3, NULL, 0, "HTTP 400"), 0);
 	ck_assert_int_eq(spool_mark_rejected(s, 7, 1, "MSA|AR|C7", 9, "AR: unknown facility"), 0);
 	commit_ok(s);
 	return s;
@@ -1032,7 +1032,7 @@ static const char *ack_bytes(const char *v, size_t *len)
 	return g_ack;
 }
 
-enum out_op { OUT_ACKED, OUT_REJECTED };
+enum out_op { OUT_ACKED, OUT_REJECTED, OUT_DEAD };
 
 static const struct outmark_case {
 	const char *name;
@@ -1057,6 +1057,12 @@ static const struct outmark_case {
     {"AE, no ack", OUT_REJECTED, NULL, 0, NULL, 0, SPOOL_REJECTED, 0},
     {"AR of SPOOL_ACK_MAX", OUT_REJECTED, "#65536", 0, "AR", 0, SPOOL_REJECTED, 1},
     {"AR too long", OUT_REJECTED, "#65537", 0, "AR", -EMSGSIZE, SPOOL_QUEUED, 0},
+    /* Dead after max_attempts: the last answer is what the analyst needs. */
+    {"dead, wrong MSA-2", OUT_DEAD, "MSA|AA|NOT-C1\r", 14, "MSA-2 mismatch", 0, SPOOL_DEAD, 1},
+    {"dead, no answer", OUT_DEAD, NULL, 0, "no ACK within ack_timeout", 0, SPOOL_DEAD, 0},
+    {"dead of SPOOL_ACK_MAX", OUT_DEAD, "#65536", 0, "AE", 0, SPOOL_DEAD, 1},
+    {"dead too long", OUT_DEAD, "#65537", 0, "AE", -EMSGSIZE, SPOOL_QUEUED, 0},
+    {"dead NULL with a length", OUT_DEAD, NULL, 5, "AE", -EINVAL, SPOOL_QUEUED, 0},
 };
 
 struct seen_ack {
@@ -1074,6 +1080,29 @@ static int check_ack(void *arg, const struct spool_row *r)
 	return 0;
 }
 
+static int out_mark(struct spool *s, const struct outmark_case *c, int64_t id, const char *ack,
+		    size_t len)
+{
+	switch (c->op) {
+	case OUT_ACKED:
+		return spool_mark_acked(s, id, 3, T0 + 9, ack, len);
+	case OUT_REJECTED:
+		return spool_mark_rejected(s, id, 4, ack, len, c->error);
+	case OUT_DEAD:
+		return spool_mark_dead(s, id, 5, ack, len, c->error);
+	}
+	ck_abort_msg("%s: no such op", c->name);
+	return 0;
+}
+
+static int out_attempts(enum spool_state state)
+{
+	return state == SPOOL_DEAD	  ? 5
+	       : state == SPOOL_REJECTED  ? 4
+	       : state == SPOOL_DELIVERED ? 3
+					  : 0;
+}
+
 /* The receiver's answer is kept byte for byte (NULs too); a refused mark
  * touches nothing, not even the batch it was given in. */
 START_TEST(test_outbound_marks)
@@ -1089,10 +1118,7 @@ START_TEST(test_outbound_marks)
 
 	commit_ok(s);
 	append_ch(s, SPOOL_OUT, "lis", "kept");
-	if (c->op == OUT_ACKED)
-		err = spool_mark_acked(s, id, 3, T0 + 9, ack, len);
-	else
-		err = spool_mark_rejected(s, id, 4, ack, len, c->error);
+	err = out_mark(s, c, id, ack, len);
 	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
 	ck_assert_uint_eq(spool_pending(s), c->err ? 1 : 2);
 	commit_ok(s);
@@ -1104,9 +1130,7 @@ START_TEST(test_outbound_marks)
 	ck_assert_int_eq(r.channel, SPOOL_OUT);
 	ck_assert_int_eq(r.state, c->state);
 	ck_assert_int_eq(r.delivered_ms, c->state == SPOOL_DELIVERED ? T0 + 9 : 0);
-	ck_assert_int_eq(r.attempts, c->state == SPOOL_REJECTED	   ? 4
-				     : c->state == SPOOL_DELIVERED ? 3
-								   : 0);
+	ck_assert_int_eq(r.attempts, out_attempts(c->state));
 	if (c->error && !c->err)
 		ck_assert_str_eq(r.last_error, c->error);
 	else
@@ -1128,6 +1152,27 @@ START_TEST(test_outbound_marks)
 		ck_assert_uint_eq(seen.len, len);
 		ck_assert(seen.same);
 	}
+	spool_close(s);
+}
+END_TEST
+
+/* A rejected row replayed that then dies of timeouts shows no answer: the
+ * old AR next to the new error would tell the analyst the wrong story. */
+START_TEST(test_dead_replaces_ack)
+{
+	struct spool *s = mixed_rows();
+	struct spool_row r;
+	int n = 0;
+
+	ck_assert_int_eq(spool_replay(s, 7, NULL, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(spool_mark_dead(s, 7, 2, NULL, 0, "no ACK within ack_timeout"), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_get(s, 7, &r, NULL), 0);
+	ck_assert_int_eq(r.state, SPOOL_DEAD);
+	ck_assert_str_eq(r.last_error, "no ACK within ack_timeout");
+	ck_assert_ptr_null(r.ack);
+	spool_row_clear(&r);
 	spool_close(s);
 }
 END_TEST
@@ -1273,8 +1318,8 @@ START_TEST(test_replay)
 	ck_assert_int_eq(n, 0);
 
 	/* Rows 3 and 4 replayed together; cb takes 3 and refuses 4: only 4 stays flagged. */
-	ck_assert_int_eq(spool_mark_dead(bridge, 3, 1, "again"), 0);
-	ck_assert_int_eq(spool_mark_dead(bridge, 4, 1, "again"), 0);
+	ck_assert_int_eq(spool_mark_dead(bridge, 3, 1, NULL, 0, "again"), 0);
+	ck_assert_int_eq(spool_mark_dead(bridge, 4, 1, NULL, 0, "again"), 0);
 	commit_ok(bridge);
 	ck_assert_int_eq(spool_replay(op, 0, NULL, &n), 0);
 	ck_assert_int_eq(n, 2);
@@ -1303,8 +1348,8 @@ START_TEST(test_purge)
 	ck_assert_int_eq(spool_mark_delivered(s, 1, old), 0);
 	ck_assert_int_eq(spool_mark_delivered(s, 2, old + 1), 0);
 	ck_assert_int_eq(spool_mark_delivered(s, 3, now - 3600000), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 5, 9, "old dead"), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 6, 9, "new dead"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 5, 9, NULL, 0, "old dead"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 6, 9, NULL, 0, "new dead"), 0);
 	commit_ok(s);
 
 	ck_assert_int_eq(spool_purge(s, cut, 0, &n), 0);
@@ -1556,7 +1601,7 @@ START_TEST(test_joins_open_batch)
 	append(s, "lab", "b", T0);
 	commit_ok(s);
 	ck_assert_int_eq(spool_mark_delivered(s, 1, T0), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 2, 1, "x"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 2, 1, NULL, 0, "x"), 0);
 	commit_ok(s);
 
 	append(s, "lab", "staged", T0);
@@ -1870,7 +1915,7 @@ START_TEST(test_cli_purge)
 	commit_ok(s);
 	ck_assert_int_eq(spool_mark_delivered(s, 1, now - 8 * DAY_MS), 0);
 	ck_assert_int_eq(spool_mark_delivered(s, 2, now - 3600000), 0);
-	ck_assert_int_eq(spool_mark_dead(s, 3, 3, "x"), 0);
+	ck_assert_int_eq(spool_mark_dead(s, 3, 3, NULL, 0, "x"), 0);
 	commit_ok(s);
 	spool_close(s);
 
@@ -1950,6 +1995,7 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, test_find_key_in_batch);
 	tcase_add_loop_test(tc, test_outbound_marks, 0, N_OF(outmark_cases));
 	tcase_add_test(tc, test_rejected_state);
+	tcase_add_test(tc, test_dead_replaces_ack);
 	tcase_add_test(tc, test_stats_inbound_only);
 	tcase_add_test(tc, test_purge_outbound);
 	suite_add_tcase(su, tc);
