@@ -88,6 +88,10 @@ static void count_dead(void *arg, const struct spool_stat *st)
 {
 	struct bridge *b = arg;
 
+	/* The forwarder's figures: a destination named like an integration
+	 * must not add its dead letters to the integration's. */
+	if (st->channel != SPOOL_IN)
+		return;
 	for (size_t i = 0; i < b->cfg->nintegrations; i++)
 		if (strcmp(b->cfg->integrations[i].name, st->integration) == 0)
 			b->dead_at_start[i] = st->dead;

@@ -229,12 +229,16 @@ __attribute__((warn_unused_result)) int spool_take_replayed_channel(struct spool
 __attribute__((warn_unused_result)) int spool_purge(struct spool *s, int64_t before_ms,
 						    int include_dead, int *count);
 
-/* Per-integration counts for /metrics. Only integrations with queued,
- * in-flight or dead rows are reported (in name order): the others are 0. */
+/* Counts per channel and integration (inbound) or destination (outbound),
+ * for `spool stats` and the bridge's dead letters at start. Only those with
+ * queued, in-flight, dead or rejected rows are reported, inbound first,
+ * each channel in name order: the others are 0. A destination may have an
+ * integration's name: look at channel. */
 struct spool_stat {
-	const char *integration; /* borrowed for the callback */
-	int64_t queued;		 /* queued + in-flight */
-	int64_t dead;
+	enum spool_channel channel;
+	const char *integration;  /* borrowed for the callback */
+	int64_t queued;		  /* queued + in-flight */
+	int64_t dead;		  /* dead + rejected (outbound only): what waits for a replay */
 	int64_t oldest_queued_ms; /* received_ms of the oldest queued row, 0 if none */
 };
 typedef void (*spool_stat_cb)(void *arg, const struct spool_stat *st);

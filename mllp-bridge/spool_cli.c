@@ -365,20 +365,38 @@ static int cmd_purge(struct spool *s, const struct opts *o, FILE *out, FILE *err
 	return EXIT_OK;
 }
 
+#define STATS_HEAD "%-16s %10s %10s %s\n"
+
+struct stats_out {
+	FILE *out;
+	int out_head; /* the outbound section has begun */
+};
+
+/* Inbound rows come first, under the header cmd_stats() printed; outbound
+ * destinations get a section of their own after a blank line, so that the
+ * inbound lines read as before and a destination named like an
+ * integration is never taken for it. */
 static void stats_row(void *arg, const struct spool_stat *st)
 {
+	struct stats_out *so = arg;
 	char integ[FIELD_MAX], when[32];
 
-	fprintf(arg, "%-16s %10" PRId64 " %10" PRId64 " %s\n",
+	if (st->channel == SPOOL_OUT && !so->out_head) {
+		fprintf(so->out, "\n" STATS_HEAD, "DESTINATION", "QUEUED", "DEAD", "OLDEST_QUEUED");
+		so->out_head = 1;
+	}
+	fprintf(so->out, "%-16s %10" PRId64 " %10" PRId64 " %s\n",
 		safe(integ, sizeof(integ), st->integration), st->queued, st->dead,
 		iso(when, sizeof(when), st->oldest_queued_ms));
 }
 
 static int cmd_stats(struct spool *s, const struct opts *o, FILE *out, FILE *err)
 {
+	struct stats_out so = {.out = out};
+
 	(void)o;
-	fprintf(out, "%-16s %10s %10s %s\n", "INTEGRATION", "QUEUED", "DEAD", "OLDEST_QUEUED");
-	if (spool_stats(s, stats_row, out) < 0)
+	fprintf(out, STATS_HEAD, "INTEGRATION", "QUEUED", "DEAD", "OLDEST_QUEUED");
+	if (spool_stats(s, stats_row, &so) < 0)
 		return fail(err, "stats", s);
 	return EXIT_OK;
 }

@@ -1,11 +1,12 @@
 #!/bin/bash
 # Outbound senders' policies, bridge alone (gate: open): max_attempts → dead
 # (no ACK, wrong MSA-2; GET shows the last answer as ack) and the next
-# message goes; Prefer: wait → 502 for a dead message; the backoff; release
-# 2 (NAK → the same message again on the same connection); a receiver that
-# is down (messages wait, then drain in order); the idle timer never closes a
-# connection whose ACK is awaited; a receiver that closes an idle
-# connection; GET's 403/404 and 405.
+# message goes, `spool stats` counts them under the destination; Prefer:
+# wait → 502 for a dead message; the backoff; release 2 (NAK → the same
+# message again on the same connection); a receiver that is down (messages
+# wait, then drain in order); the idle timer never closes a connection whose
+# ACK is awaited; a receiver that closes an idle connection; GET's 403/404
+# and 405.
 . tests/integration/lib.sh
 
 # Ports (loopback; shared with t_outbound.sh, which runs before, never at
@@ -127,6 +128,16 @@ expect "dead: GET D02: ack is the receiver's last answer (MSA|AA|WRONG-D02)" \
 expect "dead: GET D01: ack null (no answer to its last send)" has "$j1" '"ack":null'
 expect "dead: the log says mllp_out_dead for both" \
 	test "$(grep -c 'event=mllp_out_dead destination=dead' "$TMP/bridge.log")" -eq 2
+# The operator's view: the two dead letters under the destination, in the
+# outbound section (no inbound message exists, so the integration "inb" has
+# no line). D03's ACK reaches the spool within the commit flush (100 ms).
+stats_ok() {
+	"$BIN/mllp-bridge" -c "$CONF" spool stats >"$TMP/stats.out" 2>&1 &&
+		awk '$1 == "DESTINATION" {out = 1} out && $1 == "dead" && $2 == 0 && $3 == 2 {ok = 1}
+		     $1 == "inb" {bad = 1} END {exit !(ok && !bad)}' "$TMP/stats.out"
+}
+expect "dead: spool stats lists destination dead with 0 queued and 2 dead" wait_until 3 stats_ok
+echo "# spool stats: $(tr '\n' '|' <"$TMP/stats.out")"
 # timings of D01: arrival → close (ack_timeout) → next arrival (backoff)
 awk '$1 == "close" {c[$2] = $3} $1 ~ /^[0-9]+$/ && $4 == "D01" {a[$2] = $6; n[++k] = $2}
      END {for (i = 1; i <= k; i++) print a[n[i]], c[n[i]]}' "$TMP/dead.rlog" >"$TMP/d01.times"

@@ -843,8 +843,9 @@ END_TEST
 
 static void stats_line(void *arg, const struct spool_stat *st)
 {
-	fprintf(arg, "%s %lld %lld %lld\n", st->integration, (long long)st->queued,
-		(long long)st->dead, (long long)st->oldest_queued_ms);
+	fprintf(arg, "%s %s %lld %lld %lld\n", st->channel == SPOOL_IN ? "in" : "out",
+		st->integration, (long long)st->queued, (long long)st->dead,
+		(long long)st->oldest_queued_ms);
 }
 
 START_TEST(test_stats)
@@ -866,7 +867,7 @@ START_TEST(test_stats)
 	commit_ok(s);
 	ck_assert_int_eq(spool_stats(s, stats_line, f), 0);
 	fclose(f);
-	ck_assert_str_eq(text, "adt 0 1 0\nlab 2 1 1764424800050\n");
+	ck_assert_str_eq(text, "in adt 0 1 0\nin lab 2 1 1764424800050\n");
 	spool_close(s);
 }
 END_TEST
@@ -1231,15 +1232,27 @@ END_TEST
 
 /* Per-integration counts are the inbound channel's: a destination named
  * like an integration does not change them. */
-START_TEST(test_stats_inbound_only)
+/* Each channel on its own lines, the destination "lab" apart from the
+ * integration "lab" (inbound first); an outbound rejected row counts as
+ * dead, an acked one not at all; each destination has its own oldest. */
+START_TEST(test_stats_channels)
 {
 	struct spool *s = mixed_rows();
+	struct spool_new m = SMALL_ROW(T0 + 500, "MSH|", 4);
 	char text[256] = "";
 	FILE *f = fmemopen(text, sizeof(text), "w");
+	int64_t id;
 
+	m.channel = SPOOL_OUT;
+	m.integration = "zz";
+	ck_assert_int_eq(spool_append(s, &m, &id), 0);
+	commit_ok(s);
 	ck_assert_int_eq(spool_stats(s, stats_line, f), 0);
 	fclose(f);
-	ck_assert_str_eq(text, "lab 2 1 1764424800000\n");
+	ck_assert_str_eq(text, "in lab 2 1 1764424800000\n"
+			       "out lab 1 0 1764424800000\n"
+			       "out lis 2 1 1764424800000\n"
+			       "out zz 1 0 1764424800500\n");
 	spool_close(s);
 }
 END_TEST
@@ -1952,6 +1965,28 @@ START_TEST(test_cli_stats)
 }
 END_TEST
 
+/* Outbound destinations in a section of their own after the inbound lines
+ * (which read as before), "lab" once as each. */
+START_TEST(test_cli_stats_channels)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+	struct spool *s = mixed_rows();
+	char want[512];
+	const char *t = "2025-11-29T14:00:00Z";
+
+	spool_close(s);
+	CLI(r, "stats");
+	ck_assert_int_eq(r->rc, 0);
+	snprintf(want, sizeof(want),
+		 "%-16s %10s %10s %s\n%-16s %10d %10d %s\n\n"
+		 "%-16s %10s %10s %s\n%-16s %10d %10d %s\n%-16s %10d %10d %s\n",
+		 "INTEGRATION", "QUEUED", "DEAD", "OLDEST_QUEUED", "lab", 2, 1, t, "DESTINATION",
+		 "QUEUED", "DEAD", "OLDEST_QUEUED", "lab", 1, 0, t, "lis", 2, 1, t);
+	ck_assert_str_eq(r->out, want);
+	free(r);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -1996,7 +2031,7 @@ static Suite *spool_suite(void)
 	tcase_add_loop_test(tc, test_outbound_marks, 0, N_OF(outmark_cases));
 	tcase_add_test(tc, test_rejected_state);
 	tcase_add_test(tc, test_dead_replaces_ack);
-	tcase_add_test(tc, test_stats_inbound_only);
+	tcase_add_test(tc, test_stats_channels);
 	tcase_add_test(tc, test_purge_outbound);
 	suite_add_tcase(su, tc);
 
@@ -2016,6 +2051,7 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, test_cli_replay);
 	tcase_add_test(tc, test_cli_purge);
 	tcase_add_test(tc, test_cli_stats);
+	tcase_add_test(tc, test_cli_stats_channels);
 	suite_add_tcase(su, tc);
 	return su;
 }
