@@ -52,8 +52,12 @@ struct out_msg {
 	int attempts;
 	const char *ctl; /* the MSA-2 expected, NUL-terminated, in data[] */
 	size_t ctl_len;
-	size_t flen; /* the frame: data[0..flen) */
-	uint8_t data[];
+	size_t blen;	      /* the body's length, to recognise its spool row */
+	size_t mem;	      /* bytes counted in o->mem_bodies: blen when copied, else 0 */
+	const uint8_t *frame; /* data[] or loaded; NULL until a spool-held body is read */
+	size_t flen;
+	uint8_t *loaded; /* the frame built from the spool row, kept until freed */
+	uint8_t data[];	 /* the frame when the body was copied, then the MSA-2 */
 };
 
 TAILQ_HEAD(msg_list, out_msg);
@@ -83,13 +87,15 @@ struct out_dest {
 struct mllp_out {
 	struct event_base *base;
 	const struct cfg *cfg;
+	struct spool *spool; /* read only: the bodies not copied */
 	struct commit *commit;
 	struct gate *gate;
 	struct out_dest *dests;
 	size_t ndest;
 	struct out_msg **table; /* id → message */
 	size_t nbuckets, nmsgs;
-	int watching; /* registered with the gate */
+	size_t mem_bodies, mem_max; /* bytes of bodies copied, and their cap */
+	int watching;		    /* registered with the gate */
 };
 
 /* --- the id table ---------------------------------------------------- */
@@ -164,6 +170,14 @@ static void notify(struct out_msg *m, enum mllp_out_result res, const void *ack,
 	}
 }
 
+/* Frees a message that is in no list, with its body's accounting. */
+static void msg_destroy(struct out_msg *m)
+{
+	m->d->o->mem_bodies -= m->mem;
+	free(m->loaded);
+	free(m);
+}
+
 static void msg_free(struct out_msg *m)
 {
 	struct out_dest *d = m->d;
@@ -172,7 +186,7 @@ static void msg_free(struct out_msg *m)
 	TAILQ_REMOVE(&d->all, m, all);
 	d->st.queued--;
 	table_del(d->o, m);
-	free(m);
+	msg_destroy(m);
 }
 
 /* The MSA-2 the receiver must answer with: the body's MSH-10, else the
@@ -210,10 +224,15 @@ static int expected_control_id(const void *body, size_t len, const char *control
 	return 0;
 }
 
+/* The body is framed into data[] while the copies stay within the cap;
+ * past it data[] holds the MSA-2 only and the frame is read from the spool
+ * at the message's turn (load_frame()). */
 static struct out_msg *msg_new(struct out_dest *d, int64_t id, const void *body, size_t len,
 			       const char *ctl, size_t ctl_len, int attempts)
 {
-	size_t flen = len + MLLP_OVERHEAD;
+	struct mllp_out *o = d->o;
+	int copy = len <= o->mem_max && o->mem_bodies <= o->mem_max - len;
+	size_t flen = copy ? len + MLLP_OVERHEAD : 0;
 	struct out_msg *m = calloc(1, sizeof(*m) + flen + ctl_len + 1);
 	char *c;
 
@@ -224,8 +243,14 @@ static struct out_msg *msg_new(struct out_dest *d, int64_t id, const void *body,
 	m->attempts = attempts > 0 ? attempts : 0;
 	m->queued_ms = stats_wall_ms();
 	LIST_INIT(&m->watches);
-	m->flen = mllp_encode(m->data, flen, body, len);
-	assert(m->flen == flen);
+	m->blen = len;
+	if (copy) {
+		m->flen = mllp_encode(m->data, flen, body, len);
+		assert(m->flen == flen);
+		m->frame = m->data;
+		m->mem = len;
+		o->mem_bodies += len;
+	}
 	c = (char *)m->data + flen;
 	if (ctl_len)
 		memcpy(c, ctl, ctl_len);
@@ -272,7 +297,7 @@ int mllp_out_enqueue(struct mllp_out *o, size_t dest, int64_t id, const void *bo
 	if (!(m = msg_new(d, id, body ? body : "", len, ctl, ctl_len, attempts)))
 		return -ENOMEM;
 	if ((err = lanes_push(d->lanes, &m->item, d->cfg->name, NULL, id)) < 0) {
-		free(m);
+		msg_destroy(m);
 		return err;
 	}
 	table_add(o, m);
@@ -703,7 +728,7 @@ static void dest_try(struct out_dest *d)
 		fail_unsent(d, err);
 		return;
 	}
-	if (bufferevent_write(d->bev, m->data, m->flen) < 0) {
+	if (bufferevent_write(d->bev, m->frame, m->flen) < 0) {
 		fail(d, &d->st.transport_errors, "out of memory");
 		return;
 	}
@@ -712,12 +737,83 @@ static void dest_try(struct out_dest *d)
 	set_timer(d->ack_tm, d->cfg->ack_timeout_ms);
 }
 
+/* Whether spool row r (body read with it) is still the message queued as
+ * m: the same destination, length and MSA-2 to expect. Row ids are never
+ * reused (AUTOINCREMENT), so this guards a changed row, not a new one. */
+static int row_is_msg(const struct out_msg *m, const struct spool_row *r, const void *body)
+{
+	const char *ctl;
+	size_t ctl_len;
+
+	if (r->channel != SPOOL_OUT || r->len != m->blen || !r->integration ||
+	    strcmp(r->integration, m->d->cfg->name) != 0)
+		return 0;
+	if (expected_control_id(body, r->len, m->ctl_len ? m->ctl : NULL, &ctl, &ctl_len) < 0)
+		return 0;
+	return ctl_len == m->ctl_len && (ctl_len == 0 || memcmp(ctl, m->ctl, ctl_len) == 0);
+}
+
+/* Reads a body that was not copied and frames it as msg_new() would have.
+ * The frame is kept until the message is freed rather than read again for
+ * each send: the head stays the head until it is finished (lane.h), so
+ * that is one frame per destination at most, and every resend (ack
+ * timeout, AE retry, gate) carries the bytes of the first send. Returns 0,
+ * -ENOENT (the row is gone), -EBADMSG (it is not this message any more;
+ * spool_get() itself never says that), another spool_get() error, or
+ * -ENOMEM. */
+static int load_frame(struct out_msg *m)
+{
+	struct spool_row r = {0};
+	void *body = NULL;
+	size_t flen = m->blen + MLLP_OVERHEAD;
+	int err = spool_get(m->d->o->spool, m->id, &r, &body);
+
+	if (err == 0 && !row_is_msg(m, &r, body ? body : ""))
+		err = -EBADMSG;
+	if (err == 0 && !(m->loaded = malloc(flen)))
+		err = -ENOMEM;
+	if (err == 0) {
+		m->flen = mllp_encode(m->loaded, flen, body ? body : "", m->blen);
+		assert(m->flen == flen);
+		m->frame = m->loaded;
+	}
+	spool_row_clear(&r);
+	free(body);
+	return err;
+}
+
+/* The head's body could not be read: it is never sent, and never replaced
+ * by anything else. A row that is gone (an operator removed it) or is no
+ * longer this message is skipped; a failed read goes dead, so that the row
+ * shows it and `spool replay` can queue it again. Either way the next
+ * message goes: the lane is not held by a body that cannot be had. */
+static void head_unreadable(struct out_dest *d, int err)
+{
+	const char *why = err == -ENOENT ? "the row is gone" : "the row is not the message queued";
+	char text[MLLP_OUT_ERRTEXT_MAX];
+
+	if (err != -ENOENT && err != -EBADMSG) {
+		snprintf(text, sizeof(text), "the body could not be read from the spool: %s",
+			 strerror(-err));
+		go_dead(d, text, NULL, 0);
+		return;
+	}
+	log_event(LOG_WARN, "spool_row_missing", " destination=%s id=%lld error=\"%s\"",
+		  d->cfg->name, (long long)d->cur->id, why);
+	finish(d, MLLP_OUT_ABORTED, NULL, 0, why);
+}
+
 static void on_send(void *arg, struct lane_item *it)
 {
 	struct out_dest *d = arg;
+	int err;
 
 	assert(!d->cur && d->phase == PH_IDLE);
 	d->cur = container_of(it, struct out_msg, item);
+	if (!d->cur->frame && (err = load_frame(d->cur)) < 0) {
+		head_unreadable(d, err);
+		return;
+	}
 	dest_try(d);
 }
 
@@ -765,8 +861,8 @@ static int dest_init(struct mllp_out *o, struct out_dest *d, const struct cfg_de
 	return d->df && d->ack_tm && d->idle_tm ? 0 : -ENOMEM;
 }
 
-int mllp_out_new(struct event_base *base, const struct cfg *cfg, struct commit *commit,
-		 struct gate *gate, struct mllp_out **out)
+int mllp_out_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
+		 struct commit *commit, struct gate *gate, struct mllp_out **out)
 {
 	struct mllp_out *o;
 	int err = 0;
@@ -774,16 +870,18 @@ int mllp_out_new(struct event_base *base, const struct cfg *cfg, struct commit *
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!base || !cfg || !commit || !gate)
+	if (!base || !cfg || !spool || !commit || !gate)
 		return -EINVAL;
 	if (!(o = calloc(1, sizeof(*o))))
 		return -ENOMEM;
 	*o = (struct mllp_out){.base = base,
 			       .cfg = cfg,
+			       .spool = spool,
 			       .commit = commit,
 			       .gate = gate,
 			       .ndest = cfg->ndestinations,
-			       .nbuckets = HASH_MIN};
+			       .nbuckets = HASH_MIN,
+			       .mem_max = MLLP_OUT_MEM_BODIES_MAX};
 	o->table = calloc(o->nbuckets, sizeof(*o->table));
 	o->dests = calloc(o->ndest ? o->ndest : 1, sizeof(*o->dests));
 	if (!o->table || !o->dests)
@@ -836,6 +934,16 @@ int mllp_out_dest(const struct mllp_out *o, const char *name)
 		if (strcmp(o->dests[i].cfg->name, name) == 0)
 			return (int)i;
 	return -ENOENT;
+}
+
+size_t mllp_out_mem_bodies(const struct mllp_out *o)
+{
+	return o->mem_bodies;
+}
+
+void mllp_out_test_set_mem_max(struct mllp_out *o, size_t bytes)
+{
+	o->mem_max = bytes;
 }
 
 void mllp_out_stats(const struct mllp_out *o, size_t dest, struct mllp_out_stats *st)

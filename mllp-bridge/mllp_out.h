@@ -51,17 +51,20 @@ struct gate;
 struct mllp_out;
 struct mllp_out_watch;
 
-#define MLLP_OUT_ACK_MAX     SPOOL_ACK_MAX /* an answer longer than this is refused */
-#define MLLP_OUT_ERRTEXT_MAX 200	   /* an outcome's text for the spool and the log */
-#define MLLP_OUT_READ_CHUNK  16384	   /* bytes moved from the socket to the deframer at once */
+#define MLLP_OUT_ACK_MAX	SPOOL_ACK_MAX /* an answer longer than this is refused */
+#define MLLP_OUT_ERRTEXT_MAX	200	      /* an outcome's text for the spool and the log */
+#define MLLP_OUT_READ_CHUNK	16384 /* bytes moved from the socket to the deframer at once */
+#define MLLP_OUT_MEM_BODIES_MAX (64u << 20) /* queued bodies copied in memory, all destinations */
 
 /* What became of a watched message. */
 enum mllp_out_result {
 	MLLP_OUT_ACKED,	   /* AA/CA or R2 commit ACK; ack holds it */
 	MLLP_OUT_REJECTED, /* AE/AR under a dead policy; ack holds it, row is rejected */
-	MLLP_OUT_DEAD,	   /* max_attempts reached; ack is the answer to the last send
-			      (kept with the row too), NULL when it got none */
-	MLLP_OUT_ABORTED,  /* mllp_out_free(): the row stays queued in the spool */
+	MLLP_OUT_DEAD,	   /* max_attempts reached (ack is the answer to the last send,
+			      kept with the row too, NULL when it got none), or the body
+			      could not be read from the spool */
+	MLLP_OUT_ABORTED,  /* mllp_out_free(): the row stays queued in the spool; or the
+			      row was gone (or no longer this message) at its turn */
 };
 
 /* Called once per watch, from the event loop. ack (ack_len bytes, may be
@@ -93,14 +96,15 @@ struct mllp_out_stats {
 				      here; 0 if none */
 };
 
-/* One sender per cfg->destinations[i]; cfg, commit and gate are borrowed for
- * the senders' life (the gate is watched until mllp_out_free()). Nothing
- * connects before a message is queued. Returns 0, -EINVAL (a NULL argument)
- * or -ENOMEM (-ENOSPC: no gate watcher slot left); *out is set on success
- * only. */
+/* One sender per cfg->destinations[i]; cfg, spool, commit and gate are
+ * borrowed for the senders' life (the gate is watched until mllp_out_free();
+ * the spool is only read, with spool_get(), for the bodies not kept in
+ * memory). Nothing connects before a message is queued. Returns 0, -EINVAL
+ * (a NULL argument) or -ENOMEM (-ENOSPC: no gate watcher slot left); *out is
+ * set on success only. */
 __attribute__((warn_unused_result)) int mllp_out_new(struct event_base *base, const struct cfg *cfg,
-						     struct commit *commit, struct gate *gate,
-						     struct mllp_out **out);
+						     struct spool *spool, struct commit *commit,
+						     struct gate *gate, struct mllp_out **out);
 
 /* Closes every connection; watchers hear MLLP_OUT_ABORTED. Not from inside
  * a watch callback. o may be NULL. */
@@ -111,12 +115,18 @@ __attribute__((warn_unused_result)) int mllp_out_dest(const struct mllp_out *o, 
 
 /* Queues committed outbound row id for destination index dest, behind the
  * rows already queued there (by id: a replayed row goes back to its place,
- * never before the one in flight). body (len bytes) is copied. The ACK must
- * carry the body's MSH-10 (read with hl7.h); control_id (may be NULL or "")
- * is the row's stored MSH-10, used for a body without a readable MSH, and
- * must agree with the body when both are present. attempts: sends already
- * made (the row's count after a restart). Nothing is sent from inside this
- * call. Returns 0, or refuses without queueing: -EINVAL (dest out of range,
+ * never before the one in flight). body (len bytes) is borrowed for the
+ * call: copied while the bodies held by all senders stay within
+ * MLLP_OUT_MEM_BODIES_MAX; past it only the id and the MSA-2 to expect are
+ * kept, and the body is read from the spool when the message is sent. A row
+ * then gone (or no longer this message) is skipped (MLLP_OUT_ABORTED, event
+ * spool_row_missing), one that cannot be read goes dead: either way it is
+ * not sent and the next message goes. The ACK must carry the body's MSH-10
+ * (read with hl7.h); control_id (may be NULL or "") is the row's stored
+ * MSH-10, used for a body without a readable MSH, and must agree with the
+ * body when both are present (a body read from the spool is checked again).
+ * attempts: sends already made (the row's count after a restart). Nothing is
+ * sent from inside this call. Returns 0, or refuses without queueing: -EINVAL (dest out of range,
  * a NULL body with len > 0, control_id disagreeing with MSH-10, no control
  * ID at all for a release 1 destination), -EEXIST (id is queued already),
  * -EMSGSIZE (len past the destination's max_frame), -ENOMEM. */
@@ -136,6 +146,15 @@ __attribute__((warn_unused_result)) int mllp_out_watch(struct mllp_out *o, int64
 /* Cancels a watch whose callback has not run (a sync HTTP client that went
  * away); cb is not called. handle may be NULL. */
 void mllp_out_unwatch(struct mllp_out_watch *handle);
+
+/* Bytes of queued bodies held in memory by all senders (at most
+ * MLLP_OUT_MEM_BODIES_MAX). Not counted: the body of a head read from the
+ * spool for its sends, at most one per destination. */
+size_t mllp_out_mem_bodies(const struct mllp_out *o);
+
+/* For tests only: the cap of mllp_out_mem_bodies() for the bodies queued
+ * from now on, instead of MLLP_OUT_MEM_BODIES_MAX. */
+void mllp_out_test_set_mem_max(struct mllp_out *o, size_t bytes);
 
 /* A snapshot of destination index dest (< cfg->ndestinations). */
 void mllp_out_stats(const struct mllp_out *o, size_t dest, struct mllp_out_stats *st);

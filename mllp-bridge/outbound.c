@@ -506,7 +506,8 @@ int outbound_new(struct event_base *base, const struct cfg *cfg, struct spool *s
 					   .lookup = ob_lookup,
 					   .wait = ob_wait,
 					   .cancel = ob_cancel};
-	if (cfg->ndestinations && (err = mllp_out_new(base, cfg, commit, gate, &o->out)) == 0 &&
+	if (cfg->ndestinations &&
+	    (err = mllp_out_new(base, cfg, spool, commit, gate, &o->out)) == 0 &&
 	    (err = requeue_pending(o)) == 0)
 		err = start_replay_poll(o);
 	if (err == 0)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@
 #define MAX_CONNS   16
 #define MAX_ACTIONS 16
 #define CTL_MAX	    32
+#define BODY_MAX    256 /* the bodies message() writes fit */
 
 /* ---- the receiver --------------------------------------------------- */
 
@@ -71,6 +73,8 @@ static struct recv {
 	struct {
 		char ctl[CTL_MAX];
 		int conn;
+		char body[BODY_MAX]; /* the frame's content, byte for byte */
+		size_t len;
 	} frames[MAX_FRAMES];
 	int nframes;
 	enum action script[MAX_ACTIONS];
@@ -149,6 +153,9 @@ static void on_frame(struct rconn *c, const uint8_t *data, size_t len)
 	a = R.nframes < R.nscript ? R.script[R.nframes] : ACT_AA;
 	strcpy(R.frames[R.nframes].ctl, ctl);
 	R.frames[R.nframes].conn = (int)(c - R.conns);
+	ck_assert_uint_le(len, BODY_MAX);
+	memcpy(R.frames[R.nframes].body, data, len);
+	R.frames[R.nframes].len = len;
 	R.nframes++;
 	strcpy(R.outstanding, ctl);
 	switch (a) {
@@ -360,7 +367,7 @@ static void setup_closed(void)
 /* Each test tunes g_dest first, then starts the senders. */
 static void start(void)
 {
-	ck_assert_int_eq(mllp_out_new(g_base, &g_cfg, g_commit, g_gate, &g_out), 0);
+	ck_assert_int_eq(mllp_out_new(g_base, &g_cfg, g_spool, g_commit, g_gate, &g_out), 0);
 }
 
 static void teardown(void)
@@ -489,6 +496,42 @@ static void assert_frames(const char *const *want, int n)
 	ck_assert_int_eq(R.nframes, n);
 	for (int i = 0; i < n; i++)
 		ck_assert_str_eq(R.frames[i].ctl, want[i]);
+}
+
+/* Frame i carried message n, byte for byte. */
+static void assert_frame_is(int i, int n)
+{
+	char body[BODY_MAX];
+
+	message(body, sizeof(body), n);
+	ck_assert_uint_eq(R.frames[i].len, strlen(body));
+	ck_assert_msg(memcmp(R.frames[i].body, body, R.frames[i].len) == 0,
+		      "frame %d is not message %d byte for byte", i, n);
+}
+
+/* An operator's change to a row behind the bridge's back, on a connection
+ * of its own as `sqlite3 spool.db` would make it. body NULL deletes the
+ * row; otherwise it becomes the row's body. */
+static void change_row(int64_t id, const char *body)
+{
+	char db[96];
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	const char *sql = body ? "UPDATE messages SET body = ?2 WHERE id = ?1"
+			       : "DELETE FROM messages WHERE id = ?1";
+
+	commit_drain(g_commit);
+	snprintf(db, sizeof(db), "%s/spool.db", g_dir);
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_busy_timeout(h, 2000);
+	ck_assert_int_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, id);
+	if (body)
+		sqlite3_bind_blob(st, 2, body, (int)strlen(body), SQLITE_TRANSIENT);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	ck_assert_int_eq(sqlite3_changes(h), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
 }
 
 /* ---- tests ---------------------------------------------------------- */
@@ -932,6 +975,87 @@ START_TEST(test_release2)
 }
 END_TEST
 
+/* Messages 1..n posted behind a closed gate with room in memory for
+ * `fit` bodies: the others are kept as ids and read from the spool. */
+static void post_capped(int64_t *ids, int n, int fit)
+{
+	char body[BODY_MAX];
+	size_t len;
+
+	message(body, sizeof(body), 1);
+	len = strlen(body); /* every message() body has this length */
+	start();
+	mllp_out_test_set_mem_max(g_out, (size_t)fit * len + len / 2);
+	for (int i = 0; i < n; i++)
+		ids[i] = post(i + 1);
+	ck_assert_uint_eq(stats().queued, (size_t)n);
+	ck_assert_int_eq(R.nframes, 0);
+	ck_assert_uint_eq(mllp_out_mem_bodies(g_out), (size_t)fit * len);
+}
+
+/* Past the cap of bodies in memory: memory stays under it, and every
+ * message still goes, in order, byte for byte, a spool-held one resent
+ * after an ACK timeout included. A spool-held row deleted before its turn
+ * is skipped: its watcher hears ABORTED, the next message goes, and
+ * nothing is sent in its place. */
+START_TEST(test_mem_cap_spool_bodies)
+{
+	/* Frame 3 is message 4, the first read from the spool: no answer. */
+	static const enum action acts[] = {ACT_AA, ACT_AA, ACT_AA, ACT_NONE};
+	static const int want[] = {1, 2, 3, 4, 4, 6, 7, 8};
+	struct mllp_out_watch *h;
+	struct spool_row r = {0};
+	int64_t ids[8];
+
+	g_dest.ack_timeout_ms = 150;
+	script(4, acts);
+	post_capped(ids, 8, 3);
+	change_row(ids[4], NULL); /* message 5, held as an id only */
+	ck_assert_int_eq(mllp_out_watch(g_out, ids[4], on_watch, NULL, &h), 0);
+	gate_to("127.0.0.0/8");
+	wait_done(7, 5000);
+	run_ms(200); /* time for anything sent in message 5's place to show */
+	ck_assert_int_eq(R.nframes, (int)N_OF(want));
+	for (int i = 0; i < (int)N_OF(want); i++)
+		assert_frame_is(i, want[i]);
+	ck_assert_int_eq(R.violations, 0);
+	ck_assert_uint_eq(stats().ack_timeouts, 1);
+	ck_assert_int_eq(W.calls, 1);
+	ck_assert_int_eq(W.result, MLLP_OUT_ABORTED);
+	ck_assert_str_eq(W.error, "the row is gone");
+	ck_assert_uint_eq(stats().queued, 0);
+	ck_assert_uint_eq(mllp_out_mem_bodies(g_out), 0);
+	ck_assert_int_eq(row_state(ids[3], &r), SPOOL_DELIVERED);
+	ck_assert_int_eq(r.attempts, 2); /* the unanswered send and its resend */
+	spool_row_clear(&r);
+}
+END_TEST
+
+/* A spool-held row whose body no longer carries the MSH-10 it was queued
+ * with is never sent: the ACK could not be matched to what was accepted. */
+START_TEST(test_mem_cap_row_changed)
+{
+	static const int want[] = {1, 3};
+	char other[BODY_MAX];
+	struct mllp_out_watch *h;
+	int64_t ids[3];
+
+	post_capped(ids, 3, 1);
+	message(other, sizeof(other), 99); /* the same length, MSH-10 MSG099 */
+	change_row(ids[1], other);
+	ck_assert_int_eq(mllp_out_watch(g_out, ids[1], on_watch, NULL, &h), 0);
+	gate_to("127.0.0.0/8");
+	wait_done(2, 3000);
+	run_ms(200);
+	ck_assert_int_eq(R.nframes, (int)N_OF(want));
+	for (int i = 0; i < (int)N_OF(want); i++)
+		assert_frame_is(i, want[i]);
+	ck_assert_int_eq(W.result, MLLP_OUT_ABORTED);
+	ck_assert_str_eq(W.error, "the row is not the message queued");
+	ck_assert_uint_eq(mllp_out_mem_bodies(g_out), 0);
+}
+END_TEST
+
 static const struct {
 	uint64_t initial, max;
 	int attempts;
@@ -977,6 +1101,8 @@ static Suite *out_suite(void)
 	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, test_gate_closed_then_open);
 	tcase_add_test(tc, test_gate_drop_mid_message);
+	tcase_add_test(tc, test_mem_cap_spool_bodies);
+	tcase_add_test(tc, test_mem_cap_row_changed);
 	suite_add_tcase(su, tc);
 	tc = tcase_create("backoff");
 	tcase_add_loop_test(tc, test_backoff, 0, N_OF(backoff_cases));
