@@ -365,7 +365,7 @@ static void put_out_gauges(struct evbuffer *o, const struct cfg *cfg,
 	}
 }
 
-/* The outbound senders, per destination. */
+/* The outbound senders, per destination, and the memory their queues hold. */
 static void put_outbound(struct evbuffer *o, const struct cfg *cfg, const struct mllp_out *out)
 {
 	struct mllp_out_stats *st = calloc(cfg->ndestinations, sizeof *st);
@@ -375,6 +375,9 @@ static void put_outbound(struct evbuffer *o, const struct cfg *cfg, const struct
 	for (size_t i = 0; i < cfg->ndestinations; i++)
 		mllp_out_stats(out, i, &st[i]);
 	put_out_gauges(o, cfg, st);
+	put_global(o, "mllp_out_body_bytes", "gauge",
+		   "Bytes of queued outbound bodies held in memory, all destinations.",
+		   mllp_out_mem_bodies(out));
 	for (size_t c = 0; c < sizeof out_counters / sizeof *out_counters; c++) {
 		put_help(o, out_counters[c].name, "counter", out_counters[c].help);
 		for (size_t i = 0; i < cfg->ndestinations; i++) {

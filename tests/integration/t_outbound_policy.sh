@@ -165,6 +165,9 @@ for m in W01 W02 W03; do post down $m >/dev/null; done
 sleep 1
 q=$(metric 'mllp_out_queued{destination="down"}')
 expect "down: the three wait (mllp_out_queued{destination=\"down\"} = $q)" test "$q" = 3
+b=$(metric mllp_out_body_bytes) want=$(cat "$TMP"/W0[123].hl7 | wc -c)
+expect "down: their bodies are in memory (mllp_out_body_bytes = $b, bodies $want bytes)" \
+	test "$b" = "$want"
 wid=$(sqlite3 "$TMP/spool.db" "SELECT min(id) FROM messages WHERE channel=1 AND integration='down'")
 j=$(get "${wid:-none}")
 expect "down: ... GET W01 says queued, last_error connection refused ($(jfield last_error <<<"$j"))" \
@@ -173,6 +176,7 @@ start_recv down $P_DOWN || exit 1
 expect "down: once the receiver listens they drain, in order, on one connection" \
 	wait_until 5 'test "$(awk '"'"'$1 ~ /^[0-9]+$/ {print $4 "@" $2}'"'"' "$TMP/down.rlog" | tr "\n" " ")" = "W01@1 W02@1 W03@1 "'
 expect "down: mllp_out_queued back to 0" wait_until 3 "test \"\$(metric 'mllp_out_queued{destination=\"down\"}')\" = 0"
+expect "down: mllp_out_body_bytes back to 0" test "$(metric mllp_out_body_bytes)" = 0
 lap "down done"
 
 # ---- idle timer and an ACK awaited; the receiver closing --------------------------
