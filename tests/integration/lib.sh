@@ -159,6 +159,47 @@ hl7_msg() {
 		"${2:-LAB}" "$1" "$1"
 }
 
+# ---- the outbound path (t_outbound*.sh) ------------------------------------
+
+# start_recv NAME PORT [ARGS...]: mllp-recv on 127.0.0.1:PORT, its log in
+# $TMP/NAME.rlog (arrivals, opened connections, answers) and each message in
+# $TMP/NAME.d/SEQ.hl7; its PID in RECV_PID.
+start_recv() {
+	local name=$1 port=$2
+	shift 2
+	mkdir -p "$TMP/$name.d"
+	"$BIN/mllp-recv" -l "127.0.0.1:$port" -o "$TMP/$name.rlog" -d "$TMP/$name.d" \
+		--idle-log --answer-log "$@" >"$TMP/$name.out" 2>&1 &
+	RECV_PID=$!
+	PIDS="$PIDS $RECV_PID"
+	wait_until 10 'grep -q listening "$TMP/$name.out"' || {
+		echo "# receiver $name did not start:"
+		cat "$TMP/$name.out"
+		return 1
+	}
+}
+
+# arrivals NAME: the MSH-10 of each message receiver NAME got, in order;
+# nmsg NAME: how many.
+arrivals() { awk '$1 ~ /^[0-9]+$/ {print $4}' "$TMP/$1.rlog" 2>/dev/null; }
+nmsg() { arrivals "$1" | wc -l; }
+
+# start_obridge: mllp-bridge -c $CONF, up once its HTTPS listener
+# (127.0.0.1:$HTTPS) answers; its PID in BRIDGE_PID.
+start_obridge() {
+	"$BIN/mllp-bridge" -c "$CONF" 2>>"$TMP/bridge.log" &
+	BRIDGE_PID=$!
+	PIDS="$PIDS $BRIDGE_PID"
+	wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
+		echo "not ok - the bridge did not start"
+		tail -n 20 "$TMP/bridge.log"
+		exit 1
+	}
+}
+
+# lap LABEL: milliseconds since $T0, for the log.
+lap() { echo "# $1: $((($(date +%s%N) - T0) / 1000000)) ms"; }
+
 export BIN TMP
 export -f spool sink_count sink_field metric
 

@@ -37,23 +37,7 @@ EOF
 
 # ---- helpers (outbound) -------------------------------------------------
 
-# start_recv NAME PORT [ARGS...]: mllp-recv logging into $TMP/NAME.rlog.
-start_recv() {
-	local name=$1 port=$2
-	shift 2
-	"$BIN/mllp-recv" -l "127.0.0.1:$port" -o "$TMP/$name.rlog" --idle-log --answer-log "$@" \
-		>"$TMP/$name.out" 2>&1 &
-	PIDS="$PIDS $!"
-	wait_until 10 'grep -q listening "$TMP/$name.out"' || {
-		echo "# receiver $name did not start:"
-		cat "$TMP/$name.out"
-		return 1
-	}
-}
-# MSH-10s of the messages a receiver got, in arrival order, one line each
-# (message lines start with their seq number; open/close/answer do not).
-arrivals() { awk '$1 ~ /^[0-9]+$/ {print $4}' "$TMP/$1.rlog" 2>/dev/null; }
-nmsg() { arrivals "$1" | wc -l; }
+# start_recv, arrivals, nmsg, lap: lib.sh.
 # an HL7 message for the cloud side
 out_msg() {
 	printf 'MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01^ORM_O01|%s|P|2.5.1\rPID|1||%s^^^HOSP^MR||DOE^JANE\rORC|NW|%s\r' \
@@ -129,9 +113,8 @@ one_in_flight() {
 	     END {exit bad}' "$TMP/$1.rlog"
 }
 
-start_recv lab $P_LAB --delay 50 -d "$TMP/lab.d" \
+start_recv lab $P_LAB --delay 50 \
 	--rule MSH10=R03@1:noack --rule MSH10=R05@1:wrong-msa2 --rule MSH10=R07@1:close-mid || exit 1
-mkdir -p "$TMP/lab.d"
 start_recv rej $P_REJ --rule MSH10=E01@1:ae --rule MSH10=E02:ar || exit 1
 start_recv idle $P_IDLE || exit 1
 start_recv sync $P_SYNC --rule MSH10=S02:delay=2500 || exit 1
@@ -144,7 +127,6 @@ wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
 	exit 1
 }
 T0=$(date +%s%N)
-lap() { echo "# $1: $(( ($(date +%s%N) - T0) / 1000000 )) ms"; }
 
 # ---- 1. order, one in flight, one connection -----------------------------
 ids=$(seq -f 'O%02g' 1 20)

@@ -46,29 +46,6 @@ write_conf() {
 }
 write_conf "$CERTS/server.pem" "$CERTS/server.key"
 
-start_recv() {
-	local name=$1 port=$2
-	shift 2
-	"$BIN/mllp-recv" -l "127.0.0.1:$port" -o "$TMP/$name.rlog" --idle-log "$@" \
-		>"$TMP/$name.out" 2>&1 &
-	PIDS="$PIDS $!"
-	wait_until 10 'grep -q listening "$TMP/$name.out"' || {
-		echo "# receiver $name did not start:"
-		cat "$TMP/$name.out"
-		return 1
-	}
-}
-nmsg() { awk '$1 ~ /^[0-9]+$/' "$TMP/$1.rlog" 2>/dev/null | wc -l; }
-start_obridge() {
-	"$BIN/mllp-bridge" -c "$CONF" 2>>"$TMP/bridge.log" &
-	BRIDGE_PID=$!
-	PIDS="$PIDS $BRIDGE_PID"
-	wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
-		echo "not ok - the bridge did not start"
-		tail -n 20 "$TMP/bridge.log"
-		exit 1
-	}
-}
 out_msg() {
 	printf 'MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01^ORM_O01|%s|P|2.5.1\rPID|1||%s^^^HOSP^MR||DOE^JANE\r' \
 		"$1" "$1"
@@ -90,7 +67,6 @@ start_recv lab $P_LAB || exit 1
 start_recv ris $P_RIS || exit 1
 start_obridge
 T0=$(date +%s%N)
-lap() { echo "# $1: $(( ($(date +%s%N) - T0) / 1000000 )) ms"; }
 
 # ---- 5. refusals ------------------------------------------------------------
 out_msg A01 >"$TMP/good.hl7"

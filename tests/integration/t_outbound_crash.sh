@@ -33,23 +33,8 @@ https:
   tokens_file: $TMP/tokens
 EOF
 
-mkdir -p "$TMP/recv.d" "$TMP/msgs"
-"$BIN/mllp-recv" -l "127.0.0.1:$P_LAB" -o "$TMP/recv.rlog" -d "$TMP/recv.d" --delay 30 \
-	--idle-log --answer-log >"$TMP/recv.out" 2>&1 &
-PIDS="$PIDS $!"
-wait_until 10 'grep -q listening "$TMP/recv.out"' || { echo "not ok - receiver did not start"; exit 1; }
-start_obridge() {
-	"$BIN/mllp-bridge" -c "$CONF" 2>>"$TMP/bridge.log" &
-	BRIDGE_PID=$!
-	PIDS="$PIDS $BRIDGE_PID"
-	wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
-		echo "not ok - the bridge did not start"
-		tail -n 20 "$TMP/bridge.log"
-		exit 1
-	}
-}
-arrivals() { awk '$1 ~ /^[0-9]+$/ {print $4}' "$TMP/recv.rlog" 2>/dev/null; }
-nmsg() { arrivals | wc -l; }
+mkdir -p "$TMP/msgs"
+start_recv recv $P_LAB --delay 30 || exit 1
 for i in $(seq -f '%03g' 1 "$N"); do
 	printf 'MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01^ORM_O01|K%s|P|2.5.1\rPID|1||%s^^^HOSP^MR||DOE^JANE\rORC|NW|K%s\r' \
 		"$i" "$i" "$i" >"$TMP/msgs/K$i"
@@ -79,12 +64,11 @@ poster() {
 
 start_obridge
 T0=$(date +%s%N)
-lap() { echo "# $1: $(( ($(date +%s%N) - T0) / 1000000 )) ms"; }
 poster >"$TMP/posted" 2>&1 &
 POSTER=$!
 PIDS="$PIDS $POSTER"
-expect "the receiver is getting messages before the kill" wait_until 30 'test "$(nmsg)" -ge 60'
-before=$(nmsg) posted_before=$(wc -l <"$TMP/posted")
+expect "the receiver is getting messages before the kill" wait_until 30 'test "$(nmsg recv)" -ge 60'
+before=$(nmsg recv) posted_before=$(wc -l <"$TMP/posted")
 kill -9 "$BRIDGE_PID"
 wait "$BRIDGE_PID" 2>/dev/null
 PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$BRIDGE_PID" | tr '\n' ' ')
@@ -102,11 +86,11 @@ expect "some posts were retried while the bridge was down" \
 	awk '$NF > 1 {f = 1} END {exit !f}' "$TMP/posted"
 expect "the bridge was started twice" test "$(grep -c 'event=started' "$TMP/bridge.log")" -eq 2
 expect "every accepted message reaches the receiver" \
-	wait_until 30 'test "$(arrivals | sort -u | comm -13 - <(awk "{print \$1}" "$TMP/posted" | sort) | wc -l)" -eq 0'
+	wait_until 30 'test "$(arrivals recv | sort -u | comm -13 - <(awk "{print \$1}" "$TMP/posted" | sort) | wc -l)" -eq 0'
 lap "drained"
-missing=$(arrivals | sort -u | comm -13 - <(awk '{print $1}' "$TMP/posted" | sort) | wc -l)
-echo "# missing at the receiver: $missing; arrivals $(nmsg) for $N messages"
-first=$(arrivals | awk '!seen[$1]++' | tr '\n' ' ')
+missing=$(arrivals recv | sort -u | comm -13 - <(awk '{print $1}' "$TMP/posted" | sort) | wc -l)
+echo "# missing at the receiver: $missing; arrivals $(nmsg recv) for $N messages"
+first=$(arrivals recv | awk '!seen[$1]++' | tr '\n' ' ')
 expect "first arrivals are in post order" test "$first" = "$(awk '{print $1}' "$TMP/posted" | tr '\n' ' ')"
 same_bytes() {
 	local seq id bad=0
@@ -115,7 +99,7 @@ same_bytes() {
 	done < <(awk '$1 ~ /^[0-9]+$/ {print $1, $4}' "$TMP/recv.rlog")
 	return $bad
 }
-dups=$(arrivals | sort | uniq -d | tr '\n' ' ')
+dups=$(arrivals recv | sort | uniq -d | tr '\n' ' ')
 echo "# duplicates: ${dups:-none}"
 expect "every arrival (duplicates included: ${dups:-none}) is byte-identical to its post" same_bytes
 expect "never two messages in flight (the receiver saw no overlap)" \

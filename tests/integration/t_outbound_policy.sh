@@ -41,21 +41,6 @@ https:
   tokens_file: $TMP/tokens
 EOF
 
-start_recv() {
-	local name=$1 port=$2
-	shift 2
-	"$BIN/mllp-recv" -l "127.0.0.1:$port" -o "$TMP/$name.rlog" --idle-log --answer-log "$@" \
-		>"$TMP/$name.out" 2>&1 &
-	RECV_PID=$!
-	PIDS="$PIDS $RECV_PID"
-	wait_until 10 'grep -q listening "$TMP/$name.out"' || {
-		echo "# receiver $name did not start:"
-		cat "$TMP/$name.out"
-		return 1
-	}
-}
-arrivals() { awk '$1 ~ /^[0-9]+$/ {print $4}' "$TMP/$1.rlog" 2>/dev/null; }
-nmsg() { arrivals "$1" | wc -l; }
 out_msg() {
 	printf 'MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01^ORM_O01|%s|P|2.5.1\rPID|1||%s^^^HOSP^MR||DOE^JANE\r' \
 		"$1" "$1" >"$TMP/$1.hl7"
@@ -90,7 +75,6 @@ wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
 	exit 1
 }
 T0=$(date +%s%N)
-lap() { echo "# $1: $(( ($(date +%s%N) - T0) / 1000000 )) ms"; }
 
 # ---- max_attempts → dead; 502 for Prefer: wait ----------------------------------
 r1=$(post dead D01 -H 'Prefer: wait=10')
