@@ -2,11 +2,9 @@
 
 #include <errno.h>
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mllp-bridge/log.h"
@@ -125,34 +123,6 @@ static void list(struct vici_builder *b, const char *name, char *const *items, s
 	vici_builder_list_end(b);
 }
 
-/* Reads a whole secret file (PSK, key, certificate) as root. */
-static int read_all(const char *path, char **out, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	struct stat st;
-	ssize_t got;
-	int err = 0;
-
-	*out = NULL;
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CFG_AUTH_FILE_MAX)
-		err = -EINVAL;
-	else if (!(*out = malloc((size_t)st.st_size + 1)))
-		err = -ENOMEM;
-	else if ((got = read(fd, *out, (size_t)st.st_size)) != st.st_size)
-		err = got < 0 ? -errno : -EIO;
-	close(fd);
-	if (err < 0) {
-		free(*out);
-		*out = NULL;
-		return err;
-	}
-	(*out)[st.st_size] = '\0';
-	*len = (size_t)st.st_size;
-	return 0;
-}
-
 /* Adds each certificate of a PEM bundle as one list item: vici takes one
  * certificate per item, and a CA file may hold several (only the first
  * would count otherwise). A file without PEM armour (DER) is one item. */
@@ -251,7 +221,7 @@ static int load_psk(struct vici_conn *c, struct run *r, const struct cfg_tunnel 
 	struct vici_builder *b;
 	char *psk = NULL, id[CFG_NAME_MAX + 16];
 	size_t len = 0;
-	int err = read_all(t->psk_file, &psk, &len);
+	int err = cfg_read_file(t->psk_file, CFG_AUTH_FILE_MAX, &psk, &len);
 
 	if (err < 0) {
 		char why[256];
@@ -299,7 +269,7 @@ static int read_pems(struct run *r, const struct cfg_tunnel *t, struct reconcile
 	char why[512];
 
 	for (int i = 0; i < 3; i++) {
-		int err = read_all(path[i], dst[i], len[i]);
+		int err = cfg_read_file(path[i], CFG_AUTH_FILE_MAX, dst[i], len[i]);
 
 		if (err < 0) {
 			snprintf(why, sizeof why, "cannot read %s %s: %s", what[i], path[i],

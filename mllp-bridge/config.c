@@ -789,7 +789,7 @@ int cfg_load_as(const char *path, enum cfg_role role, struct cfg **out, struct c
 	if (errs)
 		*errs = (struct cfg_errors){0};
 	/* refused from its size alone, before anything is allocated */
-	rc = cfgi_read_file(path, CFG_MAX_FILE_SIZE, &text, &len);
+	rc = cfg_read_file(path, CFG_MAX_FILE_SIZE, &text, &len);
 	if (rc < 0) {
 		file_error(path, rc, errs);
 		return rc;

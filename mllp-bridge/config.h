@@ -281,4 +281,11 @@ __attribute__((warn_unused_result)) int cfg_parse_duration(const char *s, uint64
  * -ERANGE (does not fit in 64 bits). */
 __attribute__((warn_unused_result)) int cfg_parse_size(const char *s, uint64_t *bytes);
 
+/* Reads a whole regular file of at most max bytes into *text (NUL-added;
+ * caller frees) and *len, as the configuration reads the files it names
+ * (the supervisor reads the tunnel secrets with it too). Returns 0, -EINVAL
+ * (not a regular file), -EFBIG, -ENOMEM or another negative errno. */
+__attribute__((warn_unused_result)) int cfg_read_file(const char *path, size_t max, char **text,
+						      size_t *len);
+
 #endif

@@ -163,11 +163,6 @@ int cfgi_want_cidrs(struct ctx *x, const char *key, yaml_node_t *v, size_t max,
 /* 1..CFG_NAME_MAX characters of [A-Za-z0-9_-]. */
 int cfgi_want_name(struct ctx *x, const char *key, yaml_node_t *v, char **dst);
 
-/* Reads a whole regular file of at most max bytes into *text (NUL-added;
- * caller frees) and *len. Returns 0, -EINVAL (not a regular file), -EFBIG,
- * -ENOMEM or another negative errno. */
-int cfgi_read_file(const char *path, size_t max, char **text, size_t *len);
-
 /* Calls each known key's handler in file order, reports unknown and duplicate
  * keys. Returns a mask of the keys seen (bit i: specs[i]). */
 uint64_t cfgi_walk_mapping(struct ctx *x, yaml_node_t *map, const struct key_spec *specs, size_t n,

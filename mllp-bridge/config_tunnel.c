@@ -1333,7 +1333,7 @@ static void check_token_line(struct tokens_check *t, const char *p, size_t len)
 
 static int read_tokens_file(struct ctx *x, const char *path, char **text, size_t *len)
 {
-	int rc = cfgi_read_file(path, TOKENS_FILE_MAX, text, len);
+	int rc = cfg_read_file(path, TOKENS_FILE_MAX, text, len);
 
 	if (rc == -ENOMEM)
 		x->oom = 1;

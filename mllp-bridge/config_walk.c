@@ -366,7 +366,7 @@ int cfg_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *le
 
 /* ---------- files ---------- */
 
-int cfgi_read_file(const char *path, size_t max, char **text, size_t *len)
+int cfg_read_file(const char *path, size_t max, char **text, size_t *len)
 {
 	struct stat st;
 	size_t got = 0;
