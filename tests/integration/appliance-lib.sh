@@ -55,10 +55,12 @@
 #                                open; its fate in $TMP/hold-ID.out
 #   established_mllp             ESTABLISHED connections to the MLLP port
 #   sink_has ID                  the upstream received MSH-10 = ID
-#   capture_start NAME NS / capture_stop NAME
-#                                tcpdump -Q out on NS's outer interface into
-#                                $TMP/NAME.pcap; capture_start waits until
-#                                tcpdump says it is listening
+#   capture_start NAME NS [IFACE] / capture_stop NAME
+#                                tcpdump -Q out on NS's IFACE (default outer)
+#                                into $TMP/NAME.pcap, first $CAP_SNAPLEN bytes
+#                                of each packet (default 256; 0: all);
+#                                capture_start waits until tcpdump says it is
+#                                listening
 #
 # Ports inside NS_GW (private to the namespace, so scenarios may run in
 # parallel): MLLP $AP_MLLP, upstream $AP_UP, /metrics $AP_OBS.
@@ -456,15 +458,19 @@ sink_has() { cut -f11 "$TMP/up/requests.log" 2>/dev/null | grep -qx "$1"; }
 # --- captures -------------------------------------------------------------------
 
 declare -A CAP_PID=()
-# capture_start NAME NS: tcpdump -Q out on NS's outer link into $TMP/NAME.pcap,
-# packet-buffered (-U), as root (-Z root: Debian's tcpdump would otherwise
-# switch to the tcpdump user before it opens the file).
+# capture_start NAME NS [IFACE]: tcpdump -Q out on NS's IFACE (default outer)
+# into $TMP/NAME.pcap, packet-buffered (-U), as root (-Z root: Debian's
+# tcpdump would otherwise switch to the tcpdump user before it opens the
+# file); $CAP_SNAPLEN bytes of each packet (default 256, 0 for all).
 capture_start() {
-	local name=$1 ns=$2
-	ns_bg "$ns" tcpdump -i outer -Q out -n -U -Z root -s 256 -w "$TMP/$name.pcap" \
-		>"$TMP/$name.tcpdump" 2>&1 </dev/null
+	local name=$1 ns=$2 iface=${3:-outer}
+	# --immediate-mode: without it libpcap hands over packets in blocks, up
+	# to a second late, and SIGTERM loses the last block (seen: 3 packets
+	# captured of 132 received by the filter).
+	ns_bg "$ns" tcpdump -i "$iface" -Q out -n -U --immediate-mode -Z root -s "${CAP_SNAPLEN:-256}" \
+		-w "$TMP/$name.pcap" >"$TMP/$name.tcpdump" 2>&1 </dev/null
 	CAP_PID[$name]=$NS_BG_PID
-	wait_until 10 'grep -q "listening on outer" "$TMP/$name.tcpdump"' || {
+	wait_until 10 'grep -q "listening on $iface" "$TMP/$name.tcpdump"' || {
 		fail "tcpdump $name in $ns did not start" "$(head -c 300 "$TMP/$name.tcpdump")"
 		return 1
 	}
