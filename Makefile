@@ -39,7 +39,7 @@ PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
                $(if $(wildcard appliance/appliancectl.c),$(BUILD)/bin/appliancectl)
 
-.PHONY: all deps check check-asan unit integration bench demo fuzz fuzz-build lint format format-check clean
+.PHONY: all deps check check-asan unit integration e2e bench demo fuzz fuzz-build lint format format-check clean
 all: $(PROGRAMS) $(UNIT_BIN)
 
 deps:
@@ -126,6 +126,12 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) ONLY=integration sh tests/run.sh
 
+# The whole appliance in three namespaces (tests/e2e/, docs/demo.md); also
+# part of check, after the integration scenarios.
+e2e: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) ONLY=e2e sh tests/run.sh
+
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tests/bench/run.sh
@@ -134,7 +140,7 @@ bench: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh scripts/demo.sh
+	@BUILD=$(BUILD) KEEP=$(KEEP) bash scripts/demo.sh
 
 # libFuzzer targets (clang). FUZZ_SECONDS per target; corpora stay in build/.
 FUZZ_SECONDS ?= 30

@@ -2,8 +2,9 @@
 # Runs every test of the project and ends with one summary line:
 #   check: N passed, M failed
 # Unit suites are Check programs (each check counts); integration scenarios
+# and end-to-end scenarios (tests/e2e/e2e_*.sh, after the integration ones)
 # are shell scripts printing "ok - NAME" / "not ok - NAME" per case.
-#   ONLY=unit|fuzz|integration  run one kind;  T=name  run scenarios matching name.
+#   ONLY=unit|fuzz|integration|e2e  run one kind;  T=name  run scenarios matching name.
 set -u
 BUILD=${BUILD:-build}
 ONLY=${ONLY:-}
@@ -37,12 +38,14 @@ run_unit() {
 	done
 }
 
-run_integration() {
-	for s in tests/integration/t_*.sh; do
+# run_scenarios KIND GLOB: shell scenarios of one kind (integration, e2e).
+run_scenarios() {
+	kind=$1
+	for s in $2; do
 		[ -f "$s" ] || continue
 		name=$(basename "$s" .sh)
 		case "$name" in *"$T"*) ;; *) continue ;; esac
-		echo "integration $name:"
+		echo "$kind $name:"
 		# A hung scenario fails instead of stalling the run; TERM lets
 		# its EXIT trap stop what it started.
 		timeout -s TERM "${SCENARIO_TIMEOUT:-600}" bash "$s" >"$log" 2>&1
@@ -55,7 +58,7 @@ run_integration() {
 		passed=$((passed + ok))
 		failed=$((failed + bad))
 		if [ "$bad" -ne 0 ]; then
-			failures="$failures integration:$name"
+			failures="$failures $kind:$name"
 			echo "  --- last lines of $name (exit $rc) ---"
 			tail -n 30 "$log" | sed 's/^/  | /'
 		fi
@@ -85,7 +88,8 @@ run_fuzz() {
 
 case "${ONLY:-all}" in all | unit) run_unit ;; esac
 case "${ONLY:-all}" in all | fuzz) run_fuzz ;; esac
-case "${ONLY:-all}" in all | integration) run_integration ;; esac
+case "${ONLY:-all}" in all | integration) run_scenarios integration 'tests/integration/t_*.sh' ;; esac
+case "${ONLY:-all}" in all | e2e) run_scenarios e2e 'tests/e2e/e2e_*.sh' ;; esac
 [ -n "$failures" ] && echo "failed:$failures"
 echo "check: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

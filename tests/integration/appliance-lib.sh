@@ -466,8 +466,10 @@ capture_start() {
 	local name=$1 ns=$2 iface=${3:-outer}
 	# --immediate-mode: without it libpcap hands over packets in blocks, up
 	# to a second late, and SIGTERM loses the last block (seen: 3 packets
-	# captured of 132 received by the filter).
-	ns_bg "$ns" tcpdump -i "$iface" -Q out -n -U --immediate-mode -Z root -s "${CAP_SNAPLEN:-256}" \
+	# captured of 132 received by the filter). -B 16384 (KiB): with the
+	# default 2 MiB and whole packets the kernel dropped one in a burst.
+	ns_bg "$ns" tcpdump -i "$iface" -Q out -n -U --immediate-mode -B 16384 -Z root \
+		-s "${CAP_SNAPLEN:-256}" \
 		-w "$TMP/$name.pcap" >"$TMP/$name.tcpdump" 2>&1 </dev/null
 	CAP_PID[$name]=$NS_BG_PID
 	wait_until 10 'grep -q "listening on $iface" "$TMP/$name.tcpdump"' || {
