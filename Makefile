@@ -138,6 +138,11 @@ bench: deps
 	@BUILD=$(BUILD) bash tests/bench/vici.sh
 	@BUILD=$(BUILD) bash tests/bench/outbound.sh
 
+# Through the real tunnel, next to the same load over loopback (issue 11).
+bench-e2e: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bash tests/bench/e2e.sh
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) KEEP=$(KEEP) bash scripts/demo.sh

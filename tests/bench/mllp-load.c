@@ -2,7 +2,7 @@
  * mllp-load: MLLP load generator, echo server and idle-connection holder.
  *
  *   mllp-load -t HOST:PORT [-c CONNS] [-n TOTAL] [-d SECS] [-s SIZE] [-p DEPTH]
- *             [-r RATE] [--bind-from ADDR] [--acked FILE] [--reconnect]
+ *             [-r RATE] [--bind-from ADDR | --source ADDR] [--acked FILE] [--reconnect]
  *             [--enhanced] [--id-prefix P] [--facility F] [-T ACK_TIMEOUT]
  *             [--feeds N] [--patients M]
  *   mllp-load --echo ADDR:PORT [--r2]
@@ -93,7 +93,7 @@ struct opts {
 	unsigned feeds, patients; /* 0: one feed (MSH-3/4 fixed), PID-3 = sequence */
 	uint64_t total, rate;
 	double duration, ack_timeout;
-	bool have_duration, have_bind, reconnect, enhanced, r2;
+	bool have_duration, have_bind, bind_one, reconnect, enhanced, r2;
 	struct in_addr bind_from;
 	size_t size;
 };
@@ -530,12 +530,16 @@ static void load_summary(const struct load *ld, uint64_t t_end)
 
 /* ---- load: connections --------------------------------------------------- */
 
-/* Source address for connection idx: --bind-from plus idx, one per sender. */
+/* Source address for connection idx: --bind-from plus idx, one per sender,
+ * or --source for all of them (one interface engine, many connections). */
 static int bind_source(int fd, const struct opts *o, unsigned idx)
 {
 	uint32_t base = ntohl(o->bind_from.s_addr);
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	int one = 1;
+
+	if (o->bind_one)
+		idx = 0;
 
 	/* Stay inside 127/8 when starting there; never wrap the address space. */
 	if ((uint64_t)base + idx > UINT32_MAX || (base >> 24 == 127 && (base + idx) >> 24 != 127))
@@ -1500,7 +1504,8 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: mllp-load -t HOST:PORT [-c CONNS] [-n TOTAL] [-d SECS] [-s SIZE] [-p DEPTH]\n"
-	    "                 [-r MSG_PER_S] [--bind-from ADDR] [--acked FILE] [--reconnect]\n"
+	    "                 [-r MSG_PER_S] [--bind-from ADDR | --source ADDR] [--acked FILE]\n"
+	    "                 [--reconnect]\n"
 	    "                 [--enhanced] [--id-prefix P] [--facility F] [-T ACK_TIMEOUT_S]\n"
 	    "                 [--feeds N] [--patients M]\n"
 	    "       mllp-load --echo ADDR:PORT [--r2]\n"
@@ -1532,6 +1537,7 @@ static int parse_secs(const char *s, double *out)
 
 enum {
 	OPT_BIND = 256,
+	OPT_SOURCE,
 	OPT_ACKED,
 	OPT_RECONNECT,
 	OPT_ENHANCED,
@@ -1554,6 +1560,7 @@ static const struct option long_opts[] = {
     {"rate", required_argument, NULL, 'r'},
     {"ack-timeout", required_argument, NULL, 'T'},
     {"bind-from", required_argument, NULL, OPT_BIND},
+    {"source", required_argument, NULL, OPT_SOURCE},
     {"acked", required_argument, NULL, OPT_ACKED},
     {"reconnect", no_argument, NULL, OPT_RECONNECT},
     {"enhanced", no_argument, NULL, OPT_ENHANCED},
@@ -1611,8 +1618,10 @@ static int parse_one(struct opts *o, int ch, const char *arg)
 		err = parse_secs(arg, &o->ack_timeout);
 		break;
 	case OPT_BIND:
+	case OPT_SOURCE:
 		err = inet_pton(AF_INET, arg, &o->bind_from) == 1 ? 0 : -EINVAL;
 		o->have_bind = true;
+		o->bind_one = ch == OPT_SOURCE;
 		break;
 	case OPT_ACKED:
 		o->acked_path = arg;
