@@ -20,8 +20,10 @@
 # answering carries the same Idempotency-Key). The leak check runs in
 # e2e_stop.
 #
-# Run alone: BUILD=build-e2e-b bash tests/e2e/e2e_upstream_down.sh (root).
+# Helpers: e2e-extra.sh (bigger capture buffers, no capture drops,
+# load_verify). Run alone: BUILD=build-e2e-b bash tests/e2e/e2e_upstream_down.sh (root).
 . "$(dirname "$0")/e2e-lib.sh"
+. "$(dirname "$0")/e2e-extra.sh"
 
 ms() { echo $(($(date +%s%N) / 1000000)); }
 T0=$(ms)
@@ -99,48 +101,7 @@ expect "back: mllp_delivered_total grew by every message stored since ($v2 -> $(
 # recording then the second's), byte-exact (the body rebuilt from
 # mllp-load's format, as e2e-lib's hospital_send_many does), and a request
 # seen twice carries the same Idempotency-Key.
-why=$(python3 - "$E2E_SINK" "$SINK2" "$PREFIX" "$TMP/acked.txt" "$SIZE" "$t0" "$t1" <<'EOF'
-import os, sys, time
-s1, s2, prefix, acked, size, t0, t1 = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-want = [l.strip() for l in open(acked) if l.strip()]
-got, keys = [], {}
-for d in (s1, s2):
-    for l in open(os.path.join(d, "requests.log")):
-        r = l.rstrip("\n").split("\t")
-        if r[2] == "/v1/hl7/lab" and r[10].startswith(prefix + "-"):
-            got.append((d, r[0], r[10]))
-            keys.setdefault(r[10], set()).add(r[3])
-first, seen = [], set()
-for d, seq, mid in got:
-    if mid not in seen:
-        seen.add(mid); first.append((d, seq, mid))
-bad = []
-if len(want) == 0:
-    bad.append("nothing acked")
-if [m for _, _, m in first] != want:
-    bad.append("order: got %d %s... wanted %d %s..." % (len(first), [m for _, _, m in first][:3], len(want), want[:3]))
-dup = [m for m, k in keys.items() if len(k) != 1 or "-" in k]
-if dup:
-    bad.append("Idempotency-Key differs or missing: %s" % dup[:3])
-lo = time.strftime("%Y%m%d%H%M%S", time.localtime(t0 - 1))
-hi = time.strftime("%Y%m%d%H%M%S", time.localtime(t1 + 1))
-for d, seq, mid in first:
-    body = open(os.path.join(d, "bodies", seq), "rb").read()
-    ts = body.split(b"|")[6].decode()
-    if not lo <= ts <= hi:
-        bad.append("%s: MSH-7 %s outside the run" % (mid, ts)); continue
-    msg = ("MSH|^~\\&|MLLPLOAD|LOAD|BRIDGE|CLOUD|%s||ADT^A01^ADT_A01|%s|P|2.5.1\rEVN|A01|%s\r"
-           "PID|1||P0^^^LOAD^MR||LOAD^PATIENT||19800101|U\rPV1|1|I\r" % (ts, mid, ts))
-    if size >= len(msg) + 8:
-        msg += "NTE|1||" + "x" * (size - len(msg) - 8) + "\r"
-    if body != msg.encode():
-        bad.append("%s: body differs (%d bytes, wanted %d)" % (mid, len(body), len(msg)))
-n1 = sum(1 for d, _, _ in first if d == s1)
-print("%d first arrivals (%d at the first sink, %d at the second), %d requests" % (len(first), n1, len(first) - n1, len(got)))
-print("; ".join(bad[:3]))
-sys.exit(1 if bad else 0)
-EOF
-)
+why=$(load_verify "$SIZE" "$t0" "$t1" "$PREFIX" "$TMP/acked.txt" "$E2E_SINK" "$SINK2")
 rc=$?
 echo "# at the cloud: $(head -n 1 <<<"$why")"
 why=$(sed -n 2p <<<"$why")
