@@ -41,6 +41,7 @@ capture_start() {
 	local name=$1 ns=$2 iface=${3:-outer}
 	ns_bg "$ns" tcpdump -i "$iface" -Q out -n -U --immediate-mode -B "$E2E_CAP_BUFFER_KB" -Z root \
 		-s "${CAP_SNAPLEN:-256}" -w "$TMP/$name.pcap" >"$TMP/$name.tcpdump" 2>&1 </dev/null
+	# shellcheck disable=SC2034 # appliance-lib's table, read by capture_stop
 	CAP_PID[$name]=$NS_BG_PID
 	wait_until 10 'grep -q "listening on $iface" "$TMP/$name.tcpdump"' || {
 		fail "tcpdump $name in $ns did not start" "$(head -c 300 "$TMP/$name.tcpdump")"

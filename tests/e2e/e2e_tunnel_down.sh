@@ -219,6 +219,7 @@ kout=$(knock)
 expect "back: the same peer inside remote_ts ($KNOCK) is served now (answered: $kout)" \
 	grep -qE '^answered, [1-9][0-9]* bytes$' <<<"$kout"
 # a few more posts after the tunnel is back: they queue behind the backlog
+# shellcheck disable=SC2034 # read inside wait_until's eval
 p_back=$(posts)
 expect "back: the cloud goes on posting after the tunnel is back" \
 	wait_until 10 'test "$(posts)" -ge "$((p_back + 5))"'
@@ -242,6 +243,7 @@ why=$(while read -r seq id; do
 done <"$TMP/got-out" | head -n 3 | tr '\n' ' ')
 expect "back: at the LIS byte-exact ($n_posted payloads compared)${why:+: differ: $why}" \
 	test -z "$why" -a -s "$TMP/got-out"
+# shellcheck disable=SC2034 # read inside wait_until's eval
 mapfile -t urls < <(awk '{ print $3 }' "$TMP/posts.log" | sed "s|^|$E2E_API|")
 expect "back: GET each: acked with MSA|AA|<MSH-10>" \
 	wait_until 20 'e2e_api -w "\n" "${urls[@]}" >"$TMP/gets.json" && python3 -c "
@@ -254,6 +256,7 @@ expect "back: /metrics lis: queued 0, waiting_gate 0" \
 	wait_until 10 'test "$(met mllp_out_queued)" = 0 -a "$(met mllp_out_waiting_gate)" = 0'
 
 # inbound: the sender goes on until it is ACKed again after the outage
+# shellcheck disable=SC2034 # read inside wait_until's eval
 s_back=$(sends)
 expect "back: the hospital's inbound stream is ACKed again" \
 	wait_until 20 'tail -n +$((s_back + 1)) "$TMP/sends.log" | grep -q " acked"'
