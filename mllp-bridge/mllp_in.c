@@ -78,6 +78,7 @@ struct conn {
 	uint64_t serial;    /* names the connection's lane in ack: upstream */
 	double frame_start; /* 0 when not inside a frame */
 	int eof, closing, in_process;
+	int lingering;	    /* answers sent, FIN sent, input drained until close */
 	int backlog;	    /* complete frames wait in the deframer for the next pass */
 	struct source *src; /* counts this connection */
 	LIST_ENTRY(conn) link;
@@ -297,11 +298,76 @@ static void conn_resume(struct conn *c)
 		event_active(c->rd, EV_READ, 0);
 }
 
-/* Closes when the peer is gone or we decided to, once nothing is owed. */
+/* The connection will send nothing more: its queued answers go. */
+static void conn_drop_replies(struct conn *c)
+{
+	struct reply *r;
+
+	while ((r = TAILQ_FIRST(&c->replies))) {
+		TAILQ_REMOVE(&c->replies, r, link);
+		/* A reply still waiting for the commit or the upstream is
+		 * owned by that path now; it frees it when done. */
+		if (r->ready)
+			reply_free(r);
+		else
+			r->conn = NULL;
+	}
+	c->npending = 0;
+}
+
+/* Reads what the peer still sends, and throws it away. */
+static void conn_discard(struct conn *c)
+{
+	ssize_t n;
+
+	for (int i = 0; i < MLLP_IN_FRAMES_PER_PASS; i++) {
+		n = recv(c->fd, read_buf, sizeof(read_buf), 0);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) { /* the peer closed too (or failed): done */
+			conn_free(c);
+			return;
+		}
+	}
+}
+
+/* Closing a socket with unread input makes the kernel send a RST, and a RST
+ * discards whatever the peer has not read yet: the AR for an oversized
+ * frame, the AE for an unknown sender, the very answers that say why. So
+ * the bridge closes the way nginx's lingering close does: our side is shut
+ * (the answers already written, then FIN), and the peer's input is read and
+ * thrown away until it closes too, for at most MLLP_IN_LINGER_MS. Nothing
+ * read now is processed, and it costs no memory. */
+static void conn_linger(struct conn *c)
+{
+	static const struct timeval linger = {MLLP_IN_LINGER_MS / 1000,
+					      (MLLP_IN_LINGER_MS % 1000) * 1000};
+
+	c->lingering = 1;
+	conn_drop_replies(c);
+	event_del(c->wr);
+	evtimer_del(c->more);
+	if (shutdown(c->fd, SHUT_WR) < 0 || event_add(c->rd, NULL) < 0 ||
+	    event_add(c->tm, &linger) < 0) {
+		conn_free(c);
+		return;
+	}
+	/* Whatever is already queued may be all there is: read it now. */
+	event_active(c->rd, EV_READ, 0);
+}
+
+/* Closes when the peer is gone or we decided to, once nothing is owed.
+ * Returns 1 when the caller must leave c alone: freed, or lingering. */
 static int conn_maybe_close(struct conn *c)
 {
-	if ((c->closing && conn_drained(c)) || (c->eof && c->npending == 0 && conn_drained(c))) {
+	if (c->lingering)
+		return 1;
+	if (c->eof && c->npending == 0 && conn_drained(c)) {
 		conn_free(c);
+		return 1;
+	}
+	if (c->closing && conn_drained(c)) {
+		conn_linger(c);
 		return 1;
 	}
 	return 0;
@@ -704,6 +770,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->lingering) { /* the peer never closed: enough */
+		conn_free(c);
+		return;
+	}
 	/* While we stopped reading (too many unanswered frames), the frame
 	 * cannot progress: that is our doing, not the peer's, so its clock
 	 * starts again. */
@@ -747,6 +817,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t n = 0;
 
 	(void)what;
+	if (c->lingering) {
+		conn_discard(c);
+		return;
+	}
 	/* Frames left from the last pass are handled before anything new is
 	 * read, and nothing is read while paused: what one peer has fed stays
 	 * bounded. */
@@ -1003,17 +1077,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 
 static void conn_free(struct conn *c)
 {
-	struct reply *r;
-
-	while ((r = TAILQ_FIRST(&c->replies))) {
-		TAILQ_REMOVE(&c->replies, r, link);
-		/* A reply still waiting for the commit or the upstream is
-		 * owned by that path now; it frees it when done. */
-		if (r->ready)
-			reply_free(r);
-		else
-			r->conn = NULL;
-	}
+	conn_drop_replies(c);
 	if (c->rd)
 		event_free(c->rd);
 	if (c->wr)

@@ -32,6 +32,7 @@ struct mllp_in;
 #define MLLP_IN_READ_CHUNK	65536	    /* one read() */
 #define MLLP_IN_SOURCE_BUCKETS	1024	    /* hash buckets of the per-address connection counts */
 #define MLLP_IN_ACCEPT_PAUSE_MS 100	    /* listeners rest this long when out of descriptors */
+#define MLLP_IN_LINGER_MS	5000	    /* a closing connection's input is drained this long */
 #define MLLP_IN_BACKLOG		1024
 #define MLLP_IN_CTYPE_MAX	96 /* the Content-Type sent upstream */
 
