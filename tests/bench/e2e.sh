@@ -18,8 +18,10 @@
 #                  mllp-bridge on 127.0.0.1 with the same integration
 #                  settings (`gate: open`, no tunnel), the same spool
 #                  directory and the same upstream (the cloud's sink)
-# Each first at full speed (BENCH_CONNS connections, pipelined, BENCH_SECS),
-# then at a fixed BENCH_E2E_RATE msg/s for the ACK latency at a site's pace.
+# Each first at a fixed BENCH_E2E_RATE msg/s for the ACK latency at a site's
+# pace, on a fresh spool, then at full speed (BENCH_CONNS connections,
+# pipelined, BENCH_SECS). In that order because the full-speed run leaves a
+# backlog that the bridge is still forwarding upstream for a minute.
 #
 # No capture runs during the loads: tcpdump would take CPU from the two the
 # bridge, charon and the load share. The leak check is `make e2e`'s job.
@@ -81,8 +83,8 @@ run_tunnel() {
 	e2e_start
 	ap_status
 	ESP_ALG=$(ap_q "child('$E2E_TUNNEL', '$E2E_CHILD')['esp']")
-	load t-full "$NS_HOSP" "$E2E_LAB" --source $SRC -c "$CONNS" -p 8 -d "$SECS"
 	load t-rate "$NS_HOSP" "$E2E_LAB" --source $SRC -c "$CONNS" -r "$RATE" -d "$SECS"
+	load t-full "$NS_HOSP" "$E2E_LAB" --source $SRC -c "$CONNS" -p 8 -d "$SECS"
 	e2e_stop
 }
 
@@ -98,8 +100,8 @@ run_loopback() {
 		note "loopback bridge did not start: $(tail -n 3 "$TMP/loop-bridge.log")"
 		return 1
 	fi
-	load l-full "$NS_EDGE" "127.0.0.1:$LOOP_PORT" --source 127.0.0.1 -c "$CONNS" -p 8 -d "$SECS"
 	load l-rate "$NS_EDGE" "127.0.0.1:$LOOP_PORT" --source 127.0.0.1 -c "$CONNS" -r "$RATE" -d "$SECS"
+	load l-full "$NS_EDGE" "127.0.0.1:$LOOP_PORT" --source 127.0.0.1 -c "$CONNS" -p 8 -d "$SECS"
 	kill "$pid" && wait "$pid" 2>/dev/null
 }
 
