@@ -58,9 +58,10 @@
 #   capture_start NAME NS [IFACE] / capture_stop NAME
 #                                tcpdump -Q out on NS's IFACE (default outer)
 #                                into $TMP/NAME.pcap, first $CAP_SNAPLEN bytes
-#                                of each packet (default 256; 0: all);
-#                                capture_start waits until tcpdump says it is
-#                                listening
+#                                of each packet (default 256; 0: all), a
+#                                kernel buffer of $CAP_BUFFER_KB KiB (default
+#                                65536); capture_start waits until tcpdump
+#                                says it is listening
 #
 # Ports inside NS_GW (private to the namespace, so scenarios may run in
 # parallel): MLLP $AP_MLLP, upstream $AP_UP, /metrics $AP_OBS.
@@ -461,14 +462,22 @@ declare -A CAP_PID=()
 # capture_start NAME NS [IFACE]: tcpdump -Q out on NS's IFACE (default outer)
 # into $TMP/NAME.pcap, packet-buffered (-U), as root (-Z root: Debian's
 # tcpdump would otherwise switch to the tcpdump user before it opens the
-# file); $CAP_SNAPLEN bytes of each packet (default 256, 0 for all).
+# file); $CAP_SNAPLEN bytes of each packet (default 256, 0 for all);
+# $CAP_BUFFER_KB KiB of kernel buffer (default 65536).
 capture_start() {
 	local name=$1 ns=$2 iface=${3:-outer}
 	# --immediate-mode: without it libpcap hands over packets in blocks, up
 	# to a second late, and SIGTERM loses the last block (seen: 3 packets
-	# captured of 132 received by the filter). -B 16384 (KiB): with the
-	# default 2 MiB and whole packets the kernel dropped one in a burst.
-	ns_bg "$ns" tcpdump -i "$iface" -Q out -n -U --immediate-mode -B 16384 -Z root \
+	# captured of 132 received by the filter). Immediate mode makes libpcap
+	# use a TPACKET_V2 ring of fixed slots sized by the snap length (the
+	# veths do TSO/GSO, so libpcap cannot bound them by the MTU). Measured
+	# here with tcpdump stopped and 5,000 UDP datagrams sent: a 2 MiB
+	# buffer held 26 whole packets (-s 0), 1,248 with -s 1600. The kernel
+	# dropped packets with 2 MiB (e2e_kill9's cloud-link bursts, 71-109 a
+	# run; 14-57 in the fault scenarios) and with 16 MiB (e2e_hostile's
+	# 17 MiB frame through the tunnel). 64 MiB (-B 65536): ~800 whole
+	# packets, ~40,000 of 1,600 bytes; four captures take 256 MiB.
+	ns_bg "$ns" tcpdump -i "$iface" -Q out -n -U --immediate-mode -B "${CAP_BUFFER_KB:-65536}" -Z root \
 		-s "${CAP_SNAPLEN:-256}" \
 		-w "$TMP/$name.pcap" >"$TMP/$name.tcpdump" 2>&1 </dev/null
 	CAP_PID[$name]=$NS_BG_PID
