@@ -42,12 +42,12 @@ CH_SUFFIX=dl$dh-$$
 	[ "$dh" = 21 ] && want_dh=ECP_521 || want_dh=MODP_2048
 	grp="tun('$E2E_TUNNEL')"
 	expect "DH $dh: IKE negotiated group $dh ($want_dh), ESP $(ap_q "child('$E2E_TUNNEL', '$E2E_CHILD')['esp']")" \
-		ap_true "$grp['ike']['dh_group'] == $dh and $grp['ike']['dh'] == '$want_dh'"
+		ap_true "${grp}['ike']['dh_group'] == $dh and ${grp}['ike']['dh'] == '$want_dh'"
 	run_check "DH $dh: rekey-check: the CHILD_SA rekeyed with PFS" 0 '\<ok\>' \
 		"$APPCTL" -s "$AP_SOCK" rekey-check "$E2E_TUNNEL"
 	expect "DH $dh: the rekeyed CHILD_SA's PFS group is $dh" \
 		ap_wait 10 "child('$E2E_TUNNEL', '$E2E_CHILD')['dh_group'] == $dh and
-			$grp['pfs_check']['dh_group'] == $dh"
+			${grp}['pfs_check']['dh_group'] == $dh"
 
 	hospital_send_many 200 "IN$dh"
 
