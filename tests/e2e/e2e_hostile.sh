@@ -37,7 +37,7 @@
 # during the attack under 256 KiB and free of the messages' patient data
 # (ids, names); the leak check (e2e_stop).
 #
-# Run alone: BUILD=build-e2e-c bash tests/e2e/e2e_hostile.sh
+# Run alone: BUILD=build bash tests/e2e/e2e_hostile.sh
 cd "$(dirname "$0")/../.." || exit 1
 . tests/e2e/e2e-lib.sh
 
@@ -48,18 +48,6 @@ GOOD_RATE=50               # the well-behaved sender, messages a second
 MEM_LIMIT_KIB=$((128 << 10))
 LOG_GROWTH_MAX=$((256 << 10))
 
-now_ms() { date +%s%3N; }
-gone() { ! kill -0 "$1" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
-
-# bridge_pid: the bridge's PID from the status, checked to be an mllp-bridge
-# inside the edge namespace.
-bridge_pid() {
-	local pid
-	ap_status || return 1
-	pid=$(ap_q "s['bridge']['pid']")
-	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = mllp-bridge ] &&
-		ip netns pids "$NS_EDGE" | grep -qx "$pid" && echo "$pid"
-}
 kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 ar_adt() { ap_metric 'mllp_acks_total{integration="adt",code="AR"}'; }
 # js EXPR: a value from the peers' JSON summary (r: the object).
@@ -68,7 +56,7 @@ js() { python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eva
 T_START=$(now_ms)
 e2e_setup 21
 e2e_start
-BRIDGE=$(bridge_pid)
+BRIDGE=$(edge_pid mllp-bridge)
 e2e_expect "the bridge runs in the edge namespace ($BRIDGE)" test -n "$BRIDGE" || exit 1
 hwm0=$(kib "$BRIDGE" VmHWM)
 e2e_expect "the bridge's peak memory is readable before the attack (${hwm0:-?} KiB)" test -n "$hwm0"

@@ -28,20 +28,18 @@
 #       The tunnel traffic is all ACKed and delivered, in order, byte-exact.
 #   Nothing of the attacker reaches the cloud.
 # The leak check: the hospital link carries TCP this time, the attacker's
-# own. e2e_leak_check is wrapped here: it asserts that every TCP segment on
-# the hospital link is the attacker's (198.51.100.2 -> port 9960) or the
-# edge's answer to it from port 9960 with no payload (SYN-ACK, ACK, FIN,
-# RST), one SYN-ACK per attempt that connected, no "MSH|" in anything the
-# edge sent; then it removes exactly those segments and runs e2e-lib's own
-# check on the rest (only IKE, ESP, ARP; cloud link only TLS).
+# own. This scenario's e2e_leak_pre (e2e-lib's hook) asserts that every TCP
+# segment on the hospital link is the attacker's (198.51.100.2 -> port
+# 9960) or the edge's answer to it from port 9960 with no payload (SYN-ACK,
+# ACK, FIN, RST), one SYN-ACK per attempt that connected, no "MSH|" in
+# anything the edge sent; then it removes exactly those segments and
+# e2e_leak_check goes on with the rest (only IKE, ESP, ARP; cloud link only
+# TLS).
 #
-# Helpers: e2e-extra.sh (bigger capture buffers, no capture drops,
-# load_verify). Run alone: BUILD=build-e2e-b bash tests/e2e/e2e_outside.sh (root).
+# Run alone: BUILD=build bash tests/e2e/e2e_outside.sh (root).
 . "$(dirname "$0")/e2e-lib.sh"
-. "$(dirname "$0")/e2e-extra.sh"
 
-ms() { echo $(($(date +%s%N) / 1000000)); }
-T0=$(ms)
+T0=$(now_ms)
 ATTACKER=198.51.100.2
 BURST=25
 N=200 RATE=100 SIZE=600 PREFIX=OK
@@ -52,7 +50,8 @@ EDGE_TCP="tcp and dst host $ATTACKER and src port 9960 and (src host 203.0.113.1
 EDGE_DATA="$EDGE_TCP and (ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2)) != 0"
 
 # --- the leak check, told about the attacker's TCP ---------------------------------------------
-# e2e-extra.sh's e2e_leak_check calls this before e2e-lib's check.
+# e2e-lib's hook: e2e_leak_check calls it after its drop checks, before it
+# classifies the captures.
 e2e_leak_pre() {
 	local h=$TMP/hosp.pcap e=$TMP/edge-h.pcap n_att n_other n_edge n_data n_synack n_end n_eother hl7
 	if [ -s "$h" ] && [ -s "$e" ]; then
@@ -86,7 +85,7 @@ e2e_leak_pre() {
 
 e2e_setup
 e2e_start
-T_UP=$(ms)
+T_UP=$(now_ms)
 
 refused_gate() { ap_metric 'mllp_connections_refused_total{limit="gate"}'; }
 conns_lab() { ap_metric 'mllp_connections_total{listen="203.0.113.1:9960"}'; }
@@ -175,9 +174,9 @@ e2e_expect "(c) the tunnel stream is flowing (>= 20 at the cloud)" \
 	wait_until 10 'test "$(at_sink "$PREFIX-")" -ge 20' || { wait "$LOAD"; e2e_stop; finish; }
 g2=$(refused_gate)
 l2=$(refusal_lines)
-T_B0=$(ms)
+T_B0=$(now_ms)
 out=$(attack 203.0.113.1 "$BURST")
-T_B1=$(ms)
+T_B1=$(now_ms)
 n_conn=$(grep -c '^connected ' <<<"$out")
 ATTEMPTS=$((ATTEMPTS + n_conn))
 n_mute=$(grep -cxE 'connected (closed|reset) 0' <<<"$out")
@@ -219,7 +218,7 @@ expect "(c) at the cloud in send order and byte-exact (all $N)${why:+: $why}" te
 expect "nothing the attacker sent reached the cloud (OUTSIDE-<k> at the sink: $(at_sink OUTSIDE-))" \
 	test "$(at_sink OUTSIDE-)" = 0 -a -s "$E2E_SINK/requests.log"
 
-T_END=$(ms)
+T_END=$(now_ms)
 echo "# timing: setup+up $(((T_UP - T0) / 1000)) s; total $(((T_END - T0) / 1000)) s"
 e2e_stop
 finish

@@ -24,19 +24,16 @@
 # message the hospital got a commit ACK for is at the cloud in send order,
 # byte-exact; inbound works again.
 #
-# Helpers: e2e-extra.sh (bigger capture buffers, no capture drops).
-# Run alone: BUILD=build-e2e-b bash tests/e2e/e2e_tunnel_down.sh (root).
+# Run alone: BUILD=build bash tests/e2e/e2e_tunnel_down.sh (root).
 . "$(dirname "$0")/e2e-lib.sh"
-. "$(dirname "$0")/e2e-extra.sh"
 
-ms() { echo $(($(date +%s%N) / 1000000)); }
-T0=$(ms)
+T0=$(now_ms)
 KNOCK=203.0.113.100 # inside the child's remote_ts; on the edge's lo
 
 e2e_setup
 ip -n "$NS_EDGE" addr add "$KNOCK/32" dev lo
 e2e_start
-T_UP=$(ms)
+T_UP=$(now_ms)
 
 met() { ap_metric "$1{destination=\"lis\"}"; }
 lis_lines() { awk '$1 ~ /^[0-9]+$/' "$E2E_RECV_LOG" 2>/dev/null | grep -c .; }
@@ -135,7 +132,7 @@ printf 'connections {\n}\n' >"$CH_TMP/hospital-off.conf"
 mkdir -p "$CH_TMP/hospital-off" && mv "$CH_TMP/hospital-off.conf" "$CH_TMP/hospital-off/swanctl.conf"
 e2e_expect "cut: the hospital unloads its connection (its IKE_SA stays until terminated)" \
 	swanctl_load peer "$CH_TMP/hospital-off" >>"$TMP/swanctl.log" 2>&1
-T_TERM=$(ms)
+T_TERM=$(now_ms)
 e2e_expect "cut: swanctl --terminate --ike $E2E_TUNNEL on the hospital's charon" \
 	ch_swanctl peer --terminate --ike "$E2E_TUNNEL" --timeout 5 >>"$TMP/swanctl.log" 2>&1
 expect "cut: the supervisor reports the tunnel down" ap_wait 10 "not tun('$E2E_TUNNEL')['up']"
@@ -143,7 +140,7 @@ expect "cut: /metrics mllp_gate_cidrs 0 (the gate holds no CIDR)" \
 	wait_until 5 'test "$(ap_metric mllp_gate_cidrs)" = 0'
 expect "cut: the hospital has no route into 203.0.113.0/26 any more (table 220 empty)" \
 	wait_until 5 'test -z "$(ip -n "$NS_HOSP" route show table 220)"'
-T_DOWN=$(ms)
+T_DOWN=$(now_ms)
 
 # --- down: outbound waits ------------------------------------------------------------------
 expect "down: /metrics mllp_out_waiting_gate{destination=\"lis\"} 1" \
@@ -199,12 +196,12 @@ expect "down: the supervisor's re-initiations were refused (tunnel_initiate_fail
 	grep -q "event=tunnel_initiate_failed tunnel=$E2E_TUNNEL" "$AP_LOG"
 
 # --- back: the hospital loads its connection; the supervisor re-initiates -----------------------
-T_RELOAD=$(ms)
+T_RELOAD=$(now_ms)
 e2e_expect "back: the hospital loads its connection again" \
 	swanctl_load peer "$CH_TMP/hospital-conf" >>"$TMP/swanctl.log" 2>&1
 expect "back: the supervisor brought the tunnel up again (child INSTALLED), without the hospital initiating" \
 	ap_wait 40 "tun('$E2E_TUNNEL')['up'] and child('$E2E_TUNNEL', '$E2E_CHILD')['state'] == 'INSTALLED'"
-T_BACK=$(ms)
+T_BACK=$(now_ms)
 retries=$(sed -n "s/.*proc=appliance event=tunnel_initiate_failed tunnel=$E2E_TUNNEL .*retry_ms=\([0-9]*\).*/\1/p" "$AP_LOG" | tr '\n' ' ')
 expect "back: the supervisor's retries backed off 1 s doubling (retry_ms: $retries)" \
 	python3 -c 'import sys; r = [int(x) for x in sys.argv[1:]]; sys.exit(0 if r and all(x == 1000 * 2 ** i for i, x in enumerate(r)) else 1)' $retries
@@ -289,7 +286,7 @@ expect "back: at the cloud byte-exact ($n_in bodies compared)${why:+: differ: $w
 	test -z "$why" -a -s "$TMP/got-in"
 hospital_send_many 20 TD-AFTER
 
-T_END=$(ms)
+T_END=$(now_ms)
 echo "# timing: setup+up $(((T_UP - T0) / 1000)) s; outage $((T_BACK - T_TERM)) ms; total $(((T_END - T0) / 1000)) s"
 e2e_stop
 finish

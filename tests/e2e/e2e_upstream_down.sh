@@ -20,19 +20,16 @@
 # answering carries the same Idempotency-Key). The leak check runs in
 # e2e_stop.
 #
-# Helpers: e2e-extra.sh (bigger capture buffers, no capture drops,
-# load_verify). Run alone: BUILD=build-e2e-b bash tests/e2e/e2e_upstream_down.sh (root).
+# Run alone: BUILD=build bash tests/e2e/e2e_upstream_down.sh (root).
 . "$(dirname "$0")/e2e-lib.sh"
-. "$(dirname "$0")/e2e-extra.sh"
 
-ms() { echo $(($(date +%s%N) / 1000000)); }
-T0=$(ms)
+T0=$(now_ms)
 N=300 RATE=30 SIZE=600 PREFIX=UD
 SINK2=$TMP/cloud-sink2
 
 e2e_setup
 e2e_start
-T_UP=$(ms)
+T_UP=$(now_ms)
 
 depth() { ap_metric 'mllp_spool_depth{integration="lab"}'; }
 acks() { ap_metric_re '^mllp_acks_total\{.*integration="lab".*code="R2_ACK"|^mllp_acks_total\{.*code="R2_ACK".*integration="lab"'; }
@@ -55,7 +52,7 @@ e2e_expect "before: the stream reaches the cloud (>= 20 messages at the sink)" \
 	wait_until 20 'test "$(at_sink "$E2E_SINK")" -ge 20' || { wait "$LOAD"; e2e_stop; finish; }
 
 # --- the upstream goes down ------------------------------------------------------------------------
-T_KILL=$(ms)
+T_KILL=$(now_ms)
 ch_kill_pid "$SINK_PID"
 expect "down: the sink (PID $SINK_PID) is gone" eval '! kill -0 "$SINK_PID" 2>/dev/null'
 n_sink1=$(at_sink "$E2E_SINK")
@@ -80,7 +77,7 @@ expect "down: the bridge retries (event=upstream_retry integration=lab ... Conne
 
 # --- the upstream comes back ----------------------------------------------------------------------
 mkdir -p "$SINK2"
-T_BACK=$(ms)
+T_BACK=$(now_ms)
 ns_bg "$NS_CLOUD" "$BIN_ABS/https-sink" --listen "$E2E_UPSTREAM" --tls policy --ack \
 	--cert "$E2E_DIR/pki/cloud.pem" --key "$E2E_DIR/pki/cloud.key" --record "$SINK2" \
 	>"$TMP/sink2.out" 2>&1 </dev/null
@@ -93,14 +90,14 @@ echo "# mllp-load: $line"
 expect "back: mllp-load: $N sent, $N commit-ACKed, 0 NAK/unacked/errors" \
 	grep -qE "^sent=$N acked=$N nak=0 unacked=0 errors=0 " <<<"$line"
 expect "back: the spool drains to 0" wait_until 40 'test "$(depth)" = 0'
-T_DRAINED=$(ms)
+T_DRAINED=$(now_ms)
 expect "back: mllp_delivered_total grew by every message stored since ($v2 -> $(delivered), >= $v2 + $d2)" \
 	test "$(delivered)" -ge "$((v2 + d2))"
 
-# In send order (first arrival of each control id, the first sink's
-# recording then the second's), byte-exact (the body rebuilt from
-# mllp-load's format, as e2e-lib's hospital_send_many does), and a request
-# seen twice carries the same Idempotency-Key.
+# e2e-lib's load_verify: in send order (first arrival of each control id,
+# the first sink's recording then the second's), byte-exact (the body
+# rebuilt from mllp-load's format), and a request seen twice carries the
+# same Idempotency-Key.
 why=$(load_verify "$SIZE" "$t0" "$t1" "$PREFIX" "$TMP/acked.txt" "$E2E_SINK" "$SINK2")
 rc=$?
 echo "# at the cloud: $(head -n 1 <<<"$why")"
@@ -109,7 +106,7 @@ expect "back: all $N at the cloud, in send order, byte-exact, one Idempotency-Ke
 	test "$rc" = 0 -a -z "$why"
 expect "back: the second sink received the backlog (>= $d2 of them)" test "$(at_sink "$SINK2")" -ge "$d2"
 
-T_END=$(ms)
+T_END=$(now_ms)
 echo "# timing: setup+up $(((T_UP - T0) / 1000)) s; upstream down $((T_BACK - T_KILL)) ms; back -> drained $((T_DRAINED - T_BACK)) ms; total $(((T_END - T0) / 1000)) s"
 e2e_stop
 finish
