@@ -72,7 +72,9 @@ sender() {
 		i=$((i + 1))
 		id=TD-IN-$i
 		in_msg "$id" >"$TMP/in/$id.hl7"
-		out=$(ip netns exec "$NS_HOSP" "$BIN_ABS/mllp-send" -b 203.0.113.66 -t 3000 \
+		# timeout: a connect whose SYN left just before the cut waits
+		# for TCP's retries (minutes); mllp-send's -t covers the answer only
+		out=$(ip netns exec "$NS_HOSP" timeout 5 "$BIN_ABS/mllp-send" -b 203.0.113.66 -t 3000 \
 			"$E2E_LAB" "$TMP/in/$id.hl7" 2>&1 | tr '\n' ' ')
 		if [ "$out" = "R2_ACK " ]; then
 			echo "$id acked" >>"$TMP/sends.log"
@@ -153,8 +155,9 @@ p0=$(posts_202)
 s0=$(sends)
 c0=$(conns_lab)
 sleep 2.5
-# an mllp-send in flight at the cut waits out its 3 s answer timeout: the
-# window closes once the hospital has tried 5 more times
+# an mllp-send in flight at the cut waits out its 3 s answer timeout (or,
+# its SYN lost in the cut, the 5 s timeout around it): the window closes
+# once the hospital has tried 5 more times
 wait_until 15 'test "$(sends)" -ge "$((s0 + 5))"'
 n_lis2=$(lis_lines)
 p1=$(posts_202)
