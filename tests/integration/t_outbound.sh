@@ -118,14 +118,7 @@ start_recv lab $P_LAB --delay 50 \
 start_recv rej $P_REJ --rule MSH10=E01@1:ae --rule MSH10=E02:ar || exit 1
 start_recv idle $P_IDLE || exit 1
 start_recv sync $P_SYNC --rule MSH10=S02:delay=2500 || exit 1
-"$BIN/mllp-bridge" -c "$CONF" 2>>"$TMP/bridge.log" &
-BRIDGE_PID=$!
-PIDS="$PIDS $BRIDGE_PID"
-wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
-	echo "not ok - the bridge did not start"
-	tail -n 20 "$TMP/bridge.log"
-	exit 1
-}
+start_obridge
 T0=$(date +%s%N)
 
 # ---- 1. order, one in flight, one connection -----------------------------

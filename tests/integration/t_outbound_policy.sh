@@ -66,14 +66,7 @@ DEAD_RECV=$RECV_PID
 start_recv r2 $P_R2 --release 2 --rule MSH10=N01@1:nak2 || exit 1
 start_recv idle $P_IDLE --rule MSH10=L01:delay=2500 || exit 1
 IDLE_RECV=$RECV_PID
-"$BIN/mllp-bridge" -c "$CONF" 2>>"$TMP/bridge.log" &
-BRIDGE_PID=$!
-PIDS="$PIDS $BRIDGE_PID"
-wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
-	echo "not ok - the bridge did not start"
-	tail -n 20 "$TMP/bridge.log"
-	exit 1
-}
+start_obridge
 T0=$(date +%s%N)
 
 # ---- max_attempts → dead; 502 for Prefer: wait ----------------------------------
