@@ -207,8 +207,8 @@ e2e_expect "drain: the spool empties both ways (lab depth 0, lis queue 0)" \
 	ap_wait 60 "integ('lab')['depth'] == 0 and [d for d in s['destinations'] if d['name'] == 'lis'][0]['queued'] == 0"
 
 # inbound: every ACKed message at the sink; duplicates with one key; order.
-why=$(python3 - "$E2E_SINK/requests.log" "$TMP/acked-in" <<'EOF'
-import sys
+why=$(PYTHONPATH=tests/e2e python3 - "$E2E_SINK/requests.log" "$TMP/acked-in" <<'EOF'
+import sys, lane_order
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 rows = [r for r in rows if r[2] == "/v1/hl7/lab" and r[10].startswith("K9-")]
 acked = [l.strip() for l in open(sys.argv[2]) if l.strip()]
@@ -220,17 +220,7 @@ for r in rows:
 missing = [m for m in acked if m not in keys]
 badkey = [m for m, k in keys.items() if len(k) != 1 or "" in k]
 dups = len(got) - len(keys)
-# One lane: first arrivals in send order; a step back (a rewind: the
-# messages delivered but not yet marked so when the bridge died are sent
-# again from the spool) may only land on a message already delivered.
-back, rewinds, seen, top = [], 0, set(), -1
-for prev, m in zip([None] + got, got):
-    if prev is not None and seq(m) <= seq(prev):
-        rewinds += 1
-    if seq(m) < top and m not in seen:
-        back.append((m, "first arrival after %d" % top))
-    seen.add(m)
-    top = max(top, seq(m))
+rewinds, back = lane_order.check(got, seq)
 print("acked=%d at_sink=%d distinct=%d dups=%d rewinds=%d missing=%d badkey=%d back=%d" %
       (len(set(acked)), len(got), len(keys), dups, rewinds, len(missing), len(badkey), len(back)))
 print("missing: %s" % " ".join(missing[:5]))
@@ -252,8 +242,8 @@ rw=$(sed -n '1s/.* rewinds=\([0-9]*\) .*/\1/p' <<<"$why")
 e2e_expect "inbound: the lane was sent again from the spool at most 3 times (${rw:-?})" test "${rw:-99}" -le 3
 
 # outbound: every 2xx at the LIS, in post order, repeats byte-identical
-why=$(python3 - "$E2E_RECV_LOG" "$TMP/posts.log" "$E2E_RECV_DIR" "$TMP/ob" <<'EOF'
-import sys
+why=$(PYTHONPATH=tests/e2e python3 - "$E2E_RECV_LOG" "$TMP/posts.log" "$E2E_RECV_DIR" "$TMP/ob" <<'EOF'
+import sys, lane_order
 log, posts, rdir, odir = sys.argv[1:]
 arr = [l.split() for l in open(log)]
 arr = [(a[0], a[3]) for a in arr if a and a[0].isdigit() and a[3].startswith("OBK9-")]
@@ -263,17 +253,7 @@ got = [m for _, m in arr]
 missing = [m for m in ok if m not in set(got)]
 unknown = [m for m in got if m not in set(posted)]
 seq = lambda m: int(m.split("-")[1])
-# One lane: first arrivals in send order; a step back (a rewind: the
-# messages delivered but not yet marked so when the bridge died are sent
-# again from the spool) may only land on a message already delivered.
-back, rewinds, seen, top = [], 0, set(), -1
-for prev, m in zip([None] + got, got):
-    if prev is not None and seq(m) <= seq(prev):
-        rewinds += 1
-    if seq(m) < top and m not in seen:
-        back.append((m, "first arrival after %d" % top))
-    seen.add(m)
-    top = max(top, seq(m))
+rewinds, back = lane_order.check(got, seq)
 differs = [m for s, m in arr if open("%s/%s.hl7" % (rdir, s), "rb").read() != open("%s/%s.hl7" % (odir, m), "rb").read()]
 print("accepted=%d arrivals=%d distinct=%d dups=%d rewinds=%d missing=%d unknown=%d back=%d differs=%d" %
       (len(ok), len(got), len(set(got)), len(got) - len(set(got)), rewinds, len(missing), len(unknown), len(back), len(differs)))
