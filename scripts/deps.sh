@@ -7,12 +7,15 @@ set -eu
 # only recommends it, and recommends are not installed here. nodejs runs
 # tests/bench/forwarder.js, the comparison line of `make bench`. tcpdump
 # captures the outer link in the tunnel scenarios; nmap's ssl-enum-ciphers
-# checks the outbound HTTPS listener's TLS policy from outside.
+# checks the outbound HTTPS listener's TLS policy from outside. libjansson-dev
+# parses the JSON data models (translate.c); python3-hl7 is the independent
+# HL7 parser of the translation round trip (tests/translate/roundtrip.py).
 PKGS="build-essential pkg-config
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
       sqlite3 openssl curl nginx-light iproute2 util-linux procps clang libclang-rt-14-dev
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
-      libcharon-extra-plugins netcat-openbsd nodejs tcpdump nmap"
+      libcharon-extra-plugins netcat-openbsd nodejs tcpdump nmap
+      libjansson-dev python3-hl7"
 
 missing=""
 for p in $PKGS; do
