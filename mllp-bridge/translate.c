@@ -189,9 +189,15 @@ __attribute__((format(printf, 3, 4))) static int fail(struct xl *x, const char *
 {
 	va_list ap;
 
+	size_t plen = strlen(x->prefix);
+
 	if (x->rc)
 		return x->rc;
-	snprintf(x->err->path, sizeof(x->err->path), "%s%s", x->prefix, path ? path : "");
+	/* Without a key, the path names the element or the root: no dot. */
+	if (!path && plen > 1 && x->prefix[plen - 1] == '.')
+		plen--;
+	snprintf(x->err->path, sizeof(x->err->path), "%.*s%s", (int)plen, x->prefix,
+		 path ? path : "");
 	va_start(ap, fmt);
 	vsnprintf(x->err->reason, sizeof(x->err->reason), fmt, ap);
 	va_end(ap);
@@ -240,7 +246,7 @@ static int lookup(struct xl *x, json_t *base, const char *path, json_t **out)
 		size_t n = dot ? (size_t)(dot - s) : strlen(s);
 
 		if (!json_is_object(*out))
-			return fail(x, path, "expected an object at \"%.*s\"", (int)(s - path),
+			return fail(x, path, "expected an object at \"%.*s\"", (int)(s - path - 1),
 				    path);
 		*out = json_object_getn(*out, s, n);
 		s += n + (dot != NULL);
