@@ -151,6 +151,7 @@ demo: deps
 # libFuzzer targets (clang). FUZZ_SECONDS per target; corpora stay in build/.
 FUZZ_SECONDS ?= 30
 FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7 $(BUILD)/fuzz/fuzz_conn \
+           $(BUILD)/fuzz/fuzz_translate \
            $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici) $(if $(IPC_SRC),$(BUILD)/fuzz/fuzz_ipc)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c mllp-bridge/%.c mllp-bridge/%.h
 	@mkdir -p $(dir $@)
@@ -160,6 +161,12 @@ $(BUILD)/fuzz/fuzz_conn: tests/fuzz/fuzz_conn.c mllp-bridge/mllp.c mllp-bridge/h
 		mllp-bridge/mllp.h mllp-bridge/hl7.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/mllp.c mllp-bridge/hl7.c
+# JSON in, a refusal or a well-formed HL7 message out; the golden inputs seed it.
+$(BUILD)/fuzz/fuzz_translate: tests/fuzz/fuzz_translate.c mllp-bridge/translate.c \
+		mllp-bridge/translate.h
+	@mkdir -p $(dir $@) $@.corpus
+	cp tests/translate/*.json $@.corpus/
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< mllp-bridge/translate.c -ljansson
 $(BUILD)/fuzz/fuzz_vici: tests/fuzz/fuzz_vici.c $(VICI_SRC) vici-client/vici.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -o $@ $< $(VICI_SRC)
