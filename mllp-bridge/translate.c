@@ -70,6 +70,7 @@ struct xl_event {
 	const char *sel_value; /* ... and the value it must hold (NULL: must be absent) */
 	const char *type, *trigger, *structure;
 	const char *segs[XL_SEGS_MAX];
+	const char *required; /* a JSON path that must hold a value (an array: an element) */
 };
 
 struct xl_model {
@@ -147,22 +148,30 @@ static const struct xl_row pa_rows[] = {
 #define ADT_VISIT "MSH", "EVN", "PID", "PV1"
 /* First match wins: selector rows come before the event's default row. */
 static const struct xl_event pa_events[] = {
-    {"Arrival", VIS "PatientClass", "Inpatient", "ADT", "A01", "ADT_A01", {ADT_VISIT}},
-    {"Arrival", NULL, NULL, "ADT", "A04", "ADT_A01", {ADT_VISIT}},
-    {"Registration", NULL, NULL, "ADT", "A04", "ADT_A01", {ADT_VISIT}},
-    {"PreAdmit", NULL, NULL, "ADT", "A05", "ADT_A05", {ADT_VISIT}},
-    {"Transfer", NULL, NULL, "ADT", "A02", "ADT_A02", {ADT_VISIT}},
-    {"Discharge", NULL, NULL, "ADT", "A03", "ADT_A03", {ADT_VISIT}},
-    {"Cancel", "Meta.CancelledEvent", NULL, "ADT", "A11", "ADT_A09", {ADT_VISIT}},
-    {"Cancel", "Meta.CancelledEvent", "Arrival", "ADT", "A11", "ADT_A09", {ADT_VISIT}},
-    {"Cancel", "Meta.CancelledEvent", "Registration", "ADT", "A11", "ADT_A09", {ADT_VISIT}},
-    {"Cancel", "Meta.CancelledEvent", "Transfer", "ADT", "A12", "ADT_A12", {ADT_VISIT}},
-    {"Cancel", "Meta.CancelledEvent", "Discharge", "ADT", "A13", "ADT_A01", {ADT_VISIT}},
-    {"Cancel", "Meta.CancelledEvent", "PreAdmit", "ADT", "A38", "ADT_A38", {ADT_VISIT}},
-    {"NewPatient", NULL, NULL, "ADT", "A28", "ADT_A05", {ADT_VISIT}},
-    {"PatientUpdate", NULL, NULL, "ADT", "A31", "ADT_A05", {ADT_VISIT}},
-    {"VisitUpdate", NULL, NULL, "ADT", "A08", "ADT_A01", {ADT_VISIT}},
-    {"PatientMerge", NULL, NULL, "ADT", "A40", "ADT_A39", {"MSH", "EVN", "PID", "MRG"}},
+    {"Arrival", VIS "PatientClass", "Inpatient", "ADT", "A01", "ADT_A01", {ADT_VISIT}, NULL},
+    {"Arrival", NULL, NULL, "ADT", "A04", "ADT_A01", {ADT_VISIT}, NULL},
+    {"Registration", NULL, NULL, "ADT", "A04", "ADT_A01", {ADT_VISIT}, NULL},
+    {"PreAdmit", NULL, NULL, "ADT", "A05", "ADT_A05", {ADT_VISIT}, NULL},
+    {"Transfer", NULL, NULL, "ADT", "A02", "ADT_A02", {ADT_VISIT}, NULL},
+    {"Discharge", NULL, NULL, "ADT", "A03", "ADT_A03", {ADT_VISIT}, NULL},
+    {"Cancel", "Meta.CancelledEvent", NULL, "ADT", "A11", "ADT_A09", {ADT_VISIT}, NULL},
+    {"Cancel", "Meta.CancelledEvent", "Arrival", "ADT", "A11", "ADT_A09", {ADT_VISIT}, NULL},
+    {"Cancel", "Meta.CancelledEvent", "Registration", "ADT", "A11", "ADT_A09", {ADT_VISIT}, NULL},
+    {"Cancel", "Meta.CancelledEvent", "Transfer", "ADT", "A12", "ADT_A12", {ADT_VISIT}, NULL},
+    {"Cancel", "Meta.CancelledEvent", "Discharge", "ADT", "A13", "ADT_A01", {ADT_VISIT}, NULL},
+    {"Cancel", "Meta.CancelledEvent", "PreAdmit", "ADT", "A38", "ADT_A38", {ADT_VISIT}, NULL},
+    {"NewPatient", NULL, NULL, "ADT", "A28", "ADT_A05", {ADT_VISIT}, NULL},
+    {"PatientUpdate", NULL, NULL, "ADT", "A31", "ADT_A05", {ADT_VISIT}, NULL},
+    {"VisitUpdate", NULL, NULL, "ADT", "A08", "ADT_A01", {ADT_VISIT}, NULL},
+    /* A merge that names no prior patient would be an empty MRG-1: refused. */
+    {"PatientMerge",
+     NULL,
+     NULL,
+     "ADT",
+     "A40",
+     "ADT_A39",
+     {"MSH", "EVN", "PID", "MRG"},
+     "PriorPatient.Identifiers"},
 };
 
 static const struct xl_model models[] = {
@@ -744,6 +753,19 @@ static int set_context(struct xl *x, const struct xl_opts *o)
 	return 0;
 }
 
+/* The event's required value is there: a non-null value, or an array with
+ * at least one element. */
+static int check_required(struct xl *x, const struct xl_event *e)
+{
+	json_t *v;
+
+	if (!e->required || lookup(x, x->root, e->required, &v) < 0)
+		return x->rc;
+	if (!v || (json_is_array(v) && json_array_size(v) == 0))
+		return fail(x, e->required, "required for %s %s", e->type, e->trigger);
+	return 0;
+}
+
 int translate_json(const void *json, size_t len, const struct xl_opts *o, char **out,
 		   size_t *len_out, struct xl_error *err)
 {
@@ -759,7 +781,8 @@ int translate_json(const void *json, size_t len, const struct xl_opts *o, char *
 			 XL_JSON_MAX);
 		return -EMSGSIZE;
 	}
-	if (set_context(&x, o) == 0 && parse(&x, json, len) == 0 && pick_event(&x, &m, &e) == 0) {
+	if (set_context(&x, o) == 0 && parse(&x, json, len) == 0 && pick_event(&x, &m, &e) == 0 &&
+	    check_required(&x, e) == 0) {
 		x.ctx[CTX_TYPE] = e->type;
 		x.ctx[CTX_TRIGGER] = e->trigger;
 		x.ctx[CTX_STRUCT] = e->structure;

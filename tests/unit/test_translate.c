@@ -294,6 +294,7 @@ END_TEST
 	}
 #define VISIT(cls)    ",\"Visit\":{\"PatientClass\":\"" cls "\"}"
 #define CANCELS(what) ",\"CancelledEvent\":\"" what "\""
+#define PRIOR	      ",\"PriorPatient\":{\"Identifiers\":[{\"ID\":\"9\"}]}"
 
 /* The event table, its selectors and its refusals; structure errors. */
 static const struct field_case event_cases[] = {
@@ -313,7 +314,21 @@ static const struct field_case event_cases[] = {
     EV("NewPatient", NULL, NULL, "ADT^A28^ADT_A05"),
     EV("PatientUpdate", NULL, NULL, "ADT^A31^ADT_A05"),
     EV("VisitUpdate", NULL, NULL, "ADT^A08^ADT_A01"),
-    EV("PatientMerge", NULL, NULL, "ADT^A40^ADT_A39"),
+    EV("PatientMerge", NULL, PRIOR, "ADT^A40^ADT_A39"),
+    {{"PatientMerge", NULL, NULL, NULL},
+     0,
+     NULL,
+     0,
+     NULL,
+     "$.PriorPatient.Identifiers",
+     "required for ADT A40"},
+    {{"PatientMerge", NULL, NULL, ",\"PriorPatient\":{\"Identifiers\":[]}"},
+     0,
+     NULL,
+     0,
+     NULL,
+     "$.PriorPatient.Identifiers",
+     "required for ADT A40"},
     {{NULL, ",\"Test\":true", NULL, NULL}, 0, "MSH", 11, "T", NULL, NULL},
     {{NULL, ",\"Test\":false", NULL, NULL}, 0, "MSH", 11, "P", NULL, NULL},
     {{NULL, NULL, NULL, NULL}, 0, "MSH", 11, "P", NULL, NULL},
