@@ -109,7 +109,7 @@ for c in gw peer; do
 	esp=$(grep -c 'UDP-encap: ESP' "$TMP/$c.txt")
 	tcp=$(tcpdump -r "$f" -nn tcp 2>/dev/null | grep -c .)
 	mllp=$(tcpdump -r "$f" -nn "tcp port $AP_MLLP" 2>/dev/null | grep -c .)
-	other=$(tcpdump -r "$f" -nn 'not arp and not (udp port 500 or udp port 4500)' 2>/dev/null | grep -c .)
+	other=$(capture_others "$c")
 	all=$(grep -c . "$TMP/$c.txt")
 	echo "# $c capture: $all packets: IKE $ike, ESP-in-UDP $esp, TCP $tcp, other than IKE/ESP/ARP $other"
 	expect "$c capture: tcpdump saw the IKE exchanges ($ike packets)" test "$ike" -ge 4

@@ -259,7 +259,7 @@ for c in gw peer; do
 	ike=$(grep -cE '\.500 > [0-9.]+\.500: isakmp|NONESP-encap: isakmp' "$TMP/$c.txt")
 	esp=$(grep -c 'UDP-encap: ESP' "$TMP/$c.txt")
 	tcp=$(tcpdump -r "$f" -nn tcp 2>/dev/null | grep -c .)
-	other=$(tcpdump -r "$f" -nn 'not arp and not (udp port 500 or udp port 4500)' 2>/dev/null | grep -c .)
+	other=$(capture_others "$c")
 	hl7=$(grep -acF 'MSH|^~' "$f")
 	all=$(grep -c . "$TMP/$c.txt")
 	echo "# $c capture: $all packets: IKE $ike, ESP-in-UDP $esp, TCP $tcp, other than IKE/ESP/ARP $other"
