@@ -160,6 +160,20 @@ enum cfg_on_reject { CFG_REJECT_RETRY, CFG_REJECT_DEAD };
 
 #define CFG_MAX_ATTEMPTS_LIMIT 1000 /* destinations[].max_attempts */
 #define CFG_TOKENS_MAX	       1024 /* bearer tokens in https.tokens_file */
+#define CFG_HL7_HD_MAX	       180  /* destinations[].hl7 application and facility names */
+
+/* How JSON posted for a destination becomes HL7 v2 (destinations[].hl7). */
+struct cfg_hl7_out {
+	char version[8];			/* MSH-12: "2.3" .. "2.8"; default "2.5.1" */
+	char sending_app[CFG_HL7_HD_MAX + 1];	/* MSH-3; default "MLLP-EDGE" */
+	char sending_fac[CFG_HL7_HD_MAX + 1];	/* MSH-4; default none */
+	char receiving_app[CFG_HL7_HD_MAX + 1]; /* MSH-5; default none */
+	char receiving_fac[CFG_HL7_HD_MAX + 1]; /* MSH-6; default none */
+	int latin1;				/* charset: 0 UTF-8 (default), 1 ISO 8859-1 */
+};
+
+/* The defaults above, for a translation that names no destination. */
+void cfg_hl7_out_defaults(struct cfg_hl7_out *h);
 
 /* An outbound MLLP receiver: one sender, one message in flight, FIFO. */
 struct cfg_destination {
@@ -174,6 +188,7 @@ struct cfg_destination {
 	unsigned max_attempts;	  /* then dead; default 10; 1..CFG_MAX_ATTEMPTS_LIMIT */
 	int release;		  /* MLLP release 1 (HL7 ACK, default) or 2 (commit ACK/NAK) */
 	size_t max_frame; /* largest message accepted for it; default MLLP_MAX_FRAME_DEFAULT */
+	struct cfg_hl7_out hl7;
 	int line;
 };
 

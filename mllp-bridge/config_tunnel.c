@@ -1029,6 +1029,77 @@ static void h_dest_mllp(struct ctx *x, const char *key, yaml_node_t *v, void *ob
 		cfgi_walk_mapping(x, v, dest_mllp_keys, NKEYS(dest_mllp_keys), "in mllp", db->d);
 }
 
+/* ---- destinations[].hl7: MSH values and charset of translated JSON ---- */
+
+/* An HD name goes into MSH-3..6 as one component: text without the HL7
+ * delimiters, so that what the receiver reads is what was written here. */
+static void h_hl7_name(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct cfg_hl7_out *h = obj;
+	const char *s = cfgi_want_scalar(x, key, v, "a name");
+	char *dst = strcmp(key, "sending_application") == 0	? h->sending_app
+		    : strcmp(key, "sending_facility") == 0	? h->sending_fac
+		    : strcmp(key, "receiving_application") == 0 ? h->receiving_app
+								: h->receiving_fac;
+
+	if (!s)
+		return;
+	if (strlen(s) > CFG_HL7_HD_MAX) {
+		cfgi_err(x, line_of(v), "%s: longer than %d characters", key, CFG_HL7_HD_MAX);
+		return;
+	}
+	for (const char *p = s; *p; p++) {
+		if (strchr("|^~\\&", *p) || (unsigned char)*p < 0x20 || *p == 0x7f) {
+			cfgi_err(x, line_of(v),
+				 "%s: may not hold | ^ ~ \\ & or control characters (HL7 "
+				 "delimiters); got '%s'",
+				 key, s);
+			return;
+		}
+	}
+	snprintf(dst, CFG_HL7_HD_MAX + 1, "%s", s);
+}
+
+static void h_hl7_version(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	static const char *const words[] = {"2.3", "2.3.1", "2.4",   "2.5", "2.5.1",
+					    "2.6", "2.7",   "2.7.1", "2.8", NULL};
+	struct cfg_hl7_out *h = obj;
+	int i = cfgi_want_enum(x, key, v, words);
+
+	if (i >= 0)
+		snprintf(h->version, sizeof h->version, "%s", words[i]);
+}
+
+static void h_hl7_charset(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	static const char *const words[] = {"utf-8", "latin1", NULL};
+	struct cfg_hl7_out *h = obj;
+	int i = cfgi_want_enum(x, key, v, words);
+
+	if (i >= 0)
+		h->latin1 = i == 1;
+}
+
+static const struct key_spec dest_hl7_keys[] = {
+    {"version", h_hl7_version, 0},	   {"sending_application", h_hl7_name, 0},
+    {"sending_facility", h_hl7_name, 0},   {"receiving_application", h_hl7_name, 0},
+    {"receiving_facility", h_hl7_name, 0}, {"charset", h_hl7_charset, 0},
+};
+
+static void h_dest_hl7(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct dest_build *db = obj;
+
+	if (cfgi_want_mapping(x, key, v))
+		cfgi_walk_mapping(x, v, dest_hl7_keys, NKEYS(dest_hl7_keys), "in hl7", &db->d->hl7);
+}
+
+void cfg_hl7_out_defaults(struct cfg_hl7_out *h)
+{
+	*h = (struct cfg_hl7_out){.version = "2.5.1", .sending_app = "MLLP-EDGE"};
+}
+
 static const struct key_spec destination_keys[] = {
     {"name", h_dest_name, 1},
     {"address", h_dest_address, 1},
@@ -1038,6 +1109,7 @@ static const struct key_spec destination_keys[] = {
     {"on_ar", h_dest_on_reject, 0},
     {"max_attempts", h_dest_max_attempts, 0},
     {"mllp", h_dest_mllp, 0},
+    {"hl7", h_dest_hl7, 0},
 };
 
 static void destination_defaults(struct cfg_destination *d)
@@ -1049,6 +1121,7 @@ static void destination_defaults(struct cfg_destination *d)
 	d->max_attempts = DEFAULT_MAX_ATTEMPTS;
 	d->release = 1;
 	d->max_frame = MLLP_MAX_FRAME_DEFAULT;
+	cfg_hl7_out_defaults(&d->hl7);
 }
 
 static void build_destination(struct ctx *x, yaml_node_t *map, struct dest_build *db)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -46,6 +47,7 @@
 
 #include "mllp-bridge/hl7.h"
 #include "mllp-bridge/log.h"
+#include "mllp-bridge/translate.h"
 #include "mllp-bridge/upstream.h" /* the TLS policy's cipher strings */
 
 #define HASH_LEN       32 /* SHA-256 */
@@ -55,8 +57,11 @@
 #define MSG_PREFIX     "/v1/messages/"
 #define DEST_PREFIX    "/v1/destinations/"
 #define DEST_SUFFIX    "/messages"
+#define TRANSLATE_PATH "/v1/translate"
 #define ID_DIGITS_MAX  19
 #define CTYPE_HL7_ER7  "x-application/hl7-v2+er7"
+#define CTYPE_JSON     "application/json"
+#define CONTROL_ID_LEN 20 /* MSH-10 of a translated message: ST(20) up to 2.5.1 */
 #define JSON_SMALL_MAX 128
 
 struct token {
@@ -108,8 +113,8 @@ struct https_in {
  * is evhttp's: the listener is all it has. One loop, no threads. */
 static LIST_HEAD(, https_in) g_live = LIST_HEAD_INITIALIZER(g_live);
 
-static const char *const ctypes[] = {CTYPE_HL7_ER7, "application/hl7-v2", "application/edi-x12",
-				     "application/xml", "text/xml"};
+static const char *const ctypes[] = {CTYPE_HL7_ER7,	"application/hl7-v2", "application/edi-x12",
+				     "application/xml", "text/xml",	      CTYPE_JSON};
 
 /* ---- answers ---- */
 
@@ -669,7 +674,126 @@ static void on_submitted(void *arg, int err, int64_t id, int existed)
 	pending_free(p);
 }
 
+/* ---- JSON → HL7 v2 ---- */
+
+/* MSH-10 for a translated message: 20 random hex digits. The spool id is
+ * not known before the message is stored, and a counter would repeat
+ * across restarts; 80 random bits do not. */
+static int new_control_id(char out[CONTROL_ID_LEN + 1])
+{
+	unsigned char r[CONTROL_ID_LEN / 2];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return -1;
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(out + 2 * i, 3, "%02X", r[i]);
+	return 0;
+}
+
+/* A JSON body into HL7 v2 with a destination's MSH values and charset.
+ * 0 with *out (malloc'd) and control_id; or the request is answered (413,
+ * 422 with the JSON path and the reason, 503) and -1. */
+static int translate_body(struct https_in *h, struct evhttp_request *req, const char *peer,
+			  const struct cfg_hl7_out *c, const void *body, size_t len,
+			  char control_id[HL7_MSH_CONTROL_ID_MAX + 1], char **out, size_t *out_len)
+{
+	char now[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	struct xl_error e;
+	struct xl_opts o = {.version = c->version,
+			    .sending_app = c->sending_app,
+			    .sending_facility = c->sending_fac,
+			    .receiving_app = c->receiving_app,
+			    .receiving_facility = c->receiving_fac,
+			    .latin1 = c->latin1,
+			    .control_id = control_id,
+			    .now = now};
+	int err;
+
+	if (new_control_id(control_id) < 0) {
+		refuse(h, req, peer, 503, "no random bytes for a message control ID");
+		return -1;
+	}
+	strftime(now, sizeof(now), "%Y%m%d%H%M%S+0000", gmtime_r(&t, &tm));
+	err = translate_json(body, len, &o, out, out_len, &e);
+	if (err == 0) {
+		h->st.translated++;
+		return 0;
+	}
+	if (err == -ENOMEM) {
+		refuse(h, req, peer, 503, "out of memory");
+		return -1;
+	}
+	h->st.untranslated++;
+	if (err == -EMSGSIZE)
+		refuse(h, req, peer, 413, "JSON body of %zu bytes is over the limit of %d", len,
+		       XL_JSON_MAX);
+	else
+		refuse(h, req, peer, 422, "%s: %s", e.path, e.reason);
+	return -1;
+}
+
 /* ---- routes ---- */
+
+/* Hands a checked message to the submit hook; the answer comes from
+ * on_submitted. Every pointer is borrowed for the call. */
+static void submit(struct https_in *h, struct evhttp_request *req, const char *peer,
+		   const struct who *w, int d, const void *body, size_t len, const char *ctype,
+		   const char *control_id, const char *key)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		refuse(h, req, peer, 503, "out of memory");
+		return;
+	}
+	p->h = h;
+	p->req = req;
+	p->state = PEND_SUBMIT;
+	p->wait_s = prefer_wait(req);
+	snprintf(p->peer, sizeof(p->peer), "%s", peer);
+	snprintf(p->client, sizeof(p->client), "%s", w->label);
+	snprintf(p->dest, sizeof(p->dest), "%s", h->cfg->destinations[d].name);
+	LIST_INSERT_HEAD(&h->pending, p, entry);
+	if (h->hooks.submit(h->hooks.arg, p->dest, w->label, body, len, ctype,
+			    control_id[0] ? control_id : NULL, key, on_submitted, p) < 0) {
+		refuse(h, req, peer, 503, "the message could not be queued; send it again");
+		pending_free(p);
+	}
+}
+
+/* The body as it will be stored: HL7 v2, X12 or XML checked as it came, or
+ * JSON translated for destination d. 0 with *body, *len, *ctype (and *hl7
+ * to free, for JSON), or the request is answered and -1. */
+static int prepare_body(struct https_in *h, struct evhttp_request *req, const char *peer, int d,
+			const unsigned char **body, size_t *len, const char **ctype,
+			char control_id[HL7_MSH_CONTROL_ID_MAX + 1], char **hl7)
+{
+	const struct cfg_destination *dst = &h->cfg->destinations[d];
+	const char *why = NULL;
+
+	*hl7 = NULL;
+	if (strcmp(*ctype, CTYPE_JSON) != 0) {
+		if (!check_payload(*ctype, *body, *len, control_id, &why))
+			return 0;
+		refuse(h, req, peer, 422, "%s", why);
+		return -1;
+	}
+	if (translate_body(h, req, peer, &dst->hl7, *body, *len, control_id, hl7, len) < 0)
+		return -1;
+	if (*len > dst->max_frame) {
+		refuse(h, req, peer, 413,
+		       "the translated message of %zu bytes is over the destination's max_frame "
+		       "of %zu",
+		       *len, dst->max_frame);
+		free(*hl7);
+		return -1;
+	}
+	*body = (const unsigned char *)*hl7;
+	*ctype = CTYPE_HL7_ER7;
+	return 0;
+}
 
 static void post_message(struct https_in *h, struct evhttp_request *req, const char *peer,
 			 const struct who *w, const char *name, size_t name_len)
@@ -681,8 +805,7 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 	    evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
 	char control_id[HL7_MSH_CONTROL_ID_MAX + 1];
 	const unsigned char *body;
-	const char *why = NULL;
-	struct pending *p;
+	char *hl7;
 	int d = dest_index(h, name, name_len);
 
 	if (!may_use(w, d)) {
@@ -698,7 +821,7 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 	if (!ctype) {
 		refuse(h, req, peer, 415,
 		       "Content-Type must be x-application/hl7-v2+er7, application/hl7-v2, "
-		       "application/edi-x12, application/xml or text/xml");
+		       "application/edi-x12, application/xml, text/xml or application/json");
 		return;
 	}
 	if (len > h->cfg->https.max_body || len > h->cfg->destinations[d].max_frame) {
@@ -718,27 +841,72 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 		refuse(h, req, peer, 503, "out of memory");
 		return;
 	}
-	if (check_payload(ctype, body, len, control_id, &why)) {
-		refuse(h, req, peer, 422, "%s", why);
+	if (prepare_body(h, req, peer, d, &body, &len, &ctype, control_id, &hl7) < 0)
 		return;
+	submit(h, req, peer, w, d, body, len, ctype, control_id, key);
+	free(hl7);
+}
+
+/* POST /v1/translate[?destination=NAME]: the HL7 v2 for a JSON body, with
+ * that destination's MSH values and charset (the defaults without one).
+ * Nothing is stored or sent: for analysts testing their JSON. */
+static void post_translate(struct https_in *h, struct evhttp_request *req, const char *peer,
+			   const struct who *w)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *name = NULL, *ctype;
+	struct evkeyvalq args;
+	struct cfg_hl7_out defaults;
+	const struct cfg_hl7_out *c = &defaults;
+	char control_id[HL7_MSH_CONTROL_ID_MAX + 1];
+	size_t len = evbuffer_get_length(in), out_len;
+	const unsigned char *body;
+	char *out;
+	int d = -1;
+
+	TAILQ_INIT(&args);
+	cfg_hl7_out_defaults(&defaults);
+	if (q && (evhttp_parse_query_str(q, &args) < 0 || !TAILQ_FIRST(&args) ||
+		  TAILQ_NEXT(TAILQ_FIRST(&args), next) ||
+		  strcmp(TAILQ_FIRST(&args)->key, "destination") != 0)) {
+		refuse(h, req, peer, 400, "the only query parameter is destination=NAME");
+		goto out;
 	}
-	if (!(p = calloc(1, sizeof(*p)))) {
+	if (q) {
+		name = TAILQ_FIRST(&args)->value;
+		d = dest_index(h, name, strlen(name));
+		if (!may_use(w, d)) {
+			refuse(h, req, peer, 403,
+			       "this credential may not send to destination %.*s", CFG_NAME_MAX,
+			       name);
+			goto out;
+		}
+		if (d < 0) {
+			refuse(h, req, peer, 404, "no such destination: %.*s", CFG_NAME_MAX, name);
+			goto out;
+		}
+		c = &h->cfg->destinations[d].hl7;
+	}
+	ctype = media_type(req);
+	if (!ctype || strcmp(ctype, CTYPE_JSON) != 0) {
+		refuse(h, req, peer, 415, "Content-Type must be application/json");
+		goto out;
+	}
+	body = evbuffer_pullup(in, -1);
+	if (len && !body) {
 		refuse(h, req, peer, 503, "out of memory");
-		return;
+		goto out;
 	}
-	p->h = h;
-	p->req = req;
-	p->state = PEND_SUBMIT;
-	p->wait_s = prefer_wait(req);
-	snprintf(p->peer, sizeof(p->peer), "%s", peer);
-	snprintf(p->client, sizeof(p->client), "%s", w->label);
-	snprintf(p->dest, sizeof(p->dest), "%s", h->cfg->destinations[d].name);
-	LIST_INSERT_HEAD(&h->pending, p, entry);
-	if (h->hooks.submit(h->hooks.arg, p->dest, w->label, body, len, ctype,
-			    control_id[0] ? control_id : NULL, key, on_submitted, p) < 0) {
-		refuse(h, req, peer, 503, "the message could not be queued; send it again");
-		pending_free(p);
+	if (translate_body(h, req, peer, c, body, len, control_id, &out, &out_len) == 0) {
+		send_body(h, req, 200,
+			  c->latin1 ? CTYPE_HL7_ER7 "; charset=iso-8859-1"
+				    : CTYPE_HL7_ER7 "; charset=utf-8",
+			  out, out_len);
+		free(out);
 	}
+out:
+	evhttp_clear_headers(&args);
 }
 
 /* 0 and *id for a decimal id 1..INT64_MAX without sign or leading zero. */
@@ -819,6 +987,14 @@ static void on_request(struct evhttp_request *req, void *arg)
 			}
 			return;
 		}
+	} else if (strcmp(path, TRANSLATE_PATH) == 0) {
+		if (cmd == EVHTTP_REQ_POST) {
+			post_translate(h, req, peer, &w);
+		} else {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+			refuse(h, req, peer, 405, "only POST is allowed here");
+		}
+		return;
 	} else if (strncmp(path, MSG_PREFIX, strlen(MSG_PREFIX)) == 0) {
 		if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
 			get_message(h, req, peer, &w, path + strlen(MSG_PREFIX));
@@ -830,7 +1006,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	refuse(h, req, peer, 404,
-	       "not found: POST /v1/destinations/{name}/messages or GET /v1/messages/{id}");
+	       "not found: POST /v1/destinations/{name}/messages, GET /v1/messages/{id} or POST "
+	       "/v1/translate");
 }
 
 /* ---- tokens_file ---- */

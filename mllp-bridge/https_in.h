@@ -109,6 +109,8 @@ struct https_in_stats {
 	uint64_t forbidden;	  /* 403 */
 	uint64_t refused;	  /* other 4xx */
 	uint64_t failed;	  /* 5xx */
+	uint64_t translated;	  /* JSON bodies turned into HL7 v2 (both routes) */
+	uint64_t untranslated;	  /* JSON bodies refused by the translator (413, 422) */
 };
 
 /* Listens on cfg->https.listen (nothing when listen_text is NULL: *out

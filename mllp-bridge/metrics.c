@@ -414,6 +414,12 @@ static void put_https(struct evbuffer *o, const struct https_in *h)
 			    (unsigned long long)st.unauthenticated,
 			    (unsigned long long)st.forbidden, (unsigned long long)st.refused,
 			    (unsigned long long)st.failed);
+	put_help(o, "mllp_https_translations_total", "counter",
+		 "JSON bodies translated into HL7 v2, or refused by the translator.");
+	evbuffer_add_printf(o,
+			    "mllp_https_translations_total{outcome=\"translated\"} %llu\n"
+			    "mllp_https_translations_total{outcome=\"refused\"} %llu\n",
+			    (unsigned long long)st.translated, (unsigned long long)st.untranslated);
 }
 
 static void on_metrics(struct evhttp_request *req, void *arg)
