@@ -234,6 +234,23 @@ say "   HTTP $sync_code, body: $(tr '\r' ' ' <"$TMP/post.body" | head -c 160)"
 check "demo: Prefer: wait=5: 200 with MSA|AA|DEMO-SYNC-1" \
 	test "$sync_code" = 200 -a "$sync_ack" = "MSA|AA|DEMO-SYNC-1"
 
+step "Cloud -> hospital: a Redox-style JSON document (PatientAdmin Arrival), translated at the edge"
+json_doc=$E2E_REPO/tests/translate/adt_a01_arrival_inpatient.json
+json_code=$(e2e_api -H 'Content-Type: application/json' --data-binary @"$json_doc" \
+	-D "$TMP/json.hdr" -o "$TMP/json.body" -w '%{http_code}' "$E2E_API/v1/destinations/lis/messages")
+json_loc=$(tr -d '\r' <"$TMP/json.hdr" | sed -n 's/^Location: //Ip')
+say "   POST $(basename "$json_doc") (application/json): HTTP $json_code, Location $json_loc"
+json_acked() { e2e_api -o "$TMP/json.state" "$E2E_API$json_loc" && grep -q '"state":"acked"' "$TMP/json.state"; }
+check "demo: the JSON POST answered 202 and its message was acked" \
+	eval 'test "$json_code" = 202 && wait_until 15 json_acked'
+json_ctl=$(grep -o 'MSA|AA|[0-9A-F]*' "$TMP/json.state" | head -n 1 | cut -d'|' -f3)
+json_seq=$(awk -v c="$json_ctl" '$1 ~ /^[0-9]+$/ && $4 == c { print $1; exit }' "$E2E_RECV_LOG")
+say "   the LIS received (MSH-10 $json_ctl, chosen by the edge):"
+tr '\r' '\n' <"$E2E_RECV_DIR/$json_seq.hl7" 2>/dev/null | sed 's/^/      /' >&3
+check "demo: the LIS received it as HL7 v2 ADT^A01 from MLLP-EDGE|CLOUD to LIS|HOSPITAL" \
+	grep -q "^MSH|^~\\\\&|MLLP-EDGE|CLOUD|LIS|HOSPITAL|[0-9+-]*||ADT^A01^ADT_A01|$json_ctl|P|2.5.1|" \
+	"$E2E_RECV_DIR/$json_seq.hl7"
+
 # --- the captures ---------------------------------------------------------------------
 step "Stopping the captures; what the wire carried"
 e2e_capture_stop
@@ -255,14 +272,14 @@ L "tunnel" "$(q "'$E2E_TUNNEL'") child $(q "'$E2E_CHILD'"): $(q "child('$E2E_TUN
 L "IKE" "IKEv2 $(q "tun('$E2E_TUNNEL')['ike']['encr']") $(q "tun('$E2E_TUNNEL')['ike']['prf']"), DH $(q "tun('$E2E_TUNNEL')['ike']['dh']") (group $(q "tun('$E2E_TUNNEL')['ike']['dh_group']"))"
 L "ESP" "$(q "child('$E2E_TUNNEL', '$E2E_CHILD')['esp']"), PFS group $(q "child('$E2E_TUNNEL', '$E2E_CHILD')['dh_group']") (after a forced rekey)"
 L "hospital -> cloud" "$in_total to lab ($n_samples samples, 200 in order, 2000 burst), $adt_total to adt"
-L "cloud -> hospital" "$out_total at the LIS ($posted samples, 20 in order, 1 with Prefer: wait=5)"
+L "cloud -> hospital" "$out_total at the LIS ($posted samples, 20 in order, 1 with Prefer: wait=5, 1 JSON translated)"
 L "ACK codes" "inbound: MLLP commit ACK x$((r2_acks + 2200)) (lab, release 2), $adt_code x1 (adt, the cloud's answer relayed); outbound: AA x$out_aa (from the LIS)"
 L "latency (burst)" "p50 $p50, p99 $p99 (ACK after the spool commit), $rate msg/s through the tunnel"
 L "hospital link" "edge out: IKE ${E2E_LEAK[edge-h_ike]}, ESP ${E2E_LEAK[edge-h_esp]}, ARP ${E2E_LEAK[edge-h_arp]}, other ${E2E_LEAK[edge-h_other]}, TCP ${E2E_LEAK[edge-h_tcp]}; hospital out: IKE ${E2E_LEAK[hosp_ike]}, ESP ${E2E_LEAK[hosp_esp]}, ARP ${E2E_LEAK[hosp_arp]}, other ${E2E_LEAK[hosp_other]}, TCP ${E2E_LEAK[hosp_tcp]}"
 L "cloud link" "TLS only: ${E2E_LEAK[edge-c_tcp]} + ${E2E_LEAK[cloud_tcp]} TCP segments on 8443, ${E2E_LEAK[edge-c_records]} + ${E2E_LEAK[cloud_records]} TLS records, 0 other; cleartext HL7: $hl7_clear"
 L "wall time" "$WALL s so far"
-check "demo: the summary's counts: lab $in_total = $((n_samples + 2200)), adt $adt_total = 1, LIS $out_total = $((posted + 21)), AA $out_aa = $((posted + 21))" \
-	test "$in_total" = $((n_samples + 2200)) -a "$adt_total" = 1 -a "$out_total" = $((posted + 21)) -a "$out_aa" = $((posted + 21))
+check "demo: the summary's counts: lab $in_total = $((n_samples + 2200)), adt $adt_total = 1, LIS $out_total = $((posted + 22)), AA $out_aa = $((posted + 22))" \
+	test "$in_total" = $((n_samples + 2200)) -a "$adt_total" = 1 -a "$out_total" = $((posted + 22)) -a "$out_aa" = $((posted + 22))
 [ "$FAILS" -eq 0 ] || bail
 
 if [ -n "$DEMO_KEEP" ]; then
