@@ -4,7 +4,10 @@
  *
  *   https-load -u https://HOST:PORT --cacert CA.pem --token-file FILE
  *              [-D DESTS] [--dest-prefix P] [-r REQ_PER_S] [-d SECS | -n TOTAL]
- *              [-c CONNS] [-s SIZE] [--id-prefix P]
+ *              [-c CONNS] [-s SIZE] [--id-prefix P] [--json FILE]
+ *
+ * --json FILE posts FILE's bytes as application/json on every request (a
+ * data model the bridge translates into HL7 v2), instead of generated HL7.
  *
  * Request i is due at start + i / RATE (wall clock) and goes to destination
  * P<i mod DESTS> ("d0", "d1", ...). Its latency runs from that due time, not
@@ -81,7 +84,7 @@ static void usage(void)
 	    stderr,
 	    "usage: https-load -u https://HOST:PORT --cacert CA.pem --token-file FILE\n"
 	    "                  [-D DESTS] [--dest-prefix P] [-r REQ_PER_S] [-d SECS | -n TOTAL]\n"
-	    "                  [-c CONNS] [-s SIZE] [--id-prefix P]\n");
+	    "                  [-c CONNS] [-s SIZE] [--id-prefix P] [--json FILE]\n");
 	exit(2);
 }
 
@@ -104,6 +107,25 @@ static char *make_body(const char *prefix, uint64_t i, size_t size, size_t *len)
 		b[n++] = 'x';
 	b[n++] = '\r';
 	*len = (size_t)n;
+	return b;
+}
+
+/* The whole of a --json FILE; exits on error. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *b = malloc(16u << 20);
+
+	if (!f || !b) {
+		fprintf(stderr, "https-load: %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	*len = fread(b, 1, 16u << 20, f);
+	fclose(f);
+	if (*len == 0) {
+		fprintf(stderr, "https-load: %s: empty\n", path);
+		exit(2);
+	}
 	return b;
 }
 
@@ -135,6 +157,8 @@ int main(int argc, char **argv)
 {
 	const char *base = NULL, *cacert = NULL, *token_file = NULL;
 	const char *dest_prefix = "d", *id_prefix = "HL";
+	char *json = NULL;
+	size_t json_len = 0;
 	unsigned dests = 1, conns = 64;
 	double rate = 1000, secs = 10;
 	uint64_t total = 0;
@@ -144,6 +168,7 @@ int main(int argc, char **argv)
 	    {"token-file", required_argument, NULL, 'T'},
 	    {"dest-prefix", required_argument, NULL, 'P'},
 	    {"id-prefix", required_argument, NULL, 'I'},
+	    {"json", required_argument, NULL, 'J'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -164,6 +189,9 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			id_prefix = optarg;
+			break;
+		case 'J':
+			json = read_file(optarg, &json_len);
 			break;
 		case 'D':
 			dests = (unsigned)strtoul(optarg, NULL, 10);
@@ -239,13 +267,25 @@ int main(int argc, char **argv)
 				r->easy = curl_easy_init();
 				r->hdrs = curl_slist_append(NULL, auth);
 				r->hdrs = curl_slist_append(
-				    r->hdrs, "Content-Type: x-application/hl7-v2+er7");
+				    r->hdrs, json ? "Content-Type: application/json"
+						  : "Content-Type: x-application/hl7-v2+er7");
 				r->hdrs = curl_slist_append(r->hdrs, "Expect:");
 			}
 			free(r->body);
 			r->index = next;
 			r->due_ns = start + next * interval;
-			r->body = make_body(id_prefix, next, size, &r->len);
+			if (json) {
+				r->len = json_len;
+				r->body = malloc(json_len);
+				if (r->body)
+					memcpy(r->body, json, json_len);
+			} else {
+				r->body = make_body(id_prefix, next, size, &r->len);
+			}
+			if (!r->body) {
+				fprintf(stderr, "https-load: out of memory\n");
+				return 2;
+			}
 			snprintf(r->url, sizeof r->url, "%s/v1/destinations/%s%u/messages", base,
 				 dest_prefix, (unsigned)(next % dests));
 			CURL *e = r->easy;

@@ -12,6 +12,9 @@
 #   (c)   https-load at 2,000 req/s for BENCH_SECS, queued mode, spread over
 #         the 50 destinations (which drain meanwhile): 202 latency p50/p99/max,
 #         timed from each request's scheduled send. Target p99 <= 5 ms.
+#   (d)   the same at 1,000 req/s with a ~4 KiB Redox-style PatientAdmin JSON
+#         document (BENCH_JSON) on every request: each is translated into
+#         HL7 v2 on the bridge's loop before it is stored. Target p99 <= 5 ms.
 #
 # One mllp-recv (it ACKs AA at once) behind 50 delay-proxy instances, one
 # port per destination: the bridge sees 50 distinct receivers 20 ms away.
@@ -32,6 +35,8 @@ N_A=${BENCH_OUT_N_A:-250}
 PER_DEST_B=${BENCH_OUT_PER_DEST:-200}
 RATE_B=2000
 RATE_C=${BENCH_OUT_RATE:-2000} # (c) and (c1); the target is at 2,000
+RATE_D=1000                    # (d): the translation target is at 1,000
+JSON=${BENCH_JSON:-tests/bench/patientadmin-4k.json}
 CONNS=32
 HTTPS=24300 OBS=24301 RECV=24310 ECHO=24311 RTT_PROXY=24399 PBASE=24400 MLLP_IN=11730
 KEEP=${BENCH_KEEP:-0}
@@ -50,6 +55,7 @@ trap 'exit 1' INT TERM
 for b in mllp-bridge mllp-recv delay-proxy mllp-load https-load; do
 	[ -x "$BIN/$b" ] || { log "outbound bench: $BIN/$b is missing (make)"; exit 1; }
 done
+[ -s "$JSON" ] || { log "outbound bench: $JSON is missing"; exit 1; }
 ulimit -n 65536 2>/dev/null || true
 
 # wait_for SECS CMD: polls CMD every 50 ms.
@@ -223,6 +229,12 @@ spool_c=$(echo "$s0 $s1" | awk '{ c = $5 - $1; r = $6 - $2; t = $7 - $3; a = $8 
 sleep 2
 load c1 -D 1 -r $RATE_C -d "$SECS" --id-prefix X
 
+# ---- (d) 202 latency with translation at 1,000 requests/s --------------------
+sleep 2
+xl0=$(metric 'mllp_https_translations_total{outcome="translated"}')
+load d -D $DESTS -r $RATE_D -d "$SECS" --json "$JSON"
+xl1=$(metric 'mllp_https_translations_total{outcome="translated"}')
+
 # ---- report -----------------------------------------------------------------
 out_c=$tmp/c.out
 awk -v rtt="$rtt_ms" -v d=$DESTS -v an="$a_n" -v ar="$a_rate" -v as="$a_span" \
@@ -247,6 +259,15 @@ awk -v rtt="$rtt_ms" -v d=$DESTS -v an="$a_n" -v ar="$a_rate" -v as="$a_span" \
 		printf "%-40s %10s %10s  %s   (p50 %s ms, max %s ms; %s of %s answered 2xx, %s errors, sent at %s/s for %s s)\n",
 			sprintf("(c) 202 p99 at %s req/s, ms", rc), p99, "<= 5", yn(p99 != "" && p99 <= 5), p50, mx,
 			cok, csent, cerr, crate, secs
+	}'
+out_d=$tmp/d.out
+awk -v p99="$(field p99 "$out_d")" -v p50="$(field p50 "$out_d")" -v mx="$(field max "$out_d")" \
+	-v ok="$(field ok "$out_d")" -v sent="$(field sent "$out_d")" -v err="$(field errors "$out_d")" \
+	-v rd=$RATE_D -v bytes="$(wc -c <"$JSON")" -v xl="$(awk -v a="${xl0:-0}" -v b="${xl1:-0}" 'BEGIN { print b - a }')" '
+	BEGIN {
+		printf "%-40s %10s %10s  %s   (p50 %s ms, max %s ms; %s of %s answered 2xx, %s errors; %d translated; JSON %d bytes)\n",
+			sprintf("(d) 202 p99 JSON at %s req/s, ms", rd), p99, "<= 5", (p99 != "" && p99 <= 5) ? "yes" : "no",
+			p50, mx, ok, sent, err, xl, bytes
 	}'
 echo "(c) spool during the run: $spool_c; $slow_c; $cpu_c, $busy_c"
 echo "(c1) diagnostic, $RATE_C req/s to 1 destination: $(cat "$tmp/c1.out")"
