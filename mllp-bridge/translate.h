@@ -2,9 +2,10 @@
  * Outbound translation: Redox-style JSON data models → HL7 v2 (issue 12).
  *
  * A pure codec over buffers: no I/O, no event loop, and nothing of the
- * content is logged. One mapping table per data model (PatientAdmin today)
- * drives the whole message; docs/translation.md lists the tables field by
- * field, and the rules below.
+ * content is logged. One pair of tables per data model (PatientAdmin,
+ * Results, Order, Scheduling: the events with their segment programs, and
+ * the rows) drives the whole message; docs/translation.md lists the tables
+ * field by field, and the rules below.
  *
  * Rules every value follows:
  * - escaped in one pass with the message's own delimiters (|^~\&): \E\ for
@@ -18,7 +19,10 @@
  * - a value longer than its field's limit (counted in output bytes, after
  *   escaping) is cut before the first escape sequence or character that
  *   would not fit whole;
- * - with latin1, a character above U+00FF is refused.
+ * - identifiers, results and notes are refused rather than cut;
+ * - with latin1, a character above U+00FF is refused;
+ * - a segment group repeats over at most XL_GROUP_MAX elements, and a
+ *   message longer than XL_OUT_MAX bytes is refused.
  * A refusal is -EINVAL with the JSON path of the bad value and the reason:
  * the caller answers 422 with both.
  */
@@ -30,6 +34,8 @@
 #define XL_JSON_MAX	  (1024 * 1024) /* bytes of JSON, checked before parsing */
 #define XL_JSON_DEPTH_MAX 32		/* nesting of objects and arrays (jansson allows 2048) */
 #define XL_REP_MAX	  32		/* repetitions of one field (e.g. PID-3 identifiers) */
+#define XL_GROUP_MAX	  100		/* elements of one segment group (orders, results, notes) */
+#define XL_OUT_MAX	  (2 * 1024 * 1024) /* bytes of HL7: escaping can triple a value */
 
 struct xl_opts {			/* per destination; all borrowed for the call */
 	const char *version;		/* MSH-12, e.g. "2.5.1" */

@@ -421,7 +421,7 @@ static const struct {
     {"\"x\"", 0, "$", "invalid JSON"},
     {"{\"Meta\":{\"DataModel\":\"PatientAdmin\"}}\0", 38, "$", "invalid JSON"},
     {"{}", 0, "$.Meta.DataModel", "missing data model"},
-    {"{\"Meta\":{\"DataModel\":\"Results\"}}", 0, "$.Meta.DataModel", "unsupported data model"},
+    {"{\"Meta\":{\"DataModel\":\"Media\"}}", 0, "$.Meta.DataModel", "unsupported data model"},
     {"{\"Meta\":{\"DataModel\":\"PatientAdmin\"}}", 0, "$.Meta.EventType", "missing event"},
     {"{\"Meta\":[]}", 0, "$.Meta.DataModel", "expected an object at \"Meta\""},
     {"{\"Meta\":{\"DataModel\":7}}", 0, "$.Meta.DataModel", "expected a string"},
