@@ -34,7 +34,7 @@ UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/delay-proxy $(BUILD)/bin/https-sink \
                $(BUILD)/bin/mllp-send $(BUILD)/bin/ipc-send $(BUILD)/bin/mllp-recv $(BUILD)/bin/https-load \
-               $(BUILD)/bin/translate-cli \
+               $(BUILD)/bin/translate-cli $(BUILD)/bin/translate-bench \
                $(if $(VICI_LIB),$(BUILD)/bin/vici-bench)
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici) \
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
@@ -104,6 +104,10 @@ $(BUILD)/bin/https-load: $(BUILD)/obj/tests/bench/https-load.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bin/translate-bench: $(BUILD)/obj/tests/bench/translate-bench.o $(BRIDGE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/bin/vici-bench: $(BUILD)/obj/tests/bench/vici-bench.o $(VICI_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -138,6 +142,7 @@ bench: deps
 	@BUILD=$(BUILD) sh tests/bench/run.sh
 	@BUILD=$(BUILD) bash tests/bench/vici.sh
 	@BUILD=$(BUILD) bash tests/bench/outbound.sh
+	@BUILD=$(BUILD) bash tests/bench/translate.sh
 
 # Through the real tunnel, next to the same load over loopback (issue 11).
 bench-e2e: deps
