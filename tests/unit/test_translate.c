@@ -403,6 +403,400 @@ START_TEST(test_events)
 }
 END_TEST
 
+/* ---- Results, Order, Scheduling: groups, set IDs, codes ---- */
+
+/* Field n of the nth (0-based) segment seg in msg ("" when absent), raw. */
+static const char *field_nth(const char *msg, const char *seg, unsigned nth, unsigned n)
+{
+	const char *p = msg;
+
+	for (;;) {
+		ck_assert_msg(p && *p, "no %s segment #%u", seg, nth);
+		if (strncmp(p, seg, 3) == 0 && nth-- == 0)
+			break;
+		p = (p = strchr(p, '\r')) ? p + 1 : NULL;
+	}
+	return field_of(p, seg, n);
+}
+
+/* The segment names of msg, space-separated. */
+static const char *segments_of(const char *msg)
+{
+	static char buf[1024];
+	size_t n = 0;
+
+	for (const char *p = msg; *p && n + 4 < sizeof(buf); p = strchr(p, '\r') + 1)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%.3s", n ? " " : "", p);
+	return buf;
+}
+
+struct group_case {
+	const char *json;
+	const char *segs;		   /* the segment names, when set */
+	const char *seg;		   /* and/or one field: */
+	unsigned nth, field;		   /* of the nth seg (0-based) */
+	const char *want;		   /* its value */
+	const char *err_path, *err_reason; /* or the refusal */
+};
+
+#define RESULTS(orders)                                                                            \
+	"{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":\"New\"},\"Patient\":{},"              \
+	"\"Orders\":" orders "}"
+#define RESULT(members) RESULTS("[{\"ID\":\"A\",\"Results\":[{" members "}]}]")
+#define ORDER(ev, order)                                                                           \
+	"{\"Meta\":{\"DataModel\":\"Order\",\"EventType\":\"" ev "\"},\"Patient\":{},"             \
+	"\"Order\":" order "}"
+#define SCHED(ev, rest) "{\"Meta\":{\"DataModel\":\"Scheduling\",\"EventType\":\"" ev "\"}" rest "}"
+#define VISIT_ONLY	",\"Visit\":{\"VisitNumber\":\"APT1\"}"
+#define TWO_ORDERS                                                                                 \
+	RESULTS("[{\"ID\":\"A\",\"Notes\":[\"n1\",\"n2\"],\"Results\":[{\"Value\":\"1\"},"         \
+		"{\"Value\":\"2\",\"Notes\":[\"r1\"]}]},"                                          \
+		"{\"ID\":\"B\",\"Results\":[{\"Value\":\"3\",\"Notes\":[\"x\",\"y|z\"]}]}]")
+#define SEGS(json, segs)                                                                           \
+	{                                                                                          \
+		json, segs, NULL, 0, 0, NULL, NULL, NULL                                           \
+	}
+#define FIELD(json, seg, nth, f, want)                                                             \
+	{                                                                                          \
+		json, NULL, seg, nth, f, want, NULL, NULL                                          \
+	}
+#define REFUSED(json, path, why)                                                                   \
+	{                                                                                          \
+		json, NULL, NULL, 0, 0, NULL, path, why                                            \
+	}
+
+/* Nesting, set IDs that restart per group, string elements, absent, null
+ * and empty groups, objects as one element, and refusal paths. */
+static const struct group_case group_cases[] = {
+    SEGS(TWO_ORDERS, "MSH PID ORC OBR NTE NTE OBX OBX NTE ORC OBR OBX NTE NTE"),
+    FIELD(TWO_ORDERS, "OBR", 0, 1, "1"),
+    FIELD(TWO_ORDERS, "OBR", 1, 1, "2"),
+    FIELD(TWO_ORDERS, "OBX", 1, 1, "2"),
+    FIELD(TWO_ORDERS, "OBX", 2, 1, "1"), /* restarts per order */
+    FIELD(TWO_ORDERS, "OBX", 2, 5, "3"),
+    FIELD(TWO_ORDERS, "NTE", 1, 1, "2"),
+    FIELD(TWO_ORDERS, "NTE", 2, 1, "1"), /* restarts per note list */
+    FIELD(TWO_ORDERS, "NTE", 2, 3, "r1"),
+    FIELD(TWO_ORDERS, "NTE", 4, 3, "y\\F\\z"),
+    FIELD(TWO_ORDERS, "PID", 0, 1, "1"),
+    FIELD(TWO_ORDERS, "ORC", 1, 1, "RE"),
+    FIELD(TWO_ORDERS, "ORC", 1, 2, "B"),
+    SEGS(RESULTS("[{\"ID\":\"A\"}]"), "MSH PID ORC OBR"),
+    SEGS(RESULTS("[{\"ID\":\"A\",\"Results\":null,\"Notes\":[]}]"), "MSH PID ORC OBR"),
+    SEGS(RESULTS("[{\"ID\":\"A\",\"Results\":[]}]"), "MSH PID ORC OBR"),
+    SEGS(RESULTS("{\"ID\":\"A\",\"Results\":{\"Value\":\"1\"}}"), "MSH PID ORC OBR OBX"),
+    FIELD(RESULTS("{\"ID\":\"A\",\"Results\":{\"Value\":\"1\"}}"), "OBX", 0, 1, "1"),
+    SEGS(RESULTS("[null]"), "MSH PID ORC OBR"),
+    FIELD(RESULTS("[null]"), "OBR", 0, 1, "1"),
+    FIELD(RESULTS("[{\"Notes\":[null,\"b\"]}]"), "NTE", 0, 3, ""),
+    FIELD(RESULTS("[{\"Notes\":[null,\"b\"]}]"), "NTE", 1, 1, "2"),
+    FIELD(RESULTS("[{\"Notes\":[7]}]"), "NTE", 0, 3, "7"),
+    SEGS("{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":\"New\"},\"Visit\":{},"
+	 "\"Orders\":[{}]}",
+	 "MSH PID PV1 ORC OBR"),
+    FIELD("{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":\"New\"},\"Visit\":{},"
+	  "\"Orders\":[{}]}",
+	  "PV1", 0, 2, "N"),
+    REFUSED(RESULTS("[{},{\"Results\":[{},{},{},{\"ValueType\":\"Bogus\"}]}]"),
+	    "$.Orders[1].Results[3].ValueType", "not a known code"),
+    REFUSED(RESULTS("[{\"Results\":[{\"Notes\":[\"a\",{}]}]}]"), "$.Orders[0].Results[0].Notes[1]",
+	    "expected a string"),
+    REFUSED(RESULTS("[{\"Results\":[\"x\"]}]"), "$.Orders[0].Results[0]", "expected an object"),
+    REFUSED(RESULTS("[{\"Results\":7}]"), "$.Orders[0].Results", "expected an object"),
+    REFUSED(RESULTS("[{\"ID\":\"12345678901234567890123\"}]"), "$.Orders[0].ID",
+	    "longer than 22 bytes"),
+    FIELD(RESULTS("[{\"ID\":\"1234567890123456789012\"}]"), "ORC", 0, 2, "1234567890123456789012"),
+    REFUSED(RESULTS("[{\"Provider\":[]}]"), "$.Orders[0].Provider.NPI",
+	    "expected an object at \"Provider\""),
+    REFUSED(RESULTS("[]"), "$.Orders", "required for ORU R01"),
+    REFUSED(RESULTS("null"), "$.Orders", "required for ORU R01"),
+    REFUSED("{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":\"New\"}}", "$.Orders",
+	    "required for ORU R01"),
+    REFUSED("{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":\"Update\"}}", "$.Meta.EventType",
+	    "unsupported event type for Results"),
+    /* Order: one object, its notes and diagnoses. */
+    SEGS(ORDER("New", "{\"ID\":\"O1\",\"Notes\":[\"a\"],\"Diagnoses\":[{\"Code\":\"E11\"},"
+		      "{\"Code\":\"D50\",\"Type\":\"Final\"}]}"),
+	 "MSH PID ORC OBR NTE DG1 DG1"),
+    FIELD(ORDER("New",
+		"{\"Diagnoses\":[{},{\"Code\":\"D50\",\"Name\":\"Anemia\",\"Type\":\"Final\"}]}"),
+	  "DG1", 1, 0, "DG1|2||D50^Anemia|||F"),
+    FIELD(ORDER("New", "{\"ID\":\"O1\"}"), "OBR", 0, 1, "1"),
+    FIELD(ORDER("New", "{\"Priority\":\"Stat\"}"), "OBR", 0, 27, "^^^^^S"),
+    REFUSED(ORDER("New", "null"), "$.Order", "required for ORM O01"),
+    REFUSED(ORDER("New", "\"x\""), "$.Order", "expected an object"),
+    REFUSED(ORDER("New", "{\"Diagnoses\":[{\"Type\":\"Maybe\"}]}"), "$.Order.Diagnoses[0].Type",
+	    "not a known code"),
+    /* Scheduling: optional PATIENT group and resources. */
+    SEGS(SCHED("New", VISIT_ONLY), "MSH SCH RGS"),
+    SEGS(SCHED("New", ",\"Patient\":{},\"Visit\":{\"Instructions\":[\"a\",\"b\"],"
+		      "\"Location\":{\"Department\":\"D\"},\"AttendingProvider\":{\"ID\":\"9\"}}"),
+	 "MSH SCH NTE NTE PID PV1 RGS AIL AIP"),
+    FIELD(SCHED("New", ",\"Visit\":{\"Location\":{\"Department\":\"D\",\"Facility\":\"F\"}}"),
+	  "AIL", 0, 3, "D^^^F"),
+    FIELD(SCHED("New", ",\"Visit\":{\"Duration\":30}"), "SCH", 0, 10, "min"),
+    FIELD(SCHED("New", VISIT_ONLY), "SCH", 0, 10, ""),
+    FIELD(SCHED("Cancel", ",\"Visit\":{\"VisitDateTime\":\"2026-12-07T09:30:00Z\"}"), "SCH", 0, 11,
+	  "^^^20261207093000+0000"),
+    REFUSED(SCHED("New", ""), "$.Visit", "required for SIU S12"),
+    REFUSED(SCHED("New", ",\"Visit\":{\"Duration\":1.5}"), "$.Visit.Duration", "expected a string"),
+};
+
+static void check_group(const struct group_case *c)
+{
+	struct xl_error err;
+	char *out = NULL;
+	int rc = run(c->json, strlen(c->json), 0, &out, &err);
+
+	if (c->err_path) {
+		ck_assert_msg(rc == -EINVAL, "%s: rc %d, want -EINVAL", c->json, rc);
+		ck_assert_ptr_null(out);
+		ck_assert_str_eq(err.path, c->err_path);
+		ck_assert_msg(strstr(err.reason, c->err_reason), "%s: reason \"%s\", want \"%s\"",
+			      c->json, err.reason, c->err_reason);
+		return;
+	}
+	ck_assert_msg(rc == 0, "%s: rc %d (%s: %s)", c->json, rc, err.path, err.reason);
+	if (c->segs)
+		ck_assert_str_eq(segments_of(out), c->segs);
+	if (c->seg && c->field == 0) { /* the whole segment */
+		const char *p = out;
+
+		for (unsigned k = 0; (p = strstr(p, c->seg)) && k < c->nth; k++)
+			p += 3;
+		ck_assert_ptr_nonnull(p);
+		ck_assert_int_eq(strcspn(p, "\r"), strlen(c->want));
+		ck_assert_int_eq(strncmp(p, c->want, strlen(c->want)), 0);
+	} else if (c->seg) {
+		ck_assert_str_eq(field_nth(out, c->seg, c->nth, c->field), c->want);
+	}
+	free(out);
+}
+
+START_TEST(test_groups)
+{
+	check_group(&group_cases[_i]);
+}
+END_TEST
+
+/* Every new event's MSH-9 and its code (ORC-1, SCH-25). */
+static const struct group_case new_event_cases[] = {
+    FIELD(RESULT("\"Value\":\"1\""), "MSH", 0, 9, "ORU^R01^ORU_R01"),
+    FIELD(ORDER("New", "{}"), "MSH", 0, 9, "ORM^O01^ORM_O01"),
+    FIELD(ORDER("New", "{}"), "ORC", 0, 1, "NW"),
+    FIELD(ORDER("Update", "{}"), "MSH", 0, 9, "ORM^O01^ORM_O01"),
+    FIELD(ORDER("Update", "{}"), "ORC", 0, 1, "XO"),
+    FIELD(ORDER("Cancel", "{}"), "MSH", 0, 9, "ORM^O01^ORM_O01"),
+    FIELD(ORDER("Cancel", "{}"), "ORC", 0, 1, "CA"),
+    FIELD(SCHED("New", VISIT_ONLY), "MSH", 0, 9, "SIU^S12^SIU_S12"),
+    FIELD(SCHED("New", VISIT_ONLY), "SCH", 0, 25, "Booked"),
+    FIELD(SCHED("Reschedule", VISIT_ONLY), "MSH", 0, 9, "SIU^S13^SIU_S12"),
+    FIELD(SCHED("Reschedule", VISIT_ONLY), "SCH", 0, 25, "Booked"),
+    FIELD(SCHED("Modification", VISIT_ONLY), "MSH", 0, 9, "SIU^S14^SIU_S12"),
+    FIELD(SCHED("Modification", VISIT_ONLY), "SCH", 0, 25, "Booked"),
+    FIELD(SCHED("Cancel", VISIT_ONLY), "MSH", 0, 9, "SIU^S15^SIU_S12"),
+    FIELD(SCHED("Cancel", VISIT_ONLY), "SCH", 0, 25, "Cancelled"),
+    FIELD(SCHED("NoShow", VISIT_ONLY), "MSH", 0, 9, "SIU^S26^SIU_S12"),
+    FIELD(SCHED("NoShow", VISIT_ONLY), "SCH", 0, 25, "Noshow"),
+    FIELD(SCHED("NoShow", VISIT_ONLY), "SCH", 0, 6, "^NoShow"),
+    REFUSED(SCHED("Booked", VISIT_ONLY), "$.Meta.EventType", "unsupported event type"),
+};
+
+START_TEST(test_new_events)
+{
+	check_group(&new_event_cases[_i]);
+}
+END_TEST
+
+#define OBX_CODE(key, val, f, want) FIELD(RESULT("\"" key "\":\"" val "\""), "OBX", 0, f, want)
+#define OBR_CODE(key, val, f, want) FIELD(RESULTS("[{\"" key "\":\"" val "\"}]"), "OBR", 0, f, want)
+#define BAD_CODE(json, path)	    REFUSED(json, path, "not a known code for this field")
+
+/* Each mapped code, case-insensitively, and an unknown one refused at its
+ * path; OBX-7 from ReferenceRange. */
+static const struct group_case code_cases[] = {
+    OBX_CODE("ValueType", "Numeric", 2, "NM"),
+    OBX_CODE("ValueType", "String", 2, "ST"),
+    OBX_CODE("ValueType", "Date", 2, "DT"),
+    OBX_CODE("ValueType", "Time", 2, "TM"),
+    OBX_CODE("ValueType", "DateTime", 2, "TS"),
+    OBX_CODE("ValueType", "Coded Entry", 2, "CE"),
+    OBX_CODE("ValueType", "Encapsulated Data", 2, "ED"),
+    OBX_CODE("ValueType", "Formatted Text", 2, "FT"),
+    OBX_CODE("ValueType", "Structured Numeric", 2, "SN"),
+    OBX_CODE("ValueType", "Reference Pointer", 2, "RP"),
+    OBX_CODE("ValueType", "Money", 2, "MO"),
+    OBX_CODE("ValueType", "Price", 2, "CP"),
+    OBX_CODE("ValueType", "Address", 2, "XAD"),
+    OBX_CODE("ValueType", "Name", 2, "XPN"),
+    OBX_CODE("ValueType", "Phone Number", 2, "XTN"),
+    OBX_CODE("ValueType", "ID And Name", 2, "XCN"),
+    OBX_CODE("ValueType", "numeric", 2, "NM"),
+    BAD_CODE(RESULT("\"ValueType\":\"ID\""), "$.Orders[0].Results[0].ValueType"),
+    OBX_CODE("AbnormalFlag", "Normal", 8, "N"),
+    OBX_CODE("AbnormalFlag", "Abnormal", 8, "A"),
+    OBX_CODE("AbnormalFlag", "Very Abnormal", 8, "AA"),
+    OBX_CODE("AbnormalFlag", "Critically Abnormal", 8, "AA"),
+    OBX_CODE("AbnormalFlag", "Low", 8, "L"),
+    OBX_CODE("AbnormalFlag", "High", 8, "H"),
+    OBX_CODE("AbnormalFlag", "Very Low", 8, "LL"),
+    OBX_CODE("AbnormalFlag", "Very High", 8, "HH"),
+    OBX_CODE("AbnormalFlag", "Critically Low", 8, "LL"),
+    OBX_CODE("AbnormalFlag", "Critically High", 8, "HH"),
+    OBX_CODE("AbnormalFlag", "Intermediate", 8, "I"),
+    OBX_CODE("AbnormalFlag", "Resistant", 8, "R"),
+    OBX_CODE("AbnormalFlag", "Susceptible", 8, "S"),
+    OBX_CODE("AbnormalFlag", "Moderately Susceptible", 8, "MS"),
+    OBX_CODE("AbnormalFlag", "Very Susceptible", 8, "VS"),
+    BAD_CODE(RESULT("\"AbnormalFlag\":\"Inconclusive\""), "$.Orders[0].Results[0].AbnormalFlag"),
+    OBX_CODE("Status", "Final", 11, "F"),
+    OBX_CODE("Status", "Preliminary", 11, "P"),
+    OBX_CODE("Status", "Corrected", 11, "C"),
+    OBX_CODE("Status", "Canceled", 11, "X"),
+    OBX_CODE("Status", "Deleted", 11, "D"),
+    OBX_CODE("Status", "Incomplete", 11, "I"),
+    OBX_CODE("Status", "Unavailable", 11, "X"),
+    BAD_CODE(RESULT("\"Status\":\"None Specified\""), "$.Orders[0].Results[0].Status"),
+    OBR_CODE("ResultsStatus", "Final", 25, "F"),
+    OBR_CODE("ResultsStatus", "Preliminary", 25, "P"),
+    OBR_CODE("ResultsStatus", "Corrected", 25, "C"),
+    OBR_CODE("ResultsStatus", "Canceled", 25, "X"),
+    OBR_CODE("ResultsStatus", "In Process", 25, "I"),
+    BAD_CODE(RESULTS("[{},{\"ResultsStatus\":\"Done\"}]"), "$.Orders[1].ResultsStatus"),
+    FIELD(ORDER("New", "{\"Priority\":\"Stat\"}"), "OBR", 0, 27, "^^^^^S"),
+    FIELD(ORDER("New", "{\"Priority\":\"ASAP\"}"), "OBR", 0, 27, "^^^^^A"),
+    FIELD(ORDER("New", "{\"Priority\":\"Routine\"}"), "OBR", 0, 27, "^^^^^R"),
+    FIELD(ORDER("New", "{\"Priority\":\"Preoperative\"}"), "OBR", 0, 27, "^^^^^P"),
+    FIELD(ORDER("New", "{\"Priority\":\"Timing Critical\"}"), "OBR", 0, 27, "^^^^^T"),
+    FIELD(ORDER("New", "{\"Priority\":\"Callback\"}"), "OBR", 0, 27, "^^^^^C"),
+    BAD_CODE(ORDER("New", "{\"Priority\":\"Soon\"}"), "$.Order.Priority"),
+    FIELD(ORDER("New", "{\"Diagnoses\":[{\"Type\":\"Admitting\"}]}"), "DG1", 0, 6, "A"),
+    FIELD(ORDER("New", "{\"Diagnoses\":[{\"Type\":\"Working\"}]}"), "DG1", 0, 6, "W"),
+    FIELD(ORDER("New", "{\"Diagnoses\":[{\"Type\":\"Final\"}]}"), "DG1", 0, 6, "F"),
+    FIELD(RESULT("\"ReferenceRange\":{\"Low\":3.5,\"High\":5.1}"), "OBX", 0, 7, "3.5-5.1"),
+    FIELD(RESULT("\"ReferenceRange\":{\"Low\":0.1,\"High\":100}"), "OBX", 0, 7, "0.1-100"),
+    FIELD(RESULT("\"ReferenceRange\":{\"Low\":60}"), "OBX", 0, 7, ">60"),
+    FIELD(RESULT("\"ReferenceRange\":{\"Low\":null,\"High\":\"200\"}"), "OBX", 0, 7, "<200"),
+    FIELD(RESULT("\"ReferenceRange\":{\"Low\":1,\"High\":2,\"Text\":\"1-2 a|b\"}"), "OBX", 0, 7,
+	  "1-2 a\\F\\b"),
+    FIELD(RESULT("\"ReferenceRange\":{}"), "OBX", 0, 7, ""),
+    FIELD(RESULT("\"ReferenceRange\":null"), "OBX", 0, 7, ""),
+    REFUSED(RESULT("\"ReferenceRange\":\"1-2\""), "$.Orders[0].Results[0].ReferenceRange",
+	    "expected an object"),
+    REFUSED(RESULT("\"ReferenceRange\":{\"Low\":[]}"), "$.Orders[0].Results[0].ReferenceRange",
+	    "expected a number at \"Low\""),
+    REFUSED(RESULT("\"ReferenceRange\":{\"Text\":5}"), "$.Orders[0].Results[0].ReferenceRange",
+	    "expected a string at \"Text\""),
+    REFUSED(RESULT("\"Value\":7.2"), "$.Orders[0].Results[0].Value", "expected a string"),
+    REFUSED(RESULT("\"CompletionDateTime\":\"2026-02-30T10:00Z\""),
+	    "$.Orders[0].Results[0].CompletionDateTime", "impossible day"),
+};
+
+START_TEST(test_codes)
+{
+	check_group(&code_cases[_i]);
+}
+END_TEST
+
+/* XL_GROUP_MAX elements pass, one more is refused at the array's path. */
+START_TEST(test_group_cap)
+{
+	size_t max = XL_JSON_MAX;
+	char *json = malloc(max), *out = NULL;
+	unsigned count = XL_GROUP_MAX + (unsigned)_i;
+	struct xl_error err;
+	size_t n;
+	int rc;
+
+	ck_assert_ptr_nonnull(json);
+	n = (size_t)snprintf(json, max,
+			     "{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":"
+			     "\"New\"},\"Orders\":[{},{\"Results\":[");
+	for (unsigned i = 0; i < count; i++)
+		n += (size_t)snprintf(json + n, max - n, "%s{\"Value\":\"%u\"}", i ? "," : "", i);
+	n += (size_t)snprintf(json + n, max - n, "]}]}");
+	rc = run(json, n, 0, &out, &err);
+	if (_i == 0) {
+		ck_assert_msg(rc == 0, "%s: %s", err.path, err.reason);
+		ck_assert_str_eq(field_nth(out, "OBX", XL_GROUP_MAX - 1, 1), "100");
+		free(out);
+	} else {
+		ck_assert_int_eq(rc, -EINVAL);
+		ck_assert_str_eq(err.path, "$.Orders[1].Results");
+		ck_assert_ptr_nonnull(strstr(err.reason, "more than 100 elements"));
+	}
+	free(json);
+}
+END_TEST
+
+/* A document under XL_JSON_MAX whose escaping would pass XL_OUT_MAX is
+ * refused: 33 notes of 21,845 '|' become 33 NTE-3 of 65,535 bytes. */
+START_TEST(test_output_cap)
+{
+	size_t max = XL_JSON_MAX;
+	char *json = malloc(max), *out = NULL;
+	unsigned notes = 30 + 3 * (unsigned)_i; /* 30: under the cap */
+	struct xl_error err;
+	size_t n;
+	int rc;
+
+	ck_assert_ptr_nonnull(json);
+	n = (size_t)snprintf(json, max,
+			     "{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":"
+			     "\"New\"},\"Orders\":[{\"Notes\":[");
+	for (unsigned i = 0; i < notes; i++) {
+		n += (size_t)snprintf(json + n, max - n, "%s\"", i ? "," : "");
+		memset(json + n, '|', 21845);
+		n += 21845;
+		json[n++] = '"';
+	}
+	n += (size_t)snprintf(json + n, max - n, "]}]}");
+	ck_assert_uint_lt(n, XL_JSON_MAX);
+	rc = run(json, n, 0, &out, &err);
+	if (_i == 0) {
+		ck_assert_msg(rc == 0, "%s: %s", err.path, err.reason);
+		ck_assert_uint_gt(strlen(out), (size_t)notes * 65535);
+		free(out);
+	} else {
+		ck_assert_int_eq(rc, -EINVAL);
+		ck_assert_ptr_null(out);
+		ck_assert_str_eq(err.path, "$");
+		ck_assert_ptr_nonnull(strstr(err.reason, "longer than"));
+	}
+	free(json);
+}
+END_TEST
+
+/* A note past NTE-3's limit is refused, not cut. */
+START_TEST(test_whole)
+{
+	size_t len = XL_JSON_MAX;
+	char *json = malloc(len), *out = NULL;
+	unsigned pad = 65536 + (unsigned)_i;
+	struct xl_error err;
+	size_t n;
+	int rc;
+
+	ck_assert_ptr_nonnull(json);
+	n = (size_t)snprintf(json, len,
+			     "{\"Meta\":{\"DataModel\":\"Results\",\"EventType\":"
+			     "\"New\"},\"Orders\":[{\"Notes\":[\"");
+	memset(json + n, 'a', pad);
+	n += pad;
+	n += (size_t)snprintf(json + n, len - n, "\"]}]}");
+	rc = run(json, n, 0, &out, &err);
+	if (_i == 0) {
+		ck_assert_msg(rc == 0, "%s: %s", err.path, err.reason);
+		free(out);
+	} else {
+		ck_assert_int_eq(rc, -EINVAL);
+		ck_assert_str_eq(err.path, "$.Orders[0].Notes[0]");
+		ck_assert_ptr_nonnull(strstr(err.reason, "longer than 65536 bytes"));
+	}
+	free(json);
+}
+END_TEST
+
 /* ---- strict JSON and limits ---- */
 
 static const struct {
@@ -600,7 +994,7 @@ START_TEST(test_golden)
 		}
 	}
 	closedir(d);
-	ck_assert_msg(n >= 10, "only %d golden files in %s", n, dir);
+	ck_assert_msg(n >= 23, "only %d golden files in %s", n, dir);
 }
 END_TEST
 
@@ -615,6 +1009,12 @@ static Suite *translate_suite(void)
 	tcase_add_loop_test(tc, test_charset, 0, NELEMS(charset_cases));
 	tcase_add_loop_test(tc, test_truncation, 0, NELEMS(cut_cases));
 	tcase_add_loop_test(tc, test_events, 0, NELEMS(event_cases));
+	tcase_add_loop_test(tc, test_groups, 0, NELEMS(group_cases));
+	tcase_add_loop_test(tc, test_new_events, 0, NELEMS(new_event_cases));
+	tcase_add_loop_test(tc, test_codes, 0, NELEMS(code_cases));
+	tcase_add_loop_test(tc, test_group_cap, 0, 2);
+	tcase_add_loop_test(tc, test_output_cap, 0, 2);
+	tcase_add_loop_test(tc, test_whole, 0, 2);
 	tcase_add_loop_test(tc, test_strict, 0, NELEMS(strict_cases));
 	tcase_add_loop_test(tc, test_depth, 0, 2);
 	tcase_add_loop_test(tc, test_size, 0, 2);
