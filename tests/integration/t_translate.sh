@@ -3,8 +3,9 @@
 # golden JSON of tests/translate gives exactly its .hl7 (Latin-1 for names
 # containing "latin1"); refusals print "422 PATH: REASON" or 413; every
 # golden message goes through an independent parser (python3-hl7, via
-# tests/translate/roundtrip.py) and gives back PID-3, PID-5 and MRG-1 as the
-# JSON gave them. The round trip is first shown to fail on a corrupted copy.
+# tests/translate/roundtrip.py) and gives back PID-3, PID-5, MRG-1, the OBX-5
+# values and per-order OBX-1 set IDs, ORC-1 and SCH as the JSON gave them.
+# The round trip is first shown to fail on corrupted copies.
 . tests/integration/lib.sh
 
 GOLD=tests/translate
@@ -26,7 +27,7 @@ for j in "$GOLD"/*.json; do
 	fi
 	n=$((n + 1))
 done
-[ "$n" -ge 10 ] || fail "golden files" "only $n in $GOLD"
+[ "$n" -ge 23 ] || fail "golden files" "only $n in $GOLD"
 
 # refused NAME WANT_EXIT PATTERN FILE [ARGS]: the CLI exits WANT_EXIT and
 # its stderr matches PATTERN.
@@ -62,13 +63,24 @@ fi
 mkdir -p "$TMP/gold"
 cp "$GOLD"/*.json "$GOLD"/*.hl7 "$TMP/gold/"
 sed -i 's/Sample^Alex/Alex^Sample/' "$TMP/gold/adt_a01_arrival_inpatient.hl7"
+# the second order's first OBX numbered on from the first order's
+sed -i 's/\rOBX|1|NM|2345-7^/\rOBX|13|NM|2345-7^/' "$TMP/gold/oru_r01_panel.hl7"
+sed -i 's/|142|/|124|/' "$TMP/gold/oru_r01_single.hl7"
+sed -i 's/\rORC|NW|/\rORC|XO|/' "$TMP/gold/orm_o01_new.hl7"
 out=$("$PY" "$GOLD/roundtrip.py" "$TMP/gold" 2>&1)
 rc=$?
-if [ "$rc" -ne 0 ] && grep -q '^not ok - roundtrip adt_a01_arrival_inpatient: PID-5' <<<"$out"; then
-	ok "round trip sees swapped PID-5 components"
-else
-	fail "round trip sees swapped PID-5 components" "exit $rc"
-fi
+# seen NAME FILE WHAT: the corrupted copy of FILE failed on WHAT.
+seen() {
+	if [ "$rc" -ne 0 ] && grep -q "^not ok - roundtrip $2: $3" <<<"$out"; then
+		ok "$1"
+	else
+		fail "$1" "exit $rc: $(grep "roundtrip $2" <<<"$out")"
+	fi
+}
+seen "round trip sees swapped PID-5 components" adt_a01_arrival_inpatient PID-5
+seen "round trip sees an OBX-1 that does not restart per order" oru_r01_panel "OBX-1 13"
+seen "round trip sees a changed OBX-5 value" oru_r01_single "OBX-5"
+seen "round trip sees the wrong ORC-1" orm_o01_new "ORC-1 XO"
 
 out=$("$PY" "$GOLD/roundtrip.py" "$GOLD" 2>&1)
 rc=$?

@@ -3,9 +3,13 @@
 directory) parses with an independent parser (python3-hl7, Debian), and
 gives back what its JSON gave: MSH-9's trigger (from the file name), PID-3
 repetitions (ID, IDType), PID-5 components (LastName, FirstName,
-MiddleName), MRG-1 repetitions for a merge. No raw LF, VT or FS anywhere.
-Prints "ok - ..." / "not ok - ..." per file; exit 1 on any failure, or
-when fewer than 10 files are found (a test that cannot see its input fails).
+MiddleName), MRG-1 repetitions for a merge. ORU: the OBX-5 values
+(unescaped) are the JSON's Orders[].Results[].Value in order, OBX-1 counts
+1, 2, ... from each OBR, OBR-1 counts the orders. ORM: ORC-1 is NW, XO or
+CA for New, Update, Cancel. SIU: an SCH segment. No raw LF, VT or FS
+anywhere. Prints "ok - ..." / "not ok - ..." per file; exit 1 on any
+failure, or when fewer than MIN_FILES files are found (a test that cannot
+see its input fails).
 
 /usr/bin/python3 on purpose: python3-hl7 is a Debian package, another
 python3 on PATH (pyenv) would not see it."""
@@ -15,6 +19,9 @@ import os
 import sys
 
 import hl7
+
+MIN_FILES = 23
+ORC_1 = {"New": "NW", "Update": "XO", "Cancel": "CA"}
 
 
 def comp(msg, field, rep, c):
@@ -44,6 +51,45 @@ def ids(doc, owner):
     return [(given(i, "ID"), given(i, "IDType")) for i in lst if i is not None]
 
 
+def names(msg):
+    return [str(seg[0]) for seg in msg]
+
+
+def check_oru(msg, doc):
+    """OBX-5 values in order, OBX-1 restarting per OBR, OBR-1 per order."""
+    want = [given(r, "Value") for o in doc["Orders"] for r in (o.get("Results") or [])]
+    got, order, setid = [], 0, 0
+    for seg in msg:
+        name = str(seg[0])
+        if name == "OBR":
+            order += 1
+            setid = 0
+            if str(seg[1]) != str(order):
+                return "OBR-1 %s, want %d" % (seg[1], order)
+        elif name == "OBX":
+            setid += 1
+            if str(seg[1]) != str(setid):
+                return "OBX-1 %s in order %d, want %d" % (seg[1], order, setid)
+            got.append(msg.unescape(str(seg[5])) if len(seg) > 5 else "")
+    if got != want:
+        return "OBX-5 %r, JSON %r" % (got, want)
+    if order != len(doc["Orders"]):
+        return "%d OBR, JSON %d orders" % (order, len(doc["Orders"]))
+    return None
+
+
+def check_model(msg, doc):
+    model, event = doc["Meta"]["DataModel"], doc["Meta"]["EventType"]
+    if model == "Results":
+        return check_oru(msg, doc)
+    if model == "Order":
+        got = str(msg.segment("ORC")[1])
+        return None if got == ORC_1[event] else "ORC-1 %s, want %s" % (got, ORC_1[event])
+    if model == "Scheduling" and "SCH" not in names(msg):
+        return "no SCH segment"
+    return None
+
+
 def check(jpath):
     name = os.path.basename(jpath)[:-5]
     raw = open(jpath[:-5] + ".hl7", "rb").read()
@@ -56,6 +102,11 @@ def check(jpath):
     trigger = name.split("_")[1].upper()
     if str(msg.segment("MSH")[9][0][1]) != trigger:
         return "MSH-9 %s, want trigger %s" % (msg.segment("MSH")[9], trigger)
+    why = check_model(msg, doc)
+    if why:
+        return why
+    if "Patient" not in doc:
+        return None if "PID" not in names(msg) else "a PID without a Patient"
     pid = msg.segment("PID")
     if reps(msg, pid[3], (1, 4)) != ids(doc, "Patient"):
         return "PID-3 %r, JSON %r" % (reps(msg, pid[3], (1, 4)), ids(doc, "Patient"))
@@ -75,7 +126,7 @@ def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     files = sorted(glob.glob(os.path.join(d, "*.json")))
     failed = 0
-    if len(files) < 10:
+    if len(files) < MIN_FILES:
         print("not ok - roundtrip: only %d golden files in %s" % (len(files), d))
         return 1
     for f in files:
