@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "mllp-bridge/translate.h"
+#include "tests/tools/translate-file.h"
 
 #define CHECK_EVERY 64 /* translations between two looks at the clock */
 
@@ -27,27 +28,9 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = f ? malloc(XL_JSON_MAX + 1) : NULL;
-
-	if (buf)
-		*len = fread(buf, 1, XL_JSON_MAX + 1, f);
-	if (f)
-		fclose(f);
-	return buf;
-}
-
 int main(int argc, char **argv)
 {
-	struct xl_opts o = {.version = "2.5.1",
-			    .sending_app = "MLLP-EDGE",
-			    .sending_facility = "CLOUD",
-			    .receiving_app = "EHR",
-			    .receiving_facility = "HOSP",
-			    .control_id = "BENCH-0001",
-			    .now = "20261130120000+0000"};
+	struct xl_opts o = XL_TEST_OPTS;
 	double secs = argc > 2 ? atof(argv[2]) : 3.0, t0, t = 0;
 	struct xl_error err;
 	size_t len = 0, out_len = 0;
@@ -58,7 +41,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: translate-bench FILE [SECONDS]\n");
 		return 2;
 	}
-	json = slurp(argv[1], &len);
+	json = xl_read_file(argv[1], &len);
 	if (!json) {
 		fprintf(stderr, "translate-bench: %s: %s\n", argv[1], strerror(errno));
 		return 1;

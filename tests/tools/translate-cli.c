@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "mllp-bridge/translate.h"
+#include "tests/tools/translate-file.h"
 
 static int usage(void)
 {
@@ -23,35 +24,9 @@ static int usage(void)
 	return 2;
 }
 
-/* Reads at most XL_JSON_MAX + 1 bytes: one more than allowed is enough for
- * the translator to refuse the size. */
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-
-	if (!f)
-		return NULL;
-	buf = malloc(XL_JSON_MAX + 1);
-	if (buf)
-		*len = fread(buf, 1, XL_JSON_MAX + 1, f);
-	if (buf && ferror(f)) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	return buf;
-}
-
 int main(int argc, char **argv)
 {
-	struct xl_opts o = {.version = "2.5.1",
-			    .sending_app = "MLLP-EDGE",
-			    .sending_facility = "CLOUD",
-			    .receiving_app = "EHR",
-			    .receiving_facility = "HOSP",
-			    .control_id = "XL-0001",
-			    .now = "20261130120000+0000"};
+	struct xl_opts o = XL_TEST_OPTS;
 	struct xl_error err;
 	const char *file = NULL;
 	char *json, *out;
@@ -74,7 +49,7 @@ int main(int argc, char **argv)
 	}
 	if (!file)
 		return usage();
-	json = slurp(file, &len);
+	json = xl_read_file(file, &len);
 	if (!json) {
 		fprintf(stderr, "translate-cli: %s: %s\n", file, strerror(errno));
 		return 2;
