@@ -716,7 +716,9 @@ static int translate_body(struct https_in *h, struct evhttp_request *req, const 
 		return -1;
 	}
 	strftime(now, sizeof(now), "%Y%m%d%H%M%S+0000", gmtime_r(&t, &tm));
-	err = translate_json(body, len, &o, out, out_len, &e);
+	/* An empty body has no buffer (evbuffer_pullup gives NULL): jansson
+	 * would call that "wrong arguments", not JSON that is missing. */
+	err = translate_json(len ? body : "", len, &o, out, out_len, &e);
 	if (err == 0) {
 		h->st.translated++;
 		return 0;
