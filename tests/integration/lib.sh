@@ -184,6 +184,24 @@ start_recv() {
 arrivals() { awk '$1 ~ /^[0-9]+$/ {print $4}' "$TMP/$1.rlog" 2>/dev/null; }
 nmsg() { arrivals "$1" | wc -l; }
 
+# outbound_conf_head UPSTREAM_PORT: the first lines of an outbound scenario's
+# configuration, up to its destinations: the bridge alone (gate: open), the
+# spool in $TMP, /metrics on $OBS_PORT, fast retries, and the integration the
+# bridge needs, inb on 127.0.0.1:$MLLP, posting to UPSTREAM_PORT (unused).
+outbound_conf_head() {
+	cat <<-EOF
+		gate: open # no tunnels: the bridge alone
+		spool: $TMP/spool.db
+		observability: { listen: 127.0.0.1:$OBS_PORT }
+		retry: { initial: 100ms, max: 400ms }
+		integrations:
+		  - name: inb
+		    listen: 127.0.0.1:$MLLP
+		    sources: [127.0.0.0/8]
+		    upstream: { url: "https://localhost:$1/v1", ca_file: $CERTS/ca.pem }
+	EOF
+}
+
 # start_obridge: mllp-bridge -c $CONF, up once its HTTPS listener
 # (127.0.0.1:$HTTPS) answers; its PID in BRIDGE_PID.
 start_obridge() {
