@@ -943,6 +943,10 @@ END_TEST
 #define HTTPS_TOK(file)	       HTTPS_AT("198.51.100.1:8443", "  tokens_file: @DIR@/" file "\n")
 #define OUT		       TUN LAB_IN DESTS /* 1-19 */
 
+/* destinations[].hl7 */
+#define HL7_VERSIONS "'2.3', '2.3.1', '2.4', '2.5', '2.5.1', '2.6', '2.7', '2.7.1' or '2.8'"
+#define HL7_DELIMS   "may not hold | ^ ~ \\ & or control characters (HL7 delimiters)"
+
 #define SUP CFG_ROLE_SUPERVISOR
 #define BRI CFG_ROLE_BRIDGE
 
@@ -1247,6 +1251,47 @@ static const struct tunnel_case tunnel_bad_cases[] = {
      "t.yaml:19: unknown key 'frame_timeout' in mllp"},
     {SUP, TUN LAB_IN DEST(", mllp: { idle_timeout: 1h }"),
      "t.yaml:19: unknown key 'idle_timeout' in mllp"},
+    /* 10. destinations[].hl7: how JSON becomes HL7 v2 for it */
+    {SUP, TUN LAB_IN DEST(", hl7: 2.5.1"), "t.yaml:19: hl7: expected a mapping"},
+    {BRI, TUN LAB_IN DEST(", hl7: [version]"), "t.yaml:19: hl7: expected a mapping"},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.9 }"),
+     "t.yaml:19: version: expected " HL7_VERSIONS ", got '2.9'"},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.50 }"),
+     "t.yaml:19: version: expected " HL7_VERSIONS ", got '2.50'"},
+    {BRI, TUN LAB_IN DEST(", hl7: { version: v2.5.1 }"),
+     "t.yaml:19: version: expected " HL7_VERSIONS ", got 'v2.5.1'"},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: ~ }"), "t.yaml:19: version: expected " HL7_VERSIONS},
+    {SUP, TUN LAB_IN DEST(", hl7: { charset: utf8 }"),
+     "t.yaml:19: charset: expected 'utf-8' or 'latin1', got 'utf8'"},
+    {BRI, TUN LAB_IN DEST(", hl7: { charset: iso-8859-1 }"),
+     "t.yaml:19: charset: expected 'utf-8' or 'latin1', got 'iso-8859-1'"},
+    {SUP, TUN LAB_IN DEST(", hl7: { encoding: utf-8 }"),
+     "t.yaml:19: unknown key 'encoding' in hl7"},
+    {SUP, TUN LAB_IN DEST(", hl7: { msh_12: 2.5.1 }"), "t.yaml:19: unknown key 'msh_12' in hl7"},
+    {SUP, TUN LAB_IN DEST(", hl7: { sending_application: \"EDGE|OUT\" }"),
+     "t.yaml:19: sending_application: " HL7_DELIMS "; got 'EDGE|OUT'"},
+    {SUP, TUN LAB_IN DEST(", hl7: { sending_facility: \"A^B\" }"),
+     "t.yaml:19: sending_facility: " HL7_DELIMS "; got 'A^B'"},
+    {BRI, TUN LAB_IN DEST(", hl7: { receiving_application: \"A~B\" }"),
+     "t.yaml:19: receiving_application: " HL7_DELIMS "; got 'A~B'"},
+    {SUP, TUN LAB_IN DEST(", hl7: { receiving_facility: \"A\\\\B\" }"),
+     "t.yaml:19: receiving_facility: " HL7_DELIMS "; got 'A\\B'"},
+    {SUP, TUN LAB_IN DEST(", hl7: { receiving_facility: \"A&B\" }"),
+     "t.yaml:19: receiving_facility: " HL7_DELIMS "; got 'A&B'"},
+    /* a control character (VT): the message shows it as ? */
+    {SUP, TUN LAB_IN DEST(", hl7: { sending_application: \"A\\x0bB\" }"),
+     "t.yaml:19: sending_application: " HL7_DELIMS "; got 'A?B'"},
+    {SUP, TUN LAB_IN DEST(", hl7: { sending_application: " X32("abcde") X16("a") "abcde }"),
+     "t.yaml:19: sending_application: longer than 180 characters"},
+    {BRI, TUN LAB_IN DEST(", hl7: { receiving_facility: " X32("abcde") X16("a") "abcde }"),
+     "t.yaml:19: receiving_facility: longer than 180 characters"},
+    {SUP, TUN LAB_IN DEST(", hl7: { sending_facility: [A] }"),
+     "t.yaml:19: sending_facility: expected a name"},
+    /* block style: the line of the bad value */
+    {SUP,
+     TUN LAB_IN "destinations:\n  - name: lis\n    address: 203.0.113.65:2575\n    hl7:\n"
+		"      version: 2.3.1\n      charset: ascii\n",
+     "t.yaml:23: charset: expected 'utf-8' or 'latin1', got 'ascii'"},
     {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:0 }\n",
      "t.yaml:19: address: expected IPv4:port or [IPv6]:port, got '203.0.113.65:0'"},
     {SUP, TUN LAB_IN "destinations:\n  - { name: lis, address: 203.0.113.65:65536 }\n",
@@ -1424,6 +1469,23 @@ static const struct tunnel_case tunnel_good_cases[] = {
 		     "on_ar: dead, mllp: { release: \"1\", max_frame: 64MiB }"),
      NULL},
     {SUP, TUN LAB_IN DEST(", max_attempts: 1000, mllp: {}"), NULL},
+    /* hl7: every version, empty, 180 characters, any other printable text */
+    {SUP, TUN LAB_IN DEST(", hl7: {}"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: \"2.3\" }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.3.1 }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.4 }"), NULL},
+    {BRI, TUN LAB_IN DEST(", hl7: { version: 2.5 }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.5.1 }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.6 }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.7 }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { version: 2.7.1 }"), NULL},
+    {BRI, TUN LAB_IN DEST(", hl7: { version: 2.8, charset: latin1 }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { charset: utf-8, sending_application: \"\" }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { sending_application: " X32("abcde") X16("a") "abcd }"), NULL},
+    {SUP,
+     TUN LAB_IN DEST(", hl7: { sending_facility: \"St. Mary's #2 (Nord-Ost)\", "
+		     "receiving_application: \"Zo\u00eb\" }"),
+     NULL},
     /* without tunnels, with gate: open; destinations without https */
     {BRI,
      "gate: open\nspool: /s.db\n" LAB_IN
@@ -1691,6 +1753,62 @@ START_TEST(tunnel_side_defaults)
 	ck_assert_uint_eq(c->https.max_body, 1u << 20);
 	ck_assert_int_eq(c->https.line, 21);
 	cfg_free(c);
+}
+END_TEST
+
+/* destinations[].hl7: the defaults without the section or with keys left
+ * out, and each key as given. */
+START_TEST(destination_hl7)
+{
+	static const char yaml[] = TUN LAB_IN
+	    "destinations:\n"								 /* 18 */
+	    "  - { name: lis, address: 203.0.113.65:2575 }\n"				 /* 19 */
+	    "  - name: ris\n"								 /* 20 */
+	    "    address: 203.0.113.66:2575\n"						 /* 21 */
+	    "    hl7:\n"								 /* 22 */
+	    "      version: 2.3.1\n"							 /* 23 */
+	    "      sending_application: EDGE-OUT\n"					 /* 24 */
+	    "      sending_facility: CLOUD A\n"						 /* 25 */
+	    "      receiving_application: ADT-IN\n"					 /* 26 */
+	    "      receiving_facility: \"WARD 7\"\n"					 /* 27 */
+	    "      charset: latin1\n"							 /* 28 */
+	    "  - { name: pacs, address: 203.0.113.67:2575, hl7: { charset: utf-8 } }\n"; /* 29 */
+	struct cfg_errors errs;
+	struct cfg_hl7_out d;
+	struct cfg *c;
+	int rc = load_as(yaml, CFG_ROLE_SUPERVISOR, &c, &errs);
+
+	if (rc != 0)
+		dump(&errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(c->ndestinations, 3);
+	for (size_t i = 0; i < 3; i += 2) { /* no section; a section with charset only */
+		const struct cfg_hl7_out *h = &c->destinations[i].hl7;
+
+		ck_assert_str_eq(h->version, "2.5.1");
+		ck_assert_str_eq(h->sending_app, "MLLP-EDGE");
+		ck_assert_str_eq(h->sending_fac, "");
+		ck_assert_str_eq(h->receiving_app, "");
+		ck_assert_str_eq(h->receiving_fac, "");
+		ck_assert_int_eq(h->latin1, 0);
+	}
+	ck_assert_str_eq(c->destinations[1].hl7.version, "2.3.1");
+	ck_assert_str_eq(c->destinations[1].hl7.sending_app, "EDGE-OUT");
+	ck_assert_str_eq(c->destinations[1].hl7.sending_fac, "CLOUD A");
+	ck_assert_str_eq(c->destinations[1].hl7.receiving_app, "ADT-IN");
+	ck_assert_str_eq(c->destinations[1].hl7.receiving_fac, "WARD 7");
+	ck_assert_int_eq(c->destinations[1].hl7.latin1, 1);
+	cfg_free(c);
+
+	/* what a translation that names no destination uses */
+	memset(&d, 'x', sizeof d);
+	cfg_hl7_out_defaults(&d);
+	ck_assert_str_eq(d.version, "2.5.1");
+	ck_assert_str_eq(d.sending_app, "MLLP-EDGE");
+	ck_assert_str_eq(d.sending_fac, "");
+	ck_assert_str_eq(d.receiving_app, "");
+	ck_assert_str_eq(d.receiving_fac, "");
+	ck_assert_int_eq(d.latin1, 0);
 }
 END_TEST
 
@@ -2029,6 +2147,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, valid_tunnel_config);
 	tcase_add_test(tc, tokens_errors_in_file_order);
 	tcase_add_test(tc, tunnel_side_defaults);
+	tcase_add_test(tc, destination_hl7);
 	tcase_add_test(tc, role_decides_secret_checks);
 	tcase_add_test(tc, psk_unreadable_for_supervisor_only);
 	tcase_add_loop_test(tc, dh_group, 0, N(dh_cases));
