@@ -1031,17 +1031,32 @@ static void h_dest_mllp(struct ctx *x, const char *key, yaml_node_t *v, void *ob
 
 /* ---- destinations[].hl7: MSH values and charset of translated JSON ---- */
 
+static const char *const hl7_name_keys[] = {"sending_application", "sending_facility",
+					    "receiving_application", "receiving_facility"};
+
+/* The section being read, and the line of each name in it. */
+struct hl7_build {
+	struct cfg_hl7_out *h;
+	int line[4]; /* of hl7_name_keys[i]; 0: not given */
+};
+
+static char *hl7_name_at(struct cfg_hl7_out *h, size_t i)
+{
+	char *const names[] = {h->sending_app, h->sending_fac, h->receiving_app, h->receiving_fac};
+
+	return names[i];
+}
+
 /* An HD name goes into MSH-3..6 as one component: text without the HL7
  * delimiters, so that what the receiver reads is what was written here. */
 static void h_hl7_name(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
-	struct cfg_hl7_out *h = obj;
+	struct hl7_build *hb = obj;
 	const char *s = cfgi_want_scalar(x, key, v, "a name");
-	char *dst = strcmp(key, "sending_application") == 0	? h->sending_app
-		    : strcmp(key, "sending_facility") == 0	? h->sending_fac
-		    : strcmp(key, "receiving_application") == 0 ? h->receiving_app
-								: h->receiving_fac;
+	size_t i = 0;
 
+	while (strcmp(key, hl7_name_keys[i]) != 0)
+		i++;
 	if (!s)
 		return;
 	if (strlen(s) > CFG_HL7_HD_MAX) {
@@ -1057,28 +1072,29 @@ static void h_hl7_name(struct ctx *x, const char *key, yaml_node_t *v, void *obj
 			return;
 		}
 	}
-	snprintf(dst, CFG_HL7_HD_MAX + 1, "%s", s);
+	snprintf(hl7_name_at(hb->h, i), CFG_HL7_HD_MAX + 1, "%s", s);
+	hb->line[i] = line_of(v);
 }
 
 static void h_hl7_version(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	static const char *const words[] = {"2.3", "2.3.1", "2.4",   "2.5", "2.5.1",
 					    "2.6", "2.7",   "2.7.1", "2.8", NULL};
-	struct cfg_hl7_out *h = obj;
+	struct hl7_build *hb = obj;
 	int i = cfgi_want_enum(x, key, v, words);
 
 	if (i >= 0)
-		snprintf(h->version, sizeof h->version, "%s", words[i]);
+		snprintf(hb->h->version, sizeof hb->h->version, "%s", words[i]);
 }
 
 static void h_hl7_charset(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	static const char *const words[] = {"utf-8", "latin1", NULL};
-	struct cfg_hl7_out *h = obj;
+	struct hl7_build *hb = obj;
 	int i = cfgi_want_enum(x, key, v, words);
 
 	if (i >= 0)
-		h->latin1 = i == 1;
+		hb->h->latin1 = i == 1;
 }
 
 static const struct key_spec dest_hl7_keys[] = {
@@ -1087,12 +1103,34 @@ static const struct key_spec dest_hl7_keys[] = {
     {"receiving_facility", h_hl7_name, 0}, {"charset", h_hl7_charset, 0},
 };
 
+/* 1 when UTF-8 text s holds a character above U+00FF: a lead byte from
+ * 0xC4 on (0xC2 and 0xC3 lead U+0080..U+00FF, continuation bytes are below). */
+static int beyond_latin1(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0xc4)
+			return 1;
+	return 0;
+}
+
+/* With charset latin1 the names go into MSH-3..6 as ISO 8859-1 too: one
+ * that cannot would make every message for the destination a 422, blaming
+ * the client's JSON for the configuration. Checked after the walk, since
+ * charset may follow the names. */
 static void h_dest_hl7(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
 {
 	struct dest_build *db = obj;
+	struct hl7_build hb = {.h = &db->d->hl7};
 
-	if (cfgi_want_mapping(x, key, v))
-		cfgi_walk_mapping(x, v, dest_hl7_keys, NKEYS(dest_hl7_keys), "in hl7", &db->d->hl7);
+	if (!cfgi_want_mapping(x, key, v))
+		return;
+	cfgi_walk_mapping(x, v, dest_hl7_keys, NKEYS(dest_hl7_keys), "in hl7", &hb);
+	for (size_t i = 0; hb.h->latin1 && i < NKEYS(hl7_name_keys); i++)
+		if (beyond_latin1(hl7_name_at(hb.h, i)))
+			cfgi_err(x, hb.line[i],
+				 "%s: '%s' has a character that ISO 8859-1 cannot hold "
+				 "(charset: latin1)",
+				 hl7_name_keys[i], hl7_name_at(hb.h, i));
 }
 
 void cfg_hl7_out_defaults(struct cfg_hl7_out *h)

@@ -1287,6 +1287,18 @@ static const struct tunnel_case tunnel_bad_cases[] = {
      "t.yaml:19: receiving_facility: longer than 180 characters"},
     {SUP, TUN LAB_IN DEST(", hl7: { sending_facility: [A] }"),
      "t.yaml:19: sending_facility: expected a name"},
+    /* latin1: the names are written in ISO 8859-1 too (at the name's line) */
+    {SUP,
+     TUN LAB_IN DEST(", hl7: { receiving_facility: \"\u0141\u00f3d\u017a\", charset: latin1 }"),
+     "t.yaml:19: receiving_facility: '\xc5\x81\xc3\xb3"
+     "d\xc5\xba' has a character that ISO 8859-1 "
+     "cannot hold (charset: latin1)"},
+    {BRI,
+     TUN LAB_IN "destinations:\n  - name: lis\n    address: 203.0.113.65:2575\n    hl7:\n"
+		"      charset: latin1\n      sending_application: \"\u20acDGE\"\n",
+     "t.yaml:23: sending_application: '\xe2\x82\xac"
+     "DGE' has a character that ISO 8859-1 "
+     "cannot hold (charset: latin1)"},
     /* block style: the line of the bad value */
     {SUP,
      TUN LAB_IN "destinations:\n  - name: lis\n    address: 203.0.113.65:2575\n    hl7:\n"
@@ -1481,6 +1493,9 @@ static const struct tunnel_case tunnel_good_cases[] = {
     {SUP, TUN LAB_IN DEST(", hl7: { version: 2.7.1 }"), NULL},
     {BRI, TUN LAB_IN DEST(", hl7: { version: 2.8, charset: latin1 }"), NULL},
     {SUP, TUN LAB_IN DEST(", hl7: { charset: utf-8, sending_application: \"\" }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { receiving_facility: \"\u0141\u00f3d\u017a\" }"), NULL},
+    {SUP, TUN LAB_IN DEST(", hl7: { receiving_facility: \"Z\u00fcrich \u00ff\", charset: latin1 }"),
+     NULL},
     {SUP, TUN LAB_IN DEST(", hl7: { sending_application: " X32("abcde") X16("a") "abcd }"), NULL},
     {SUP,
      TUN LAB_IN DEST(", hl7: { sending_facility: \"St. Mary's #2 (Nord-Ost)\", "
