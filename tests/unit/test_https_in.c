@@ -31,6 +31,7 @@
 
 #include "mllp-bridge/https_in.h"
 #include "mllp-bridge/log.h"
+#include "mllp-bridge/translate.h"
 
 #define NELEMS(a)    (sizeof(a) / sizeof((a)[0]))
 #define DIR_LEN	     128
@@ -51,6 +52,17 @@
 #define HL7_NO_MSH10 "MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01||P|2.5.1\r"
 #define HL7_ACK                                                                                    \
 	"MSH|^~\\&|LIS|HOSP|CLOUD|ACME|20261130120001||ACK^O01^ACK|A1|P|2.5.1\rMSA|AA|CTRL-1\r"
+/* a PatientAdmin document (issue 12); DOE and 12345 must never reach the log */
+#define JSON_DOC(demographics)                                                                     \
+	"{\"Meta\":{\"DataModel\":\"PatientAdmin\",\"EventType\":\"NewPatient\"},"                 \
+	"\"Patient\":{\"Identifiers\":[{\"ID\":\"12345\",\"IDType\":\"MR\"}],"                     \
+	"\"Demographics\":{" demographics "}}}"
+#define JSON_OK	       JSON_DOC("\"FirstName\":\"JANE\",\"LastName\":\"DOE\"")
+#define CTYPE_JSON     "application/json"
+#define RIS_SENDER     "EDGE-RIS" /* ris: hl7 version 2.3, latin1, this MSH-3 */
+#define CONTROL_ID_LEN 20
+#define JSON_MIN       "{\"Meta\":{\"DataModel\":\"PatientAdmin\",\"EventType\":\"NewPatient\"}}"
+#define TINY_FRAME     100 /* destination tiny: JSON_MIN fits, its HL7 (MSH EVN PID PV1) does not */
 
 static char g_tmp[DIR_LEN];
 static const char *g_server = "server"; /* the listener's certificate: server or server-rsa */
@@ -64,6 +76,8 @@ struct fake_msg {
 	char key[HTTPS_IN_KEY_MAX + 1];
 	char control_id[256];
 	char client[128];
+	char ctype[64];
+	char body[BODY_MAX]; /* the first BODY_MAX - 1 bytes, NUL-terminated */
 	size_t len;
 };
 
@@ -92,7 +106,7 @@ struct later {
 static struct event_base *g_base;
 static struct https_in *g_h;
 static struct cfg g_cfg;
-static struct cfg_destination g_dests[2];
+static struct cfg_destination g_dests[3];
 static pthread_t g_thread;
 static int g_stop[2] = {-1, -1};
 static struct event *g_stop_ev;
@@ -135,7 +149,6 @@ static int fake_submit(void *arg, const char *dest, const char *client, const vo
 	int existed = 0;
 
 	(void)arg;
-	(void)body;
 	ck_assert_ptr_nonnull(ctype);
 	pthread_mutex_lock(&F.mu);
 	F.submits++;
@@ -150,6 +163,8 @@ static int fake_submit(void *arg, const char *dest, const char *client, const vo
 		snprintf(m->key, sizeof(m->key), "%s", key ? key : "");
 		snprintf(m->control_id, sizeof(m->control_id), "%s", control_id ? control_id : "");
 		snprintf(m->client, sizeof(m->client), "%s", client);
+		snprintf(m->ctype, sizeof(m->ctype), "%s", ctype);
+		snprintf(m->body, sizeof(m->body), "%.*s", (int)len, (const char *)body);
 		m->len = len;
 	}
 	if (F.hold) {
@@ -266,7 +281,7 @@ static void write_tokens(const char *path)
 
 enum auth_mode { AUTH_TOKENS, AUTH_MTLS, AUTH_BOTH };
 
-/* g_cfg for a mode: destinations lab and ris, the listener on 127.0.0.1:0. */
+/* g_cfg for a mode: destinations lab, ris and tiny, the listener on 127.0.0.1:0. */
 static void make_cfg(enum auth_mode mode)
 {
 	static char tokens[PATH_LEN];
@@ -277,8 +292,16 @@ static void make_cfg(enum auth_mode mode)
 	memset(g_dests, 0, sizeof(g_dests));
 	g_dests[0].name = "lab";
 	g_dests[0].max_frame = 1u << 20;
+	cfg_hl7_out_defaults(&g_dests[0].hl7);
 	g_dests[1].name = "ris";
 	g_dests[1].max_frame = RIS_FRAME;
+	cfg_hl7_out_defaults(&g_dests[1].hl7);
+	snprintf(g_dests[1].hl7.version, sizeof(g_dests[1].hl7.version), "2.3");
+	snprintf(g_dests[1].hl7.sending_app, sizeof(g_dests[1].hl7.sending_app), RIS_SENDER);
+	g_dests[1].hl7.latin1 = 1;
+	g_dests[2].name = "tiny";
+	g_dests[2].max_frame = TINY_FRAME;
+	cfg_hl7_out_defaults(&g_dests[2].hl7);
 	g_cfg.destinations = g_dests;
 	g_cfg.ndestinations = NELEMS(g_dests);
 	hs->listen_text = "127.0.0.1:0";
@@ -705,6 +728,87 @@ static const struct refusal refusals[] = {
      405,
      "only POST"},
     {"unknown path", {.path = "/v2/whatever", .token = TOK_ALL}, 404, "not found"},
+    /* JSON (issue 12): refused before anything is stored, 422 "$.PATH: reason" */
+    {"JSON: an impossible date",
+     {.path = "/v1/destinations/lab/messages",
+      .ctype = CTYPE_JSON,
+      .body = JSON_DOC("\"LastName\":\"DOE\",\"DOB\":\"2026-02-30\""),
+      .token = TOK_ALL},
+     422,
+     "$.Patient.Demographics.DOB: impossible day of month\n"},
+    {"JSON: VT in a name",
+     {.path = "/v1/destinations/lab/messages",
+      .ctype = "application/json; charset=utf-8",
+      .body = JSON_DOC("\"LastName\":\"DOE\\u000b\""),
+      .token = TOK_ALL},
+     422,
+     "$.Patient.Demographics.LastName: control character U+000B"},
+    {"JSON: not an object",
+     {.path = "/v1/destinations/lab/messages", .ctype = CTYPE_JSON, .body = "[]", .token = TOK_ALL},
+     422,
+     "$: expected a JSON object\n"},
+    {"JSON: empty",
+     {.path = "/v1/destinations/lab/messages", .ctype = CTYPE_JSON, .body = "", .token = TOK_ALL},
+     422,
+     "$: invalid JSON at line 1 column 0: '[' or '{' expected near end of file\n"},
+    {"JSON: a character outside Latin-1 for a latin1 destination",
+     {.path = "/v1/destinations/ris/messages",
+      .ctype = CTYPE_JSON,
+      .body = JSON_DOC("\"LastName\":\"DO\\u0141\""),
+      .token = TOK_ALL},
+     422,
+     "$.Patient.Demographics.LastName: character U+0141 cannot be represented in ISO 8859/1"},
+    {"JSON translated over the destination's max_frame",
+     {.path = "/v1/destinations/tiny/messages",
+      .ctype = CTYPE_JSON,
+      .body = JSON_MIN,
+      .token = TOK_ALL},
+     413,
+     "the translated message of "},
+    {"translate: another query parameter",
+     {.path = "/v1/translate?dest=lab", .ctype = CTYPE_JSON, .body = JSON_OK, .token = TOK_ALL},
+     400,
+     "the only query parameter is destination=NAME"},
+    {"translate: two query parameters",
+     {.path = "/v1/translate?destination=lab&x=1",
+      .ctype = CTYPE_JSON,
+      .body = JSON_OK,
+      .token = TOK_ALL},
+     400,
+     "the only query parameter is destination=NAME"},
+    {"translate: a destination the token may not use",
+     {.path = "/v1/translate?destination=ris",
+      .ctype = CTYPE_JSON,
+      .body = JSON_OK,
+      .token = TOK_LAB},
+     403,
+     "may not send to destination ris"},
+    {"translate: no such destination",
+     {.path = "/v1/translate?destination=nope",
+      .ctype = CTYPE_JSON,
+      .body = JSON_OK,
+      .token = TOK_ALL},
+     404,
+     "no such destination: nope"},
+    {"translate: HL7 is not JSON",
+     {.path = "/v1/translate",
+      .ctype = "x-application/hl7-v2+er7",
+      .body = HL7_OK,
+      .token = TOK_ALL},
+     415,
+     "Content-Type must be application/json"},
+    {"translate: a refused document",
+     {.path = "/v1/translate",
+      .ctype = CTYPE_JSON,
+      .body = JSON_DOC("\"LastName\":\"DOE\",\"DOB\":\"2026-02-30\""),
+      .token = TOK_ALL},
+     422,
+     "$.Patient.Demographics.DOB: impossible day of month\n"},
+    {"translate: no token",
+     {.path = "/v1/translate", .ctype = CTYPE_JSON, .body = JSON_OK},
+     401,
+     "bearer token is required"},
+    {"translate: GET", {.path = "/v1/translate", .token = TOK_ALL}, 405, "only POST"},
 };
 
 START_TEST(test_refused)
@@ -807,6 +911,189 @@ START_TEST(test_accept_out_of_fds)
 	for (p = log; (p = strstr(p, "event=https_accept_paused")); p++)
 		lines++;
 	ck_assert_msg(lines >= 1 && lines <= 6, "%d pauses: %s", lines, log);
+}
+END_TEST
+
+/* ---- JSON (issue 12) ---- */
+
+static void post_json(const char *path, const char *body, struct resp *r)
+{
+	struct req q = {.path = path, .ctype = CTYPE_JSON, .body = body, .token = TOK_ALL};
+
+	perform(&q, r);
+}
+
+/* MSH-n (n >= 2) of the message msg starts with: after the (n-1)-th '|',
+ * since MSH-1 is the first '|' itself; "" when MSH has fewer fields. */
+static void msh_field(const char *msg, int n, char *out, size_t cap)
+{
+	const char *p = msg;
+
+	for (int i = 1; i < n && p; i++)
+		if ((p = strchr(p, '|')))
+			p++;
+	if (!p || n < 2 || p > msg + strcspn(msg, "\r")) {
+		snprintf(out, cap, "%s", "");
+		return;
+	}
+	snprintf(out, cap, "%.*s", (int)strcspn(p, "|\r"), p);
+}
+
+static int is_control_id(const char *s)
+{
+	if (strlen(s) != CONTROL_ID_LEN)
+		return 0;
+	for (; *s; s++)
+		if (!strchr("0123456789ABCDEF", *s))
+			return 0;
+	return 1;
+}
+
+/* What translate_json gives for json with h's values, the control ID and
+ * MSH-7 of msg (the listener chose them): the body must be exactly this. */
+static void assert_translation(const char *msg, size_t len, const char *json,
+			       const struct cfg_hl7_out *h)
+{
+	char cid[64], now[64], *want = NULL;
+	size_t want_len = 0;
+	struct xl_error e;
+	struct xl_opts o = {.version = h->version,
+			    .sending_app = h->sending_app,
+			    .sending_facility = h->sending_fac,
+			    .receiving_app = h->receiving_app,
+			    .receiving_facility = h->receiving_fac,
+			    .latin1 = h->latin1,
+			    .control_id = cid,
+			    .now = now};
+
+	msh_field(msg, 10, cid, sizeof(cid));
+	msh_field(msg, 7, now, sizeof(now));
+	ck_assert_msg(is_control_id(cid), "MSH-10 '%s' is not 20 hex digits", cid);
+	ck_assert_int_eq(translate_json(json, strlen(json), &o, &want, &want_len, &e), 0);
+	ck_assert_uint_eq(len, want_len);
+	ck_assert_msg(memcmp(msg, want, len) == 0, "got %.*s\nwant %s", (int)len, msg, want);
+	free(want);
+}
+
+static void assert_stats(uint64_t translated, uint64_t untranslated)
+{
+	struct https_in_stats st;
+
+	https_in_stats(g_h, &st);
+	ck_assert_uint_eq(st.translated, translated);
+	ck_assert_uint_eq(st.untranslated, untranslated);
+}
+
+/* A JSON post reaches submit as HL7 v2: its content type, a control ID of
+ * 20 hex digits that is the body's MSH-10, the destination's MSH values. */
+START_TEST(test_json_post)
+{
+	char msh3[64], msh12[16], msh18[32];
+	struct resp r;
+
+	start(AUTH_TOKENS);
+	post_json("/v1/destinations/lab/messages", JSON_OK, &r);
+	ck_assert_int_eq(r.rc, CURLE_OK);
+	ck_assert_msg(r.code == 202, "%ld %s", r.code, r.body);
+	ck_assert_str_eq(r.location, "/v1/messages/101");
+	ck_assert_int_eq(submits(), 1);
+	ck_assert_str_eq(F.msgs[0].ctype, "x-application/hl7-v2+er7");
+	ck_assert_msg(is_control_id(F.msgs[0].control_id), "control_id '%s'", F.msgs[0].control_id);
+	ck_assert_uint_eq(F.msgs[0].len, strlen(F.msgs[0].body));
+	assert_translation(F.msgs[0].body, F.msgs[0].len, JSON_OK, &g_dests[0].hl7);
+	msh_field(F.msgs[0].body, 10, msh3, sizeof(msh3));
+	ck_assert_str_eq(msh3, F.msgs[0].control_id);
+	msh_field(F.msgs[0].body, 3, msh3, sizeof(msh3));
+	ck_assert_str_eq(msh3, "MLLP-EDGE");
+	ck_assert_ptr_nonnull(strstr(F.msgs[0].body, "\rPID|1||12345^^^MR||DOE^JANE"));
+
+	/* ris: its own MSH-3, version and charset; another control ID */
+	post_json("/v1/destinations/ris/messages", JSON_DOC("\"LastName\":\"M\u00fcller\""), &r);
+	ck_assert_msg(r.code == 202, "%ld %s", r.code, r.body);
+	ck_assert_int_eq(submits(), 2);
+	assert_translation(F.msgs[1].body, F.msgs[1].len, JSON_DOC("\"LastName\":\"M\u00fcller\""),
+			   &g_dests[1].hl7);
+	msh_field(F.msgs[1].body, 3, msh3, sizeof(msh3));
+	msh_field(F.msgs[1].body, 12, msh12, sizeof(msh12));
+	msh_field(F.msgs[1].body, 18, msh18, sizeof(msh18));
+	ck_assert_str_eq(msh3, RIS_SENDER);
+	ck_assert_str_eq(msh12, "2.3");
+	ck_assert_str_eq(msh18, "8859/1");
+	ck_assert_ptr_nonnull(strstr(F.msgs[1].body, "|M\xfcller\r"));
+	ck_assert_str_ne(F.msgs[1].control_id, F.msgs[0].control_id);
+	assert_stats(2, 0);
+	stop();
+}
+END_TEST
+
+/* POST /v1/translate answers the HL7 and never calls submit. */
+START_TEST(test_translate_route)
+{
+	char msh3[64];
+	struct resp r;
+
+	start(AUTH_TOKENS);
+	post_json("/v1/translate", JSON_OK, &r);
+	ck_assert_int_eq(r.rc, CURLE_OK);
+	ck_assert_msg(r.code == 200, "%ld %s", r.code, r.body);
+	ck_assert_str_eq(r.ctype, "x-application/hl7-v2+er7; charset=utf-8");
+	ck_assert_str_eq(r.location, "");
+	assert_translation(r.body, r.len, JSON_OK, &g_dests[0].hl7);
+
+	post_json("/v1/translate?destination=ris", JSON_OK, &r);
+	ck_assert_msg(r.code == 200, "%ld %s", r.code, r.body);
+	ck_assert_str_eq(r.ctype, "x-application/hl7-v2+er7; charset=iso-8859-1");
+	assert_translation(r.body, r.len, JSON_OK, &g_dests[1].hl7);
+	msh_field(r.body, 3, msh3, sizeof(msh3));
+	ck_assert_str_eq(msh3, RIS_SENDER);
+
+	/* a token limited to lab may translate for lab */
+	{
+		struct req q = {.path = "/v1/translate?destination=lab",
+				.ctype = CTYPE_JSON,
+				.body = JSON_OK,
+				.token = TOK_LAB};
+
+		perform(&q, &r);
+		ck_assert_msg(r.code == 200, "%ld %s", r.code, r.body);
+	}
+	ck_assert_int_eq(submits(), 0);
+	assert_stats(3, 0);
+	stop();
+}
+END_TEST
+
+/* translated and untranslated count JSON bodies on both routes, and only
+ * those the translator judged: not HL7 posts, not a 415 or 403. */
+START_TEST(test_json_stats)
+{
+	struct resp r;
+	struct https_in_stats st;
+
+	start(AUTH_TOKENS);
+	assert_stats(0, 0);
+	post_hl7(TOK_ALL, "lab", NULL, &r);
+	ck_assert_int_eq(r.code, 202);
+	assert_stats(0, 0);
+	post_json("/v1/destinations/lab/messages", JSON_OK, &r);
+	ck_assert_int_eq(r.code, 202);
+	assert_stats(1, 0);
+	post_json("/v1/destinations/lab/messages", "{\"Meta\":", &r);
+	ck_assert_int_eq(r.code, 422);
+	assert_stats(1, 1);
+	post_json("/v1/translate", JSON_OK, &r);
+	ck_assert_int_eq(r.code, 200);
+	assert_stats(2, 1);
+	post_json("/v1/translate", "[1]", &r);
+	ck_assert_int_eq(r.code, 422);
+	assert_stats(2, 2);
+	post_json("/v1/translate?destination=nope", JSON_OK, &r);
+	ck_assert_int_eq(r.code, 404);
+	assert_stats(2, 2);
+	https_in_stats(g_h, &st);
+	ck_assert_uint_eq(st.refused, 3); /* 422, 422, 404 */
+	ck_assert_int_eq(submits(), 2);
+	stop();
 }
 END_TEST
 
@@ -1131,6 +1418,9 @@ static Suite *https_in_suite(void)
 	tcase_add_loop_test(t, test_refused, 0, NELEMS(refusals));
 	tcase_add_test(t, test_refusals_rate_limited);
 	tcase_add_test(t, test_accept_out_of_fds);
+	tcase_add_test(t, test_json_post);
+	tcase_add_test(t, test_translate_route);
+	tcase_add_test(t, test_json_stats);
 	tcase_add_test(t, test_idempotency_key);
 	tcase_add_test(t, test_prefer_wait);
 	tcase_add_test(t, test_repeat_with_wait);
