@@ -1082,6 +1082,17 @@ static unsigned json_depth(const char *s, size_t n)
 	return max;
 }
 
+/* jansson's message ends with " near '<the input there>'": a piece of a
+ * name or an identifier, which must not reach a log. Cut off in place
+ * (" near end of file" holds no input and stays). */
+static void cut_near(char *text)
+{
+	char *near = strstr(text, " near '");
+
+	if (near)
+		*near = '\0';
+}
+
 static int parse(struct xl *x, const char *json, size_t len)
 {
 	json_error_t je;
@@ -1094,6 +1105,7 @@ static int parse(struct xl *x, const char *json, size_t len)
 	if (!x->root) {
 		if (json_error_code(&je) == json_error_out_of_memory)
 			return x->rc = -ENOMEM;
+		cut_near(je.text);
 		return fail(x, NULL, "invalid JSON at line %d column %d: %s", je.line, je.column,
 			    je.text);
 	}

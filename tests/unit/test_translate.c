@@ -837,6 +837,31 @@ START_TEST(test_strict)
 }
 END_TEST
 
+/* jansson's own message quotes the input near the error; a refusal's
+ * reason is logged, so it must not (translate.h: no patient data). */
+static const char *const leaky_json[] = {
+    "{\"Patient\":{\"Demographics\":{\"LastName\" \"Hostilname\"}}}",
+    "{\"Patient\":{\"Demographics\":{\"LastName\":\"Hostil\xffname\"}}}",
+    "{\"Patient\":{\"Demographics\":{\"LastName\":\"Hostil\x1cname\"}}}",
+    "{\"Patient\":{\"Demographics\":{\"LastName\":\"Hostil\\u0000name\"}}}",
+    "{\"Patient\":{\"Demographics\":{\"LastName\":\"Hostilname\"}}} Hostilname",
+    "{\"Patient\":{\"Demographics\":{\"LastName\":Hostilname}}}",
+    "{\"Hostilname\":1,\"Hostilname\":2}",
+};
+
+START_TEST(test_reason_holds_no_input)
+{
+	struct xl_error err;
+	char *out = NULL;
+	int rc = run(leaky_json[_i], strlen(leaky_json[_i]), 0, &out, &err);
+
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(strstr(err.reason, "invalid JSON"), "case %d: \"%s\"", _i, err.reason);
+	ck_assert_msg(!strstr(err.reason, "Hostil") && !strstr(err.path, "Hostil"),
+		      "case %d: \"%s: %s\"", _i, err.path, err.reason);
+}
+END_TEST
+
 /* Nesting beyond XL_JSON_DEPTH_MAX is refused before parsing; brackets
  * inside strings do not count. */
 START_TEST(test_depth)
@@ -1016,6 +1041,7 @@ static Suite *translate_suite(void)
 	tcase_add_loop_test(tc, test_output_cap, 0, 2);
 	tcase_add_loop_test(tc, test_whole, 0, 2);
 	tcase_add_loop_test(tc, test_strict, 0, NELEMS(strict_cases));
+	tcase_add_loop_test(tc, test_reason_holds_no_input, 0, NELEMS(leaky_json));
 	tcase_add_loop_test(tc, test_depth, 0, 2);
 	tcase_add_loop_test(tc, test_size, 0, 2);
 	tcase_add_test(tc, test_huge_string);
