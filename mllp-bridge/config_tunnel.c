@@ -1060,7 +1060,7 @@ static void h_hl7_name(struct ctx *x, const char *key, yaml_node_t *v, void *obj
 	if (!s)
 		return;
 	if (strlen(s) > CFG_HL7_HD_MAX) {
-		cfgi_err(x, line_of(v), "%s: longer than %d characters", key, CFG_HL7_HD_MAX);
+		cfgi_err(x, line_of(v), "%s: longer than %d bytes", key, CFG_HL7_HD_MAX);
 		return;
 	}
 	for (const char *p = s; *p; p++) {

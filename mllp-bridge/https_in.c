@@ -808,6 +808,7 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 	char control_id[HL7_MSH_CONTROL_ID_MAX + 1];
 	const unsigned char *body;
 	char *hl7;
+	size_t limit;
 	int d = dest_index(h, name, name_len);
 
 	if (!may_use(w, d)) {
@@ -826,11 +827,13 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 		       "application/edi-x12, application/xml, text/xml or application/json");
 		return;
 	}
-	if (len > h->cfg->https.max_body || len > h->cfg->destinations[d].max_frame) {
-		refuse(h, req, peer, 413, "body of %zu bytes is over the limit of %zu", len,
-		       h->cfg->https.max_body < h->cfg->destinations[d].max_frame
-			   ? h->cfg->https.max_body
-			   : h->cfg->destinations[d].max_frame);
+	/* JSON is held to max_frame once translated: it is the HL7 that is sent. */
+	limit = strcmp(ctype, CTYPE_JSON) == 0 ||
+			h->cfg->https.max_body < h->cfg->destinations[d].max_frame
+		    ? h->cfg->https.max_body
+		    : h->cfg->destinations[d].max_frame;
+	if (len > limit) {
+		refuse(h, req, peer, 413, "body of %zu bytes is over the limit of %zu", len, limit);
 		return;
 	}
 	if (key && (!*key || strlen(key) > HTTPS_IN_KEY_MAX || !visible(key, strlen(key)))) {

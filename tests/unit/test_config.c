@@ -1282,9 +1282,9 @@ static const struct tunnel_case tunnel_bad_cases[] = {
     {SUP, TUN LAB_IN DEST(", hl7: { sending_application: \"A\\x0bB\" }"),
      "t.yaml:19: sending_application: " HL7_DELIMS "; got 'A?B'"},
     {SUP, TUN LAB_IN DEST(", hl7: { sending_application: " X32("abcde") X16("a") "abcde }"),
-     "t.yaml:19: sending_application: longer than 180 characters"},
+     "t.yaml:19: sending_application: longer than 180 bytes"},
     {BRI, TUN LAB_IN DEST(", hl7: { receiving_facility: " X32("abcde") X16("a") "abcde }"),
-     "t.yaml:19: receiving_facility: longer than 180 characters"},
+     "t.yaml:19: receiving_facility: longer than 180 bytes"},
     {SUP, TUN LAB_IN DEST(", hl7: { sending_facility: [A] }"),
      "t.yaml:19: sending_facility: expected a name"},
     /* latin1: the names are written in ISO 8859-1 too (at the name's line) */

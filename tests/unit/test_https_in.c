@@ -1026,6 +1026,28 @@ START_TEST(test_json_post)
 }
 END_TEST
 
+/* A JSON body is held to max_frame once translated, not as posted: the
+ * HL7 is what the receiver gets. */
+START_TEST(test_json_frame)
+{
+	char json[2048];
+	struct resp r;
+	int n = snprintf(json, sizeof(json), "%s%*s", JSON_OK, RIS_FRAME * 2, "");
+
+	ck_assert_int_lt(n, (int)sizeof(json));
+	start(AUTH_TOKENS);
+	post_json("/v1/destinations/ris/messages", json, &r); /* 1,2xx bytes of JSON */
+	ck_assert_msg(r.code == 202, "%ld %s", r.code, r.body);
+	ck_assert_int_eq(submits(), 1);
+	ck_assert_uint_le(F.msgs[0].len, RIS_FRAME);
+	post_json("/v1/destinations/tiny/messages", JSON_OK, &r);
+	ck_assert_int_eq(r.code, 413);
+	ck_assert_ptr_nonnull(strstr(r.body, "the translated message of "));
+	ck_assert_int_eq(submits(), 1);
+	stop();
+}
+END_TEST
+
 /* POST /v1/translate answers the HL7 and never calls submit. */
 START_TEST(test_translate_route)
 {
@@ -1419,6 +1441,7 @@ static Suite *https_in_suite(void)
 	tcase_add_test(t, test_refusals_rate_limited);
 	tcase_add_test(t, test_accept_out_of_fds);
 	tcase_add_test(t, test_json_post);
+	tcase_add_test(t, test_json_frame);
 	tcase_add_test(t, test_translate_route);
 	tcase_add_test(t, test_json_stats);
 	tcase_add_test(t, test_idempotency_key);
