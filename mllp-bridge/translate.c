@@ -506,11 +506,37 @@ static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *cp)
 static int unit_for(struct xl *x, const char *path, const unsigned char *s, size_t k, unsigned cp,
 		    char unit[8])
 {
-	static const char delim[] = "|^~\\&", code[] = "FSRET";
-	const char *d = cp < 0x80 && cp ? strchr(delim, (int)cp) : NULL;
+	char code = 0;
 
-	if (d)
-		return snprintf(unit, 8, "\\%c\\", code[d - delim]);
+	/* Printable ASCII is nearly every byte: one switch, no library call. */
+	switch (cp) {
+	case '|':
+		code = 'F';
+		break;
+	case '^':
+		code = 'S';
+		break;
+	case '~':
+		code = 'R';
+		break;
+	case '\\':
+		code = 'E';
+		break;
+	case '&':
+		code = 'T';
+		break;
+	default:
+		if (cp >= 0x20 && cp < 0x7f) {
+			unit[0] = (char)cp;
+			return 1;
+		}
+	}
+	if (code) {
+		unit[0] = '\\';
+		unit[1] = code;
+		unit[2] = '\\';
+		return 3;
+	}
 	if (cp == 0x0b || cp == 0x1c)
 		return fail(x, path, "control character U+%04X (MLLP framing) is not allowed", cp);
 	if ((cp < 0x20 && cp != '\t') || cp == 0x7f)
