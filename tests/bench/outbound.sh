@@ -15,6 +15,8 @@
 #   (d)   the same at 1,000 req/s with a ~4 KiB Redox-style PatientAdmin JSON
 #         document (BENCH_JSON) on every request: each is translated into
 #         HL7 v2 on the bridge's loop before it is stored. Target p99 <= 5 ms.
+#   (d0)  diagnostic: the same load with ~4 KiB HL7 bodies, just before (d),
+#         so that the translation's own share of (d) can be read off one run.
 #
 # One mllp-recv (it ACKs AA at once) behind 50 delay-proxy instances, one
 # port per destination: the bridge sees 50 distinct receivers 20 ms away.
@@ -231,6 +233,8 @@ load c1 -D 1 -r $RATE_C -d "$SECS" --id-prefix X
 
 # ---- (d) 202 latency with translation at 1,000 requests/s --------------------
 sleep 2
+load d0 -D $DESTS -r $RATE_D -d "$SECS" -s "$(wc -c <"$JSON")" --id-prefix Y
+sleep 2
 xl0=$(metric 'mllp_https_translations_total{outcome="translated"}')
 load d -D $DESTS -r $RATE_D -d "$SECS" --json "$JSON"
 xl1=$(metric 'mllp_https_translations_total{outcome="translated"}')
@@ -271,4 +275,5 @@ awk -v p99="$(field p99 "$out_d")" -v p50="$(field p50 "$out_d")" -v mx="$(field
 	}'
 echo "(c) spool during the run: $spool_c; $slow_c; $cpu_c, $busy_c"
 echo "(c1) diagnostic, $RATE_C req/s to 1 destination: $(cat "$tmp/c1.out")"
+echo "(d0) diagnostic, (d) with HL7 bodies of the same size, no translation: $(cat "$tmp/d0.out")"
 echo "bridge: $(grep -c . "$tmp/bridge.log") log lines; last: $(tail -n 1 "$tmp/bridge.log" | cut -c1-160)"
