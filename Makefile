@@ -40,7 +40,7 @@ PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
                $(if $(wildcard appliance/appliancectl.c),$(BUILD)/bin/appliancectl)
 
-.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean
+.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean install
 all: $(PROGRAMS) $(UNIT_BIN)
 
 deps:
@@ -193,6 +193,17 @@ format:
 	clang-format -i $(SOURCES)
 format-check:
 	@clang-format --dry-run --Werror $(SOURCES)
+
+# `make install DESTDIR=DIR`: what the appliance image and the Debian package
+# lay down: the programs, rootfs/ as it is (units, example configuration),
+# and the user documentation that the units point to.
+DESTDIR ?=
+install: $(PROGRAMS)
+	install -d $(DESTDIR)/usr/sbin $(DESTDIR)/usr/bin $(DESTDIR)/usr/share/doc/mllp-edge
+	install -m 0755 $(BUILD)/bin/appliance $(BUILD)/bin/mllp-bridge $(DESTDIR)/usr/sbin/
+	install -m 0755 $(BUILD)/bin/appliancectl $(BUILD)/bin/vici $(DESTDIR)/usr/bin/
+	cp -R --no-preserve=ownership rootfs/. $(DESTDIR)/
+	install -m 0644 README.md docs/*.md $(DESTDIR)/usr/share/doc/mllp-edge/
 
 clean:
 	rm -rf build
