@@ -31,7 +31,9 @@
 #define LANE_BUCKETS_MIN  16u			   /* power of two */
 #define LANE_DELAY_MAX_MS (24ull * 60 * 60 * 1000) /* lanes_retry() caps its delay at a day */
 
-enum { ITEM_IDLE = 0, ITEM_QUEUED, ITEM_IN_FLIGHT, ITEM_RETRYING };
+/* ITEM_DUE: a head whose retry time came, waiting for its dispatch. It
+ * may go like a queued item but, having been sent, is never passed. */
+enum { ITEM_IDLE = 0, ITEM_QUEUED, ITEM_IN_FLIGHT, ITEM_RETRYING, ITEM_DUE };
 
 TAILQ_HEAD(lane_q, lane_item);
 
@@ -112,7 +114,8 @@ static void q_remove(struct lane *ln, struct lane_item *it)
 }
 
 /* Seq order, stable for equal seqs. Scans from the tail: a growing seq costs
- * one comparison. A head in flight or retrying is never passed. */
+ * one comparison. A head that was sent (in flight, retrying, due) is never
+ * passed. */
 static void q_insert_ordered(struct lane *ln, struct lane_item *it)
 {
 	struct lane_item *pos = TAILQ_LAST(&ln->items, lane_q);
@@ -170,7 +173,7 @@ static struct lane *lane_find(const struct lanes *l, const char *key, size_t len
 
 static bool item_eligible(const struct lane_item *it)
 {
-	if (it->state != ITEM_QUEUED)
+	if (it->state != ITEM_QUEUED && it->state != ITEM_DUE)
 		return false;
 	for (int i = 0; i < it->nlanes; i++)
 		if (TAILQ_FIRST(&it->lane[i]->items) != it)
@@ -233,7 +236,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	assert(it && it->state == ITEM_RETRYING && it->lane[0] == ln);
-	it->state = ITEM_QUEUED;
+	it->state = ITEM_DUE;
 	l->retrying--;
 	lane_kick(l, ln);
 	lanes_arm(l);
@@ -446,7 +449,7 @@ void lanes_retry(struct lanes *l, struct lane_item *it, uint64_t delay_ms)
 	l->retrying++;
 	if (evtimer_add(it->lane[0]->timer, &tv) < 0) {
 		/* Only a broken base fails here: resend now rather than stall the lane. */
-		it->state = ITEM_QUEUED;
+		it->state = ITEM_DUE;
 		l->retrying--;
 		lane_kick(l, it->lane[0]);
 	}

@@ -281,7 +281,8 @@ struct order_case {
 	const char *name;
 	unsigned cap;
 	struct push_spec pre[6];  /* pushed, then one loop pass */
-	int retry_first;	  /* then the oldest in flight retries at once */
+	int retry_first;	  /* then the oldest in flight retries at once; 2: and one more
+				   * loop pass, in which its retry comes due */
 	struct push_spec post[8]; /* then pushed */
 	int sends[12];		  /* ids in send order when drained oldest first; 0 ends */
 };
@@ -334,6 +335,14 @@ static const struct order_case order_cases[] = {
      1,
      {{3, "a", NULL, 5}},
      {1, 1, 3, 2}},
+    /* The retry came due while another lane held the only slot: the head
+     * waits to be sent again, and it was sent before: still not passed. */
+    {"a replay waits for a head whose retry is due",
+     1,
+     {{1, "a", NULL, 10}, {2, "a", NULL, 20}, {9, "b", NULL, 1}},
+     2,
+     {{3, "a", NULL, 5}},
+     {1, 9, 1, 3, 2}},
     {"a replay behind a lone in-flight head",
      1,
      {{1, "a", NULL, 10}},
@@ -379,6 +388,8 @@ START_TEST(send_order)
 	if (c->retry_first) {
 		ck_assert_msg(oldest_in_flight(), "%s: nothing in flight to retry", c->name);
 		retry(oldest_in_flight(), 0);
+		if (c->retry_first == 2)
+			pump();
 	}
 	push_list(c->post, N(c->post));
 	drain();
