@@ -13,16 +13,9 @@ CONF=$TMP/bridge.yaml
 TOKEN=outbound-test-token-0123456789
 printf '%s *\n' "$TOKEN" >"$TMP/tokens"
 chmod 600 "$TMP/tokens"
-cat >"$CONF" <<EOF
-gate: open # no tunnels: the bridge alone
-spool: $TMP/spool.db
-observability: { listen: 127.0.0.1:$OBS_PORT }
-retry: { initial: 100ms, max: 400ms }
-integrations:
-  - name: inb
-    listen: 127.0.0.1:$MLLP
-    sources: [127.0.0.0/8]
-    upstream: { url: "https://localhost:18499/v1", ca_file: $CERTS/ca.pem }
+{
+	outbound_conf_head 18499
+	cat <<EOF
 destinations:
   - { name: lab, address: 127.0.0.1:$P_LAB, ack_timeout: 1s, max_attempts: 10 }
   - { name: rej, address: 127.0.0.1:$P_REJ, ack_timeout: 5s, on_ae: retry, on_ar: dead }
@@ -34,6 +27,7 @@ https:
   key: $CERTS/server.key
   tokens_file: $TMP/tokens
 EOF
+} >"$CONF"
 
 # ---- helpers (outbound) -------------------------------------------------
 

@@ -22,27 +22,21 @@ EOF
 chmod 600 "$TMP/tokens"
 # write_conf CERT KEY: the bridge's configuration with that server key
 write_conf() {
-	cat >"$CONF" <<-EOF
-		gate: open # no tunnels: the bridge alone
-		spool: $TMP/spool.db
-		observability: { listen: 127.0.0.1:$OBS_PORT }
-		retry: { initial: 100ms, max: 400ms }
-		integrations:
-		  - name: inb
-		    listen: 127.0.0.1:$MLLP
-		    sources: [127.0.0.0/8]
-		    upstream: { url: "https://localhost:18499/v1", ca_file: $CERTS/ca.pem }
-		destinations:
-		  - { name: lab, address: 127.0.0.1:$P_LAB, ack_timeout: 5s }
-		  - { name: ris, address: 127.0.0.1:$P_RIS, ack_timeout: 5s }
-		https:
-		  listen: 127.0.0.1:$HTTPS
-		  cert: $1
-		  key: $2
-		  client_ca: $CERTS/ca.pem
-		  tokens_file: $TMP/tokens
-		  max_body: 1KiB
-	EOF
+	{
+		outbound_conf_head 18499
+		cat <<-EOF
+			destinations:
+			  - { name: lab, address: 127.0.0.1:$P_LAB, ack_timeout: 5s }
+			  - { name: ris, address: 127.0.0.1:$P_RIS, ack_timeout: 5s }
+			https:
+			  listen: 127.0.0.1:$HTTPS
+			  cert: $1
+			  key: $2
+			  client_ca: $CERTS/ca.pem
+			  tokens_file: $TMP/tokens
+			  max_body: 1KiB
+		EOF
+	} >"$CONF"
 }
 write_conf "$CERTS/server.pem" "$CERTS/server.key"
 

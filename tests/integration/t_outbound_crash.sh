@@ -14,16 +14,9 @@ CONF=$TMP/bridge.yaml
 TOKEN=outbound-crash-token-0123456789
 printf '%s lab\n' "$TOKEN" >"$TMP/tokens"
 chmod 600 "$TMP/tokens"
-cat >"$CONF" <<EOF
-gate: open # no tunnels: the bridge alone
-spool: $TMP/spool.db
-observability: { listen: 127.0.0.1:$OBS_PORT }
-retry: { initial: 100ms, max: 400ms }
-integrations:
-  - name: inb
-    listen: 127.0.0.1:$MLLP
-    sources: [127.0.0.0/8]
-    upstream: { url: "https://localhost:18498/v1", ca_file: $CERTS/ca.pem }
+{
+	outbound_conf_head 18498
+	cat <<EOF
 destinations:
   - { name: lab, address: 127.0.0.1:$P_LAB, ack_timeout: 5s }
 https:
@@ -32,6 +25,7 @@ https:
   key: $CERTS/server.key
   tokens_file: $TMP/tokens
 EOF
+} >"$CONF"
 
 mkdir -p "$TMP/msgs"
 start_recv recv $P_LAB --delay 30 || exit 1

@@ -19,16 +19,9 @@ TOKEN=outbound-policy-token-0123456789
 T_R2=outbound-r2-only-token-0123456789
 printf '%s *\n%s r2\n' "$TOKEN" "$T_R2" >"$TMP/tokens"
 chmod 600 "$TMP/tokens"
-cat >"$CONF" <<EOF
-gate: open # no tunnels: the bridge alone
-spool: $TMP/spool.db
-observability: { listen: 127.0.0.1:$OBS_PORT }
-retry: { initial: 100ms, max: 400ms }
-integrations:
-  - name: inb
-    listen: 127.0.0.1:$MLLP
-    sources: [127.0.0.0/8]
-    upstream: { url: "https://localhost:18499/v1", ca_file: $CERTS/ca.pem }
+{
+	outbound_conf_head 18499
+	cat <<EOF
 destinations:
   - { name: dead, address: 127.0.0.1:$P_DEAD, ack_timeout: 500ms, max_attempts: 3 }
   - { name: r2, address: 127.0.0.1:$P_R2, ack_timeout: 2s, mllp: { release: 2 } }
@@ -40,6 +33,7 @@ https:
   key: $CERTS/server.key
   tokens_file: $TMP/tokens
 EOF
+} >"$CONF"
 
 out_msg() {
 	printf 'MSH|^~\\&|CLOUD|ACME|LIS|HOSP|20261130120000||ORM^O01^ORM_O01|%s|P|2.5.1\rPID|1||%s^^^HOSP^MR||DOE^JANE\r' \
