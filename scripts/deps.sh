@@ -15,6 +15,7 @@ PKGS="build-essential pkg-config
       sqlite3 openssl curl nginx-light iproute2 util-linux procps clang libclang-rt-14-dev
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
       libcharon-extra-plugins netcat-openbsd nodejs tcpdump nmap
+      prometheus
       libjansson-dev python3-hl7"
 
 missing=""
