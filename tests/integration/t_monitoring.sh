@@ -118,8 +118,13 @@ wait_until 10 'grep -q "event=started" "$TMP/bridge.log"' || {
 	fail "the linked bridge started" "$(tail -n 20 "$TMP/bridge.log")"
 	finish
 }
+# One command at a time: ipc-send reads stdin with fgets() after poll(), so a
+# second line that arrived with the first waits in stdio's buffer until more
+# input comes.
 echo "gate 127.0.0.0/8" >&3
+wait_until 5 'grep -q "^sent gate" "$TMP/ipc.out"'
 echo "tunnels 2 hosp-a:1:21:21:1790000000" >&3
+wait_until 5 'grep -q "^sent tunnels" "$TMP/ipc.out"'
 wait_until 5 '[ "$(metric appliance_tunnel_up 2>/dev/null)" = 1 ]'
 curl -sf --max-time 5 "http://127.0.0.1:$OBS_PORT/metrics" >"$TMP/metrics.txt"
 expect "the bridge's /metrics carries the supervisor's view (appliance_tunnel_up{tunnel=\"hosp-a\"} 1)" \
