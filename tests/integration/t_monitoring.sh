@@ -5,8 +5,8 @@
 #      and tests/prometheus/mllp-edge.test.yml passes `promtool test rules`;
 #      every alert has a case where it fires and one where it must not; a rule
 #      with a broken threshold makes those tests fail.
-#   2. rootfs/usr/share/mllp-edge/grafana/mllp-edge.json is importable and
-#      has the panels operators need.
+#   2. rootfs/usr/share/mllp-edge/grafana/mllp-edge.json is importable, has
+#      the panels operators need, and its queries parse (promtool).
 #   3. every metric name (and label value) the rules and the dashboard use is
 #      on the /metrics of a real mllp-bridge. The bridge runs under
 #      tests/tools/ipc-send, a stand-in supervisor, so that the supervisor's
@@ -74,6 +74,14 @@ rc=$?
 expect "dashboard: importable JSON with the expected panels ($(grep -o '[0-9]* panels' "$TMP/dash.out"))" \
 	test "$rc" -eq 0
 [ "$rc" -eq 0 ] || cat "$TMP/dash.out"
+# Its queries parse as PromQL: promtool reads them as recording rules.
+python3 "$CHECK" as-rules "$DASH" >"$TMP/dash.rules.yml"
+nq=$(grep -c 'record:' "$TMP/dash.rules.yml")
+promtool check rules "$TMP/dash.rules.yml" >"$TMP/dashq.out" 2>&1
+rc=$?
+expect "dashboard: its $nq queries are valid PromQL (promtool)" \
+	test "$rc" -eq 0 -a "$nq" -gt 20
+[ "$rc" -eq 0 ] || cat "$TMP/dashq.out"
 
 # ---- 3. every name on a real /metrics ----------------------------------------
 

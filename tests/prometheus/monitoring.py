@@ -4,6 +4,9 @@
   monitoring.py dashboard DASHBOARD.json
       the dashboard is importable (schemaVersion, a DS_PROMETHEUS input that
       every panel and target uses) and has the panels operators need.
+  monitoring.py as-rules DASHBOARD.json
+      prints the dashboard's queries as a rules file of recording rules, with
+      Grafana's variables replaced, for `promtool check rules` to parse.
   monitoring.py names METRICS.txt FILE...
       every metric name (and label) the PromQL in FILE uses is on METRICS.txt,
       a scrape of a real bridge's /metrics. FILE is the rules (*.yml) or the
@@ -214,7 +217,24 @@ def check_dashboard(path):
     return 1 if bad else 0
 
 
+def dashboard_as_rules(path):
+    """Grafana's variables replaced by what they stand for at run time."""
+    exprs, _ = dashboard_texts(path)
+    print("groups:\n  - name: dashboard\n    rules:")
+    n = 0
+    for e in exprs:
+        if e.startswith("label_values("):
+            continue  # a Grafana function, not PromQL
+        e = e.replace("$__rate_interval", "2m").replace("$__interval", "1m")
+        e = e.replace("$instance", ".*")
+        n += 1
+        print(f"      - record: dashboard:query{n}\n        expr: {json.dumps(e)}")
+    return 0 if n else 1
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "as-rules":
+        sys.exit(dashboard_as_rules(sys.argv[2]))
     if len(sys.argv) == 3 and sys.argv[1] == "dashboard":
         sys.exit(check_dashboard(sys.argv[2]))
     if len(sys.argv) >= 4 and sys.argv[1] == "names":
