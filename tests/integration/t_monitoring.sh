@@ -15,6 +15,10 @@
 #      and with destinations and the HTTPS API so that mllp_out_* and
 #      mllp_https_* are. A renamed metric fails this; so does a copy of the
 #      rules with one name changed (the check proves it can fail).
+#   4. a real Prometheus (Debian's, loopback only) loads the rules, scrapes
+#      that bridge, evaluates every rule without error, fires nothing while
+#      all is well, and fires exactly the expected alerts once the stand-in
+#      supervisor reports a tunnel down, a DH group 2 SA and a restart.
 # shellcheck disable=SC2016 # conditions are quoted to be evaluated later
 . tests/integration/lib.sh
 
@@ -22,7 +26,7 @@ RULES=rootfs/etc/prometheus/mllp-edge.rules.yml
 RTEST=tests/prometheus/mllp-edge.test.yml
 DASH=rootfs/usr/share/mllp-edge/grafana/mllp-edge.json
 CHECK=tests/prometheus/monitoring.py
-MLLP=11001 DEST=11002 HTTPS=18601 UP=18602 OBS_PORT=19301
+MLLP=11001 DEST=11002 HTTPS=18601 UP=18602 OBS_PORT=19301 PROM_PORT=19302
 CONF=$TMP/bridge.yaml
 
 if ! command -v promtool >/dev/null; then
@@ -158,6 +162,57 @@ python3 "$CHECK" names "$TMP/metrics.txt" "$TMP/relabel.yml" >"$TMP/relabel.out"
 rc=$?
 expect "a label value no sample has fails the check (limit=\"tunnel\")" \
 	eval 'test "$rc" -ne 0 && grep -q "no sample with limit=\"tunnel\"" "$TMP/relabel.out"'
+
+# ---- 4. a real Prometheus with the shipped rules, scraping that bridge --------
+
+# It scrapes and evaluates every second, on loopback only, and has no
+# Alertmanager: its /api/v1/alerts is what it would send. First it sees the
+# state above (hosp-a up, 2 bridge restarts); then the supervisor reports
+# hosp-a down, hosp-b with a CHILD_SA of DH group 2, and one more restart.
+cat >"$TMP/prometheus.yml" <<EOF
+global: { scrape_interval: 1s, evaluation_interval: 1s }
+rule_files: [$PWD/$RULES]
+scrape_configs:
+  - job_name: mllp-edge
+    static_configs: [{ targets: ['127.0.0.1:$OBS_PORT'] }]
+EOF
+prom_api() { curl -sf --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/$1"; }
+# alerts: "STATE ALERTNAME [tunnel=T sa=S]" per active alert, sorted.
+alerts() {
+	prom_api alerts | python3 -c '
+import json, sys
+for a in json.load(sys.stdin)["data"]["alerts"]:
+    l = a["labels"]
+    extra = "".join(f" {k}={l[k]}" for k in ("tunnel", "sa") if k in l)
+    print(a["state"], l["alertname"] + extra)' | sort
+}
+prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/prom" \
+	--web.listen-address="127.0.0.1:$PROM_PORT" >"$TMP/prometheus.log" 2>&1 &
+PROM_PID=$!
+PIDS="$PIDS $PROM_PID"
+wait_until 20 'prom_api "query?query=appliance_bridge_restarts_total" | grep -q "\"2\""' ||
+	fail "Prometheus scraped the bridge" "$(tail -n 5 "$TMP/prometheus.log")"
+# Prometheus applies its targets every 5 s: the first scrape comes ~5 s in.
+healthy() { prom_api rules | grep -o '"health":"ok"' | wc -l; }
+wait_until 5 '[ "$(healthy)" -eq "$nalerts" ]'
+sleep 1.1 # one more evaluation, surely after the first scrape
+nhealthy=$(healthy)
+expect "Prometheus loaded the shipped rules and evaluates them: $nhealthy of $nalerts healthy" \
+	test "$nhealthy" -eq "$nalerts"
+got=$(alerts)
+expect "Prometheus: nothing fires while all is well" test -z "$got"
+[ -z "$got" ] || printf '# got:\n%s\n' "$got"
+echo "tunnels 3 hosp-a:0:0:0:1790000100 hosp-b:1:21:2:1790000100" >&3
+wait_until 5 'grep -q "^sent tunnels n=2" "$TMP/ipc.out"'
+want='firing MllpEdgeBridgeRestarted
+firing MllpEdgeSAWrongDHGroup tunnel=hosp-b sa=child
+pending MllpEdgeTunnelDown tunnel=hosp-a'
+wait_until 20 '[ "$(alerts)" = "$want" ]'
+got=$(alerts)
+expect "Prometheus: the restart and DH group 2 fire, the tunnel down is pending (for: 2m); nothing else" \
+	test "$got" = "$want"
+[ "$got" = "$want" ] || printf '# got:\n%s\n' "$got"
+stop_pid "$PROM_PID"
 
 (echo close >&3) 2>/dev/null # ipc-send may be gone already (SIGPIPE)
 exec 3>&-
