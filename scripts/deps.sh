@@ -16,6 +16,7 @@ PKGS="build-essential pkg-config
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
       libcharon-extra-plugins netcat-openbsd nodejs tcpdump nmap
       prometheus
+      nftables systemd
       libjansson-dev python3-hl7"
 
 missing=""
