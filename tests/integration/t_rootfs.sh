@@ -269,6 +269,16 @@ if run_check ip netns exec "$NS_A" nft -f "$TMP/fw.nft" &&
 else
 	fail "a second nft -f of the ruleset" "$(head -c 600 "$TMP/out")"
 fi
+# The documented way: an nftables.conf that flushes and includes it,
+# loaded twice (boot, then `systemctl reload nftables`).
+printf 'flush ruleset\ninclude "%s"\n' "$TMP/fw.nft" >"$TMP/nftables.conf"
+if run_check ip netns exec "$NS_A" nft -f "$TMP/nftables.conf" &&
+	run_check ip netns exec "$NS_A" nft -f "$TMP/nftables.conf" &&
+	[ "$(ip netns exec "$NS_A" nft list tables)" = "table inet mllp_edge" ]; then
+	ok "an nftables.conf with 'flush ruleset' and 'include \"/etc/nftables.d/mllp-edge.nft\"' loads it, twice"
+else
+	fail "loading through an nftables.conf include" "$(head -c 600 "$TMP/out")"
+fi
 s0=$(snap)
 case "$s0" in
 *none*) fail "the named counters cannot be read with nft list counter" "$s0" ;;
