@@ -27,15 +27,18 @@
 #             AH and IPCOMP are all off), so no packet can carry IPsec state.
 #             The accepting side of the IPsec matches, i.e. the input rule
 #             "meta ipsec exists ... in_mllp_ipsec accept" and the output
-#             rule letting "rt ipsec exists" traffic through, are proven only
-#             by the VM image test (`make image-test`, kernel ESP).
+#             rule letting "rt ipsec exists" traffic through, can be proven
+#             only on a kernel with ESP: the VM image test (`make
+#             image-test`), with this ruleset loaded in the appliance VM.
 #   sysctl    rootfs/etc/sysctl.d/90-mllp-edge.conf: every line is KEY = VALUE,
 #             every key is under net. and exists in a fresh network namespace
 #             (so it is per namespace: applying the file there cannot touch
 #             the host), `sysctl -p` applies it there without an error, and
 #             each value reads back.
 #   charon    rootfs/etc/appliance/strongswan.conf: a real charon started with
-#             it (STRONGSWAN_CONF, in its own namespace, /run private) answers
+#             it (STRONGSWAN_CONF, in its own namespace, /run private, inside
+#             appliance.service's CapabilityBoundingSet and NoNewPrivileges
+#             by setpriv) answers
 #             on the vici socket the file names (/run/charon.vici, as
 #             appliance.yaml expects), with exactly the plugins the file
 #             lists: kernel-netlink and vici, no kernel-libipsec, no stroke.
@@ -95,7 +98,7 @@ trap 'rootfs_cleanup; cleanup' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-for tool in nft ip nc python3 sysctl systemd-analyze systemd-sysusers systemd-tmpfiles swanctl nsenter; do
+for tool in nft ip nc python3 setpriv sysctl systemd-analyze systemd-sysusers systemd-tmpfiles swanctl nsenter; do
 	command -v "$tool" >/dev/null || {
 		fail "setup: $tool is not installed (scripts/deps.sh)"
 		exit 1
@@ -369,7 +372,7 @@ else
 		"$b" "$(snap)" out_mllp_clear
 fi
 echo "# not exercised here (no kernel ESP): the input accept 'meta ipsec exists ... in_mllp_ipsec' and"
-echo "# output through 'rt ipsec exists': the VM image test (make image-test) proves those."
+echo "# output through 'rt ipsec exists': only a kernel with ESP can (the VM image test, with this ruleset loaded)."
 [ "$(cnt in_mllp_ipsec)" = 0 ] || fail "in_mllp_ipsec moved without IPsec: $(cnt in_mllp_ipsec)"
 
 # ---- sysctl ------------------------------------------------------------------
@@ -423,10 +426,17 @@ mkdir -p "$TMP/swanctl/conf.d"
 printf 'include conf.d/*.conf\n' >"$TMP/swanctl/swanctl.conf"
 cp "$SWANCTL_EX" "$TMP/swanctl/conf.d/hospital-b.conf"
 # charon with the shipped file (its path as appliance.service passes it),
-# /run private so that /run/charon.vici and /run/charon.pid are its own.
+# /run private so that /run/charon.vici and /run/charon.pid are its own,
+# and inside appliance.service's CapabilityBoundingSet with no new
+# privileges (setpriv): the unit leaves charon what it needs (without
+# CAP_NET_ADMIN it exits at once).
+bset=$(sed -n 's/^CapabilityBoundingSet=//p' "$ROOTFS/usr/lib/systemd/system/appliance.service" |
+	tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+[ -n "$bset" ] || fail "no CapabilityBoundingSet in appliance.service"
 SWANCTL_DIR=$TMP/swanctl STRONGSWAN_CONF=$PWD/$SS_CONF \
 	ip netns exec "$NS_C" unshare -m --propagation private \
-	sh -c 'mount -t tmpfs tmpfs /run && exec "$0"' "$CHARON" >"$TMP/charon.out" 2>&1 </dev/null &
+	sh -c 'mount -t tmpfs tmpfs /run && exec setpriv --bounding-set "-all,$1" --no-new-privs "$0"' \
+	"$CHARON" "$bset" >"$TMP/charon.out" 2>&1 </dev/null &
 CHARON_PID=$!
 PIDS="$PIDS $CHARON_PID"
 # swanctl in charon's namespaces, with the shipped file for its socket.
@@ -434,7 +444,7 @@ c_swanctl() {
 	STRONGSWAN_CONF=$PWD/$SS_CONF timeout 10 nsenter -t "$CHARON_PID" -m -n swanctl "$@"
 }
 if wait_until 10 'c_swanctl --stats >"$TMP/stats" 2>&1'; then
-	ok "charon with the shipped strongswan.conf answers vici on /run/charon.vici (swanctl with the same file)"
+	ok "charon with the shipped strongswan.conf, in appliance.service's capability bounding set ($bset), answers vici on /run/charon.vici (swanctl with the same file)"
 	plugins=$(sed -n 's/^loaded plugins: //p' "$TMP/stats")
 	want=$(sed -n 's/^[[:space:]]*load = \(.*kernel-netlink.*\)$/\1/p' "$SS_CONF")
 	if [ "$plugins" = "charon $want" ] && [[ " $plugins " = *" kernel-netlink "* ]] &&
