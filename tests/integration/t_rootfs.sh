@@ -210,8 +210,15 @@ bg "$NS_A" nc -lk -s "$A_OUT" -p "$OBS_PORT"
 ip netns exec "$NS_A" nc -lu -s "$A_OUT" -p 500 >"$TMP/ike.recv" 2>&1 </dev/null &
 PIDS="$PIDS $!"
 bg "$NS_P" nc -lk -s "$HOSP" -p "$LIS_PORT"
-wait_until 5 "ip netns exec $NS_A ss -ltn | grep -q ':$OBS_PORT '" &&
-	wait_until 5 "ip netns exec $NS_P ss -ltn | grep -q ':$LIS_PORT '" ||
+listening() {
+	local ns=$1 opt=$2 port
+	shift 2
+	for port in "$@"; do
+		ip netns exec "$ns" ss "$opt" | grep -q ":$port " || return 1
+	done
+}
+wait_until 5 "listening $NS_A -ltn $MLLP_PORT $API_PORT $OTHER_PORT $OBS_PORT" &&
+	wait_until 5 "listening $NS_A -lun 500" && wait_until 5 "listening $NS_P -ltn $LIS_PORT" ||
 	{ fail "setup: the listeners did not start"; exit 1; }
 
 # Control round: without the ruleset every one of them is reachable, so a
