@@ -17,7 +17,8 @@
 #               - ESP (protocol 50, a raw datagram): in_esp moves, no drop
 #                 counter moves (there is no kernel ESP here to decrypt it);
 #               - HTTPS to the API port: connects, in_api moves, no drop
-#                 counter moves;
+#                 counter moves; the same from a hospital address in clear:
+#                 dropped, in_hospital_clear moves;
 #               - TCP to a port nothing allows (2222, and the observability
 #                 port 9100): dropped, in_dropped / in_metrics move;
 #               - MLLP from the appliance to a hospital receiver in clear:
@@ -230,10 +231,11 @@ control=""
 tcp_try "$NS_P" "$MLLP_ADDR" "$MLLP_PORT" || control="$control mllp"
 tcp_try "$NS_P" -s "$HOSP" "$MLLP_ADDR" "$MLLP_PORT" || control="$control mllp-from-hospital"
 tcp_try "$NS_P" "$A_OUT" "$OTHER_PORT" || control="$control $OTHER_PORT"
+tcp_try "$NS_P" -s "$HOSP" "$A_OUT" "$API_PORT" || control="$control api-from-hospital"
 tcp_try "$NS_P" "$A_OUT" "$OBS_PORT" || control="$control $OBS_PORT"
 tcp_try "$NS_A" "$HOSP" "$LIS_PORT" || control="$control appliance-to-lis"
 if [ -z "$control" ]; then
-	ok "control: without the ruleset, MLLP (from the outer and a hospital address), ports $OTHER_PORT and $OBS_PORT, and the hospital's receiver all connect"
+	ok "control: without the ruleset, MLLP (from the outer and a hospital address), the API from a hospital address, ports $OTHER_PORT and $OBS_PORT, and the hospital's receiver all connect"
 else
 	fail "control: without the ruleset these did not connect:$control" "$(tail -n 5 "$TMP/nc.log")"
 	exit 1
@@ -354,6 +356,16 @@ if tcp_try "$NS_P" "$A_OUT" "$API_PORT"; then
 		fail "the API connection: in_api moved by $(delta "$b" "$a" in_api)"
 else
 	fail "a connection to the API port $A_OUT:$API_PORT was refused by the ruleset"
+fi
+
+# The same API port from a hospital address in clear: the hospital's ranges
+# come only through the tunnel, whatever the port.
+b=$(snap)
+if tcp_try "$NS_P" -s "$HOSP" "$A_OUT" "$API_PORT"; then
+	fail "a hospital address ($HOSP) reached the API port in clear"
+else
+	moved "the API port from the hospital's $HOSP in clear is dropped and in_hospital_clear counts it" \
+		"$b" "$(snap)" in_hospital_clear
 fi
 
 # A port nothing allows (what sshd would be) and the observability port.
