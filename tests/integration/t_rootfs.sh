@@ -57,6 +57,8 @@
 #             from this host, as is its unit directory for the targets). The
 #             same verify on a ROOT without /usr/sbin/mllp-bridge must fail.
 #             No unit of the package is left under /etc/systemd/system.
+#             appliance.service's STRONGSWAN_CONF is the installed
+#             strongswan.conf, whose vici socket is appliance.yaml's.
 #   users     systemd-sysusers --root=ROOT makes mllp-bridge (no shell, home
 #             /var/lib/appliance) and the group appliance; systemd-tmpfiles
 #             --root=ROOT makes /var/lib/appliance 0700, owned by mllp-bridge.
@@ -535,6 +537,16 @@ if make_root "$R"; then
 			fail "systemd-analyze verify $u" "$(head -c 800 "$TMP/verify.out")"
 		fi
 	done
+	# The strongswan.conf the unit hands charon is the one installed, and
+	# its vici socket is where appliance.yaml's charon.vici points.
+	ssc=$(sed -n 's/^Environment=STRONGSWAN_CONF=//p' "$R/usr/lib/systemd/system/appliance.service")
+	yvici=$(sed -n 's/^  vici: \(unix:[^ ]*\).*/\1/p' "$EXAMPLE")
+	if [ -n "$ssc" ] && cmp -s "$R$ssc" "$SS_CONF" && [ -n "$yvici" ] &&
+		[ "$(grep -c "socket = $yvici\$" "$R$ssc")" = 2 ]; then
+		ok "appliance.service passes STRONGSWAN_CONF=$ssc, installed, whose vici socket (charon's and swanctl's) is appliance.yaml's $yvici"
+	else
+		fail "appliance.service's STRONGSWAN_CONF ('$ssc') is not the installed strongswan.conf, or its socket is not appliance.yaml's '$yvici'"
+	fi
 	for u in $UNITS; do
 		grep -q '^ProtectSystem=strict$' "$R/usr/lib/systemd/system/$u" &&
 			grep -q '^NoNewPrivileges=yes$' "$R/usr/lib/systemd/system/$u" &&
