@@ -40,7 +40,7 @@ PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
                $(if $(wildcard appliance/appliancectl.c),$(BUILD)/bin/appliancectl)
 
-.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean install
+.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean install image image-test
 all: $(PROGRAMS) $(UNIT_BIN)
 
 deps:
@@ -204,6 +204,18 @@ install: $(PROGRAMS)
 	install -m 0755 $(BUILD)/bin/appliancectl $(BUILD)/bin/vici $(DESTDIR)/usr/bin/
 	cp -R --no-preserve=ownership rootfs/. $(DESTDIR)/
 	install -m 0644 README.md docs/*.md $(DESTDIR)/usr/share/doc/mllp-edge/
+
+# The VM image (docs/image.md): Debian 12 with the kernel's ESP, this
+# `install`, rootfs/, as $(BUILD)/image/mllp-edge.qcow2. Root; downloads from
+# Debian's mirror (the root file system is cached by package list).
+# Not part of check: it takes minutes, image-test longer (docs/image.md).
+image: $(PROGRAMS)
+	@bash scripts/image.sh $(BUILD)
+
+# Boots the image twice under qemu (TCG): the appliance and a hospital peer,
+# a tunnel with DH 21 in the kernel's ESP, one HL7 message to an HTTPS sink.
+image-test: image $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
+	@BUILD=$(BUILD) bash tests/vm/image-test.sh
 
 clean:
 	rm -rf build
