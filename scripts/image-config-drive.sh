@@ -6,7 +6,8 @@
 # The image carries no site configuration. A hypervisor hands it in as a
 # second disk: any file system labelled MLLP-CFG. Its etc/ tree is copied
 # over /etc (appliance.yaml, the PSK, certificates, systemd-networkd
-# .network files, ...), owned by root with the modes it has on the drive;
+# .network files, ...), owned by root with the modes it has on the drive
+# (0640 files of etc/appliance/ get the group mllp-bridge, below);
 # then every unit named in the drive's file `start` (one a line) is started.
 # Every boot, so that a changed drive takes effect at the next boot.
 # Without a drive nothing changes.
@@ -28,7 +29,16 @@ if [ -d "$MNT/etc" ]; then
 	cp -R --no-preserve=ownership "$MNT/etc/." /etc/
 	log "copied $(find "$MNT/etc" -type f | wc -l) files from $dev to /etc"
 fi
-# The tunnel secrets are root's whatever the drive said.
+# Ownership by mode, as a drive cannot name this image's uids: a file of
+# etc/appliance/ with mode 0640 on the drive is for the bridge, which runs
+# as mllp-bridge (its TLS key, bearer tokens, client keys): root:mllp-bridge.
+# Everything else stays root's; the tunnel secrets are 0600 whatever the
+# drive said (the supervisor reads them as root).
+if [ -d "$MNT/etc/appliance" ]; then
+	find "$MNT/etc/appliance" -type f -perm 0640 | while read -r f; do
+		chgrp mllp-bridge "/etc/appliance/${f#"$MNT/etc/appliance/"}"
+	done
+fi
 for f in /etc/appliance/*.psk; do
 	[ -e "$f" ] && chmod 0600 "$f"
 done

@@ -113,8 +113,10 @@ cp "$HERE/appliance.yaml" "$A/etc/appliance/appliance.yaml"
 cp "$HERE/strongswan-appliance.conf" "$A/etc/appliance/strongswan.conf"
 cp "$CERTS/ca.pem" "$A/etc/appliance/upstream-ca.pem"
 printf '%s\n' "$PSK" >"$A/etc/appliance/hospital-a.psk"
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$A/etc/appliance/lab.token"
 chmod 644 "$A/etc/appliance/"*
 chmod 600 "$A/etc/appliance/hospital-a.psk"
+chmod 640 "$A/etc/appliance/lab.token" # the bridge's: root:mllp-bridge in the VM
 
 H=$TMP/drive-hosp
 common "$H" guest-hospital.sh
@@ -246,9 +248,11 @@ t = [x for x in s["tunnels"] if x["name"] == "hospital-a"][0]
 sys.exit(0 if t["up"] and t["ike"]["dh_group"] == 21 and
 	 [c["state"] for c in t["children"]] == ["INSTALLED"] else 1)'
 }
+# the sink's requests.log: POST, path, ..., authorization (9th: yes|no), ..., MSH-10 (11th)
 posted() {
 	rep hosp requests | awk -F'\t' -v c="$CTRL" '$2 == "POST" && $3 == "/v1/hl7/lab" && $11 == c' | grep -q .
 }
+bearer() { rep hosp requests | awk -F'\t' '$9 == "yes"' | grep -q .; }
 # pcap N FILTER: packets of the outer capture matching FILTER ("error" if unreadable)
 pcap() { tcpdump -r "$TMP/outer.pcap" -nn "$1" 2>/dev/null | grep -c . || true; }
 
@@ -297,6 +301,7 @@ val hosp BODY1 | base64 -d >"$TMP/body1" 2>/dev/null
 expect "cloud: the HTTPS receiver got the message byte-exact ($(wc -c <"$TMP/msg.hl7") bytes, cmp)" \
 	cmp -s "$TMP/msg.hl7" "$TMP/body1"
 expect "cloud: one POST to /v1/hl7/lab with MSH-10 $CTRL" posted
+expect "cloud: with the bearer token (the bridge read lab.token, 0640 on the drive: root:mllp-bridge)" bearer
 expect "cloud: over TLS 1.2/1.3 (the sink's connections.log)" has hosp tls 'TLSv1\.[23]'
 
 expect "hospital: the appliance's shutdown deleted the IKE SA ($(val hosp PEER-GONE))" \
