@@ -67,6 +67,7 @@ block metrics bash -c "$(declare -f metrics); metrics | grep -E '^(mllp_delivere
 # rekey, which rekey-check forces (after the dumps above: the SAs change).
 block rekey appliancectl rekey-check hospital-a
 block units systemctl --no-pager --failed
+block df df -h /
 block journal journalctl --no-pager -b -u appliance.service -n 60
 say "END role=appliance after=$(since)s"
 sync

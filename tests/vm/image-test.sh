@@ -171,12 +171,14 @@ lap "setup (drives)"
 # itself stays as built), two NICs on the unix-socket links, the console on
 # the first serial port and the role's report on the second.
 # The links: each VM binds its own socket and sends to the other's; the
-# appliance's end of the outer link is captured into $TMP/outer.pcap.
+# appliance's ends of both links are captured into $TMP/outer.pcap and
+# $TMP/cloud.pcap.
 vm() {
 	local n=$1 peer=$2 extra=()
 	qemu-img create -q -f qcow2 -F qcow2 -b "$(realpath "$IMG")" "$TMP/$n.qcow2" ||
 		die "setup: overlay for $n"
-	[ "$n" = app ] && extra=(-object "filter-dump,id=cap,netdev=outer,file=$TMP/outer.pcap")
+	[ "$n" = app ] && extra=(-object "filter-dump,id=cap,netdev=outer,file=$TMP/outer.pcap"
+		-object "filter-dump,id=capc,netdev=cloud,file=$TMP/cloud.pcap")
 	qemu-system-x86_64 -accel tcg -machine pc -m 768 -smp 1 \
 		-display none -monitor none -no-reboot \
 		-serial "file:$TMP/$n.console" -serial "file:$TMP/$n.report" \
@@ -253,14 +255,15 @@ posted() {
 	rep hosp requests | awk -F'\t' -v c="$CTRL" '$2 == "POST" && $3 == "/v1/hl7/lab" && $11 == c' | grep -q .
 }
 bearer() { rep hosp requests | awk -F'\t' '$9 == "yes"' | grep -q .; }
-# pcap N FILTER: packets of the outer capture matching FILTER ("error" if unreadable)
-pcap() { tcpdump -r "$TMP/outer.pcap" -nn "$1" 2>/dev/null | grep -c . || true; }
+# pcap LINK FILTER: the packets of LINK's capture matching FILTER
+pcap() { tcpdump -r "$TMP/$1.pcap" -nn "$2" 2>/dev/null | grep -c . || true; }
 
 for n in app hosp; do
 	expect "$n: the VM booted from its own disk (extlinux, no -kernel) and its role ran" booted "$n"
 done
 echo "# appliance: $(val app BEGIN); $(val app TUNNEL); $(val app DELIVERED)"
 echo "# hospital:  $(val hosp BEGIN); $(val hosp CHILD_SA); $(val hosp SENT)"
+echo "# appliance's root file system: $(rep app df | tail -n 1)"
 
 # the kernel's ESP, not libipsec
 expect "appliance: charon loaded kernel-netlink (swanctl --stats)" has app stats 'kernel-netlink'
@@ -309,12 +312,22 @@ expect "hospital: the appliance's shutdown deleted the IKE SA ($(val hosp PEER-G
 
 # the outer link, both ways, as the appliance's NIC saw it
 if [ -s "$TMP/outer.pcap" ]; then
-	esp=$(pcap 'ip proto 50') ike=$(pcap 'udp port 500 or udp port 4500')
-	tcp=$(pcap tcp) msh=$(grep -c 'MSH|' "$TMP/outer.pcap")
+	esp=$(pcap outer 'ip proto 50') ike=$(pcap outer 'udp port 500 or udp port 4500')
+	tcp=$(pcap outer tcp) msh=$(grep -c 'MSH|' "$TMP/outer.pcap")
 	expect "outer link: ESP in IP protocol 50 ($esp packets) and IKE ($ike), no TCP ($tcp), no 'MSH|' ($msh)" \
 		test "$esp" -gt 0 -a "$ike" -gt 0 -a "$tcp" = 0 -a "$msh" = 0
 else
 	fail "outer link: the capture $TMP/outer.pcap is missing or empty"
+fi
+# the cloud link: HTTPS to the sink and nothing in clear
+if [ -s "$TMP/cloud.pcap" ]; then
+	tls=$(pcap cloud 'tcp and host 198.51.100.130 and port 8443')
+	other=$(pcap cloud 'ip and not (tcp and host 198.51.100.130 and port 8443)')
+	msh=$(grep -c 'MSH|' "$TMP/cloud.pcap")
+	expect "cloud link: TCP to 198.51.100.130:8443 ($tls packets), no other IP ($other), no 'MSH|' ($msh)" \
+		test "$tls" -gt 0 -a "$other" = 0 -a "$msh" = 0
+else
+	fail "cloud link: the capture $TMP/cloud.pcap is missing or empty"
 fi
 
 echo "# run: ${T_RUN} ms from the drives to both reports; total $((($(date +%s%N) - T0) / 1000000)) ms"
