@@ -19,7 +19,7 @@ set -euo pipefail
 BUILD=${1:-build}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
-OUT=$BUILD/image
+OUT=$(realpath -m "$BUILD/image")
 SUITE=bookworm
 MIRRORS=(
 	"deb http://deb.debian.org/debian bookworm main"
@@ -66,7 +66,7 @@ key=$( {
 base=$OUT/base-$key.tar
 if [ -n "${IMAGE_REFRESH:-}" ] || [ ! -s "$base" ]; then
 	step "mmdebstrap $SUITE (${#PKGS[@]} packages) -> $base"
-	rm -f "$OUT"/base-*.tar
+	rm -f "$OUT"/base-*.tar "$OUT"/base-*.tar.tmp
 	mmdebstrap --quiet --variant=apt --mode=root --format=tar \
 		--include="$(IFS=,; echo "${PKGS[*]}")" "${DPKG_OPTS[@]}" \
 		"$SUITE" "$base.tmp" "${MIRRORS[@]}" || die "mmdebstrap failed"
@@ -80,7 +80,7 @@ rm -rf "$tree"
 mkdir -p "$tree"
 tar --numeric-owner -xpf "$base" -C "$tree"
 step "make install DESTDIR=$tree"
-make --no-print-directory -s BUILD="$BUILD" install DESTDIR="$REPO/$tree" >/dev/null
+make --no-print-directory -s BUILD="$BUILD" install DESTDIR="$tree" >/dev/null
 
 step "the image's own files, users, units"
 install -D -m 0755 scripts/image-config-drive.sh "$tree/usr/lib/mllp-edge/config-drive"
@@ -154,10 +154,13 @@ EOF
 mkfs.ext4 -q -L mllp-edge-root -U "$uuid" -O '^64bit,^metadata_csum,^orphan_file' \
 	-d "$tree" "$part" || die "mkfs.ext4 -d failed"
 mnt=$(mktemp -d)
-trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt"' EXIT
+# errexit holds in the trap too: neither may fail the build
+trap 'umount "$mnt" 2>/dev/null || true; rmdir "$mnt" 2>/dev/null || true' EXIT
 mount -o loop "$part" "$mnt"
 extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1 || die "extlinux --install failed"
 umount "$mnt"
+rmdir "$mnt"
+trap - EXIT
 dd if="$part" of="$raw" bs=1M seek=$((PART_START / 2048)) conv=notrunc,sparse status=none
 dd if=/usr/lib/EXTLINUX/mbr.bin of="$raw" bs=440 count=1 conv=notrunc status=none
 rm -f "$part"
