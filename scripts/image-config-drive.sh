@@ -42,7 +42,11 @@ fi
 for f in /etc/appliance/*.psk; do
 	[ -e "$f" ] && chmod 0600 "$f"
 done
-systemctl daemon-reload
+# Only when the drive brings units: a reload this early in boot is slow.
+if [ -d "$MNT/etc/systemd/system" ]; then
+	systemctl daemon-reload
+	log "reloaded systemd for the drive's units"
+fi
 if [ -f "$MNT/start" ]; then
 	grep -v '^[[:space:]]*\(#\|$\)' "$MNT/start" | while read -r unit; do
 		log "starting $unit"
