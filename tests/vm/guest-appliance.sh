@@ -68,7 +68,9 @@ block metrics bash -c "$(declare -f metrics); metrics | grep -E '^(mllp_delivere
 block rekey appliancectl rekey-check hospital-a
 block units systemctl --no-pager --failed
 block df df -h /
-block boot sh -c "systemd-analyze; systemd-analyze blame | head -n 8; journalctl -b -o short-monotonic --no-pager -u mllp-edge-config-drive.service"
+# the config drive's part of the boot (this role runs inside the boot
+# transaction, so systemd-analyze has no total yet)
+block boot journalctl -b -o short-monotonic --no-pager -u mllp-edge-config-drive.service
 block journal journalctl --no-pager -b -u appliance.service -n 60
 say "END role=appliance after=$(since)s"
 sync
