@@ -40,7 +40,7 @@ PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
                $(if $(wildcard appliance/appliancectl.c),$(BUILD)/bin/appliancectl)
 
-.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean install
+.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean install deb
 all: $(PROGRAMS) $(UNIT_BIN)
 
 deps:
@@ -204,6 +204,12 @@ install: $(PROGRAMS)
 	install -m 0755 $(BUILD)/bin/appliancectl $(BUILD)/bin/vici $(DESTDIR)/usr/bin/
 	cp -R --no-preserve=ownership rootfs/. $(DESTDIR)/
 	install -m 0644 README.md docs/*.md $(DESTDIR)/usr/share/doc/mllp-edge/
+
+# `make deb`: $(BUILD)/mllp-edge_VERSION_ARCH.deb from `make install` (dpkg-deb,
+# no debhelper); packaging/build-deb.sh says how, tests/integration/t_package.sh
+# checks it and installs it into a throwaway Debian chroot.
+deb: $(PROGRAMS)
+	@BUILD=$(BUILD) MAKE="$(MAKE)" sh packaging/build-deb.sh
 
 clean:
 	rm -rf build
