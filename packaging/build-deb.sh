@@ -22,8 +22,8 @@ die() {
 	exit 1
 }
 
-for p in dpkg-deb dpkg-shlibdeps dpkg-architecture; do
-	command -v "$p" >/dev/null 2>&1 || die "$p is missing (Debian package dpkg-dev)"
+for p in dpkg-deb dpkg-shlibdeps strip; do
+	command -v "$p" >/dev/null 2>&1 || die "$p is missing (Debian packages dpkg-dev, binutils)"
 done
 
 ver_a=$("$BUILD/bin/appliance" -V | awk '{print $2}')

@@ -1,0 +1,363 @@
+#!/bin/bash
+# The Debian package (`make deb`) and the container's Dockerfile, from
+# outside, in seconds:
+#
+# A. The archive: control fields (version = the programs' -V, the
+#    architecture, Depends covering every library ldd finds, mapped to its
+#    package by dpkg -S, independently of dpkg-shlibdeps), every expected
+#    path with its mode, root:root everywhere, nothing group/world-writable
+#    or setuid, every rootfs/ file present, conffiles = exactly the files
+#    under /etc, the maintainer scripts parse (sh -n, shellcheck).
+# B. lintian (deps.sh installs it; about 2 s): no error, and only the
+#    warnings allowed below, each with its reason.
+# C. A real install into a throwaway copy of this machine: an overlay
+#    (tmpfs upper) over /, chrooted, so dpkg checks Depends against real
+#    packages and the maintainer scripts run for real without touching the
+#    host. install (user, group, spool 0700, /etc/appliance 0750, nothing
+#    enabled, the programs run, the shipped example fails only on the
+#    secrets it names), reinstall over an edited conffile (kept), remove
+#    (programs gone, conffile kept), purge (configuration gone, the spool
+#    and its user kept).
+# D. The Dockerfile: tests/tools/dockerfile-check.py passes on it and fails
+#    on broken copies; the container's example configuration passes the
+#    programs' own -n check except for the secrets it names.
+# E. Only with PKG_CHROOT=1 (`make deb-chroot`; about 20-40 s, downloads
+#    from the Debian mirror): a minimal Debian 12 made by mmdebstrap holding
+#    only the package's Depends; dpkg -i there and the programs run, which
+#    proves that Depends is complete.
+. tests/integration/lib.sh
+
+PY=/usr/bin/python3
+T0=$(date +%s%N)
+OV=$TMP/ov    # tmpfs: the overlay's upper and work directories
+ROOT=$TMP/root # the overlay: this machine, copy-on-write
+MIN=$TMP/min   # the minimal chroot (PKG_CHROOT=1)
+
+# Unmounts before lib.sh's cleanup removes $TMP: rm -rf must never walk
+# into the overlay (it would only write whiteouts to the tmpfs, but it would
+# walk the whole machine).
+pkg_umount() {
+	local m
+	for m in "$ROOT" "$OV"; do
+		mountpoint -q "$m" 2>/dev/null || continue
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+}
+trap 'pkg_umount; cleanup' EXIT
+
+# ---- A. the archive ----
+
+if ! out=$(make --no-print-directory BUILD="$BUILD" deb 2>"$TMP/deb.err"); then
+	fail "make deb" "$(tail -n 5 "$TMP/deb.err")"
+	finish
+fi
+DEB=$(echo "$out" | tail -n 1)
+[ -f "$DEB" ] || {
+	fail "make deb names the package it built" "$out"
+	finish
+}
+lap "make deb"
+arch=$(dpkg --print-architecture)
+ver=$("$BIN/appliance" -V | awk '{print $2}')
+expect "file name is mllp-edge_${ver}_$arch.deb" \
+	test "$(basename "$DEB")" = "mllp-edge_${ver}_$arch.deb"
+
+field() { dpkg-deb -f "$DEB" "$1"; }
+expect "Package: mllp-edge" test "$(field Package)" = mllp-edge
+expect "Version is the programs' ($ver)" test "$(field Version)" = "$ver"
+expect "Architecture: $arch" test "$(field Architecture)" = "$arch"
+expect "Maintainer and Description present" \
+	test -n "$(field Maintainer)" -a "$(field Description | wc -l)" -ge 5
+
+DEPENDS=$(field Depends)
+# "a (>= 1), b | c" -> one package name a line.
+dep_names() { tr ',|' '\n\n' | sed 's/(.*//; s/^ *//; s/ *$//' | grep -v '^$'; }
+
+mkdir -p "$TMP/x"
+dpkg-deb -x "$DEB" "$TMP/x"
+dpkg-deb -e "$DEB" "$TMP/x/DEBIAN"
+
+# Every library a program links against (its DT_NEEDED entries, found
+# where ldd finds them) comes from a package that Depends names.
+missing=""
+libs=0
+for b in "$TMP"/x/usr/sbin/* "$TMP"/x/usr/bin/*; do
+	ldd "$b" >"$TMP/ldd.out" 2>&1
+	for lib in $(readelf -d "$b" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+		so=$(awk -v l="$lib" '$1 == l && $3 ~ /^\// {print $3}' "$TMP/ldd.out")
+		[ -n "$so" ] || so=$(awk -v l="$lib" '$1 ~ "/" l "$" {print $1}' "$TMP/ldd.out")
+		pkg=""
+		[ -n "$so" ] && pkg=$(dpkg -S "$so" 2>/dev/null || dpkg -S "$(readlink -f "$so")" 2>/dev/null)
+		pkg=${pkg%%:*}
+		libs=$((libs + 1))
+		if [ -z "$pkg" ]; then
+			missing="$missing $lib(${so:-not-found})"
+		elif ! dep_names <<<"$DEPENDS" | grep -qx "$pkg"; then
+			missing="$missing $lib($pkg)"
+		fi
+	done
+done
+if [ "$libs" -ge 8 ] && [ -z "$missing" ]; then
+	ok "Depends holds the package of each of the $libs libraries the programs need"
+else
+	fail "Depends holds every library's package" "libs=$libs missing:$missing; Depends: $DEPENDS"
+fi
+expect "Depends: adduser (postinst)" grep -qx adduser <(dep_names <<<"$DEPENDS")
+for p in strongswan-charon strongswan-swanctl libstrongswan-standard-plugins nftables; do
+	expect "Recommends: $p" grep -qx "$p" <(field Recommends | dep_names)
+done
+
+dpkg-deb -c "$DEB" >"$TMP/contents"
+# path mode: "./usr/sbin/appliance -rwxr-xr-x"
+awk '{print $6, $1, $2}' "$TMP/contents" >"$TMP/modes"
+has() { # has PATH MODE: the archive holds PATH with MODE
+	grep -qx "./$1 $2 root/root" "$TMP/modes"
+}
+for p in usr/sbin/appliance usr/sbin/mllp-bridge usr/bin/appliancectl usr/bin/vici; do
+	expect "$p 0755" has "$p" -rwxr-xr-x
+done
+for p in usr/lib/systemd/system/appliance.service usr/lib/systemd/system/mllp-bridge.service \
+	etc/appliance/appliance.yaml usr/share/doc/mllp-edge/copyright \
+	usr/share/doc/mllp-edge/changelog.gz usr/share/doc/mllp-edge/README.md \
+	usr/share/doc/mllp-edge/deploy.md usr/share/doc/mllp-edge/appliance.md \
+	usr/share/doc/mllp-edge/config.md; do
+	if has "$p" -rw-r--r--; then
+		ok "$p 0644"
+	else
+		fail "$p 0644" "$(grep -F "/${p##*/} " "$TMP/modes" || echo absent)"
+	fi
+done
+expect "every member root/root" test "$(awk '$2 != "root/root"' "$TMP/contents" | wc -l)" -eq 0
+expect "nothing group- or world-writable, setuid or setgid" \
+	test "$(awk 'substr($1,6,1) == "w" || substr($1,9,1) == "w" || $1 ~ /[sS]/' "$TMP/contents" | wc -l)" -eq 0
+stripped() { local b; for b in "$TMP"/x/usr/sbin/* "$TMP"/x/usr/bin/*; do ! readelf -S "$b" | grep -q '\.symtab' || return 1; done; }
+expect "programs stripped" stripped
+# Whatever rootfs/ holds, the package holds.
+absent=""
+n=0
+while IFS= read -r f; do
+	n=$((n + 1))
+	grep -qx "./${f#rootfs/} .*" "$TMP/modes" || absent="$absent ${f#rootfs/}"
+done < <(find rootfs -type f -o -type l)
+if [ "$n" -ge 3 ] && [ -z "$absent" ]; then
+	ok "all $n files of rootfs/ in the package"
+else
+	fail "all files of rootfs/ in the package" "n=$n absent:$absent"
+fi
+(cd "$TMP/x" && find etc -type f | sed 's|^|/|' | sort) >"$TMP/etc-files"
+expect "conffiles = the $(wc -l <"$TMP/etc-files") files under /etc" \
+	cmp -s "$TMP/etc-files" <(sort "$TMP/x/DEBIAN/conffiles")
+for s in postinst prerm postrm; do
+	expect "$s 0755 and sh -n" bash -c "[ \"\$(stat -c %a '$TMP/x/DEBIAN/$s')\" = 755 ] && sh -n '$TMP/x/DEBIAN/$s'"
+done
+if command -v shellcheck >/dev/null; then
+	expect "maintainer scripts: shellcheck" \
+		shellcheck -s sh "$TMP/x/DEBIAN/postinst" "$TMP/x/DEBIAN/prerm" "$TMP/x/DEBIAN/postrm"
+fi
+# try-restart (an upgrade restarts what already ran) is the one allowed.
+expect "postinst enables and starts nothing" \
+	bash -c "! grep -Eq '^[[:space:]]*(systemctl|deb-systemd-invoke|deb-systemd-helper)[[:space:]]+(enable|start|restart|reload-or-restart)\\b' '$TMP/x/DEBIAN/postinst'"
+
+# ---- B. lintian ----
+
+# Allowed, and why:
+#   no-manual-page: the documentation is the markdown in
+#     /usr/share/doc/mllp-edge (each program also has -h); no man pages yet.
+LINTIAN_ALLOWED="no-manual-page"
+if ! command -v lintian >/dev/null; then
+	fail "lintian" "not installed (scripts/deps.sh installs it)"
+else
+	t=$(date +%s%N)
+	# --fail-on none: tags never change the exit status, so a non-zero
+	# one means lintian itself could not run.
+	if lintian --fail-on none --no-tag-display-limit "$DEB" >"$TMP/lintian.out" 2>&1; then
+		echo "# lintian: $((($(date +%s%N) - t) / 1000000)) ms"
+		bad=$(grep -E '^[EW]: ' "$TMP/lintian.out" | grep -vE ": ($(echo "$LINTIAN_ALLOWED" | tr ' ' '|')) ")
+		if [ -z "$bad" ]; then ok "lintian: no error, warnings only $LINTIAN_ALLOWED"; else fail "lintian" "$bad"; fi
+	else
+		fail "lintian ran" "$(head -n 5 "$TMP/lintian.out")"
+	fi
+fi
+
+# ---- C. install, reinstall, remove, purge in a copy of this machine ----
+
+mkdir -p "$OV" "$ROOT"
+if ! mount -t tmpfs -o size=512m tmpfs "$OV" || ! mkdir -p "$OV/u" "$OV/w" ||
+	! mount -t overlay overlay -o "lowerdir=/,upperdir=$OV/u,workdir=$OV/w" "$ROOT"; then
+	fail "overlay of / for the install" "mount failed"
+	finish
+fi
+# Mounts below / do not show through the overlay: a fresh /dev/null, and
+# no /run/systemd (the scripts take their no-systemd branch).
+rm -f "$ROOT/dev/null"
+mknod -m 0666 "$ROOT/dev/null" c 1 3
+mkdir -p "$ROOT/tmp/pkg"
+cp "$DEB" "$ROOT/tmp/pkg/"
+IN() { chroot "$ROOT" "$@"; }
+quiet() { "$@" >/dev/null; }
+DEBIN=/tmp/pkg/$(basename "$DEB")
+
+expect "the user is not on the host before (the copy is a copy)" bash -c '! getent passwd mllp-bridge >/dev/null'
+if IN dpkg -i "$DEBIN" >"$TMP/install.out" 2>&1; then
+	ok "dpkg -i"
+else
+	fail "dpkg -i" "$(tail -n 8 "$TMP/install.out")"
+	finish
+fi
+lap "installed"
+expect "dpkg: mllp-edge installed" test "$(IN dpkg-query -W -f='${Status}' mllp-edge)" = "install ok installed"
+IFS=: read -r _ _ uid gid _ home shell < <(IN getent passwd mllp-bridge)
+expect "user mllp-bridge: system uid, home /var/lib/appliance, nologin" \
+	test -n "${uid:-}" -a "${uid:-0}" -gt 0 -a "${uid:-1000}" -lt 1000 -a "${home:-}" = /var/lib/appliance -a "${shell:-}" = /usr/sbin/nologin
+expect "group mllp-bridge is its primary group" test "$(IN getent group mllp-bridge | cut -d: -f3)" = "${gid:-x}"
+expect "group appliance (control_group of the example)" quiet IN getent group appliance
+expect "/var/lib/appliance 700 mllp-bridge:mllp-bridge" \
+	test "$(IN stat -c '%a %U:%G' /var/lib/appliance)" = "700 mllp-bridge:mllp-bridge"
+expect "/etc/appliance 750 root:mllp-bridge (statoverride)" \
+	test "$(IN stat -c '%a %U:%G' /etc/appliance)" = "750 root:mllp-bridge"
+expect "postinst says it enabled nothing" grep -q 'installed, not enabled' "$TMP/install.out"
+expect "no unit enabled" test -z "$(find "$ROOT/etc/systemd/system" -name 'appliance.service' -path '*.wants/*' 2>/dev/null)$(find "$ROOT/etc/systemd/system" -name 'mllp-bridge.service' -path '*.wants/*' 2>/dev/null)"
+for p in /usr/sbin/appliance /usr/sbin/mllp-bridge; do
+	expect "$p -V in the copy: $ver" test "$(IN "$p" -V | awk '{print $2}')" = "$ver"
+done
+expect "appliancectl without a supervisor: exit 3" bash -c "chroot '$ROOT' appliancectl -s /tmp/none.sock status >/dev/null 2>&1; [ \$? -eq 3 ]"
+expect "vici without charon: exit 3" bash -c "chroot '$ROOT' vici -s unix:///tmp/none.vici version >/dev/null 2>&1; [ \$? -eq 3 ]"
+
+# The units start programs the package (or the base system) holds.
+for u in appliance mllp-bridge; do
+	unit=$ROOT/usr/lib/systemd/system/$u.service
+	[ -f "$unit" ] || unit=$ROOT/etc/systemd/system/$u.service
+	if [ ! -f "$unit" ]; then
+		fail "$u.service installed"
+		continue
+	fi
+	bad=""
+	for exe in $(sed -n 's/^Exec[A-Za-z]*=[-+@!:]*\([^ ]*\).*/\1/p' "$unit"); do
+		[ -x "$ROOT$exe" ] || bad="$bad $exe"
+	done
+	expect "$u.service: every Exec*= program exists in the install${bad:+ (missing:$bad)}" test -z "$bad"
+done
+
+# The shipped example: only its secrets (which exist on no machine yet)
+# are missing, for the supervisor (root) and for the bridge's user, who
+# must be able to enter /etc/appliance and read the file.
+check_conf() { # check_conf WHAT USERSPEC PROGRAM CONF
+	local what=$1 spec=$2 prog=$3 conf=$4 out lines other
+	out=$(chroot --userspec="$spec" "$ROOT" "$prog" -n -c "$conf" 2>&1)
+	lines=$(grep -c . <<<"$out")
+	other=$(grep -v ': cannot read /etc/appliance/[^:]*: No such file or directory$' <<<"$out" | grep .)
+	if [ "$lines" -ge 3 ] && [ -z "$other" ]; then
+		ok "$what: only the $lines secrets it names are missing"
+	else
+		fail "$what" "$(head -n 5 <<<"${other:-$out}")"
+	fi
+}
+check_conf "appliance -n (root) on the installed example" root:root /usr/sbin/appliance /etc/appliance/appliance.yaml
+check_conf "mllp-bridge -n as mllp-bridge on the installed example" mllp-bridge:mllp-bridge \
+	/usr/sbin/mllp-bridge /etc/appliance/appliance.yaml
+
+# Reinstall over an edited conffile and a spool: both kept; postinst's
+# upgrade branch runs.
+echo "# edited by the operator" >>"$ROOT/etc/appliance/appliance.yaml"
+IN install -o mllp-bridge -g mllp-bridge -m 0600 /dev/null /var/lib/appliance/spool.db
+echo acknowledged >"$ROOT/var/lib/appliance/spool.db"
+if IN dpkg -i "$DEBIN" >"$TMP/reinstall.out" 2>&1; then ok "dpkg -i again (upgrade path)"; else fail "dpkg -i again" "$(tail -n 5 "$TMP/reinstall.out")"; fi
+expect "the edited conffile kept" grep -q 'edited by the operator' "$ROOT/etc/appliance/appliance.yaml"
+expect "the spool kept" grep -qx acknowledged "$ROOT/var/lib/appliance/spool.db"
+
+if IN dpkg -r mllp-edge >"$TMP/remove.out" 2>&1; then ok "dpkg -r"; else fail "dpkg -r" "$(tail -n 5 "$TMP/remove.out")"; fi
+expect "remove: programs gone" test ! -e "$ROOT/usr/sbin/appliance" -a ! -e "$ROOT/usr/sbin/mllp-bridge"
+expect "remove: conffile kept" grep -q 'edited by the operator' "$ROOT/etc/appliance/appliance.yaml"
+if IN dpkg -P mllp-edge >"$TMP/purge.out" 2>&1; then ok "dpkg -P"; else fail "dpkg -P" "$(tail -n 5 "$TMP/purge.out")"; fi
+expect "purge: configuration gone" test ! -e "$ROOT/etc/appliance/appliance.yaml"
+expect "purge: statoverride gone" bash -c "! chroot '$ROOT' dpkg-statoverride --list /etc/appliance >/dev/null"
+expect "purge: the spool kept (acknowledged messages)" grep -qx acknowledged "$ROOT/var/lib/appliance/spool.db"
+expect "purge: the user that owns it kept" quiet IN getent passwd mllp-bridge
+expect "purge says what it kept" grep -q 'kept /var/lib/appliance' "$TMP/purge.out"
+expect "dpkg: mllp-edge gone" bash -c "! chroot '$ROOT' dpkg-query -W mllp-edge >/dev/null 2>&1"
+expect "the host never saw any of it" bash -c '! getent passwd mllp-bridge >/dev/null && ! dpkg-query -W mllp-edge >/dev/null 2>&1'
+pkg_umount
+lap "install, reinstall, remove, purge"
+
+# ---- D. the Dockerfile ----
+
+CHK=tests/tools/dockerfile-check.py
+if "$PY" "$CHK" Dockerfile >"$TMP/dockerfile.out" 2>&1; then
+	ok "dockerfile-check: Dockerfile"
+else
+	fail "dockerfile-check: Dockerfile" "$(head -n 10 "$TMP/dockerfile.out")"
+fi
+# The checker must be able to fail: each broken copy trips one rule.
+broken() { # broken WHAT PATTERN SED-SCRIPT
+	local what=$1 pat=$2
+	sed "$3" Dockerfile >"$TMP/Dockerfile.broken"
+	if cmp -s Dockerfile "$TMP/Dockerfile.broken"; then
+		fail "dockerfile-check fails on $what" "the sed changed nothing"
+	elif "$PY" "$CHK" "$TMP/Dockerfile.broken" --context . >"$TMP/broken.out" 2>&1; then
+		fail "dockerfile-check fails on $what" "it passed"
+	elif grep -q "$pat" "$TMP/broken.out"; then
+		ok "dockerfile-check fails on $what"
+	else
+		fail "dockerfile-check fails on $what" "$(head -n 3 "$TMP/broken.out")"
+	fi
+}
+broken "an unpinned FROM" "Debian 12" '0,/^FROM /s/^FROM [^ ]*/FROM debian:latest/'
+broken "COPY --from a later stage" "earlier stage" 's/COPY --from=build /COPY --from=nosuch /'
+broken "a COPY source not in the repository" "does not exist" '0,/^COPY \([^-]\)/s//COPY nosuch-dir \1/'
+broken "a compiler in the final stage" "compiler" '$a RUN apt-get install -y gcc'
+broken "no HEALTHCHECK" "HEALTHCHECK" '/^HEALTHCHECK/,/[^\\]$/d'
+broken "an EXPOSE the example does not listen on" "EXPOSE" 's/^EXPOSE .*/& 12345/'
+broken "a duplicate stage name" "stage name" '0,/^FROM \(.*\) AS \(.*\)/s//FROM \1 AS runtime/'
+
+# The container's example: valid but for the secrets it names.
+cconf=packaging/container/appliance.yaml
+cp "$cconf" "$TMP/container.yaml"
+out=$("$BIN/appliance" -n -c "$TMP/container.yaml" 2>&1)
+other=$(grep -v ': cannot read [^:]*: No such file or directory$' <<<"$out" | grep .)
+if [ -n "$out" ] && [ -z "$other" ]; then
+	ok "appliance -n on $cconf: only its secrets are missing"
+else
+	fail "appliance -n on $cconf" "$(head -n 5 <<<"${other:-$out}")"
+fi
+expect "$cconf: attach mode (charon start: false), swanctl tunnels" \
+	bash -c "grep -Eq '^  start: false' '$cconf' && grep -Eq '^ +source: swanctl' '$cconf' && ! grep -Eq '^ +source: appliance' '$cconf'"
+lap "Dockerfile"
+
+# ---- E. a minimal Debian 12 with only the Depends (PKG_CHROOT=1) ----
+
+if [ "${PKG_CHROOT:-0}" != 1 ]; then
+	echo "# minimal chroot: skipped (20-40 s and a download; make deb-chroot runs it)"
+	finish
+fi
+include=$(dep_names <<<"$DEPENDS" | tr '\n' ',' | sed 's/,$//')
+t=$(date +%s%N)
+if mmdebstrap --quiet --variant=essential --mode=root --include="$include" bookworm "$MIN" \
+	http://deb.debian.org/debian >"$TMP/mmdebstrap.out" 2>&1; then
+	ok "mmdebstrap: Debian 12 essential + $include"
+else
+	fail "mmdebstrap" "$(tail -n 5 "$TMP/mmdebstrap.out")"
+	finish
+fi
+echo "# mmdebstrap: $((($(date +%s%N) - t) / 1000000)) ms"
+mkdir -p "$MIN/tmp/pkg"
+cp "$DEB" "$MIN/tmp/pkg/"
+rm -f "$MIN/dev/null"
+mknod -m 0666 "$MIN/dev/null" c 1 3
+if chroot "$MIN" dpkg -i "$DEBIN" >"$TMP/min.out" 2>&1; then
+	ok "dpkg -i in the minimal chroot"
+else
+	fail "dpkg -i in the minimal chroot" "$(tail -n 8 "$TMP/min.out")"
+fi
+# -h prints usage (exit 0 or 2); a missing library is exit 127 with the
+# loader's message.
+for p in /usr/sbin/appliance /usr/sbin/mllp-bridge /usr/bin/appliancectl /usr/bin/vici; do
+	chroot "$MIN" "$p" -h >"$TMP/min-run.out" 2>&1
+	rc=$?
+	if [ "$rc" -le 2 ] && ! grep -q 'error while loading shared libraries' "$TMP/min-run.out"; then
+		ok "$p runs with only the Depends"
+	else
+		fail "$p runs with only the Depends" "exit $rc: $(head -n 2 "$TMP/min-run.out")"
+	fi
+done
+lap "minimal chroot"
+finish
