@@ -21,13 +21,15 @@
 # D. The Dockerfile: tests/tools/dockerfile-check.py passes on it and fails
 #    on broken copies; the container's example configuration passes the
 #    programs' own -n check except for the secrets it names.
-# E. Only with PKG_CHROOT=1 (`make deb-chroot`; about 20-40 s, downloads
-#    from the Debian mirror): a minimal Debian 12 made by mmdebstrap holding
-#    only the package's Depends; dpkg -i there and the programs run, which
-#    proves that Depends is complete.
+# E. Only with PKG_CHROOT=1 (`make deb-chroot`; 1-2 minutes, downloads
+#    from the Debian mirror): the Dockerfile's build stage emulated (its
+#    COPYs laid out, make, make deb); a minimal Debian 12 made by mmdebstrap
+#    holding only the package's Depends, dpkg -i there and the programs
+#    run, which proves that Depends is complete.
 . tests/integration/lib.sh
 
 PY=/usr/bin/python3
+# shellcheck disable=SC2034 # lap (lib.sh) reads it
 T0=$(date +%s%N)
 OV=$TMP/ov    # tmpfs: the overlay's upper and work directories
 ROOT=$TMP/root # the overlay: this machine, copy-on-write
@@ -308,6 +310,16 @@ broken "a compiler in the final stage" "compiler" '$a RUN apt-get install -y gcc
 broken "no HEALTHCHECK" "HEALTHCHECK" '/^HEALTHCHECK/,/[^\\]$/d'
 broken "an EXPOSE the example does not listen on" "EXPOSE" 's/^EXPOSE .*/& 12345/'
 broken "a duplicate stage name" "stage name" '0,/^FROM \(.*\) AS \(.*\)/s//FROM \1 AS runtime/'
+# ... and on a .dockerignore that drops files from a copied directory.
+mkdir -p "$TMP/ctx"
+for f in * .dockerignore; do ln -s "$PWD/$f" "$TMP/ctx/$f"; done
+rm "$TMP/ctx/.dockerignore"
+{ cat .dockerignore; echo '**/*.c'; } >"$TMP/ctx/.dockerignore"
+if "$PY" "$CHK" Dockerfile --context "$TMP/ctx" >"$TMP/broken.out" 2>&1; then
+	fail "dockerfile-check fails on a .dockerignore dropping sources" "it passed"
+else
+	expect "dockerfile-check fails on a .dockerignore dropping sources" grep -q 'dockerignore drops' "$TMP/broken.out"
+fi
 
 # The container's example: valid but for the secrets it names.
 cconf=packaging/container/appliance.yaml
@@ -326,9 +338,23 @@ lap "Dockerfile"
 # ---- E. a minimal Debian 12 with only the Depends (PKG_CHROOT=1) ----
 
 if [ "${PKG_CHROOT:-0}" != 1 ]; then
-	echo "# minimal chroot: skipped (20-40 s and a download; make deb-chroot runs it)"
+	echo "# build stage and minimal chroot: skipped (1-2 minutes and a download; make deb-chroot runs them)"
 	finish
 fi
+# The Dockerfile's build stage without Docker: what its COPYs lay in /src
+# (dockerfile-check --materialize), then its RUN's make and make deb, on
+# this host (Debian 12 too, same packages as the stage installs). The
+# runtime stage copies build/mllp-edge_*.deb from there.
+t=$(date +%s%N)
+if "$PY" "$CHK" Dockerfile --materialize build "$TMP/ctx-build" &&
+	(cd "$TMP/ctx-build/src" && make -j"$(nproc)" && make deb) >"$TMP/ctx-build.out" 2>&1 &&
+	ls "$TMP"/ctx-build/src/build/mllp-edge_*.deb >/dev/null 2>&1; then
+	ok "the build stage's COPYs are enough for make and make deb"
+else
+	fail "the build stage's COPYs are enough for make and make deb" "$(tail -n 5 "$TMP/ctx-build.out")"
+fi
+echo "# build stage: $((($(date +%s%N) - t) / 1000000)) ms"
+
 include=$(dep_names <<<"$DEPENDS" | tr '\n' ',' | sed 's/,$//')
 t=$(date +%s%N)
 if mmdebstrap --quiet --variant=essential --mode=root --include="$include" bookworm "$MIN" \

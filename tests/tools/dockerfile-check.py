@@ -2,9 +2,11 @@
 """Checks the structure of a Dockerfile where no Docker engine runs.
 
     dockerfile-check.py [DOCKERFILE] [--context DIR]
+    dockerfile-check.py [DOCKERFILE] --materialize STAGE DIR
 
 The context defaults to the Dockerfile's directory; its .dockerignore is
 honoured. Each finding is printed as FILE:LINE: message; exit 1 if any.
+--materialize lays out under DIR what STAGE's COPYs would put in it.
 hadolint, the usual linter, is not packaged in Debian 12, so these are the
 rules this project needs, nothing more:
 
@@ -13,7 +15,7 @@ rules this project needs, nothing more:
 - stage names are unique;
 - every COPY --from= names an earlier stage;
 - every plain COPY/ADD source exists in the context and is not excluded by
-  .dockerignore;
+  .dockerignore, nor is anything inside a copied directory;
 - the final stage has a HEALTHCHECK on /healthz and a USER; USER root
   needs a comment right above it saying why;
 - no compiler or -dev package is installed in the final stage;
@@ -130,6 +132,20 @@ def ignored(pats, path):
     return result
 
 
+def dropped_inside(ctx, pats, top):
+    """Files under a copied directory that .dockerignore excludes."""
+    out = []
+    if not os.path.isdir(top):
+        return out
+    for d, dirs, files in os.walk(top):
+        for f in files + dirs:
+            rel = os.path.relpath(os.path.join(d, f), ctx)
+            if ignored(pats, rel):
+                out.append(rel)
+        dirs[:] = [x for x in dirs if not ignored(pats, os.path.relpath(os.path.join(d, x), ctx))]
+    return sorted(out)
+
+
 def listen_ports(config):
     """(section, host, port, line) of every listen: in the YAML file."""
     found = []
@@ -207,6 +223,12 @@ def check(path, ctx):
                 err(ins.line, "%s %s: does not exist in the context %s" % (ins.keyword, src, ctx))
             elif rel != "." and ignored(pats, rel):
                 err(ins.line, "%s %s: excluded by .dockerignore" % (ins.keyword, src))
+            else:
+                # A pattern such as **/*.d would silently drop conf.d/ or
+                # sysusers.d/ from a copied tree.
+                for hit in hits:
+                    for f in dropped_inside(ctx, pats, hit)[:3]:
+                        err(ins.line, "%s %s: .dockerignore drops %s from it" % (ins.keyword, src, f))
 
     first = stages[-1][1]
     final = instrs[first:]
@@ -265,6 +287,48 @@ def check(path, ctx):
     return errs
 
 
+def materialize(path, ctx, stage, out):
+    """Lays out what STAGE's plain COPYs put in the image under OUT, as
+    docker would (WORKDIR-relative destinations, .dockerignore honoured),
+    so that its build can be tried without a Docker engine."""
+    import shutil
+    workdir = "/"
+    active = False
+    for ins in parse(path):
+        if ins.keyword == "FROM":
+            _, words = split_flags(ins.args)
+            active = len(words) >= 3 and words[2].lower() == stage.lower()
+            workdir = "/"
+            continue
+        if not active:
+            continue
+        if ins.keyword == "WORKDIR":
+            workdir = os.path.join(workdir, ins.args.strip())
+            os.makedirs(out + workdir, exist_ok=True)
+        elif ins.keyword == "COPY":
+            flags, words = split_flags(ins.args)
+            if "from" in flags:
+                continue
+            dest = os.path.join(workdir, words[-1])
+            srcs = words[:-1]
+            into_dir = words[-1].endswith("/") or len(srcs) > 1
+            for src in srcs:
+                for hit in sorted(glob.glob(os.path.join(ctx, src.lstrip("/")))):
+                    rel = os.path.relpath(hit, ctx)
+                    if os.path.isdir(hit):
+                        target = out + dest
+                        shutil.copytree(hit, target, dirs_exist_ok=True,
+                                        ignore=lambda d, names: [
+                                            n for n in names
+                                            if ignored(load_ignore(ctx),
+                                                       os.path.relpath(os.path.join(d, n), ctx))])
+                    else:
+                        target = out + (os.path.join(dest, os.path.basename(rel)) if into_dir else dest)
+                        os.makedirs(os.path.dirname(target), exist_ok=True)
+                        shutil.copy2(hit, target)
+    return 0
+
+
 def main(argv):
     args = [a for a in argv[1:]]
     ctx = None
@@ -272,9 +336,16 @@ def main(argv):
         i = args.index("--context")
         ctx = args[i + 1]
         del args[i:i + 2]
+    mat = None
+    if "--materialize" in args:
+        i = args.index("--materialize")
+        mat = args[i + 1:i + 3]
+        del args[i:i + 3]
     path = args[0] if args else "Dockerfile"
     if ctx is None:
         ctx = os.path.dirname(os.path.abspath(path))
+    if mat:
+        return materialize(path, ctx, mat[0], os.path.abspath(mat[1]))
     if not os.path.exists(path):
         print("%s: no such file" % path)
         return 1
