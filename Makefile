@@ -211,9 +211,10 @@ install: $(PROGRAMS)
 deb: $(PROGRAMS)
 	@BUILD=$(BUILD) MAKE="$(MAKE)" sh packaging/build-deb.sh
 
-# t_package (part of check) plus an install into a minimal Debian 12 that has
-# only the package's Depends (mmdebstrap, 20-40 s and a download from the
-# Debian mirror: too slow for check).
+# t_package (part of check) plus the Dockerfile's build stage emulated and an
+# install into a minimal Debian 12 that has only the package's Depends
+# (mmdebstrap): 1-3 minutes and a download from the Debian mirror, too slow
+# for check.
 deb-chroot: deps
 	@$(MAKE) --no-print-directory all
 	@command -v mmdebstrap >/dev/null || { echo "deb-chroot: apt-get install mmdebstrap" >&2; exit 1; }

@@ -347,7 +347,8 @@ fi
 # runtime stage copies build/mllp-edge_*.deb from there.
 t=$(date +%s%N)
 if "$PY" "$CHK" Dockerfile --materialize build "$TMP/ctx-build" &&
-	(cd "$TMP/ctx-build/src" && make -j"$(nproc)" && make deb) >"$TMP/ctx-build.out" 2>&1 &&
+	(cd "$TMP/ctx-build/src" && unset BUILD MAKEFLAGS MFLAGS MAKELEVEL &&
+		make -j"$(nproc)" && make deb) >"$TMP/ctx-build.out" 2>&1 &&
 	ls "$TMP"/ctx-build/src/build/mllp-edge_*.deb >/dev/null 2>&1; then
 	ok "the build stage's COPYs are enough for make and make deb"
 else
