@@ -40,7 +40,7 @@ MIN=$TMP/min   # the minimal chroot (PKG_CHROOT=1)
 # walk the whole machine).
 pkg_umount() {
 	local m
-	for m in "$ROOT" "$OV"; do
+	for m in "$ROOT/proc" "$ROOT" "$OV"; do
 		mountpoint -q "$m" 2>/dev/null || continue
 		umount "$m" 2>/dev/null || umount -l "$m"
 	done
@@ -189,10 +189,12 @@ if ! mount -t tmpfs -o size=512m tmpfs "$OV" || ! mkdir -p "$OV/u" "$OV/w" ||
 	fail "overlay of / for the install" "mount failed"
 	finish
 fi
-# Mounts below / do not show through the overlay: a fresh /dev/null, and
-# no /run/systemd (the scripts take their no-systemd branch).
+# Mounts below / do not show through the overlay: a fresh /dev/null and
+# /proc (the sanitizer runtime of check-asan's programs reads it), and no
+# /run/systemd (the scripts take their no-systemd branch).
 rm -f "$ROOT/dev/null"
 mknod -m 0666 "$ROOT/dev/null" c 1 3
+mount -t proc proc "$ROOT/proc" || fail "/proc in the copy"
 mkdir -p "$ROOT/tmp/pkg"
 cp "$DEB" "$ROOT/tmp/pkg/"
 IN() { chroot "$ROOT" "$@"; }
