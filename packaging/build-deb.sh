@@ -56,12 +56,12 @@ chmod 0644 "$doc/changelog.gz"
 
 # The debug information stays in the build tree; the package carries what
 # runs (mllp-bridge: 1.1 MB -> about 0.3 MB).
-for f in "$root"/usr/sbin/* "$root"/usr/bin/*; do
-	[ -f "$f" ] && strip --strip-unneeded --remove-section=.comment "$f"
-done
 bins=""
 for f in "$root"/usr/sbin/* "$root"/usr/bin/*; do
-	[ -f "$f" ] && bins="$bins -e${f#"$work"/}"
+	if [ -f "$f" ]; then
+		strip --strip-unneeded --remove-section=.comment "$f"
+		bins="$bins -e${f#"$work"/}"
+	fi
 done
 [ -n "$bins" ] || die "no programs in $root/usr/sbin, usr/bin"
 printf 'Source: mllp-edge\n\nPackage: mllp-edge\nArchitecture: any\n' >"$work/debian/control"
@@ -91,7 +91,7 @@ sed "s|@SYSUSERS@|$sysusers|" "$here/deb/postinst" >"$root/DEBIAN/postinst"
 cp "$here/deb/prerm" "$here/deb/postrm" "$root/DEBIAN/"
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 chmod 0644 "$root/DEBIAN/control"
-[ -f "$root/DEBIAN/conffiles" ] && chmod 0644 "$root/DEBIAN/conffiles"
+if [ -f "$root/DEBIAN/conffiles" ]; then chmod 0644 "$root/DEBIAN/conffiles"; fi
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print0 | sort -z |
 	xargs -0 md5sum | sed 's| \./| |') >"$root/DEBIAN/md5sums"
 chmod 0644 "$root/DEBIAN/md5sums"
