@@ -18,6 +18,13 @@
 #    secrets it names), reinstall over an edited conffile (kept), remove
 #    (programs gone, conffile kept), purge (configuration gone, the spool
 #    and its user kept).
+# C2. The container's process tree from the installed package: the
+#    supervisor chrooted into the copy, in a namespace of ours, with only
+#    the capabilities the Dockerfile asks docker for (setpriv), attached to
+#    a real charon's root-owned vici socket: the HEALTHCHECK command taken
+#    from the Dockerfile succeeds, status says attached, the bridge runs as
+#    mllp-bridge without capabilities, SIGTERM stops both and leaves charon;
+#    without SETUID/SETGID the bridge is not started at all.
 # D. The Dockerfile: tests/tools/dockerfile-check.py passes on it and fails
 #    on broken copies; the container's example configuration passes the
 #    programs' own -n check except for the secrets it names.
@@ -260,10 +267,111 @@ check_conf "appliance -n (root) on the installed example" root:root /usr/sbin/ap
 check_conf "mllp-bridge -n as mllp-bridge on the installed example" mllp-bridge:mllp-bridge \
 	/usr/sbin/mllp-bridge /etc/appliance/appliance.yaml
 
+# ---- C2. the container's process tree, from the package ----
+# The image runs `appliance -c` as root holding only SETUID, SETGID and KILL
+# (docker run --cap-drop ALL --cap-add ...), attached to the host's charon
+# through a mounted vici socket. Here: the installed package in the copy,
+# chrooted into a namespace of our own that holds the example's tunnel-side
+# address, setpriv's bounding set as docker's capability set, and a real
+# charon started outside the copy whose vici socket is made inside the
+# copy's /run, as a bind mount would show it.
+NS=pkg-$$
+SUP="" CHPID=""
+pkg_stop() {
+	local p
+	for p in $SUP $CHPID; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	SUP="" CHPID=""
+	ip netns del "$NS" 2>/dev/null
+	return 0
+}
+trap 'pkg_stop; pkg_umount; cleanup' EXIT
+ip netns add "$NS" && ip -n "$NS" link set lo up && ip -n "$NS" addr add 203.0.113.1/32 dev lo ||
+	fail "namespace $NS"
+mkdir -p "$TMP/charon"
+printf '%s\n' 'charon {' '	load_modular = no' \
+	'	load = random nonce openssl kernel-netlink socket-default vici' \
+	"	plugins { vici { socket = unix://$ROOT/run/charon.vici } }" \
+	"	filelog { charon { path = $TMP/charon/charon.log" '		default = 1 } }' \
+	'	syslog { daemon { default = -1 } }' '}' >"$TMP/charon/strongswan.conf"
+# Its own /run (charon.pid) in its own mount namespace, as charon-lib does.
+STRONGSWAN_CONF=$TMP/charon/strongswan.conf ip netns exec "$NS" unshare -m --propagation private \
+	sh -c 'mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon' >"$TMP/charon/stdout" 2>&1 </dev/null &
+CHPID=$!
+VICI="unix://$ROOT/run/charon.vici"
+if wait_until 5 '"$BIN/vici" -s "$VICI" version >/dev/null'; then
+	ok "the host's charon answers on the socket in the copy's /run"
+else
+	fail "charon started" "$(tail -n 3 "$TMP/charon/stdout" "$TMP/charon/charon.log" 2>/dev/null)"
+fi
+sock=$(stat -c '%U %A' "$ROOT/run/charon.vici" 2>/dev/null)
+expect "its vici socket is root's, nothing for others ($sock)" grep -q '^root s......---$' <<<"$sock"
+
+cp "$CERTS/ca.pem" "$ROOT/etc/appliance/upstream-ca.pem"
+echo "token-for-the-package-test" >"$ROOT/etc/appliance/lab.token"
+chmod 0644 "$ROOT/etc/appliance/upstream-ca.pem" "$ROOT/etc/appliance/lab.token"
+# The upstream on the namespace's loopback: nothing is sent, nothing resolved.
+sed 's|https://api.example.test|https://127.0.0.1:9|' packaging/container/appliance.yaml \
+	>"$ROOT/etc/appliance/container.yaml"
+start_sup() { # start_sup CAPS LOG: the installed supervisor with bounding set CAPS
+	ip netns exec "$NS" chroot "$ROOT" setpriv --bounding-set="$1" \
+		/usr/sbin/appliance -c /etc/appliance/container.yaml >"$2" 2>&1 &
+	SUP=$!
+}
+st() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
+start_sup -all,+setuid,+setgid,+kill "$TMP/sup.log"
+mapfile -t HC < <("$PY" tests/tools/dockerfile-check.py Dockerfile --healthcheck)
+if [ "${#HC[@]}" -ge 2 ] && wait_until 10 'ip netns exec "$NS" "${HC[@]}"'; then
+	ok "the Dockerfile's HEALTHCHECK command succeeds: ${HC[*]}"
+else
+	fail "the Dockerfile's HEALTHCHECK command succeeds" "${HC[*]}: $(tail -n 5 "$TMP/sup.log")"
+fi
+status=$(IN appliancectl status --json 2>&1)
+if grep -q '"charon":{[^}]*"connected":true,"started":false' <<<"$status" &&
+	grep -q '"source":"swanctl","up":false' <<<"$status"; then
+	ok "appliancectl status: attached (connected, started false), the swanctl tunnel down"
+else
+	fail "appliancectl status: attached" "$(head -c 300 <<<"$status")"
+fi
+bpid=$(cat "$ROOT/run/appliance/bridge.pid" 2>/dev/null)
+buid=$(IN id -u mllp-bridge)
+expect "supervisor: uid 0, effective capabilities SETUID SETGID KILL only ($(st "$SUP" CapEff))" \
+	test "$(st "$SUP" Uid)" = 0 -a "$(st "$SUP" CapEff)" = 00000000000000e0
+expect "bridge: uid mllp-bridge ($buid), no capability" \
+	test -n "$bpid" -a "$(st "${bpid:-0}" Uid)" = "$buid" -a "$(st "${bpid:-0}" CapEff)" = 0000000000000000
+expect "the supervisor loaded nothing into the host's charon" \
+	test -z "$("$BIN/vici" -s "$VICI" list-conns 2>&1)"
+expect "the spool is the bridge's (600)" \
+	test "$(IN stat -c '%a %U' /var/lib/appliance/spool.db 2>/dev/null)" = "600 mllp-bridge"
+kill "$SUP"
+if wait_until 10 '! kill -0 "$SUP"'; then
+	wait "$SUP"
+	rc=$?
+	expect "SIGTERM: the supervisor exits 0 (exit $rc), the bridge is gone" \
+		test "$rc" -eq 0 -a ! -d "/proc/${bpid:-0}"
+else
+	fail "SIGTERM: the supervisor exits"
+fi
+SUP=""
+expect "the host's charon is left running" kill -0 "$CHPID"
+# The capabilities are the ones needed: without SETUID/SETGID the bridge
+# cannot become mllp-bridge, and it is never run as root instead.
+start_sup -all,+kill "$TMP/sup-nocap.log"
+if wait_until 5 'grep -q "bridge child: set[a-z]*: Operation not permitted" "$TMP/sup-nocap.log"'; then
+	ok "without SETUID/SETGID the bridge does not start"
+else
+	fail "without SETUID/SETGID the bridge does not start" "$(tail -n 3 "$TMP/sup-nocap.log")"
+fi
+expect "... and nothing answers the health check" \
+	bash -c "! ip netns exec '$NS' curl -fsS --max-time 1 -o /dev/null http://127.0.0.1:9100/healthz 2>/dev/null"
+pkg_stop
+lap "the container's process tree"
+
 # Reinstall over an edited conffile and a spool: both kept; postinst's
 # upgrade branch runs.
 echo "# edited by the operator" >>"$ROOT/etc/appliance/appliance.yaml"
-IN install -o mllp-bridge -g mllp-bridge -m 0600 /dev/null /var/lib/appliance/spool.db
+IN rm -f /var/lib/appliance/spool.db-wal /var/lib/appliance/spool.db-shm
 echo acknowledged >"$ROOT/var/lib/appliance/spool.db"
 if IN dpkg -i "$DEBIN" >"$TMP/reinstall.out" 2>&1; then ok "dpkg -i again (upgrade path)"; else fail "dpkg -i again" "$(tail -n 5 "$TMP/reinstall.out")"; fi
 expect "the edited conffile kept" grep -q 'edited by the operator' "$ROOT/etc/appliance/appliance.yaml"

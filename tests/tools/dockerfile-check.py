@@ -3,10 +3,12 @@
 
     dockerfile-check.py [DOCKERFILE] [--context DIR]
     dockerfile-check.py [DOCKERFILE] --materialize STAGE DIR
+    dockerfile-check.py [DOCKERFILE] --healthcheck
 
 The context defaults to the Dockerfile's directory; its .dockerignore is
 honoured. Each finding is printed as FILE:LINE: message; exit 1 if any.
---materialize lays out under DIR what STAGE's COPYs would put in it.
+--materialize lays out under DIR what STAGE's COPYs would put in it;
+--healthcheck prints the HEALTHCHECK's command, one argument a line.
 hadolint, the usual linter, is not packaged in Debian 12, so these are the
 rules this project needs, nothing more:
 
@@ -329,6 +331,23 @@ def materialize(path, ctx, stage, out):
     return 0
 
 
+def print_healthcheck(path):
+    """The final stage's HEALTHCHECK CMD, one argument a line (exec form
+    only), so that a test can run exactly what docker would."""
+    hc = [x for x in parse(path) if x.keyword == "HEALTHCHECK"]
+    if not hc:
+        return 1
+    args = hc[-1].args
+    while args.startswith("--"):
+        args = args.partition(" ")[2].strip()
+    if not args.upper().startswith("CMD"):
+        return 1
+    words = json.loads(args[3:].strip())
+    for w in words:
+        print(w)
+    return 0
+
+
 def main(argv):
     args = [a for a in argv[1:]]
     ctx = None
@@ -341,7 +360,12 @@ def main(argv):
         i = args.index("--materialize")
         mat = args[i + 1:i + 3]
         del args[i:i + 3]
+    want_hc = "--healthcheck" in args
+    if want_hc:
+        args.remove("--healthcheck")
     path = args[0] if args else "Dockerfile"
+    if want_hc:
+        return print_healthcheck(path)
     if ctx is None:
         ctx = os.path.dirname(os.path.abspath(path))
     if mat:
