@@ -3,8 +3,9 @@
 # outside, in seconds:
 #
 # A. The archive: control fields (version = the programs' -V, the
-#    architecture, Depends covering every library ldd finds, mapped to its
-#    package by dpkg -S, independently of dpkg-shlibdeps), every expected
+#    architecture, Depends covering every library the programs link
+#    against (DT_NEEDED, located by ldd, mapped to its package by dpkg -S,
+#    independently of dpkg-shlibdeps), Recommends), every expected
 #    path with its mode, root:root everywhere, nothing group/world-writable
 #    or setuid, every rootfs/ file present, conffiles = exactly the files
 #    under /etc, the maintainer scripts parse (sh -n, shellcheck).
@@ -28,7 +29,7 @@
 # D. The Dockerfile: tests/tools/dockerfile-check.py passes on it and fails
 #    on broken copies; the container's example configuration passes the
 #    programs' own -n check except for the secrets it names.
-# E. Only with PKG_CHROOT=1 (`make deb-chroot`; 1-2 minutes, downloads
+# E. Only with PKG_CHROOT=1 (`make deb-chroot`; 1-3 minutes, downloads
 #    from the Debian mirror): the Dockerfile's build stage emulated (its
 #    COPYs laid out, make, make deb); a minimal Debian 12 made by mmdebstrap
 #    holding only the package's Depends, dpkg -i there and the programs
@@ -448,7 +449,7 @@ lap "Dockerfile"
 # ---- E. a minimal Debian 12 with only the Depends (PKG_CHROOT=1) ----
 
 if [ "${PKG_CHROOT:-0}" != 1 ]; then
-	echo "# build stage and minimal chroot: skipped (1-2 minutes and a download; make deb-chroot runs them)"
+	echo "# build stage and minimal chroot: skipped (1-3 minutes and a download; make deb-chroot runs them)"
 	finish
 fi
 # The Dockerfile's build stage without Docker: what its COPYs lay in /src
