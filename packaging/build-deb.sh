@@ -53,6 +53,9 @@ install -m 0644 "$here/deb/copyright" "$doc/copyright"
 sed "s/@VERSION@/$version/; s/@DATE@/$(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")/" \
 	"$here/deb/changelog.in" | gzip -9n >"$doc/changelog.gz"
 chmod 0644 "$doc/changelog.gz"
+# The attach-mode configuration (charon: {start: false}) the container uses
+# is also the one for a Debian host whose own strongSwan keeps running.
+install -D -m 0644 "$here/container/appliance.yaml" "$doc/examples/appliance-attach.yaml"
 
 # The debug information stays in the build tree; the package carries what
 # runs (mllp-bridge: 1.1 MB -> about 0.3 MB).

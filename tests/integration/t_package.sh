@@ -130,7 +130,7 @@ for p in usr/lib/systemd/system/appliance.service usr/lib/systemd/system/mllp-br
 	etc/appliance/appliance.yaml usr/share/doc/mllp-edge/copyright \
 	usr/share/doc/mllp-edge/changelog.gz usr/share/doc/mllp-edge/README.md \
 	usr/share/doc/mllp-edge/deploy.md usr/share/doc/mllp-edge/appliance.md \
-	usr/share/doc/mllp-edge/config.md; do
+	usr/share/doc/mllp-edge/config.md usr/share/doc/mllp-edge/examples/appliance-attach.yaml; do
 	if has "$p" -rw-r--r--; then
 		ok "$p 0644"
 	else
