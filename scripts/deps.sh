@@ -16,6 +16,8 @@ PKGS="build-essential pkg-config
       sqlite3 openssl curl nginx-light iproute2 util-linux procps clang libclang-rt-14-dev
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
       libcharon-extra-plugins netcat-openbsd nodejs tcpdump nmap
+      prometheus
+      nftables systemd
       libjansson-dev python3-hl7"
 
 missing=""

@@ -17,7 +17,9 @@
  *   started pid=N
  *   sent gate generation=G n=N | sent tunnels n=N | sent raw bytes=N
  *   status n=N NAME:DEPTH:AGE_MS:DEAD...  (every IPC_STATUS from the bridge)
- *   bad datagram error=...               (an IPC_STATUS that did not decode)
+ *   outbox n=N NAME:QUEUED:AGE_MS:WAITING_GATE:CONNECTED:FAILED...
+ *                                        (every IPC_OUTBOX from the bridge)
+ *   bad datagram error=...               (a datagram that did not decode)
  *   link closed                          (the bridge closed its end)
  *   exited status=N | exited signal=N
  *
@@ -161,8 +163,22 @@ static int from_bridge(int fd)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	if (n == 0)
 		return -1;
-	if ((err = ipc_decode(g_buf, (size_t)n, &type, &g_msg)) < 0 || type != IPC_STATUS) {
-		printf("bad datagram error=%s\n", err < 0 ? strerror(-err) : "not a STATUS");
+	if ((err = ipc_decode(g_buf, (size_t)n, &type, &g_msg)) < 0 ||
+	    (type != IPC_STATUS && type != IPC_OUTBOX)) {
+		printf("bad datagram error=%s\n",
+		       err < 0 ? strerror(-err) : "not a STATUS or an OUTBOX");
+		return 0;
+	}
+	if (type == IPC_OUTBOX) {
+		printf("outbox n=%u", g_msg.outbox.n);
+		for (unsigned i = 0; i < g_msg.outbox.n; i++) {
+			const struct ipc_destination *x = &g_msg.outbox.d[i];
+
+			printf(" %s:%llu:%llu:%u:%u:%llu", x->name, (unsigned long long)x->queued,
+			       (unsigned long long)x->oldest_age_ms, x->waiting_gate, x->connected,
+			       (unsigned long long)x->failed);
+		}
+		printf("\n");
 		return 0;
 	}
 	printf("status n=%u", g_msg.status.n);
@@ -219,6 +235,10 @@ static void serve(int fd)
 	char line[LINE_MAX_];
 	struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
 
+	/* Unbuffered: fgets then reads one line and leaves the next in the pipe,
+	 * where poll sees it. Buffered, two lines written at once came in one
+	 * read and the second waited in stdio until stdin closed. */
+	setvbuf(stdin, NULL, _IONBF, 0);
 	for (;;) {
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			return;

@@ -7,11 +7,13 @@
  * own line, CR shown as '\r' would be unreadable, so segments are joined
  * with " | ". With -r each FILE is sent as raw bytes (already framed, junk
  * and all) and every answer that arrives before the timeout is printed.
- * R2 commit blocks print as "R2_ACK" / "R2_NAK". Exit 0 when every frame
- * got an answer, 1 when one did not (timeout or closed), 2 on usage.
+ * R2 commit blocks print as "R2_ACK" / "R2_NAK". The timeout also bounds the
+ * connect. Exit 0 when every frame got an answer, 1 when one did not
+ * (timeout or closed) or the connect failed, 2 on usage.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +109,32 @@ static int read_answers(int fd, struct mllp_deframer *d, int want, int timeout_m
 	return got;
 }
 
-static int connect_to(const char *target, const char *bind_addr)
+/* connect() bounded by timeout_ms: a peer that drops SYNs (a closed gate, a
+ * firewall) fails the send in that time, not after the kernel's two minutes. */
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+{
+	int flags = fcntl(fd, F_GETFL), err = 0;
+	socklen_t elen = sizeof(err);
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -1;
+	if (connect(fd, sa, len) < 0) {
+		if (errno != EINPROGRESS)
+			return -1;
+		if (poll(&p, 1, timeout_ms) != 1) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 || err) {
+			errno = err ? err : errno;
+			return -1;
+		}
+	}
+	return fcntl(fd, F_SETFL, flags);
+}
+
+static int connect_to(const char *target, const char *bind_addr, int timeout_ms)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -127,8 +154,11 @@ static int connect_to(const char *target, const char *bind_addr)
 			return -1;
 		}
 	}
-	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+	if (connect_within(fd, (struct sockaddr *)&ss, len, timeout_ms) < 0) {
+		int e = errno;
+
 		close(fd);
+		errno = e;
 		return -1;
 	}
 	return fd;
@@ -154,7 +184,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: mllp-send [-b SRC] [-t MS] [-r] HOST:PORT FILE...\n");
 		return 2;
 	}
-	fd = connect_to(argv[optind], bind_addr);
+	fd = connect_to(argv[optind], bind_addr, timeout_ms);
 	if (fd < 0) {
 		fprintf(stderr, "mllp-send: cannot connect to %s: %s\n", argv[optind],
 			strerror(errno));
