@@ -40,7 +40,8 @@ PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \
                $(if $(wildcard appliance/appliancectl.c),$(BUILD)/bin/appliancectl)
 
-.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean install image image-test
+.PHONY: all deps check check-asan unit integration e2e bench bench-e2e demo fuzz fuzz-build lint format format-check clean install image image-test deb deb-chroot
+
 all: $(PROGRAMS) $(UNIT_BIN)
 
 deps:
@@ -221,6 +222,21 @@ image: deps
 image-test: image
 	@$(MAKE) --no-print-directory $(BUILD)/bin/https-sink $(BUILD)/bin/mllp-send
 	@BUILD=$(BUILD) bash tests/vm/image-test.sh
+
+# `make deb`: $(BUILD)/mllp-edge_VERSION_ARCH.deb from `make install` (dpkg-deb,
+# no debhelper); packaging/build-deb.sh says how, tests/integration/t_package.sh
+# checks it and installs it into a throwaway Debian chroot.
+deb: $(PROGRAMS)
+	@BUILD=$(BUILD) MAKE="$(MAKE)" sh packaging/build-deb.sh
+
+# t_package (part of check) plus the Dockerfile's build stage emulated and an
+# install into a minimal Debian 12 that has only the package's Depends
+# (mmdebstrap): 1-3 minutes and a download from the Debian mirror, too slow
+# for check.
+deb-chroot: deps
+	@$(MAKE) --no-print-directory all
+	@command -v mmdebstrap >/dev/null || { echo "deb-chroot: apt-get install mmdebstrap" >&2; exit 1; }
+	@BUILD=$(BUILD) PKG_CHROOT=1 bash tests/integration/t_package.sh
 
 clean:
 	rm -rf build

@@ -11,6 +11,7 @@ set -eu
 # parses the JSON data models (translate.c); python3-hl7 is the independent
 # HL7 parser of the translation round trip (tests/translate/roundtrip.py).
 PKGS="build-essential pkg-config
+      lintian
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
       sqlite3 openssl curl nginx-light iproute2 util-linux procps clang libclang-rt-14-dev
       strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
