@@ -10,6 +10,9 @@ set -eu
 # checks the outbound HTTPS listener's TLS policy from outside. libjansson-dev
 # parses the JSON data models (translate.c); python3-hl7 is the independent
 # HL7 parser of the translation round trip (tests/translate/roundtrip.py).
+# prometheus brings promtool (t_monitoring checks and runs the alert rules);
+# lintian checks the .deb (t_package); nftables and systemd's
+# systemd-analyze, sysusers and tmpfiles check rootfs/ (t_rootfs).
 PKGS="build-essential pkg-config
       lintian
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
