@@ -34,7 +34,7 @@ RUN apt-get update \
         libsqlite3-dev libyaml-dev libssl-dev libjansson-dev check \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Makefile README.md ./
+COPY Makefile README.md VERSION ./
 COPY appliance appliance
 COPY ipc ipc
 COPY mllp-bridge mllp-bridge

@@ -8,7 +8,9 @@ PKGS    := libevent libevent_openssl libcurl sqlite3 yaml-0.1 openssl jansson
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wvla -Wpointer-arith -Wundef
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -I. -MMD -MP
+# One version for every program and the package: the file VERSION.
+VERSION := $(shell cat VERSION)
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -I. -MMD -MP -DMLLP_EDGE_VERSION='"$(VERSION)"'
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -levent -levent_openssl -lcurl -lsqlite3 -lyaml -lssl -lcrypto -ljansson) -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
@@ -50,6 +52,9 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# -V prints VERSION: a new number rebuilds what prints it.
+$(BUILD)/obj/appliance/main.o $(BUILD)/obj/mllp-bridge/main.o: VERSION
 
 # Rebuilt from scratch: `ar r` would keep members of deleted sources.
 $(BRIDGE_LIB): $(BRIDGE_OBJ)

@@ -93,7 +93,7 @@ int main(int argc, char **argv)
 			verbose = 1;
 			break;
 		case 'V':
-			printf("appliance %s\n", VERSION);
+			printf("appliance %s\n", MLLP_EDGE_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);

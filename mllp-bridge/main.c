@@ -111,7 +111,7 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case 'V':
-			printf("mllp-bridge %s\n", VERSION);
+			printf("mllp-bridge %s\n", MLLP_EDGE_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -5,9 +5,9 @@
 #
 #   BUILD=build sh packaging/build-deb.sh      (what `make deb` runs)
 #
-# The version is the programs' own (`appliance -V`, `mllp-bridge -V`): one
-# number for what the binaries print and what dpkg records; the two must
-# agree. Depends is what dpkg-shlibdeps finds in the binaries, so it follows
+# The version is the programs' own (`appliance -V`, `mllp-bridge -V`, both
+# compiled from the file VERSION): one number for what the binaries print
+# and what dpkg records; the two must agree. Depends is what dpkg-shlibdeps finds in the binaries, so it follows
 # the libraries they really link against.
 set -eu
 
