@@ -114,10 +114,24 @@ EOF
 echo mllp-edge >"$tree/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tmllp-edge\n' >"$tree/etc/hosts"
 # The bridge's user (supervisor.bridge_user) and the group allowed on the
-# control socket (supervisor.control_group).
-chroot "$tree" groupadd --system appliance
-chroot "$tree" useradd --system --user-group --home-dir /var/lib/appliance --no-create-home \
-	--shell /usr/sbin/nologin mllp-bridge
+# control socket (supervisor.control_group), from the shipped sysusers.d
+# file, as the package makes them on a host (the image's own sysusers).
+chroot "$tree" systemd-sysusers mllp-edge.conf || die "systemd-sysusers mllp-edge.conf failed"
+{ chroot "$tree" getent passwd mllp-bridge && chroot "$tree" getent group appliance; } >/dev/null ||
+	die "systemd-sysusers made no mllp-bridge user or appliance group"
+# The firewall: nftables.service loads /etc/nftables.conf at boot, before
+# the network; the shipped ruleset is included the way docs/deploy.md tells
+# an operator to. Its OUTER_IF, "eth0", is the image's first NIC: the
+# kernel names the NICs (net.ifnames=0 below), eth0, eth1, ... in PCI
+# order, the order a hypervisor lists them in.
+cat >"$tree/etc/nftables.conf" <<'EOF'
+#!/usr/sbin/nft -f
+# The appliance image's firewall (docs/image.md; the ruleset: docs/deploy.md).
+flush ruleset
+include "/etc/nftables.d/mllp-edge.nft"
+EOF
+grep -q '^define OUTER_IF = "eth0"$' "$tree/etc/nftables.d/mllp-edge.nft" ||
+	die "the shipped ruleset's OUTER_IF is no longer \"eth0\", the image's first NIC"
 # The supervisor starts its own charon: the package's charon must not run.
 systemctl --root="$tree" --quiet mask strongswan-starter.service
 systemctl --root="$tree" --quiet enable systemd-networkd.service nftables.service \
@@ -139,6 +153,8 @@ mkdir -p "$tree/boot/extlinux"
 # /vmlinuz and /initrd.img are the symlinks Debian moves on every kernel
 # update, so the menu stays right after one. Serial console first: a
 # hypervisor's log gets the boot; tty0 stays for a VGA console.
+# net.ifnames=0: the kernel's names, eth0 the first NIC whatever the
+# hypervisor (the firewall's OUTER_IF), not ens3 (qemu) or ens192 (VMware).
 cat >"$tree/boot/extlinux/extlinux.conf" <<EOF
 SERIAL 0 115200
 DEFAULT mllp-edge
@@ -147,7 +163,7 @@ PROMPT 0
 LABEL mllp-edge
 	LINUX /vmlinuz
 	INITRD /initrd.img
-	APPEND root=UUID=$uuid ro console=tty0 console=ttyS0,115200n8
+	APPEND root=UUID=$uuid ro console=tty0 console=ttyS0,115200n8 net.ifnames=0
 EOF
 # Syslinux 6.04 reads neither 64-bit ext4 nor the newer checksum and orphan
 # features that bookworm's mke2fs sets by default.
