@@ -1,7 +1,10 @@
 #!/bin/bash
 # The appliance VM's role in `make image-test` (/etc/mllp-vmtest/run, started
 # by mllp-vmtest.service from the config drive). appliance.service runs as
-# the image enables it; this only watches and reports. Everything goes to
+# the image enables it, with the image's firewall, strongswan.conf and
+# sysctl settings; this watches and reports, and acts once: a TCP connect
+# to a hospital address no SA covers, which the firewall must keep in
+# (out_mllp_clear). Everything goes to
 # the second serial port (/dev/ttyS1), which the host reads and asserts on:
 # "VMTEST KEY value" lines and "TAG| line" blocks of command output. The
 # host decides pass or fail; this script only says what it saw.
@@ -32,7 +35,26 @@ metric() {
 		substr($1, length(m) + 1, 1) == "{") { s += $NF; n++ } END { if (n) print s }'
 }
 
+# counters: the firewall's named counters, "NAME PACKETS" a line
+counters() {
+	nft list counters table inet mllp_edge | awk '$1 == "counter" { n = $2 } $1 == "packets" { print n, $2 }'
+}
+# counter NAME: one counter's packets (empty when the table is unreadable)
+counter() { counters 2>/dev/null | awk -v n="$1" '$1 == n { print $2 }'; }
+
 say "BEGIN role=appliance kernel=$(uname -r) uptime=$(cut -d' ' -f1 /proc/uptime)"
+# The image's own setup, as booted: the firewall that nftables.service
+# loaded from /etc/nftables.conf, its counters before any tunnel, the
+# kernel settings of the shipped sysctl file, the users of the shipped
+# sysusers file. The tunnel needs ~10 s more: these come first.
+say "NFT service=$(systemctl is-active nftables.service)"
+block nft-boot sh -c 'nft list table inet mllp_edge | grep -E "^table |iifname|counter name"'
+block counters-boot counters
+block sysctl sysctl net.ipv4.ip_local_port_range net.ipv4.conf.all.rp_filter \
+	net.ipv4.conf.default.rp_filter net.ipv4.conf.eth0.rp_filter \
+	net.ipv4.conf.all.accept_redirects net.ipv4.conf.eth0.accept_redirects \
+	net.ipv4.conf.all.send_redirects net.ipv4.conf.all.log_martians
+block users sh -c 'getent passwd mllp-bridge; getent group appliance; stat -c "spool %U %G %a" /var/lib/appliance'
 # the tunnel: appliancectl's view (up: IKE_SA established, child installed)
 up=""
 for _ in $(seq 1 240); do
@@ -54,6 +76,29 @@ for _ in $(seq 1 180); do
 	sleep 1
 done
 say "DELIVERED count=${delivered:-none} after=$(since)s"
+# The message came in through the tunnel (in_mllp_ipsec) and its ACK went
+# out through it (out_mllp_clear unmoved): before the appliance's own
+# cleartext attempt below.
+block counters-delivered counters
+# The hospital's cleartext SYN to the MLLP port (after its message): wait
+# for in_mllp_clear to move, so that the dumps below see it.
+clear=""
+for _ in $(seq 1 60); do
+	c=$(counter in_mllp_clear)
+	if [ -n "$c" ] && [ "$c" -ge 1 ]; then
+		clear=$c
+		break
+	fi
+	sleep 1
+done
+say "CLEAR-SEEN in_mllp_clear=${clear:-none} after=$(since)s"
+# MLLP toward a hospital address no CHILD_SA covers (203.0.113.200, in
+# HOSPITAL_NETS, not in the tunnel's remote_ts): a route exists, so only
+# the firewall's output rule (rt ipsec missing) keeps it in.
+ip route add 203.0.113.200/32 via 198.51.100.2 dev eth0
+block out-route ip route get 203.0.113.200
+block out-clear timeout 5 bash -c 'exec 3<>/dev/tcp/203.0.113.200/9960 && echo connected'
+block counters-end counters
 block status appliancectl status --json
 # the keys are this run's, but a report has no use for them
 block xfrm-state sh -c "ip -s xfrm state | sed -E 's/0x[0-9a-f]{32,}/(key)/'"

@@ -59,6 +59,15 @@ for i in $(seq 1 20); do
 	sleep 2
 done
 block ack echo "$ack"
+# MLLP in clear: from the outer address (outside the CHILD_SA's
+# 203.0.113.64/26, so no ESP) to the appliance's MLLP port, which charon's
+# route (table 220) sends to 198.51.100.1. The appliance's firewall drops
+# the SYN (in_mllp_clear): the connect times out, not refused.
+block clear-route ip route get 203.0.113.1 from 198.51.100.2
+c0=$(date +%s%N)
+clear=$("$D/mllp-send" -b 198.51.100.2 -t 4000 203.0.113.1:9960 "$D/msg.hl7" 2>&1)
+rc=$?
+say "CLEAR rc=$rc ms=$((($(date +%s%N) - c0) / 1000000)) $(head -c 200 <<<"$clear" | tr '\n' ' ')"
 # the message at the cloud's receiver
 for _ in $(seq 1 120); do
 	[ -s "$SINK/bodies/1" ] && break

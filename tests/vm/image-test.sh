@@ -12,8 +12,18 @@
 #   - an HL7 message sent by the hospital over MLLP (203.0.113.65 ->
 #     203.0.113.1:9960) got the appliance's ACK (MSA|AA with its control id)
 #     and arrived at the HTTPS receiver byte-exact;
-#   - the link between the gateways carried ESP and IKE only: no TCP, no
-#     "MSH|" in clear.
+#   - the firewall the image ships (/etc/nftables.conf includes
+#     rootfs/'s mllp-edge.nft; OUTER_IF "eth0", the first NIC) is loaded at
+#     boot; the message came in through meta ipsec exists (in_mllp_ipsec)
+#     and its ACK went out through rt ipsec (out_mllp_clear unmoved); a
+#     cleartext SYN from the hospital's outer address to the MLLP port is
+#     dropped (the connect times out, in_mllp_clear moves, no answer on the
+#     link), and so is the appliance's own TCP to a hospital address no SA
+#     covers (out_mllp_clear moves, nothing on the link);
+#   - the shipped sysctl file applied at boot, the shipped sysusers file
+#     made the bridge's user and the control group;
+#   - the link between the gateways carried ESP and IKE only: no TCP but
+#     the test's dropped cleartext SYNs, no "MSH|" in clear.
 #
 # Topology: two qemu links (-netdev dgram over unix sockets in $TMP: no
 # host network, no ports), each VM with one config drive (ext4, label
@@ -110,7 +120,6 @@ network "$A" outer "${MAC[app-outer]}" 198.51.100.1/25
 network "$A" cloud "${MAC[app-cloud]}" 198.51.100.129/25
 loopback "$A" 203.0.113.1/32
 cp "$HERE/appliance.yaml" "$A/etc/appliance/appliance.yaml"
-cp "$HERE/strongswan-appliance.conf" "$A/etc/appliance/strongswan.conf"
 cp "$CERTS/ca.pem" "$A/etc/appliance/upstream-ca.pem"
 printf '%s\n' "$PSK" >"$A/etc/appliance/hospital-a.psk"
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$A/etc/appliance/lab.token"
@@ -310,12 +319,65 @@ expect "cloud: over TLS 1.2/1.3 (the sink's connections.log)" has hosp tls 'TLSv
 expect "hospital: the appliance's shutdown deleted the IKE SA ($(val hosp PEER-GONE))" \
 	eval 'val hosp PEER-GONE | grep -q "ike_sas=0\$"'
 
+# the firewall, as the image loads it at boot (nftables.service,
+# /etc/nftables.conf, the shipped ruleset)
+expect "appliance: nftables.service is active ($(val app NFT))" eval 'val app NFT | grep -qx "service=active"'
+expect "appliance: nft list table inet mllp_edge at boot" has app nft-boot '^table inet mllp_edge \{$'
+expect "appliance: its OUTER_IF is eth0 (the shipped parameter)" has app nft-boot 'iifname != "eth0" accept'
+expect "appliance: eth0 is the first NIC, the outer link's (${MAC[app-outer]}; net.ifnames=0)" \
+	has app links "^[0-9]+: eth0: .* link/ether ${MAC[app-outer]} "
+# ctr TAG NAME: counter NAME's packets in the snapshot TAG ("" if absent)
+ctr() { rep app "$1" | awk -v n="$2" '$1 == n { print $2 }'; }
+# ctrs TAG: the snapshot's non-zero counters, for the messages
+ctrs() { rep app "$1" | awk '$2 != 0 { printf "%s%s=%s", s, $1, $2; s = " " }'; }
+echo "# counters at boot: $(ctrs counters-boot); after the message: $(ctrs counters-delivered); at the end: $(ctrs counters-end)"
+expect "appliance: at boot in_mllp_ipsec and in_mllp_clear are 0 ($(ctr counters-boot in_mllp_ipsec), $(ctr counters-boot in_mllp_clear))" \
+	test "$(ctr counters-boot in_mllp_ipsec)" = 0 -a "$(ctr counters-boot in_mllp_clear)" = 0
+expect "appliance: the message came in through IPsec: in_mllp_ipsec ($(ctr counters-delivered in_mllp_ipsec)) >= 1 (meta ipsec exists)" \
+	test "$(ctr counters-delivered in_mllp_ipsec)" -ge 1
+expect "appliance: and its ACK went out through the SA: out_mllp_clear 0 after it ($(ctr counters-delivered out_mllp_clear); rt ipsec)" \
+	test "$(ctr counters-delivered out_mllp_clear)" = 0
+# in_ike stays 0 here: the appliance initiates, so the hospital's IKE is
+# an answer (ct established); the first ESP packet is the hospital's
+expect "appliance: ESP accepted on eth0 (in_esp $(ctr counters-delivered in_esp); in_ike $(ctr counters-delivered in_ike): IKE answers are established)" \
+	test "$(ctr counters-delivered in_esp)" -ge 1
+clear_ms=$(val hosp CLEAR | sed -n 's/^rc=1 ms=\([0-9]*\) .*Connection timed out.*/\1/p')
+expect "hospital: MLLP in clear from 198.51.100.2 to 203.0.113.1:9960 timed out ($(val hosp CLEAR))" \
+	test -n "$clear_ms"
+expect "hospital: its route sent it to the appliance ($(rep hosp clear-route | head -n 1))" \
+	has hosp clear-route '^203\.0\.113\.1 from 198\.51\.100\.2 via 198\.51\.100\.1 '
+expect "appliance: in_mllp_clear moved: 0 -> $(ctr counters-end in_mllp_clear)" \
+	test "$(ctr counters-end in_mllp_clear)" -ge 1
+expect "appliance: TCP to 203.0.113.200 (a hospital address, no SA) had a route: $(rep app out-route | head -n 1)" \
+	has app out-route '^203\.0\.113\.200 via 198\.51\.100\.2 dev eth0 '
+expect "appliance: and did not connect ($(rep app out-clear | tr '\n' ' '))" lacks app out-clear '^connected$'
+expect "appliance: out_mllp_clear moved: $(ctr counters-delivered out_mllp_clear) -> $(ctr counters-end out_mllp_clear)" \
+	test "$(ctr counters-end out_mllp_clear)" -ge 1
+# the shipped sysctl file: rp_filter 2 is also systemd's default and the
+# port range the kernel's; accept_redirects 0, send_redirects 0 and
+# log_martians 1 are this file's alone
+sysctl_is() { has app sysctl "^$(sed 's/\./\\./g' <<<"$1") = $2\$"; }
+expect "appliance: sysctl net.ipv4.ip_local_port_range = 32768 60999" \
+	has app sysctl '^net\.ipv4\.ip_local_port_range = 32768[[:space:]]+60999$'
+for kv in net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2 net.ipv4.conf.all.accept_redirects=0 \
+	net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.all.log_martians=1; do
+	expect "appliance: sysctl ${kv%%=*} = ${kv#*=}" sysctl_is "${kv%%=*}" "${kv#*=}"
+done
+echo "# eth0's own: $(rep app sysctl | grep '\.eth0\.' | tr '\n' ' ')"
+expect "appliance: systemd-sysusers made mllp-bridge (home the spool, nologin) and the group appliance" \
+	eval "has app users '^mllp-bridge:x:[0-9]+:[0-9]+:[^:]*:/var/lib/appliance:/usr/sbin/nologin\$' && has app users '^appliance:x:[0-9]+:'"
+expect "appliance: the spool directory is mllp-bridge's, 0700 ($(rep app users | grep '^spool'))" \
+	has app users '^spool mllp-bridge mllp-bridge 700$'
+
 # the outer link, both ways, as the appliance's NIC saw it
 if [ -s "$TMP/outer.pcap" ]; then
 	esp=$(pcap outer 'ip proto 50') ike=$(pcap outer 'udp port 500 or udp port 4500')
-	tcp=$(pcap outer tcp) msh=$(grep -c 'MSH|' "$TMP/outer.pcap")
-	expect "outer link: ESP in IP protocol 50 ($esp packets) and IKE ($ike), no TCP ($tcp), no 'MSH|' ($msh)" \
-		test "$esp" -gt 0 -a "$ike" -gt 0 -a "$tcp" = 0 -a "$msh" = 0
+	syn='src host 198.51.100.2 and dst host 203.0.113.1 and tcp dst port 9960 and tcp[tcpflags] == tcp-syn'
+	syns=$(pcap outer "$syn") tcp=$(pcap outer "tcp and not ($syn)") msh=$(grep -c 'MSH|' "$TMP/outer.pcap")
+	expect "outer link: ESP in IP protocol 50 ($esp packets) and IKE ($ike), no 'MSH|' ($msh)" \
+		test "$esp" -gt 0 -a "$ike" -gt 0 -a "$msh" = 0
+	expect "outer link: the cleartext SYNs reached the appliance ($syns) and no other TCP went either way ($tcp: no answer, nothing to 203.0.113.200)" \
+		test "$syns" -gt 0 -a "$tcp" = 0
 else
 	fail "outer link: the capture $TMP/outer.pcap is missing or empty"
 fi
