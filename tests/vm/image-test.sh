@@ -356,7 +356,7 @@ expect "appliance: out_mllp_clear moved: $(ctr counters-delivered out_mllp_clear
 # the shipped sysctl file: rp_filter 2 is also systemd's default and the
 # port range the kernel's; accept_redirects 0, send_redirects 0 and
 # log_martians 1 are this file's alone
-sysctl_is() { has app sysctl "^$(sed 's/\./\\./g' <<<"$1") = $2\$"; }
+sysctl_is() { has app sysctl "^${1//./\\.} = $2\$"; }
 expect "appliance: sysctl net.ipv4.ip_local_port_range = 32768 60999" \
 	has app sysctl '^net\.ipv4\.ip_local_port_range = 32768[[:space:]]+60999$'
 for kv in net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2 net.ipv4.conf.all.accept_redirects=0 \
