@@ -122,8 +122,9 @@ chroot "$tree" systemd-sysusers mllp-edge.conf || die "systemd-sysusers mllp-edg
 # The firewall: nftables.service loads /etc/nftables.conf at boot, before
 # the network; the shipped ruleset is included the way docs/deploy.md tells
 # an operator to. Its OUTER_IF, "eth0", is the image's first NIC: the
-# kernel names the NICs (net.ifnames=0 below), eth0, eth1, ... in PCI
-# order, the order a hypervisor lists them in.
+# kernel names the NICs (net.ifnames=0 below), eth0, eth1, ... in the
+# order it finds them (PCI order; docs/image.md says what that means on
+# other hypervisors than qemu).
 cat >"$tree/etc/nftables.conf" <<'EOF'
 #!/usr/sbin/nft -f
 # The appliance image's firewall (docs/image.md; the ruleset: docs/deploy.md).
