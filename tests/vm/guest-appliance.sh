@@ -117,6 +117,9 @@ block df df -h /
 # transaction, so systemd-analyze has no total yet)
 block boot journalctl -b -o short-monotonic --no-pager -u mllp-edge-config-drive.service
 block journal journalctl --no-pager -b -u appliance.service -n 60
+# charon's start script and anything swanctl unloaded (whole boot: these
+# lines come early and fall out of the 60 above)
+block start-script journalctl --no-pager -b -o cat -u appliance.service --grep 'start script|swanctl:|unloaded'
 say "END role=appliance after=$(since)s"
 sync
 systemctl poweroff

@@ -295,6 +295,15 @@ expect "appliance: ip xfrm policy: 203.0.113.64/26 -> 203.0.113.0/26" \
 expect "hospital: its kernel holds the two ESP SAs too" \
 	test "$(count hosp xfrm-state 'proto esp spi 0x')" = 2
 
+# The shipped strongswan.conf's start script runs swanctl --load-all only
+# when /etc/swanctl/conf.d has a .conf file (the image has none): run
+# unguarded it unloads the supervisor's connection and PSK when it comes
+# second, and the tunnel never comes up.
+expect "appliance: charon ran its start script ($(rep app start-script | grep -c 'start script') line)" \
+	has app start-script "executing start script 'swanctl'"
+expect "appliance: and swanctl neither ran nor unloaded anything (no conf.d/*.conf)" \
+	eval "lacks app start-script 'swanctl: ' && lacks app start-script 'unloaded'"
+
 # DH 21, in charon's words and in the supervisor's
 expect "appliance: the IKE SA hospital-a is ESTABLISHED, IKEv2" has app sas '^hospital-a: #[0-9]+, ESTABLISHED, IKEv2'
 expect "appliance: with AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_521 (DH 21)" \
