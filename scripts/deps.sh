@@ -23,6 +23,15 @@ PKGS="build-essential pkg-config
       nftables systemd
       libjansson-dev python3-hl7"
 
+# `deps.sh NAME PKG...` does the same for another list, in NAME's name
+# (scripts/image-deps.sh: the VM image's host tools, not make check's).
+WHO=deps
+if [ $# -gt 0 ]; then
+	WHO=$1
+	shift
+	PKGS="$*"
+fi
+
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -31,10 +40,10 @@ done
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "deps: missing packages:$missing (run as root, or install them)" >&2
+	echo "$WHO: missing packages:$missing (run as root, or install them)" >&2
 	exit 1
 fi
-echo "deps: installing$missing"
+echo "$WHO: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 # strongswan-starter (pulled in by strongswan-charon) and nginx would start
 # their services on install: the tests start their own, in namespaces, and

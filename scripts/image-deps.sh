@@ -13,21 +13,5 @@
 #   tcpdump             the test reads the outer link's capture
 set -eu
 
-PKGS="mmdebstrap extlinux syslinux-common fdisk e2fsprogs qemu-utils qemu-system-x86 tcpdump"
-
-missing=""
-for p in $PKGS; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-		missing="$missing $p"
-done
-[ -z "$missing" ] && exit 0
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "image-deps: missing packages:$missing (run as root, or install them)" >&2
-	exit 1
-fi
-echo "image-deps: installing$missing"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+exec sh "$(dirname "$0")/deps.sh" image-deps mmdebstrap extlinux syslinux-common fdisk e2fsprogs \
+	qemu-utils qemu-system-x86 tcpdump
