@@ -251,6 +251,23 @@ static void reply_reason(const struct tstate *ts, const char *fail, char *buf, s
 		snprintf(buf, cap, "%s", *fail ? fail : "initiate failed");
 }
 
+static void reconcile(struct tunnels *t, const struct cfg *old);
+
+/* Charon no longer knows one of our connections, though it was loaded: an
+ * operator's `swanctl --load-all` (which unloads what swanctl.conf does
+ * not hold) or `unload-conn` took it. Initiating again would fail forever:
+ * load ours again first. Once per failed attempt, after the backoff, and
+ * never while a load is under way. */
+static void reload_if_lost(struct tunnels *t, struct tstate *ts, const char *fail)
+{
+	if (ts->cfg->source != CFG_SOURCE_APPLIANCE || ts->load_failed || !t->reconciled ||
+	    !strstr(fail, "not found"))
+		return;
+	log_event(LOG_WARN, "tunnel_reload", " tunnel=%s reason=\"charon no longer has it\"",
+		  ts->cfg->name);
+	reconcile(t, NULL);
+}
+
 struct initiate_req {
 	struct tunnels *t;
 	char name[CFG_NAME_MAX + 1];
@@ -284,6 +301,7 @@ static void on_initiated(void *arg, int err, const struct vici_tree *reply, cons
 		set_error(ts, reason);
 	log_event(LOG_WARN, "tunnel_initiate_failed", " tunnel=%s reason=\"%s\" retry_ms=%u",
 		  ts->cfg->name, reason, ts->backoff_ms);
+	reload_if_lost(t, ts, fail);
 	/* A failed initiate can leave a half-open IKE_SA: the refresh finds
 	 * and terminates it, and schedules the next attempt. */
 	schedule_refresh(t);

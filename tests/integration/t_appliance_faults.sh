@@ -5,7 +5,9 @@
 # (b) its ESP proposal carries modp1024 as PFS group: the tunnel comes up
 #     (the first CHILD_SA does no DH) and rekey-check catches it;
 # (c) its charon is SIGKILLed and restarted: the tunnel comes back by itself
-#     (dead peer detection every 2 s, then the supervisor re-initiates).
+#     (dead peer detection every 2 s, then the supervisor re-initiates);
+# (d) the tunnel's connection is unloaded from the appliance's own charon
+#     (an operator's swanctl --load-all): the supervisor loads it again.
 # Each case is one run of the supervisor against a fresh hospital charon.
 # Topology: appliance-lib.sh.
 . "$(dirname "$0")/appliance-lib.sh"
@@ -100,4 +102,28 @@ expect "(c) the hospital's new charon has the IKE_SA" \
 expect "(c) a message from the hospital is ACKed again" wait_until 10 'hospital_send C2'
 expect "(c) both reached the upstream" wait_until 10 'sink_has C1 && sink_has C2'
 ap_stop "(c)"
+
+# --- (d) the connection is unloaded from the appliance's charon behind its back --------
+# As an operator's `swanctl --load-all` does to connections swanctl.conf does
+# not hold: charon forgets the tunnel, its IKE_SA goes, and initiating fails
+# with "not found" until the supervisor loads it again.
+peer_fresh "$T:$DH21_IKE,$DH14_IKE:$DH21_ESP,$DH14_ESP"
+ap_start || exit 1
+expect "(d) the tunnel is up" \
+	ap_wait 20 "tun('$T')['up'] and child('$T', '$T-net')['state'] == 'INSTALLED'"
+since0=$(ap_q "tun('$T')['since_unix']")
+lines=$(wc -l <"$AP_LOG")
+expect "(d) unload-conn and terminate on the appliance's charon" \
+	eval '"$BIN/vici" -s "$AP_VICI" unload-conn "$T" >/dev/null &&
+		"$BIN/vici" -s "$AP_VICI" terminate --ike "$T" >/dev/null'
+expect "(d) the tunnel came back" \
+	ap_wait 40 "tun('$T')['up'] and tun('$T')['since_unix'] > $since0 and
+		child('$T', '$T-net')['state'] == 'INSTALLED'"
+expect "(d) the supervisor saw 'not found', then loaded the tunnel again" \
+	eval "tail -n +$((lines + 1)) '$AP_LOG' | grep -E 'event=tunnel_(initiate_failed|reload) tunnel=$T' |
+		tr '\n' ' ' | grep -q 'not found.*event=tunnel_reload'"
+expect "(d) charon has the connection again" \
+	eval '"$BIN/vici" -s "$AP_VICI" get-conns | grep -qw "$T"'
+expect "(d) a message from the hospital is ACKed" wait_until 10 'hospital_send D1'
+ap_stop "(d)"
 finish
