@@ -14,13 +14,20 @@ PIDS=""
 FAILS=0
 MOUNTS=""
 
-cleanup() {
+# stop_pids: every process this scenario started (PIDS), by PID, then
+# waited for; PIDS is emptied.
+stop_pids() {
 	for p in $PIDS; do
 		kill "$p" 2>/dev/null
 	done
 	for p in $PIDS; do
 		wait "$p" 2>/dev/null
 	done
+	PIDS=""
+}
+
+cleanup() {
+	stop_pids
 	for m in $MOUNTS; do
 		umount "$m" 2>/dev/null
 	done

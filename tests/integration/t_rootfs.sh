@@ -85,13 +85,7 @@ rootfs_cleanup() {
 	local ns
 	# Our processes first (lib.sh's cleanup would too, after the
 	# namespaces are gone); nothing else runs in namespaces we made.
-	for p in $PIDS; do
-		kill "$p" 2>/dev/null
-	done
-	for p in $PIDS; do
-		wait "$p" 2>/dev/null
-	done
-	PIDS=""
+	stop_pids
 	for ns in $NAMESPACES; do
 		ip netns del "$ns" 2>/dev/null
 	done
