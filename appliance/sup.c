@@ -14,6 +14,7 @@
 #include "appliance/child.h"
 #include "appliance/control.h"
 #include "appliance/heartbeat.h"
+#include "appliance/sftpkeys.h"
 #include "appliance/status.h"
 #include "appliance/tunnels.h"
 #include "appliance/vloop.h"
@@ -144,8 +145,14 @@ static void on_command(void *arg, struct control_req *req, int argc, char **argv
 		do_rekey_check(s, req, argv[1]);
 	else if (argc == 1 && !strcmp(argv[0], "reload"))
 		control_reply(req, reload(s, why, sizeof why) == 0, why);
+	else if (argc >= 1 && !strcmp(argv[0], "sftp"))
+		control_reply(req,
+			      sftpkeys_command(s->cfg, s->cfg->supervisor.bridge_user, argc, argv,
+					       why, sizeof why),
+			      why);
 	else
-		control_reply(req, 0, "usage: status [--json] | rekey-check TUNNEL | reload\n");
+		control_reply(req, 0,
+			      "usage: status [--json] | rekey-check TUNNEL | reload | sftp ...\n");
 }
 
 /* ---------- reload ---------- */

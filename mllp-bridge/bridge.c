@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "mllp-bridge/commit.h"
+#include "mllp-bridge/files.h"
 #include "mllp-bridge/forward.h"
 #include "mllp-bridge/gate.h"
 #include "mllp-bridge/log.h"
@@ -38,6 +39,7 @@ struct bridge {
 	struct gate *gate;
 	struct tunnel *tun;	/* NULL without a supervisor */
 	struct outbound *outb;	/* NULL without destinations and https */
+	struct files *files;	/* NULL without SFTP channels */
 	int supervisor_fd;	/* owned until tunnel_new() takes it */
 	int64_t *dead_at_start; /* per integration: dead letters in the spool at start */
 	struct event *sig_ev[NSIGNALS];
@@ -51,6 +53,22 @@ static int on_committed(void *arg, size_t integ, int64_t id, const struct spool_
 	struct bridge *b = arg;
 
 	return forward_enqueue(b->fwd, integ, id, m, cb, cb_arg);
+}
+
+/* A file pulled over SFTP, likewise. */
+static int on_file_committed(void *arg, size_t integ, int64_t id, const struct spool_new *m)
+{
+	struct bridge *b = arg;
+
+	return forward_enqueue(b->fwd, integ, id, m, NULL, NULL);
+}
+
+/* A row posted for an SFTP destination goes to its pusher. */
+static int on_push(void *arg, size_t dest, int64_t id)
+{
+	struct bridge *b = arg;
+
+	return files_push(b->files, dest, id);
 }
 
 static int is_ready(void *arg)
@@ -213,9 +231,24 @@ static int open_spool(struct bridge *b)
 	return err;
 }
 
+/* Downloads wait beside the spool, on the same file system. */
+static int start_files(struct bridge *b)
+{
+	struct files_hooks fh = {.committed = on_file_committed, .arg = b};
+	char *dir;
+	int err;
+
+	if (asprintf(&dir, "%s.files", b->cfg->spool_path) < 0)
+		return -ENOMEM;
+	err = files_new(b->base, b->cfg, b->spool, b->commit, b->gate, dir, &fh, &b->files);
+	free(dir);
+	return err;
+}
+
 static int bridge_setup(struct bridge *b)
 {
 	struct mllp_in_hooks hooks = {.committed = on_committed, .arg = b};
+	struct outbound_hooks oh = {.push = on_push, .arg = b};
 	struct metrics_sources src;
 	int err;
 
@@ -228,7 +261,9 @@ static int bridge_setup(struct bridge *b)
 	    (err = upstream_new(b->base, &b->up)) < 0 || (err = forbid_tunnels(b)) < 0 ||
 	    (err = forward_new(b->base, b->cfg, b->spool, b->commit, b->up, &b->fwd)) < 0 ||
 	    (err = mllp_in_new(b->base, b->cfg, b->commit, b->gate, &hooks, &b->in)) < 0 ||
-	    (err = outbound_new(b->base, b->cfg, b->spool, b->commit, b->gate, &b->outb)) < 0 ||
+	    (err = start_files(b)) < 0 ||
+	    (err = outbound_new(b->base, b->cfg, b->spool, b->commit, b->gate, &oh, &b->outb)) <
+		0 ||
 	    (err = link_supervisor(b)) < 0)
 		return err;
 	src = (struct metrics_sources){.in = b->in,
@@ -239,6 +274,7 @@ static int bridge_setup(struct bridge *b)
 				       .tun = b->tun,
 				       .out = outbound_senders(b->outb),
 				       .https = outbound_listener(b->outb),
+				       .files = b->files,
 				       .ready = is_ready,
 				       .arg = b};
 	if ((err = metrics_new(b->base, b->cfg, &src, &b->metrics)) < 0)
@@ -296,6 +332,7 @@ void bridge_free(struct bridge *b)
 	forward_free(b->fwd);
 	outbound_free(b->outb);
 	commit_free(b->commit);
+	files_free(b->files); /* after the commit: its callbacks reach the channels */
 	mllp_in_free(b->in);
 	gate_free(b->gate);
 	spool_close(b->spool);

@@ -741,8 +741,7 @@ static int translate_body(struct https_in *h, struct evhttp_request *req, const 
 /* Hands a checked message to the submit hook; the answer comes from
  * on_submitted. Every pointer is borrowed for the call. */
 static void submit(struct https_in *h, struct evhttp_request *req, const char *peer,
-		   const struct who *w, int d, const void *body, size_t len, const char *ctype,
-		   const char *control_id, const char *key)
+		   const struct who *w, struct https_in_msg *m)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 
@@ -756,10 +755,10 @@ static void submit(struct https_in *h, struct evhttp_request *req, const char *p
 	p->wait_s = prefer_wait(req);
 	snprintf(p->peer, sizeof(p->peer), "%s", peer);
 	snprintf(p->client, sizeof(p->client), "%s", w->label);
-	snprintf(p->dest, sizeof(p->dest), "%s", h->cfg->destinations[d].name);
+	snprintf(p->dest, sizeof(p->dest), "%s", m->dest);
 	LIST_INSERT_HEAD(&h->pending, p, entry);
-	if (h->hooks.submit(h->hooks.arg, p->dest, w->label, body, len, ctype,
-			    control_id[0] ? control_id : NULL, key, on_submitted, p) < 0) {
+	m->client = w->label;
+	if (h->hooks.submit(h->hooks.arg, m, on_submitted, p) < 0) {
 		refuse(h, req, peer, 503, "the message could not be queued; send it again");
 		pending_free(p);
 	}
@@ -797,6 +796,98 @@ static int prepare_body(struct https_in *h, struct evhttp_request *req, const ch
 	return 0;
 }
 
+static int hexval(int c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+/* Percent-decodes v into out (HTTPS_IN_FILE_NAME_MAX + 1). NULL, or why not. */
+static const char *decode_name(const char *v, char *out)
+{
+	size_t n = 0;
+
+	for (; *v; v++) {
+		int c = (unsigned char)*v, hi, lo;
+
+		if (c == '%') {
+			if ((hi = hexval(v[1])) < 0 || (lo = hexval(v[2])) < 0)
+				return "a '%' must be followed by two hex digits";
+			c = hi * 16 + lo;
+			v += 2;
+		}
+		if (n == HTTPS_IN_FILE_NAME_MAX)
+			return "longer than 255 bytes";
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return NULL;
+}
+
+/* Well-formed UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static int utf8_valid(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str, *end = s + len;
+
+	while (s < end) {
+		unsigned c = *s++, n = c < 0x80 ? 0 : c >= 0xc2 && c < 0xe0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+					 : c >= 0xf0 && c < 0xf5		? 3
+										: 9;
+		if (n == 9 || (size_t)(end - s) < n)
+			return 0;
+		if ((c == 0xe0 && s[0] < 0xa0) || (c == 0xed && s[0] > 0x9f) ||
+		    (c == 0xf0 && s[0] < 0x90) || (c == 0xf4 && s[0] > 0x8f))
+			return 0;
+		for (unsigned k = 0; k < n; k++)
+			if ((*s++ & 0xc0) != 0x80)
+				return 0;
+	}
+	return 1;
+}
+
+/* What a file name on the hospital's server may be: one plain name, no
+ * folder, nothing hidden, printable. */
+static const char *check_name(const char *s)
+{
+	if (!*s)
+		return "empty";
+	if (s[0] == '.')
+		return "must not start with '.'";
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p == '/' || *p == '\\' || *p < 0x20 || *p == 0x7f)
+			return "must not hold '/', '\\' or control characters";
+	if (!utf8_valid(s, strlen(s)))
+		return "is not UTF-8";
+	return NULL;
+}
+
+/* X-File-Name (percent-encoded UTF-8) names the file an SFTP destination
+ * gets; other destinations refuse it rather than drop it silently. 0 with
+ * out ("" when absent), or the request is answered and -1. */
+static int file_name_header(struct https_in *h, struct evhttp_request *req, const char *peer,
+			    int d, char *out)
+{
+	const char *v =
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "X-File-Name");
+	const char *why;
+
+	out[0] = '\0';
+	if (!v)
+		return 0;
+	if (!h->cfg->destinations[d].sftp) {
+		refuse(h, req, peer, 400, "X-File-Name applies to SFTP destinations only");
+		return -1;
+	}
+	if ((why = decode_name(v, out)) || (why = check_name(out))) {
+		refuse(h, req, peer, 400, "X-File-Name %s", why);
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
 static void post_message(struct https_in *h, struct evhttp_request *req, const char *peer,
 			 const struct who *w, const char *name, size_t name_len)
 {
@@ -805,8 +896,9 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 	const char *ctype = media_type(req);
 	const char *key =
 	    evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
-	char control_id[HL7_MSH_CONTROL_ID_MAX + 1];
+	char control_id[HL7_MSH_CONTROL_ID_MAX + 1], file_name[HTTPS_IN_FILE_NAME_MAX + 1];
 	const unsigned char *body;
+	struct https_in_msg m;
 	char *hl7;
 	size_t limit;
 	int d = dest_index(h, name, name_len);
@@ -846,9 +938,17 @@ static void post_message(struct https_in *h, struct evhttp_request *req, const c
 		refuse(h, req, peer, 503, "out of memory");
 		return;
 	}
-	if (prepare_body(h, req, peer, d, &body, &len, &ctype, control_id, &hl7) < 0)
+	if (file_name_header(h, req, peer, d, file_name) < 0 ||
+	    prepare_body(h, req, peer, d, &body, &len, &ctype, control_id, &hl7) < 0)
 		return;
-	submit(h, req, peer, w, d, body, len, ctype, control_id, key);
+	m = (struct https_in_msg){.dest = h->cfg->destinations[d].name,
+				  .body = body,
+				  .len = len,
+				  .content_type = ctype,
+				  .control_id = control_id[0] ? control_id : NULL,
+				  .idem_key = key,
+				  .file_name = file_name[0] ? file_name : NULL};
+	submit(h, req, peer, w, &m);
 	free(hl7);
 }
 

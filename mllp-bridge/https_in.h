@@ -36,6 +36,7 @@ struct https_in;
 
 #define HTTPS_IN_KEY_MAX    64 /* Idempotency-Key: 1..64 visible ASCII characters */
 #define HTTPS_IN_WAIT_MAX_S 60 /* Prefer: wait=N is clamped to this */
+#define HTTPS_IN_FILE_NAME_MAX 255 /* X-File-Name, decoded: an SFTP destination's file name */
 #define HTTPS_IN_TOKEN_MIN  16 /* a bearer token: 16..256 visible ASCII characters */
 #define HTTPS_IN_TOKEN_MAX  256
 #define HTTPS_IN_TOKENS_FILE_MAX                                                                   \
@@ -69,21 +70,29 @@ typedef void (*https_in_done_cb)(void *done_arg, int err, int64_t id, int existe
  * the message ended without one (dead). Called once, never inside wait(). */
 typedef void (*https_in_wait_cb)(void *cb_arg, int err, const void *ack, size_t len);
 
+/* A message accepted for a destination. */
+struct https_in_msg {
+	const char *dest;	  /* a configured destination's name */
+	const char *client;	  /* who sent it (token index or certificate subject), for logs */
+	const void *body;
+	size_t len;
+	const char *content_type; /* the media type without parameters */
+	const char *control_id;	  /* MSH-10 for HL7, NULL otherwise */
+	const char *idem_key;	  /* NULL or 1..64 visible ASCII */
+	const char *file_name;	  /* SFTP destinations: X-File-Name, decoded; NULL when absent */
+};
+
 struct https_in_hooks {
 	void *arg; /* first argument of every hook */
 	/* Stages the message durably and calls done_cb once, from the loop,
 	 * never inside submit(), also after https_in_free() (the module keeps
-	 * the request's context until then). Every pointer is borrowed for the
-	 * call only: copy what is kept. dest is a configured destination's
-	 * name; client a label of who sent it (token index or certificate
-	 * subject, for logs); content_type the media type without parameters;
-	 * control_id MSH-10 for HL7, NULL otherwise; idem_key NULL or 1..64
-	 * visible ASCII. A key staged but not yet committed must be recognised
-	 * too (two requests with one key in the same loop pass). Returns 0, or
-	 * a negative errno without calling done_cb (refused at once). */
-	int (*submit)(void *arg, const char *dest, const char *client, const void *body, size_t len,
-		      const char *content_type, const char *control_id, const char *idem_key,
-		      https_in_done_cb done_cb, void *done_arg);
+	 * the request's context until then). m and everything it points to is
+	 * borrowed for the call only: copy what is kept. A key staged but not
+	 * yet committed must be recognised too (two requests with one key in
+	 * the same loop pass). Returns 0, or a negative errno without calling
+	 * done_cb (refused at once). */
+	int (*submit)(void *arg, const struct https_in_msg *m, https_in_done_cb done_cb,
+		      void *done_arg);
 	/* Fills *view for an outbound message. Returns 0, or -ENOENT (unknown,
 	 * or not an outbound message). The view's pointers stay valid until
 	 * release(arg, view) (when release is not NULL) or the next lookup. */

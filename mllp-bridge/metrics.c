@@ -15,6 +15,7 @@
 
 #include "mllp-bridge/commit.h"
 #include "mllp-bridge/config.h"
+#include "mllp-bridge/files.h"
 #include "mllp-bridge/forward.h"
 #include "mllp-bridge/gate.h"
 #include "mllp-bridge/https_in.h"
@@ -392,6 +393,109 @@ static void put_outbound(struct evbuffer *o, const struct cfg *cfg, const struct
 	free(st);
 }
 
+/* ---- SFTP file channels, one line per channel and outcome ---- */
+
+#define FST(f) offsetof(struct files_stats, f)
+
+static const struct {
+	const char *name, *label, *help;
+	size_t off;
+} file_counters[] = {
+    {"mllp_sftp_sessions_total", "outcome=\"ok\"", "SFTP sessions by outcome.", FST(sessions)},
+    {"mllp_sftp_sessions_total", "outcome=\"error\"", NULL, FST(session_errors)},
+    {"mllp_sftp_sessions_total", "outcome=\"hostkey_mismatch\"", NULL,
+     FST(hostkey_mismatches)},
+    {"mllp_sftp_files_total", "outcome=\"stored\"",
+     "Files by outcome: pulled into the spool (stored), moved to done/ or deleted (done), moved "
+     "to error/ after a dead letter (error), refused before the spool (refused), left because "
+     "they changed while read (unstable); pushed and renamed in place (written).",
+     FST(files)},
+    {"mllp_sftp_files_total", "outcome=\"done\"", NULL, FST(done)},
+    {"mllp_sftp_files_total", "outcome=\"error\"", NULL, FST(errors)},
+    {"mllp_sftp_files_total", "outcome=\"refused\"", NULL, FST(refused)},
+    {"mllp_sftp_files_total", "outcome=\"unstable\"", NULL, FST(unstable)},
+    {"mllp_sftp_messages_total", "", "Spool rows made from pulled files (one per HL7 message "
+				     "of a split batch, else one per file).",
+     FST(rows)},
+    {"mllp_sftp_bytes_total", "", "Bytes of files pulled into the spool or pushed.", FST(bytes)},
+    {"mllp_sftp_push_retries_total", "", "Pushed files whose write failed and will be retried.",
+     FST(push_retries)},
+    {"mllp_sftp_push_dead_total", "", "Pushed files that reached max_attempts (dead letters).",
+     FST(push_dead)},
+};
+
+static void put_file_counters(struct evbuffer *o, const struct files_stats *st, size_t n)
+{
+	for (size_t c = 0; c < sizeof file_counters / sizeof *file_counters; c++) {
+		const char *l = file_counters[c].label;
+
+		if (file_counters[c].help)
+			put_help(o, file_counters[c].name, "counter", file_counters[c].help);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v;
+
+			memcpy(&v, (const char *)&st[i] + file_counters[c].off, sizeof v);
+			/* the three session outcomes do not overlap */
+			if (file_counters[c].off == FST(sessions))
+				v -= st[i].session_errors;
+			else if (file_counters[c].off == FST(session_errors))
+				v -= st[i].hostkey_mismatches;
+			evbuffer_add_printf(o, "%s{channel=\"%s\",direction=\"%s\"%s%s} %llu\n",
+					    file_counters[c].name, st[i].name,
+					    st[i].push ? "push" : "pull", *l ? "," : "", l,
+					    (unsigned long long)v);
+		}
+	}
+}
+
+static void put_file_gauges(struct evbuffer *o, const struct files_stats *st, size_t n)
+{
+	static const char *const names[] = {
+	    "mllp_sftp_up", "mllp_sftp_waiting_gate", "mllp_sftp_next_key_in_use",
+	    "mllp_sftp_next_key_present", "mllp_sftp_open_files", "mllp_sftp_queued",
+	    "mllp_sftp_last_success_timestamp_seconds"};
+	static const char *const helps[] = {
+	    "1 when the channel's last SFTP session worked.",
+	    "1 while the server is outside every installed CHILD_SA (nothing is tried).",
+	    "1 when the last session authenticated with <key>.next: the server has the new key "
+	    "and the old one can be retired.",
+	    "1 while <key>.next exists (a key rotation is under way).",
+	    "Pull: files in the spool whose remote copy waits to be moved.",
+	    "Push: files waiting to be written.",
+	    "When the channel's last session worked (Unix time); 0 if never."};
+
+	for (size_t g = 0; g < sizeof names / sizeof *names; g++) {
+		put_help(o, names[g], "gauge", helps[g]);
+		for (size_t i = 0; i < n; i++) {
+			const struct files_stats *s = &st[i];
+			double v = g == 0   ? s->up
+				   : g == 1 ? s->waiting_gate
+				   : g == 2 ? s->last_ok_ms && s->key_index == 0
+				   : g == 3 ? s->next_key
+				   : g == 4 ? (double)s->open_files
+				   : g == 5 ? (double)s->queued
+					    : (double)s->last_ok_ms / 1000.0;
+
+			evbuffer_add_printf(o, "%s{channel=\"%s\",direction=\"%s\"} %.15g\n",
+					    names[g], s->name, s->push ? "push" : "pull", v);
+		}
+	}
+}
+
+static void put_files(struct evbuffer *o, const struct files *f)
+{
+	size_t n = files_count(f);
+	struct files_stats *st = calloc(n, sizeof *st);
+
+	if (!st)
+		return;
+	for (size_t i = 0; i < n; i++)
+		files_stats(f, i, &st[i]);
+	put_file_gauges(o, st, n);
+	put_file_counters(o, st, n);
+	free(st);
+}
+
 /* The outbound API's requests by outcome. */
 static void put_https(struct evbuffer *o, const struct https_in *h)
 {
@@ -445,6 +549,8 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 			put_appliance(o, m->src.tun);
 		if (m->src.out)
 			put_outbound(o, m->cfg, m->src.out);
+		if (m->src.files)
+			put_files(o, m->src.files);
 		if (m->src.https)
 			put_https(o, m->src.https);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",

@@ -33,6 +33,7 @@ struct metrics_sources {
 	const struct tunnel *tun;     /* NULL: no supervisor link */
 	const struct mllp_out *out;   /* NULL: no destinations */
 	const struct https_in *https; /* NULL: no https listener */
+	const struct files *files;    /* NULL: no SFTP channel */
 	int (*ready)(void *arg);      /* /readyz: non-zero when ready */
 	void *arg;
 };

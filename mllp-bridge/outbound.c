@@ -44,6 +44,7 @@ struct outbound {
 	struct staging *staged;
 	struct spool_row view;	     /* the row behind the last lookup */
 	struct https_in_hooks hooks; /* borrowed by https_in for its life */
+	struct outbound_hooks up;    /* rows for SFTP destinations */
 	struct event *replay_ev;     /* polls for rows an operator replayed */
 };
 
@@ -90,12 +91,31 @@ static void unlink_staged(struct outbound *o, struct staging *st)
 		}
 }
 
+/* The index of an SFTP destination, or -ENOENT (an MLLP one, or none). */
+static int push_dest(const struct outbound *o, const char *name)
+{
+	for (size_t i = 0; i < o->cfg->ndestinations; i++)
+		if (strcmp(o->cfg->destinations[i].name, name) == 0)
+			return o->cfg->destinations[i].sftp ? (int)i : -ENOENT;
+	return -ENOENT;
+}
+
+static int queue_row(struct outbound *o, int64_t id, const char *dest_name, const void *body,
+		     size_t len, const char *control_id, int attempts)
+{
+	int dest = push_dest(o, dest_name);
+
+	if (dest >= 0)
+		return o->up.push ? o->up.push(o->up.arg, (size_t)dest, id) : -ENOENT;
+	dest = o->out ? mllp_out_dest(o->out, dest_name) : -ENOENT;
+	return dest < 0 ? dest
+			: mllp_out_enqueue(o->out, (size_t)dest, id, body, len, control_id,
+					   attempts);
+}
+
 static void queue_committed(struct outbound *o, int64_t id, const struct spool_new *m)
 {
-	int dest = o->out ? mllp_out_dest(o->out, m->integration) : -ENOENT;
-	int err = dest < 0 ? dest
-			   : mllp_out_enqueue(o->out, (size_t)dest, id, m->body, m->len,
-					      m->control_id, 0);
+	int err = queue_row(o, id, m->integration, m->body, m->len, m->control_id, 0);
 
 	/* Stored and answered 202: it stays in the spool and is queued again
 	 * at the next start even if the sender refused it now. */
@@ -186,11 +206,10 @@ static int stage(struct outbound *o, const struct spool_new *m, https_in_done_cb
 	return 0;
 }
 
-static int ob_submit(void *arg, const char *dest, const char *client, const void *body, size_t len,
-		     const char *content_type, const char *control_id, const char *idem_key,
-		     https_in_done_cb cb, void *cb_arg)
+static int ob_submit(void *arg, const struct https_in_msg *hm, https_in_done_cb cb, void *cb_arg)
 {
 	struct outbound *o = arg;
+	const char *dest = hm->dest, *idem_key = hm->idem_key;
 	char key[SPOOL_KEY_MAX + 1];
 	struct spool_new m;
 	struct staging *st;
@@ -208,15 +227,16 @@ static int ob_submit(void *arg, const char *dest, const char *client, const void
 		return err;
 	}
 	m = (struct spool_new){.integration = dest,
-			       .sender = client ? client : "",
-			       .content_type = content_type,
-			       .control_id = control_id ? control_id : "",
+			       .sender = hm->client ? hm->client : "",
+			       .content_type = hm->content_type,
+			       .control_id = hm->control_id ? hm->control_id : "",
 			       .idem_key = key,
 			       .lane = dest,
 			       .lane2 = "",
 			       .received_ms = wall_ms(),
-			       .body = body,
-			       .len = len,
+			       .body = hm->body,
+			       .len = hm->len,
+			       .file_name = hm->file_name,
 			       .channel = SPOOL_OUT};
 	return stage(o, &m, cb, cb_arg);
 }
@@ -419,14 +439,10 @@ static void requeue_one(struct outbound *o, int64_t id)
 {
 	struct spool_row r = {0};
 	void *body = NULL;
-	int dest, err = spool_get(o->spool, id, &r, &body);
+	int err = spool_get(o->spool, id, &r, &body);
 
-	if (err == 0) {
-		dest = mllp_out_dest(o->out, r.integration);
-		err = dest < 0 ? dest
-			       : mllp_out_enqueue(o->out, (size_t)dest, id, body, r.len,
-						  r.control_id, r.attempts);
-	}
+	if (err == 0)
+		err = queue_row(o, id, r.integration, body, r.len, r.control_id, r.attempts);
 	if (err < 0)
 		log_event(LOG_ERR, "outbound_requeue_failed",
 			  " destination=%s id=%lld error=\"%s\"",
@@ -490,7 +506,8 @@ static int start_replay_poll(struct outbound *o)
 }
 
 int outbound_new(struct event_base *base, const struct cfg *cfg, struct spool *spool,
-		 struct commit *commit, struct gate *gate, struct outbound **out)
+		 struct commit *commit, struct gate *gate, const struct outbound_hooks *hooks,
+		 struct outbound **out)
 {
 	struct outbound *o;
 	int err = 0;
@@ -500,7 +517,8 @@ int outbound_new(struct event_base *base, const struct cfg *cfg, struct spool *s
 		return 0;
 	if (!(o = calloc(1, sizeof *o)))
 		return -ENOMEM;
-	*o = (struct outbound){.base = base, .cfg = cfg, .spool = spool, .commit = commit};
+	*o = (struct outbound){
+	    .base = base, .cfg = cfg, .spool = spool, .commit = commit, .up = *hooks};
 	o->hooks = (struct https_in_hooks){.arg = o,
 					   .submit = ob_submit,
 					   .lookup = ob_lookup,

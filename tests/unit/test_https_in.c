@@ -77,6 +77,7 @@ struct fake_msg {
 	char control_id[256];
 	char client[128];
 	char ctype[64];
+	char file_name[HTTPS_IN_FILE_NAME_MAX + 1];
 	char body[BODY_MAX]; /* the first BODY_MAX - 1 bytes, NUL-terminated */
 	size_t len;
 };
@@ -140,16 +141,16 @@ static struct later *later(uint64_t ms)
 	return l;
 }
 
-static int fake_submit(void *arg, const char *dest, const char *client, const void *body,
-		       size_t len, const char *ctype, const char *control_id, const char *key,
-		       https_in_done_cb done, void *done_arg)
+static int fake_submit(void *arg, const struct https_in_msg *hm, https_in_done_cb done,
+		       void *done_arg)
 {
+	const char *dest = hm->dest, *key = hm->idem_key;
 	struct fake_msg *m = NULL;
 	struct later *l;
 	int existed = 0;
 
 	(void)arg;
-	ck_assert_ptr_nonnull(ctype);
+	ck_assert_ptr_nonnull(hm->content_type);
 	pthread_mutex_lock(&F.mu);
 	F.submits++;
 	for (int i = 0; key && i < F.nmsgs; i++)
@@ -161,11 +162,14 @@ static int fake_submit(void *arg, const char *dest, const char *client, const vo
 		m->id = 100 + F.nmsgs;
 		snprintf(m->dest, sizeof(m->dest), "%s", dest);
 		snprintf(m->key, sizeof(m->key), "%s", key ? key : "");
-		snprintf(m->control_id, sizeof(m->control_id), "%s", control_id ? control_id : "");
-		snprintf(m->client, sizeof(m->client), "%s", client);
-		snprintf(m->ctype, sizeof(m->ctype), "%s", ctype);
-		snprintf(m->body, sizeof(m->body), "%.*s", (int)len, (const char *)body);
-		m->len = len;
+		snprintf(m->control_id, sizeof(m->control_id), "%s",
+			 hm->control_id ? hm->control_id : "");
+		snprintf(m->client, sizeof(m->client), "%s", hm->client);
+		snprintf(m->ctype, sizeof(m->ctype), "%s", hm->content_type);
+		snprintf(m->file_name, sizeof(m->file_name), "%s",
+			 hm->file_name ? hm->file_name : "");
+		snprintf(m->body, sizeof(m->body), "%.*s", (int)hm->len, (const char *)hm->body);
+		m->len = hm->len;
 	}
 	if (F.hold) {
 		F.held = done;
