@@ -50,17 +50,18 @@ struct split {
 	size_t batch_msgs, batches, msgs;
 	int in_msg;
 	size_t msg_len, max_len; /* normalized: every segment ends in one CR */
+	char *why;		 /* the caller's, may be NULL */
+	size_t whylen;
 	/* Second pass only (out != NULL). */
 	uint8_t *out;
 	batch_msg_cb cb;
 	void *arg;
 	int cb_rc;
-	char *why;
-	size_t whylen;
 };
 
 /* The reason texts are built here only, from line numbers, counts and the
- * fixed segment kinds: never from the file's bytes. */
+ * fixed segment kinds. The only value taken from the file is a BTS-1 or
+ * FTS-1 count, and only after it parsed as plain decimal. */
 __attribute__((format(printf, 4, 5))) static int bad(struct split *s, size_t line, int rc,
 						     const char *fmt, ...)
 {
