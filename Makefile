@@ -162,7 +162,7 @@ demo: deps
 # libFuzzer targets (clang). FUZZ_SECONDS per target; corpora stay in build/.
 FUZZ_SECONDS ?= 30
 FUZZERS := $(BUILD)/fuzz/fuzz_mllp $(BUILD)/fuzz/fuzz_hl7 $(BUILD)/fuzz/fuzz_conn \
-           $(BUILD)/fuzz/fuzz_translate \
+           $(BUILD)/fuzz/fuzz_translate $(BUILD)/fuzz/fuzz_batch \
            $(if $(VICI_SRC),$(BUILD)/fuzz/fuzz_vici) $(if $(IPC_SRC),$(BUILD)/fuzz/fuzz_ipc)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c mllp-bridge/%.c mllp-bridge/%.h
 	@mkdir -p $(dir $@)
