@@ -19,7 +19,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION	3	   /* 1: first release; 2: lane, lane2; 3: channel, ack */
+#define SCHEMA_VERSION	4	   /* 1: first release; 2: lane, lane2; 3: channel, ack; 4: files */
 #define APPLICATION_ID	0x4d4c4c50 /* "MLLP": tells a spool from another SQLite file */
 #define BUSY_TIMEOUT_MS 5000
 #define UNCAPPED_PAGES	1073741823 /* SQLite's default max_page_count */
@@ -57,6 +57,18 @@ enum stmt_id {
 	ST_PURGE_DELIVERED,
 	ST_PURGE_DEAD,
 	ST_STATS,
+	ST_FILE_ADD,
+	ST_FILE_ROW,
+	ST_FILE_PENDING,
+	ST_FILE_EXISTS,
+	ST_FILE_COUNTS,
+	ST_FILE_REASON,
+	ST_FILE_DISPOSE,
+	ST_FILE_LIST_ALL,
+	ST_FILE_LIST_ROUTE,
+	ST_HAS_OLD_FILES,
+	ST_PURGE_FILE_ROWS,
+	ST_PURGE_FILES,
 	ST_COUNT
 };
 
@@ -64,16 +76,20 @@ enum stmt_id {
 #define ROW_COLS                                                                                   \
 	"id, integration, sender, content_type, control_id, idem_key, received_ms, state, "        \
 	"attempts, next_attempt_ms, delivered_ms, last_error, lane, lane2, length(body), "         \
-	"channel, ack"
-#define COL_BODY 17
+	"channel, ack, file_name"
+#define COL_BODY 18
+
+/* Column order read by file_view(). */
+#define FILE_COLS                                                                                  \
+	"id, route, name, size, mtime, sha256, received_ms, state, reason, disposed_ms, nrows"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT] = "INSERT INTO messages (integration, sender, content_type, control_id, "
-		  "idem_key, lane, lane2, received_ms, state, body, channel) "
-		  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
+		  "idem_key, lane, lane2, received_ms, state, body, channel, file_name) "
+		  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11)",
     [ST_INFLIGHT] = "UPDATE messages SET state = 1 WHERE id = ?1",
     [ST_DELIVERED] = "UPDATE messages SET state = 2, delivered_ms = ?2, next_attempt_ms = 0 "
 		     "WHERE id = ?1",
@@ -144,6 +160,42 @@ static const char *const stmt_sql[ST_COUNT] = {
 		 "INDEXED BY messages_state "
 		 "WHERE state IN (0, 1, 3, 4) GROUP BY channel, integration "
 		 "ORDER BY channel, integration",
+    [ST_FILE_ADD] = "INSERT INTO files (route, name, size, mtime, sha256, received_ms, nrows) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* Only a row that exists and is the route's joins the list: a wrong id
+     * inserts nothing, which spool_file_add() reports. */
+    [ST_FILE_ROW] = "INSERT INTO file_rows (file_id, row_id) SELECT ?1, id FROM messages "
+		    "WHERE id = ?2 AND integration = ?3",
+    [ST_FILE_PENDING] = "SELECT " FILE_COLS " FROM files INDEXED BY files_open "
+			"WHERE route = ?1 AND state = 0 ORDER BY id",
+    [ST_FILE_EXISTS] = "SELECT 1 FROM files WHERE id = ?1",
+    /* A row purged meanwhile has no messages row left: delivered. */
+    [ST_FILE_COUNTS] = "SELECT coalesce(sum(m.state IN (0, 1)), 0), "
+		       "coalesce(sum(m.id IS NULL OR m.state = 2), 0), "
+		       "coalesce(sum(m.state IN (3, 4)), 0) "
+		       "FROM file_rows f LEFT JOIN messages m ON m.id = f.row_id "
+		       "WHERE f.file_id = ?1",
+    [ST_FILE_REASON] = "SELECT m.last_error FROM file_rows f JOIN messages m ON m.id = f.row_id "
+		       "WHERE f.file_id = ?1 AND m.state IN (3, 4) ORDER BY f.row_id LIMIT 1",
+    [ST_FILE_DISPOSE] = "UPDATE files SET state = ?2, reason = ?3, disposed_ms = ?4 "
+			"WHERE id = ?1",
+    [ST_FILE_LIST_ALL] = "SELECT " FILE_COLS " FROM files ORDER BY id DESC LIMIT ?2",
+    [ST_FILE_LIST_ROUTE] = "SELECT " FILE_COLS " FROM files WHERE route = ?1 "
+			   "ORDER BY id DESC LIMIT ?2",
+    /* The purge asks first, without the write lock: usually there is
+     * nothing to do. */
+    [ST_HAS_OLD_FILES] = "SELECT EXISTS (SELECT 1 FROM files INDEXED BY files_disposed "
+			 "WHERE state <> 0 AND disposed_ms < ?1)",
+    /* The lists go first, so that a record is never left without the list
+     * it stands for while it exists. */
+    [ST_PURGE_FILE_ROWS] = "DELETE FROM file_rows WHERE (file_id, row_id) IN "
+			   "(SELECT r.file_id, r.row_id FROM files f INDEXED BY files_disposed "
+			   "JOIN file_rows r ON r.file_id = f.id "
+			   "WHERE f.state <> 0 AND f.disposed_ms < ?1 LIMIT ?2)",
+    [ST_PURGE_FILES] = "DELETE FROM files WHERE id IN (SELECT f.id FROM files f "
+		       "INDEXED BY files_disposed WHERE f.state <> 0 AND f.disposed_ms < ?1 "
+		       "AND NOT EXISTS (SELECT 1 FROM file_rows r WHERE r.file_id = f.id) "
+		       "LIMIT ?2)",
 };
 
 /* spool_find_key(): outbound rows only, so that an inbound append (the
@@ -151,6 +203,28 @@ static const char *const stmt_sql[ST_COUNT] = {
 #define KEY_INDEX_SQL                                                                              \
 	"CREATE INDEX messages_key ON messages (channel, integration, idem_key) "                  \
 	"WHERE channel <> 0;"
+
+/* File records (schema 4). Apart from messages, so that an MLLP append
+ * pays for no index of theirs: its only cost is a NULL file_name. The
+ * partial indexes stay small: open files (the SFTP poller's question at
+ * each pass) and disposed ones (the purge's, every second). */
+#define FILES_SQL                                                                                  \
+	"CREATE TABLE files ("                                                                     \
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"                                                   \
+	" route TEXT NOT NULL,"                                                                    \
+	" name TEXT NOT NULL,"                                                                     \
+	" size INTEGER NOT NULL,"                                                                  \
+	" mtime INTEGER NOT NULL,"                                                                 \
+	" sha256 TEXT NOT NULL,"                                                                   \
+	" received_ms INTEGER NOT NULL,"                                                           \
+	" state INTEGER NOT NULL DEFAULT 0,"                                                       \
+	" reason TEXT,"                                                                            \
+	" disposed_ms INTEGER NOT NULL DEFAULT 0,"                                                 \
+	" nrows INTEGER NOT NULL);"                                                                \
+	"CREATE TABLE file_rows (file_id INTEGER NOT NULL, row_id INTEGER NOT NULL,"               \
+	" PRIMARY KEY (file_id, row_id)) WITHOUT ROWID;"                                           \
+	"CREATE INDEX files_open ON files (route, id) WHERE state = 0;"                            \
+	"CREATE INDEX files_disposed ON files (disposed_ms) WHERE state <> 0;"
 
 /* A new spool gets the current schema at once. The small columns come
  * before the body: SQLite stores a row's columns in this order, and one
@@ -174,12 +248,13 @@ static const char schema_sql[] =
     " last_error TEXT,"
     " replayed INTEGER NOT NULL DEFAULT 0,"
     " ack BLOB,"
+    " file_name TEXT,"
     " body BLOB NOT NULL);"
     "CREATE INDEX messages_state ON messages (state, id);"
     "CREATE INDEX messages_integration ON messages (integration, state);"
     "CREATE INDEX messages_delivered ON messages (delivered_ms);"
     /* Tiny: lets the bridge poll for replays every second without a scan. */
-    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;" KEY_INDEX_SQL;
+    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;" KEY_INDEX_SQL FILES_SQL;
 
 /* An older spool is brought up to date in place, one step per version, in
  * the schema transaction: an appliance upgraded with messages waiting keeps
@@ -188,12 +263,15 @@ static const char schema_sql[] =
  * old rows read the default without touching their body, and rebuilding the
  * table would copy every body once more under the write lock.
  * 2 → 3: outbound rows. Every existing row is inbound (channel 0, the
- * default, never written into old rows); the new index is empty. */
+ * default, never written into old rows); the new index is empty.
+ * 3 → 4: file channels. Every existing row came from no file (file_name
+ * NULL, nothing written into old rows); the file tables start empty. */
 static const char *const migrations[] = {
     "ALTER TABLE messages ADD COLUMN lane TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE messages ADD COLUMN lane2 TEXT NOT NULL DEFAULT '';",
     "ALTER TABLE messages ADD COLUMN channel INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE messages ADD COLUMN ack BLOB;" KEY_INDEX_SQL,
+    "ALTER TABLE messages ADD COLUMN file_name TEXT;" FILES_SQL,
 };
 _Static_assert(NELEMS(migrations) == SCHEMA_VERSION - 1, "one migration per schema version");
 
@@ -570,15 +648,18 @@ void spool_close(struct spool *s)
 	free(s);
 }
 
-static int check_text(struct spool *s, const char *v, const char *name)
+/* The argument checks write their text into err (SPOOL_ERRMSG_MAX bytes):
+ * the handle's, or a scratch buffer for spool_check_new(). */
+#define SAY(err, ...) snprintf((err), SPOOL_ERRMSG_MAX, __VA_ARGS__)
+
+static int check_text(char *err, const char *v, const char *name)
 {
 	if (!v) {
-		snprintf(s->err, sizeof(s->err), "append: %s is NULL", name);
+		SAY(err, "append: %s is NULL", name);
 		return -EINVAL;
 	}
 	if (strnlen(v, SPOOL_TEXT_MAX + 1) > SPOOL_TEXT_MAX) {
-		snprintf(s->err, sizeof(s->err), "append: %s longer than %d bytes", name,
-			 SPOOL_TEXT_MAX);
+		SAY(err, "append: %s longer than %d bytes", name, SPOOL_TEXT_MAX);
 		return -EMSGSIZE;
 	}
 	return 0;
@@ -586,63 +667,96 @@ static int check_text(struct spool *s, const char *v, const char *name)
 
 /* The key goes out as an HTTP header value: visible ASCII only, since a
  * space at either end would not survive the trip. */
-static int check_key(struct spool *s, const char *k, const char *what)
+static int check_key(char *err, const char *k, const char *what)
 {
 	size_t n = k ? strnlen(k, SPOOL_KEY_MAX + 1) : 0;
 	int visible = n > 0;
 
 	if (n > SPOOL_KEY_MAX) {
-		snprintf(s->err, sizeof(s->err), "%s: idem_key longer than %d bytes", what,
-			 SPOOL_KEY_MAX);
+		SAY(err, "%s: idem_key longer than %d bytes", what, SPOOL_KEY_MAX);
 		return -EMSGSIZE;
 	}
 	for (size_t i = 0; i < n && visible; i++)
 		visible = (unsigned char)k[i] >= 0x21 && (unsigned char)k[i] <= 0x7e;
 	if (!visible) {
-		snprintf(s->err, sizeof(s->err), "%s: idem_key is %s", what,
-			 k ? "empty or not printable ASCII" : "NULL");
+		SAY(err, "%s: idem_key is %s", what, k ? "empty or not printable ASCII" : "NULL");
 		return -EINVAL;
 	}
 	return 0;
 }
 
 /* A lane may be NULL (no lane: ""). */
-static int check_lane(struct spool *s, const char *v, const char *name)
+static int check_lane(char *err, const char *v, const char *name)
 {
 	if (v && strnlen(v, SPOOL_LANE_MAX + 1) > SPOOL_LANE_MAX) {
-		snprintf(s->err, sizeof(s->err), "append: %s longer than %d bytes", name,
-			 SPOOL_LANE_MAX);
+		SAY(err, "append: %s longer than %d bytes", name, SPOOL_LANE_MAX);
 		return -EMSGSIZE;
 	}
 	return 0;
 }
 
-static int check_new(struct spool *s, const struct spool_new *m)
+/* A remote file's name without its folder: it names a file in done/ or
+ * error/ later, so no '/', no "." or "..", and no control character (it
+ * goes into logs and, percent-encoded, into a header). UTF-8 is kept as it
+ * is. */
+static int check_file_name(char *err, const char *v, const char *what)
 {
-	int err;
+	size_t n = v ? strnlen(v, SPOOL_FILE_NAME_MAX + 1) : 0;
 
-	if ((err = check_text(s, m->integration, "integration")) < 0 ||
-	    (err = check_text(s, m->sender, "sender")) < 0 ||
-	    (err = check_text(s, m->content_type, "content_type")) < 0 ||
-	    (err = check_text(s, m->control_id, "control_id")) < 0 ||
-	    (err = check_key(s, m->idem_key, "append")) < 0 ||
-	    (err = check_lane(s, m->lane, "lane")) < 0 ||
-	    (err = check_lane(s, m->lane2, "lane2")) < 0)
-		return err;
+	if (n > SPOOL_FILE_NAME_MAX) {
+		SAY(err, "%s: file name longer than %d bytes", what, SPOOL_FILE_NAME_MAX);
+		return -EMSGSIZE;
+	}
+	if (n == 0 || strcmp(v, ".") == 0 || strcmp(v, "..") == 0) {
+		SAY(err, "%s: file name is %s", what, v ? "empty, \".\" or \"..\"" : "NULL");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c == '/' || c < 0x20 || c == 0x7f) {
+			SAY(err, "%s: file name holds %s", what,
+			    c == '/' ? "a '/'" : "a control character");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int check_new(char *err, const struct spool_new *m)
+{
+	int e;
+
+	if ((e = check_text(err, m->integration, "integration")) < 0 ||
+	    (e = check_text(err, m->sender, "sender")) < 0 ||
+	    (e = check_text(err, m->content_type, "content_type")) < 0 ||
+	    (e = check_text(err, m->control_id, "control_id")) < 0 ||
+	    (e = check_key(err, m->idem_key, "append")) < 0 ||
+	    (e = check_lane(err, m->lane, "lane")) < 0 ||
+	    (e = check_lane(err, m->lane2, "lane2")) < 0)
+		return e;
+	if (m->file_name && *m->file_name && (e = check_file_name(err, m->file_name, "append")) < 0)
+		return e;
 	if (!m->body && m->len > 0) {
-		snprintf(s->err, sizeof(s->err), "append: NULL body");
+		SAY(err, "append: NULL body");
 		return -EINVAL;
 	}
 	if (m->channel != SPOOL_IN && m->channel != SPOOL_OUT) {
-		snprintf(s->err, sizeof(s->err), "append: no channel %d", (int)m->channel);
+		SAY(err, "append: no channel %d", (int)m->channel);
 		return -EINVAL;
 	}
 	if (m->len > SPOOL_BODY_MAX) {
-		snprintf(s->err, sizeof(s->err), "append: body of %zu bytes is over %u", m->len,
-			 SPOOL_BODY_MAX);
+		SAY(err, "append: body of %zu bytes is over %u", m->len, SPOOL_BODY_MAX);
 		return -EMSGSIZE;
 	}
 	return 0;
+}
+
+int spool_check_new(const struct spool_new *m)
+{
+	char scratch[SPOOL_ERRMSG_MAX];
+
+	return check_new(scratch, m);
 }
 
 static int insert(struct spool *s, const struct spool_new *m)
@@ -663,6 +777,9 @@ static int insert(struct spool *s, const struct spool_new *m)
 	/* A zero-length blob, never NULL: the column is NOT NULL. */
 	sqlite3_bind_blob64(st, 9, m->len ? m->body : "", m->len, SQLITE_STATIC);
 	sqlite3_bind_int(st, 10, (int)m->channel);
+	/* Unbound (NULL) for every MLLP and HTTPS row: nothing else to pay. */
+	if (m->file_name && *m->file_name)
+		sqlite3_bind_text(st, 11, m->file_name, -1, SQLITE_STATIC);
 	return step_done(s, st, "insert");
 }
 
@@ -670,7 +787,7 @@ int spool_append(struct spool *s, const struct spool_new *m, int64_t *id)
 {
 	int err;
 
-	if ((err = check_new(s, m)) < 0)
+	if ((err = check_new(s->err, m)) < 0)
 		return err;
 	if ((err = batch_lost(s)) < 0)
 		return err;
@@ -870,6 +987,7 @@ static void row_view(sqlite3_stmt *st, struct spool_row *r)
 	r->ack =
 	    sqlite3_column_type(st, 16) == SQLITE_NULL ? NULL : (char *)sqlite3_column_text(st, 16);
 	r->ack_len = r->ack ? (size_t)sqlite3_column_bytes(st, 16) : 0;
+	r->file_name = sqlite3_column_type(st, 17) == SQLITE_NULL ? NULL : col_text(st, 17);
 }
 
 /* Steps a bound query, handing each row to cb until it returns non-zero
@@ -932,7 +1050,7 @@ int spool_find_key(struct spool *s, enum spool_channel channel, const char *rout
 	int rc, err;
 
 	if ((err = check_channel(s, channel, "find key")) < 0 ||
-	    (err = check_key(s, key, "find key")) < 0)
+	    (err = check_key(s->err, key, "find key")) < 0)
 		return err;
 	if (!route || strnlen(route, SPOOL_TEXT_MAX + 1) > SPOOL_TEXT_MAX) {
 		snprintf(s->err, sizeof(s->err), "find key: route is %s",
@@ -969,6 +1087,7 @@ void spool_row_clear(struct spool_row *r)
 	free(r->lane2);
 	free(r->last_error);
 	free(r->ack);
+	free(r->file_name);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -983,6 +1102,7 @@ static int row_copy(const struct spool_row *v, struct spool_row *r)
 	r->lane = strdup(v->lane);
 	r->lane2 = strdup(v->lane2);
 	r->last_error = v->last_error ? strdup(v->last_error) : NULL;
+	r->file_name = v->file_name ? strdup(v->file_name) : NULL;
 	/* NUL-terminated too, for a caller that logs it as text. */
 	r->ack = v->ack ? malloc(v->ack_len + 1) : NULL;
 	if (r->ack) {
@@ -991,7 +1111,7 @@ static int row_copy(const struct spool_row *v, struct spool_row *r)
 	}
 	if (!r->integration || !r->sender || !r->content_type || !r->control_id ||
 	    !r->idempotency_key || !r->lane || !r->lane2 || (v->last_error && !r->last_error) ||
-	    (v->ack && !r->ack)) {
+	    (v->ack && !r->ack) || (v->file_name && !r->file_name)) {
 		spool_row_clear(r);
 		return -ENOMEM;
 	}
@@ -1207,6 +1327,41 @@ static int purge_chunk(struct spool *s, enum stmt_id which, int64_t before_ms, i
 	return txn_end(s, own, err, *n);
 }
 
+static int has_old_files(struct spool *s, int64_t before_ms, int *yes)
+{
+	sqlite3_stmt *st;
+	int rc, err = stmt(s, ST_HAS_OLD_FILES, &st);
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, before_ms);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*yes = sqlite3_column_int(st, 0);
+	else
+		err = fail(s, rc, "purge files");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return err;
+}
+
+/* File records disposed before before_ms: their row lists, then them. */
+static int purge_files(struct spool *s, int64_t before_ms)
+{
+	static const enum stmt_id which[] = {ST_PURGE_FILE_ROWS, ST_PURGE_FILES};
+	int yes = 0, n, err;
+
+	if ((err = has_old_files(s, before_ms, &yes)) < 0 || !yes)
+		return err;
+	for (size_t i = 0; i < 2; i++) {
+		do {
+			if ((err = purge_chunk(s, which[i], before_ms, &n)) < 0)
+				return err;
+		} while (n == SPOOL_PURGE_CHUNK);
+	}
+	return 0;
+}
+
 int spool_purge(struct spool *s, int64_t before_ms, int include_dead, int *count)
 {
 	static const enum stmt_id which[] = {ST_PURGE_DELIVERED, ST_PURGE_DEAD};
@@ -1220,7 +1375,7 @@ int spool_purge(struct spool *s, int64_t before_ms, int include_dead, int *count
 			*count += n;
 		} while (n == SPOOL_PURGE_CHUNK);
 	}
-	return 0;
+	return purge_files(s, before_ms);
 }
 
 int spool_stats(struct spool *s, spool_stat_cb cb, void *arg)
@@ -1242,6 +1397,300 @@ int spool_stats(struct spool *s, spool_stat_cb cb, void *arg)
 	if (rc != SQLITE_DONE)
 		err = fail(s, rc, "stats");
 	sqlite3_reset(st);
+	return err;
+}
+
+/* ---- file records ------------------------------------------------------ */
+
+static const char *const file_state_names[] = {"spooled", "done", "error"};
+_Static_assert(NELEMS(file_state_names) == SPOOL_FILE_ERROR + 1, "a name for every file state");
+
+const char *spool_file_state_name(int state)
+{
+	if (state < 0 || state > SPOOL_FILE_ERROR)
+		return "?";
+	return file_state_names[state];
+}
+
+static int check_sha256(char *err, const char *v)
+{
+	size_t n = v ? strnlen(v, SPOOL_SHA256_HEX + 1) : 0;
+	int ok = n == SPOOL_SHA256_HEX;
+
+	for (size_t i = 0; i < n && ok; i++)
+		ok = (v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f');
+	if (!ok) {
+		SAY(err, "file: sha256 is not %d lowercase hex digits", SPOOL_SHA256_HEX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_file(char *err, const struct spool_file *f, const int64_t *rows, size_t n)
+{
+	int e;
+
+	if (!f->route || !*f->route) {
+		SAY(err, "file: route is %s", f->route ? "empty" : "NULL");
+		return -EINVAL;
+	}
+	if ((e = check_text(err, f->route, "route")) < 0 ||
+	    (e = check_file_name(err, f->name, "file")) < 0 ||
+	    (e = check_sha256(err, f->sha256)) < 0)
+		return e;
+	if (f->size > INT64_MAX) {
+		SAY(err, "file: size %llu is too large", (unsigned long long)f->size);
+		return -EMSGSIZE;
+	}
+	if (n == 0 || !rows) {
+		SAY(err, "file: %s", n == 0 ? "no rows" : "rows is NULL");
+		return -EINVAL;
+	}
+	if (n > SPOOL_FILE_ROWS_MAX) {
+		SAY(err, "file: %zu rows is over %d", n, SPOOL_FILE_ROWS_MAX);
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
+int spool_file_check(const struct spool_file *f, const int64_t *rows, size_t n)
+{
+	char scratch[SPOOL_ERRMSG_MAX];
+
+	return check_file(scratch, f, rows, n);
+}
+
+static int file_insert(struct spool *s, const struct spool_file *f, size_t n)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, ST_FILE_ADD, &st);
+
+	if (err)
+		return err;
+	sqlite3_bind_text(st, 1, f->route, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, f->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)f->size);
+	sqlite3_bind_int64(st, 4, f->mtime);
+	sqlite3_bind_text(st, 5, f->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, f->received_ms);
+	sqlite3_bind_int64(st, 7, (int64_t)n);
+	return step_done(s, st, "add file");
+}
+
+/* The list of the record's rows; each must be a row of the route. */
+static int file_rows_insert(struct spool *s, int64_t file_id, const char *route,
+			    const int64_t *rows, size_t n)
+{
+	sqlite3_stmt *st;
+	int rc, err = stmt(s, ST_FILE_ROW, &st);
+
+	for (size_t i = 0; i < n && !err; i++) {
+		sqlite3_bind_int64(st, 1, file_id);
+		sqlite3_bind_int64(st, 2, rows[i]);
+		sqlite3_bind_text(st, 3, route, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+			SAY(s->err, "add file: row %lld given twice", (long long)rows[i]);
+			err = -EEXIST;
+		} else if (rc != SQLITE_DONE) {
+			err = fail(s, rc, "add file rows");
+		} else if (sqlite3_changes(s->db) == 0) {
+			SAY(s->err, "add file: no row %lld of %s", (long long)rows[i], route);
+			err = -ENOENT;
+		}
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+	return err;
+}
+
+int spool_file_add(struct spool *s, const struct spool_file *f, const int64_t *rows, size_t n,
+		   int64_t *id)
+{
+	int err;
+
+	if ((err = check_file(s->err, f, rows, n)) < 0)
+		return err;
+	if ((err = batch_open(s)) < 0 || (err = file_insert(s, f, n)) < 0)
+		return batch_abort(s, err);
+	*id = sqlite3_last_insert_rowid(s->db);
+	/* A partial list must never be committed: any failure takes the batch. */
+	if ((err = file_rows_insert(s, *id, f->route, rows, n)) < 0)
+		return batch_abort(s, err);
+	s->pending++;
+	return 0;
+}
+
+/* A record whose strings point into the statement: valid until the next step. */
+static void file_view(sqlite3_stmt *st, struct spool_file *f)
+{
+	f->id = sqlite3_column_int64(st, 0);
+	f->route = col_text(st, 1);
+	f->name = col_text(st, 2);
+	f->size = (uint64_t)sqlite3_column_int64(st, 3);
+	f->mtime = sqlite3_column_int64(st, 4);
+	f->sha256 = col_text(st, 5);
+	f->received_ms = sqlite3_column_int64(st, 6);
+	f->state = (enum spool_file_state)sqlite3_column_int(st, 7);
+	f->reason = sqlite3_column_type(st, 8) == SQLITE_NULL ? NULL : col_text(st, 8);
+	f->disposed_ms = sqlite3_column_int64(st, 9);
+	f->nrows = (size_t)sqlite3_column_int64(st, 10);
+}
+
+/* Steps a bound query of records, handing each to cb until it returns
+ * non-zero (returned then). */
+static int each_file(struct spool *s, sqlite3_stmt *st, spool_file_cb cb, void *arg)
+{
+	struct spool_file f;
+	int rc, ret = 0, err = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		file_view(st, &f);
+		if ((ret = cb(arg, &f)) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		err = fail(s, rc, "read files");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	batch_check(s);
+	return err ? err : ret;
+}
+
+int spool_file_pending(struct spool *s, const char *route, spool_file_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int err;
+
+	if (!route) {
+		SAY(s->err, "file pending: route is NULL");
+		return -EINVAL;
+	}
+	if ((err = stmt(s, ST_FILE_PENDING, &st)) < 0)
+		return err;
+	sqlite3_bind_text(st, 1, route, -1, SQLITE_STATIC);
+	return each_file(s, st, cb, arg);
+}
+
+int spool_file_list(struct spool *s, const char *route, int limit, spool_file_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int err = stmt(s, route ? ST_FILE_LIST_ROUTE : ST_FILE_LIST_ALL, &st);
+
+	if (err)
+		return err;
+	if (route)
+		sqlite3_bind_text(st, 1, route, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+	return each_file(s, st, cb, arg);
+}
+
+/* Steps a query with one result row; *found says whether there was one.
+ * The caller reads the columns, then calls query_end(). */
+static int query_one(struct spool *s, sqlite3_stmt *st, int *found, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	*found = rc == SQLITE_ROW;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(s, rc, what);
+}
+
+static void query_end(struct spool *s, sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	batch_check(s);
+}
+
+static int file_exists(struct spool *s, int64_t file_id)
+{
+	sqlite3_stmt *st;
+	int found = 0, err = stmt(s, ST_FILE_EXISTS, &st);
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, file_id);
+	err = query_one(s, st, &found, "file progress");
+	query_end(s, st);
+	if (!err && !found) {
+		SAY(s->err, "file: no record %lld", (long long)file_id);
+		err = -ENOENT;
+	}
+	return err;
+}
+
+static int file_counts(struct spool *s, int64_t file_id, struct spool_file_progress *p)
+{
+	sqlite3_stmt *st;
+	int found = 0, err = stmt(s, ST_FILE_COUNTS, &st);
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, file_id);
+	if ((err = query_one(s, st, &found, "file progress")) == 0 && found) {
+		p->queued = (size_t)sqlite3_column_int64(st, 0);
+		p->delivered = (size_t)sqlite3_column_int64(st, 1);
+		p->dead = (size_t)sqlite3_column_int64(st, 2);
+	}
+	query_end(s, st);
+	return err;
+}
+
+/* The first dead row's last_error, cut like bind_error() cuts it. */
+static int file_reason(struct spool *s, int64_t file_id, struct spool_file_progress *p)
+{
+	sqlite3_stmt *st;
+	int found = 0, err = stmt(s, ST_FILE_REASON, &st);
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, file_id);
+	if ((err = query_one(s, st, &found, "file progress")) == 0 && found) {
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+		size_t n = t ? strnlen(t, SPOOL_ERROR_MAX + 1) : 0;
+
+		if (n > SPOOL_ERROR_MAX) {
+			n = SPOOL_ERROR_MAX;
+			while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+				n--;
+		}
+		if (n)
+			memcpy(p->reason, t, n);
+		p->reason[n] = '\0';
+	}
+	query_end(s, st);
+	return err;
+}
+
+int spool_file_progress(struct spool *s, int64_t file_id, struct spool_file_progress *p)
+{
+	int err;
+
+	memset(p, 0, sizeof(*p));
+	if ((err = file_exists(s, file_id)) < 0 || (err = file_counts(s, file_id, p)) < 0)
+		return err;
+	return p->dead ? file_reason(s, file_id, p) : 0;
+}
+
+int spool_file_dispose(struct spool *s, int64_t file_id, enum spool_file_state st_,
+		       const char *reason, int64_t now_ms)
+{
+	sqlite3_stmt *st;
+	int err;
+
+	if (st_ != SPOOL_FILE_DONE && st_ != SPOOL_FILE_ERROR) {
+		SAY(s->err, "dispose file: state %d is not done or error", (int)st_);
+		return -EINVAL;
+	}
+	if ((err = stmt(s, ST_FILE_DISPOSE, &st)) < 0)
+		return batch_abort(s, err);
+	sqlite3_bind_int64(st, 1, file_id);
+	sqlite3_bind_int(st, 2, (int)st_);
+	bind_error(st, 3, st_ == SPOOL_FILE_ERROR ? reason : NULL);
+	sqlite3_bind_int64(st, 4, now_ms);
+	err = staged_update(s, st, file_id, "dispose file");
+	if (err == -ENOENT)
+		SAY(s->err, "dispose file: no record %lld", (long long)file_id);
 	return err;
 }
 

@@ -35,6 +35,9 @@
  * SQLite's default of 1000, p50 0.94 ms at 100. */
 #define SPOOL_WAL_CHECKPOINT_PAGES 250
 #define SPOOL_LANE_MAX		   256 /* a lane key: 0..256 bytes of text */
+#define SPOOL_FILE_NAME_MAX	   255 /* a file name: no '/', no control characters, 1..255 bytes */
+#define SPOOL_FILE_ROWS_MAX	   100000 /* rows (messages) of one file record */
+#define SPOOL_SHA256_HEX	   64	  /* a file's SHA-256: this many lowercase hex digits */
 
 enum spool_state {
 	SPOOL_QUEUED = 0,
@@ -66,6 +69,8 @@ struct spool_new {
 	const void *body;
 	size_t len;
 	enum spool_channel channel; /* SPOOL_IN (0) unless set */
+	const char *file_name;	    /* the remote file the message came from (file channels), or
+				       NULL ("" counts as NULL); checked like spool_file.name */
 };
 
 /* One row without its body. Strings are owned by the row: free with
@@ -90,6 +95,7 @@ struct spool_row {
 	enum spool_channel channel;
 	char *ack; /* outbound: the receiver's last answer (HL7 ACK or R2 block), NULL when none */
 	size_t ack_len;
+	char *file_name; /* the remote file it came from; NULL when none */
 };
 
 void spool_row_clear(struct spool_row *r);
@@ -115,15 +121,23 @@ const char *spool_errmsg(const struct spool *s);
 /* Stages a new queued row; *id is returned. The row keeps m->idem_key as
  * its Idempotency-Key (the caller derives it: see msgkey.h) and m->lane,
  * m->lane2 (NULL counts as ""). Arguments are checked first: -EINVAL (a NULL
- * string other than a lane, an idem_key that is empty or holds anything but
- * visible ASCII 0x21-0x7e, or a NULL body with len > 0) and -EMSGSIZE (a
- * string past SPOOL_TEXT_MAX, an idem_key past SPOOL_KEY_MAX, a lane past
- * SPOOL_LANE_MAX, a body past SPOOL_BODY_MAX) refuse only this message and
+ * string other than a lane or the file name, an idem_key that is empty or
+ * holds anything but visible ASCII 0x21-0x7e, a file name with '/' or a
+ * control character or that is "." or "..", or a NULL body with len > 0)
+ * and -EMSGSIZE (a string past SPOOL_TEXT_MAX, an idem_key past
+ * SPOOL_KEY_MAX, a lane past SPOOL_LANE_MAX, a file name past
+ * SPOOL_FILE_NAME_MAX, a body past SPOOL_BODY_MAX) refuse only this message and
  * leave the batch alone. On any other failure the whole open batch is
  * rolled back: every row staged since the last commit is gone, and the
  * caller must NAK all of them. */
 __attribute__((warn_unused_result)) int spool_append(struct spool *s, const struct spool_new *m,
 						     int64_t *id);
+
+/* The argument checks of spool_append(), without touching the database: 0,
+ * -EINVAL or -EMSGSIZE (the same answers spool_append gives). For
+ * commit_stage_file(), which must refuse a whole file before it appends any
+ * of it. */
+__attribute__((warn_unused_result)) int spool_check_new(const struct spool_new *m);
 
 /* Commits the open batch (if any) with one fsync. On failure the batch is
  * rolled back: nothing staged since the last commit is stored. This includes
@@ -223,9 +237,13 @@ __attribute__((warn_unused_result)) int spool_take_replayed_channel(struct spool
 								    spool_row_cb cb, void *arg);
 
 /* Deletes delivered rows delivered before before_ms (and, when include_dead,
- * dead rows received before before_ms). *count gets the number deleted.
- * Committed at once, SPOOL_PURGE_CHUNK rows per transaction so that the
- * write lock is never held long. */
+ * dead rows received before before_ms), and every file record disposed
+ * (DONE or ERROR) before before_ms with its list of rows, whatever
+ * include_dead says; a SPOOLED record is never purged. *count gets the
+ * number of rows (messages) deleted; file records are not counted.
+ * Committed at once, SPOOL_PURGE_CHUNK rows (or file records, or entries of
+ * their row lists) per transaction so that the write lock is never held
+ * long. */
 __attribute__((warn_unused_result)) int spool_purge(struct spool *s, int64_t before_ms,
 						    int include_dead, int *count);
 
@@ -243,6 +261,96 @@ struct spool_stat {
 };
 typedef void (*spool_stat_cb)(void *arg, const struct spool_stat *st);
 __attribute__((warn_unused_result)) int spool_stats(struct spool *s, spool_stat_cb cb, void *arg);
+
+/* ---- file channels (issue 14) ----------------------------------------
+ *
+ * A file pulled from a remote (SFTP) folder becomes several rows; its
+ * record says which rows, and what was done with the remote file once they
+ * were all delivered (or one went dead). The record and its rows are staged
+ * in the same batch, so that a crash keeps both or neither: a file whose
+ * record survived is never pulled twice, and one whose record was lost was
+ * never acknowledged (left in place) and is pulled again. */
+
+enum spool_file_state {
+	SPOOL_FILE_SPOOLED = 0, /* its rows are in the spool; the remote file is still in place */
+	SPOOL_FILE_DONE =
+	    1, /* every row delivered; the remote file was moved to done/ or deleted */
+	SPOOL_FILE_ERROR = 2, /* a row went dead; the remote file was moved to error/ */
+};
+
+/* A file pulled from an SFTP folder, and what became of it. Strings borrowed. */
+struct spool_file {
+	int64_t id;
+	const char *route;  /* the integration: 1..SPOOL_TEXT_MAX bytes */
+	const char *name;   /* the remote name, no folder: 1..SPOOL_FILE_NAME_MAX bytes, no '/',
+			       no control character (< 0x20, 0x7f), not "." or ".." */
+	uint64_t size;	    /* at most INT64_MAX */
+	int64_t mtime;	    /* the remote mtime, seconds */
+	const char *sha256; /* SPOOL_SHA256_HEX lowercase hex digits */
+	int64_t received_ms;
+	enum spool_file_state state;
+	const char *reason;  /* ERROR: why, else NULL */
+	int64_t disposed_ms; /* 0 while SPOOLED */
+	size_t nrows;
+};
+
+/* "spooled", "done", "error", or "?". */
+const char *spool_file_state_name(int state);
+
+/* The argument checks of spool_file_add() (f->route, name, sha256, size;
+ * rows non-NULL, 1 <= n <= SPOOL_FILE_ROWS_MAX), without touching the
+ * database: 0, -EINVAL or -EMSGSIZE (n or a string too large). */
+__attribute__((warn_unused_result)) int spool_file_check(const struct spool_file *f,
+							 const int64_t *rows, size_t n);
+
+/* Stages the record of a file and its rows (ids of rows already appended in
+ * this batch or committed earlier, each a row of f->route, each once), in
+ * the open batch like spool_mark_*(): durable at the next spool_commit,
+ * rolled back with it. The record starts SPOOLED with nrows = n: f->id,
+ * state, reason, disposed_ms and nrows are ignored. *id gets the record's
+ * id (ids are never reused). The checks of spool_file_check() come first:
+ * -EINVAL, -EMSGSIZE leave the batch alone. Any later failure rolls the
+ * whole batch back (reported again by the next spool_commit/spool_append,
+ * as for spool_mark_*()), among them -ENOENT (a row that does not exist or
+ * belongs to another route) and -EEXIST (a row id given twice). */
+__attribute__((warn_unused_result)) int spool_file_add(struct spool *s, const struct spool_file *f,
+						       const int64_t *rows, size_t n, int64_t *id);
+
+/* Records of route still SPOOLED, in id order (f borrowed for the call; cb
+ * returning non-zero stops and is returned). Reads committed and staged
+ * data. cb must not write to the spool. */
+typedef int (*spool_file_cb)(void *arg, const struct spool_file *f);
+__attribute__((warn_unused_result)) int spool_file_pending(struct spool *s, const char *route,
+							   spool_file_cb cb, void *arg);
+
+/* Where the rows of a file stand. Rows purged meanwhile count as delivered
+ * (purge removes only delivered rows, or dead ones at an operator's
+ * request). reason: last_error of the first dead row (by id; cut to
+ * SPOOL_ERROR_MAX), "" when none. Reads committed and staged data. -ENOENT
+ * when there is no such record. */
+struct spool_file_progress {
+	size_t queued;	  /* queued or in flight */
+	size_t delivered; /* delivered, or gone */
+	size_t dead;	  /* dead or rejected */
+	char reason[SPOOL_ERROR_MAX + 1];
+};
+__attribute__((warn_unused_result)) int spool_file_progress(struct spool *s, int64_t file_id,
+							    struct spool_file_progress *p);
+
+/* Records the remote disposition, in the open batch like spool_mark_*():
+ * st is SPOOL_FILE_DONE or SPOOL_FILE_ERROR (else -EINVAL, batch alone);
+ * reason (ERROR only, may be NULL; ignored for DONE) is cut to
+ * SPOOL_ERROR_MAX bytes; disposed_ms = now_ms. A record already disposed is
+ * overwritten (a disposition done again after a crash). -ENOENT (no such
+ * record) leaves the batch alone; other failures roll it back. */
+__attribute__((warn_unused_result)) int spool_file_dispose(struct spool *s, int64_t file_id,
+							   enum spool_file_state st,
+							   const char *reason, int64_t now_ms);
+
+/* Operator: every record of route (all when NULL), newest first, at most
+ * limit (no limit when limit <= 0). cb as for spool_file_pending(). */
+__attribute__((warn_unused_result)) int spool_file_list(struct spool *s, const char *route,
+							int limit, spool_file_cb cb, void *arg);
 
 /* For tests only: caps the database at `pages` pages (PRAGMA max_page_count)
  * to simulate a full disk; pages <= 0 lifts the cap. */

@@ -24,6 +24,8 @@
 #define KEY	"5d0c7a2e-4b1f-8a3c-9d2e-0123456789ab" /* the tests' default key */
 #define DAY_MS	86400000LL
 #define MAX_IDS 4096
+#define SHA_A	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define SHA_B	"fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
 static char g_root[64];
 static char g_db[128];
@@ -168,11 +170,12 @@ START_TEST(test_open_schema)
 	s = open_ok(); /* a second open finds the schema in place */
 	spool_close(s);
 	ck_assert_int_eq(sql_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 18);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 4);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 19);
 	/* New spools keep the small columns, and the ACK, before the body. */
-	for (const char *const *c = (const char *const[]){"lane2", "channel", "ack", NULL}; *c;
-	     c++) {
+	for (const char *const *c =
+		 (const char *const[]){"lane2", "channel", "ack", "file_name", NULL};
+	     *c; c++) {
 		char sql[256];
 
 		snprintf(
@@ -186,6 +189,16 @@ START_TEST(test_open_schema)
 				 "name IN ('messages_state', 'messages_integration', "
 				 "'messages_delivered', 'messages_replayed', 'messages_key')"),
 			 5);
+	/* No new index on messages: an MLLP append pays for nothing of files. */
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+				 "tbl_name = 'messages'"),
+			 5);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+				 "name IN ('files_open', 'files_disposed')"),
+			 2);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_list WHERE name = 'file_rows' "
+				 "AND wr = 1"),
+			 1); /* WITHOUT ROWID */
 	ck_assert_int_eq(stat(g_db, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0600);
 }
@@ -196,7 +209,7 @@ static const struct refuse_case {
 	const char *errtext; /* expected in spool_errmsg() */
 } refuse_cases[] = {
     {"PRAGMA user_version = 99", "newer than this mllp-bridge knows"},
-    {"PRAGMA user_version = 4", "version 4 is newer"},
+    {"PRAGMA user_version = 5", "version 5 is newer"},
     {"PRAGMA application_id = 42", "not a spool database"},
     {NULL, "not a database"},
 };
@@ -270,9 +283,9 @@ START_TEST(test_migrate_v1)
 
 	sql_exec(v1_spool_sql);
 	s = open_ok();
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 4);
 	ck_assert_int_eq(sql_int("PRAGMA application_id"), 0x4d4c4c50);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 18);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 19);
 	ck_assert_int_eq(row_count(), 2);
 
 	ck_assert_int_eq(spool_get(s, 1, &r, &body), 0);
@@ -306,9 +319,9 @@ START_TEST(test_migrate_v1)
 
 	/* Opened again: already current, nothing lost. */
 	s = open_ok();
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 4);
 	ck_assert_int_eq(row_count(), 3);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 5);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 7);
 	spool_close(s);
 }
 END_TEST
@@ -371,9 +384,9 @@ START_TEST(test_migrate_v2)
 
 	sql_exec(v2_spool_sql);
 	s = open_ok();
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 18);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 5);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 4);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 19);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 7);
 	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE channel = 0 AND ack IS NULL"),
 			 3);
 	for (int64_t i = 1; i <= 3; i++) {
@@ -405,8 +418,107 @@ START_TEST(test_migrate_v2)
 	spool_close(s);
 
 	s = open_ok(); /* already current */
-	ck_assert_int_eq(sql_int("PRAGMA user_version"), 3);
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 4);
 	ck_assert_int_eq(row_count(), 4);
+	spool_close(s);
+}
+END_TEST
+
+/* A spool written by the release with outbound rows (user_version 3), as
+ * it created it: channel and ack before the body, no file_name, no file
+ * tables. Rows: 1 queued, 2 in flight, 3 delivered, 4 dead (inbound);
+ * 5 rejected, 6 acked (outbound, with their ACKs). */
+static const char v3_spool_sql[] =
+    "PRAGMA journal_mode = WAL;"
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " integration TEXT NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " control_id TEXT NOT NULL,"
+    " idem_key TEXT NOT NULL,"
+    " lane TEXT NOT NULL DEFAULT '',"
+    " lane2 TEXT NOT NULL DEFAULT '',"
+    " channel INTEGER NOT NULL DEFAULT 0,"
+    " received_ms INTEGER NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_ms INTEGER NOT NULL DEFAULT 0,"
+    " delivered_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " replayed INTEGER NOT NULL DEFAULT 0,"
+    " ack BLOB,"
+    " body BLOB NOT NULL);"
+    "CREATE INDEX messages_state ON messages (state, id);"
+    "CREATE INDEX messages_integration ON messages (integration, state);"
+    "CREATE INDEX messages_delivered ON messages (delivered_ms);"
+    "CREATE INDEX messages_replayed ON messages (id) WHERE replayed = 1;"
+    "CREATE INDEX messages_key ON messages (channel, integration, idem_key) "
+    "WHERE channel <> 0;"
+    "PRAGMA application_id = 1296845904;"
+    "PRAGMA user_version = 3;"
+    "INSERT INTO messages (integration, sender, content_type, control_id, idem_key, lane, "
+    " lane2, channel, received_ms, state, attempts, delivered_ms, last_error, ack, body) VALUES "
+    " ('lab', 's', 't', 'V3A', '" KEY "', 'f:A', '', 0, 1764424800000, 0, 1, 0, 'HTTP 503', "
+    "  NULL, X'4d5348'),"
+    " ('lab', 's', 't', 'V3B', 'k-2', 'f:A', '', 0, 1764424800001, 1, 0, 0, NULL, NULL, "
+    "  X'4d5348'),"
+    " ('lab', 's', 't', 'V3C', 'k-3', 'f:A', '', 0, 1764424800002, 2, 1, 1764424800003, NULL, "
+    "  NULL, X'4d5348'),"
+    " ('adt', 's', 't', 'V3D', 'k-4', 'i', '', 0, 1764424800003, 3, 5, 0, 'HTTP 400', NULL, "
+    "  X'4d5348'),"
+    " ('lis', 'c', 't', 'V3E', 'k-5', 'd', '', 1, 1764424800004, 4, 1, 0, 'AR', "
+    "  X'4d53417c4152', X'4d5348'),"
+    " ('lis', 'c', 't', 'V3F', 'k-6', 'd', '', 1, 1764424800005, 2, 1, 1764424800006, NULL, "
+    "  X'4d53417c4141', X'4d5348');";
+
+/* 3 → 4: every row kept where it was, none from a file, no file records;
+ * a file can be recorded at once. */
+START_TEST(test_migrate_v3)
+{
+	static const enum spool_state states[] = {SPOOL_QUEUED, SPOOL_INFLIGHT, SPOOL_DELIVERED,
+						  SPOOL_DEAD,	SPOOL_REJECTED, SPOOL_DELIVERED};
+	struct spool *s;
+	struct spool_row r;
+	struct ids in = {0};
+	int64_t rows[1], fid = 0;
+
+	sql_exec(v3_spool_sql);
+	s = open_ok();
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 4);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM pragma_table_info('messages')"), 19);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'"), 7);
+	ck_assert_int_eq(row_count(), 6);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE file_name IS NULL"), 6);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM files"), 0);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM file_rows"), 0);
+	for (int64_t i = 1; i <= 6; i++) {
+		ck_assert_int_eq(spool_get(s, i, &r, NULL), 0);
+		ck_assert_int_eq(r.state, states[i - 1]);
+		ck_assert_int_eq(r.channel, i >= 5 ? SPOOL_OUT : SPOOL_IN);
+		ck_assert_ptr_null(r.file_name);
+		ck_assert_uint_eq(r.ack_len, i >= 5 ? 6 : 0);
+		spool_row_clear(&r);
+	}
+	ck_assert_int_eq(spool_load_pending(s, collect, &in), 0);
+	ck_assert_int_eq(in.n, 2); /* the queued and the in-flight row */
+	ck_assert_int_eq(find(s, SPOOL_OUT, "lis", "k-6"), 6);
+
+	rows[0] = 1;
+	ck_assert_int_eq(
+	    spool_file_add(s,
+			   &(struct spool_file){
+			       .route = "lab", .name = "a.hl7", .sha256 = SHA_A, .received_ms = T0},
+			   rows, 1, &fid),
+	    0);
+	commit_ok(s);
+	ck_assert_int_eq(fid, 1);
+	spool_close(s);
+
+	s = open_ok(); /* already current */
+	ck_assert_int_eq(sql_int("PRAGMA user_version"), 4);
+	ck_assert_int_eq(row_count(), 6);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM file_rows"), 1);
 	spool_close(s);
 }
 END_TEST
@@ -647,6 +759,7 @@ START_TEST(test_append_checks)
 			       .len = c->len,
 			       .channel = (enum spool_channel)c->channel};
 	append(s, "lab", "kept", T0);
+	ck_assert_int_eq(spool_check_new(&m), c->err); /* the same answer, no database */
 	err = spool_append(s, &m, &id);
 	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
 	ck_assert_uint_eq(spool_pending(s), c->err ? 1 : 2);
@@ -658,11 +771,67 @@ START_TEST(test_append_checks)
 		ck_assert_str_eq(r.lane, m.lane ? m.lane : "");
 		ck_assert_str_eq(r.lane2, m.lane2 ? m.lane2 : "");
 		ck_assert_int_eq(r.channel, c->channel);
+		ck_assert_ptr_null(r.file_name);
 		spool_row_clear(&r);
 	}
 	spool_close(s);
 	for (size_t i = 0; i < 4; i++)
 		free(bufs[i]);
+}
+END_TEST
+
+static const struct fname_check {
+	const char *fname; /* "#n": n bytes */
+	int err;
+	const char *want; /* stored (accepted only); NULL: none */
+} fname_checks[] = {
+    {"ADT 100%.hl7", 0, "ADT 100%.hl7"},
+    {"b\xc3\xa9"
+     "b\xc3\xa9.hl7",
+     0,
+     "b\xc3\xa9"
+     "b\xc3\xa9.hl7"},
+    {"", 0, NULL},
+    {NULL, 0, NULL},
+    {"#255", 0, "#255"}, /* SPOOL_FILE_NAME_MAX */
+    {"#256", -EMSGSIZE, NULL},
+    {"in/a.hl7", -EINVAL, NULL},
+    {"a\nb", -EINVAL, NULL},
+    {"a\tb", -EINVAL, NULL},
+    {"a\x7f", -EINVAL, NULL},
+    {"..", -EINVAL, NULL},
+    {".", -EINVAL, NULL},
+};
+
+/* A row's file name: kept exactly, or refused like any bad field (the
+ * batch stays); spool_check_new() answers the same without a database. */
+START_TEST(test_append_file_name)
+{
+	const struct fname_check *c = &fname_checks[_i];
+	char *name = malloc(SPOOL_TEXT_MAX + 2), *want = malloc(SPOOL_TEXT_MAX + 2);
+	struct spool *s = open_ok();
+	struct spool_new m = SMALL_ROW(T0, "MSH|", 4);
+	struct spool_row r;
+	int64_t id = 0;
+
+	ck_assert(name && want);
+	m.file_name = expand(c->fname, name);
+	append(s, "lab", "kept", T0);
+	ck_assert_int_eq(spool_check_new(&m), c->err);
+	ck_assert_int_eq(spool_append(s, &m, &id), c->err);
+	commit_ok(s);
+	ck_assert_int_eq(row_count(), c->err ? 1 : 2);
+	if (!c->err) {
+		ck_assert_int_eq(spool_get(s, id, &r, NULL), 0);
+		if (c->want)
+			ck_assert_str_eq(r.file_name, expand(c->want, want));
+		else
+			ck_assert_ptr_null(r.file_name);
+		spool_row_clear(&r);
+	}
+	spool_close(s);
+	free(name);
+	free(want);
 }
 END_TEST
 
@@ -1396,6 +1565,421 @@ START_TEST(test_purge_chunks)
 }
 END_TEST
 
+/* ---- file records ------------------------------------------------------- */
+
+#define FILE_REC(rt, nm, sha)                                                                      \
+	((struct spool_file){.route = (rt),                                                        \
+			     .name = (nm),                                                         \
+			     .size = 4242,                                                         \
+			     .mtime = 1764424000,                                                  \
+			     .sha256 = (sha),                                                      \
+			     .received_ms = T0,                                                    \
+			     .state = SPOOL_FILE_DONE, /* ignored: a new record is SPOOLED */      \
+			     .reason = "ignored",                                                  \
+			     .disposed_ms = 99})
+
+/* Appends n rows of route with file_name name into ids[]. */
+static void file_rows(struct spool *s, const char *route, const char *name, int64_t *ids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct spool_new m = SMALL_ROW(T0, "MSH|f", 5);
+		int err;
+
+		m.integration = route;
+		m.file_name = name;
+		err = spool_append(s, &m, &ids[i]);
+		ck_assert_msg(err == 0, "append: %d %s", err, spool_errmsg(s));
+	}
+}
+
+static int64_t file_add_ok(struct spool *s, const char *route, const char *name,
+			   const int64_t *rows, size_t n)
+{
+	struct spool_file f = FILE_REC(route, name, SHA_A);
+	int64_t id = 0;
+	int err = spool_file_add(s, &f, rows, n, &id);
+
+	ck_assert_msg(err == 0, "file add: %d %s", err, spool_errmsg(s));
+	return id;
+}
+
+struct files {
+	int64_t id[16];
+	char name[16][64];
+	int state[16];
+	char reason[16][64];
+	size_t nrows[16];
+	int n;
+};
+
+static int collect_file(void *arg, const struct spool_file *f)
+{
+	struct files *c = arg;
+
+	ck_assert_int_lt(c->n, 16);
+	c->id[c->n] = f->id;
+	snprintf(c->name[c->n], sizeof(c->name[0]), "%s", f->name);
+	c->state[c->n] = (int)f->state;
+	snprintf(c->reason[c->n], sizeof(c->reason[0]), "%s", f->reason ? f->reason : "-");
+	c->nrows[c->n] = f->nrows;
+	c->n++;
+	return 0;
+}
+
+/* The record and its rows become durable with the batch: another
+ * connection sees none of them before the commit, all of them after. */
+START_TEST(test_file_add_commit)
+{
+	struct spool *s = open_ok(), *op = open_ok();
+	struct files got = {0};
+	int64_t rows[3], fid;
+
+	file_rows(s, "lab", "a.hl7", rows, 3);
+	fid = file_add_ok(s, "lab", "a.hl7", rows, 3);
+	ck_assert_int_eq(fid, 1);
+	ck_assert_uint_eq(spool_pending(s), 4);
+	ck_assert_int_eq(spool_file_pending(s, "lab", collect_file, &got), 0); /* staged: seen */
+	ck_assert_int_eq(got.n, 1);
+	memset(&got, 0, sizeof(got));
+	ck_assert_int_eq(spool_file_list(op, NULL, 0, collect_file, &got), 0);
+	ck_assert_int_eq(got.n, 0);
+	ck_assert_int_eq(row_count(), 0);
+	commit_ok(s);
+
+	ck_assert_int_eq(spool_file_list(op, NULL, 0, collect_file, &got), 0);
+	ck_assert_int_eq(got.n, 1);
+	ck_assert_int_eq(got.id[0], fid);
+	ck_assert_str_eq(got.name[0], "a.hl7");
+	ck_assert_int_eq(got.state[0], SPOOL_FILE_SPOOLED);
+	ck_assert_str_eq(got.reason[0], "-");
+	ck_assert_uint_eq(got.nrows[0], 3);
+	ck_assert_int_eq(row_count(), 3);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM file_rows WHERE file_id = 1"), 3);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM messages WHERE file_name = 'a.hl7'"), 3);
+	ck_assert_int_eq(sql_int("SELECT size + mtime + disposed_ms FROM files"),
+			 4242 + 1764424000);
+	ck_assert_int_eq(sql_int("SELECT sha256 = '" SHA_A "' FROM files"), 1);
+	/* A later record of rows committed earlier (a restart's re-check). */
+	ck_assert_int_eq(file_add_ok(s, "lab", "b.hl7", rows + 1, 1), 2);
+	commit_ok(s);
+	spool_close(op);
+	spool_close(s);
+}
+END_TEST
+
+/* A batch that fails takes the record and its rows together: here the
+ * record is staged, then the disk fills up under the next appends. */
+START_TEST(test_file_rolled_back)
+{
+	static char big[32 * 1024];
+	struct spool *s = open_ok();
+	int64_t rows[3], id;
+	int err = 0;
+
+	append(s, "lab", "committed before", T0);
+	commit_ok(s);
+	memset(big, 'F', sizeof(big));
+	ck_assert_int_eq(spool_test_set_max_pages(s, (int)sql_int("PRAGMA page_count") + 16), 0);
+	file_rows(s, "lab", "x.hl7", rows, 3);
+	(void)file_add_ok(s, "lab", "x.hl7", rows, 3);
+	for (int i = 0; i < 64 && !err; i++) {
+		struct spool_new m = SMALL_ROW(T0, big, sizeof(big));
+
+		err = spool_append(s, &m, &id);
+	}
+	if (!err)
+		err = spool_commit(s);
+	ck_assert_int_eq(err, -ENOSPC);
+	ck_assert_uint_eq(spool_pending(s), 0);
+	ck_assert_int_eq(spool_test_set_max_pages(s, 0), 0);
+	commit_ok(s);
+	spool_close(s);
+	ck_assert_int_eq(row_count(), 1);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM files"), 0);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM file_rows"), 0);
+}
+END_TEST
+
+static const struct file_check {
+	const char *name;
+	const char *route, *fname, *sha;
+	size_t n;  /* rows passed (of the 2 appended; 0: none) */
+	int nullr; /* rows == NULL */
+	int err;
+} file_checks[] = {
+    {"route NULL", NULL, "a", SHA_A, 2, 0, -EINVAL},
+    {"route empty", "", "a", SHA_A, 2, 0, -EINVAL},
+    {"route too long", "#1025", "a", SHA_A, 2, 0, -EMSGSIZE},
+    {"name NULL", "lab", NULL, SHA_A, 2, 0, -EINVAL},
+    {"name empty", "lab", "", SHA_A, 2, 0, -EINVAL},
+    {"name with /", "lab", "in/a.hl7", SHA_A, 2, 0, -EINVAL},
+    {"name /", "lab", "/", SHA_A, 2, 0, -EINVAL},
+    {"name .", "lab", ".", SHA_A, 2, 0, -EINVAL},
+    {"name with CR", "lab", "a\rb", SHA_A, 2, 0, -EINVAL},
+    {"name with ESC", "lab", "a\x1b[31m", SHA_A, 2, 0, -EINVAL},
+    {"name with DEL", "lab", "a\x7f", SHA_A, 2, 0, -EINVAL},
+    {"name too long", "lab", "#256", SHA_A, 2, 0, -EMSGSIZE},
+    {"name of 255", "lab", "#255", SHA_A, 2, 0, 0},
+    {"name UTF-8 and spaces", "lab", "Befund M\xc3\xbcller 1.hl7", SHA_A, 2, 0, 0},
+    {"sha NULL", "lab", "a", NULL, 2, 0, -EINVAL},
+    {"sha short", "lab", "a", "0123456789abcdef", 2, 0, -EINVAL},
+    {"sha long", "lab", "a", SHA_A "0", 2, 0, -EINVAL},
+    {"sha upper case", "lab", "a",
+     "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", 2, 0, -EINVAL},
+    {"sha not hex", "lab", "a", "g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+     2, 0, -EINVAL},
+    {"no rows", "lab", "a", SHA_A, 0, 0, -EINVAL},
+    {"rows NULL", "lab", "a", SHA_A, 2, 1, -EINVAL},
+    {"too many rows", "lab", "a", SHA_A, SPOOL_FILE_ROWS_MAX + 1, 0, -EMSGSIZE},
+};
+
+/* A refused record leaves the batch alone: the rows appended before it
+ * are still there to commit. */
+START_TEST(test_file_checks)
+{
+	const struct file_check *c = &file_checks[_i];
+	char *route = malloc(SPOOL_TEXT_MAX + 2), *name = malloc(SPOOL_TEXT_MAX + 2);
+	struct spool *s = open_ok();
+	struct spool_file f;
+	int64_t rows[2], id = 0;
+	int err;
+
+	ck_assert(route && name);
+	file_rows(s, "lab", NULL, rows, 2);
+	f = FILE_REC(expand(c->route, route), expand(c->fname, name), c->sha);
+	if (c->route && strcmp(c->route, "#1025") == 0)
+		route[0] = 'l'; /* still too long */
+	ck_assert_int_eq(spool_file_check(&f, c->nullr ? NULL : rows, c->n), c->err);
+	err = spool_file_add(s, &f, c->nullr ? NULL : rows, c->n, &id);
+	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
+	ck_assert_uint_eq(spool_pending(s), c->err ? 2 : 3);
+	commit_ok(s);
+	ck_assert_int_eq(row_count(), 2);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM files"), c->err ? 0 : 1);
+	spool_close(s);
+	free(route);
+	free(name);
+}
+END_TEST
+
+static const struct file_bad_row {
+	const char *name;
+	int64_t rows[3];
+	int err;
+} file_bad_rows[] = {
+    {"no such row", {1, 99, 2}, -ENOENT},
+    {"row of another route", {1, 3, 2}, -ENOENT},
+    {"row given twice", {1, 2, 1}, -EEXIST},
+};
+
+/* A row list that does not hold takes the batch with it (no partial list
+ * is ever committed), and the loss is told once more by the next commit. */
+START_TEST(test_file_bad_rows)
+{
+	const struct file_bad_row *c = &file_bad_rows[_i];
+	struct spool *s = open_ok();
+	struct spool_file f = FILE_REC("lab", "a.hl7", SHA_A);
+	int64_t rows[2], other, id;
+
+	file_rows(s, "lab", NULL, rows, 2);
+	other = append(s, "adt", "x", T0);
+	ck_assert_int_eq(other, 3);
+	ck_assert_int_eq(spool_file_add(s, &f, c->rows, 3, &id), c->err);
+	ck_assert_uint_eq(spool_pending(s), 0);
+	ck_assert_int_eq(spool_commit(s), c->err);
+	ck_assert_int_eq(spool_commit(s), 0);
+	spool_close(s);
+	ck_assert_int_eq(row_count(), 0);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM files"), 0);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM file_rows"), 0);
+}
+END_TEST
+
+/* Open records of one route in id order; disposed ones and other routes'
+ * are not among them. */
+START_TEST(test_file_pending)
+{
+	struct spool *s = open_ok();
+	struct files got = {0};
+	int64_t lab[4], adt[1];
+	static const char *const names[] = {"1.hl7", "2.hl7", "3.hl7", "4.hl7"};
+
+	file_rows(s, "lab", NULL, lab, 4);
+	file_rows(s, "adt", NULL, adt, 1);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(file_add_ok(s, "lab", names[i], &lab[i], 1), i + 1);
+	ck_assert_int_eq(file_add_ok(s, "adt", "2.hl7", adt, 1), 5);
+	commit_ok(s);
+	ck_assert_int_eq(spool_file_dispose(s, 2, SPOOL_FILE_DONE, NULL, T0 + 5), 0);
+	ck_assert_int_eq(spool_file_dispose(s, 4, SPOOL_FILE_ERROR, "HTTP 400", T0 + 5), 0);
+	ck_assert_int_eq(spool_file_pending(s, "lab", collect_file, &got),
+			 0); /* staged dispositions */
+	ck_assert_int_eq(got.n, 2);
+	ck_assert_int_eq(got.id[0], 1);
+	ck_assert_int_eq(got.id[1], 3);
+	ck_assert_str_eq(got.name[1], "3.hl7");
+	commit_ok(s);
+	memset(&got, 0, sizeof(got));
+	ck_assert_int_eq(spool_file_pending(s, "adt", collect_file, &got), 0);
+	ck_assert_int_eq(got.n, 1);
+	ck_assert_str_eq(got.name[0], "2.hl7");
+	memset(&got, 0, sizeof(got));
+	ck_assert_int_eq(spool_file_pending(s, "nosuch", collect_file, &got), 0);
+	ck_assert_int_eq(got.n, 0);
+	ck_assert_int_eq(spool_file_pending(s, NULL, collect_file, &got), -EINVAL);
+	/* Newest first for the operator, all routes or one. */
+	memset(&got, 0, sizeof(got));
+	ck_assert_int_eq(spool_file_list(s, NULL, 0, collect_file, &got), 0);
+	ck_assert_int_eq(got.n, 5);
+	ck_assert_int_eq(got.id[0], 5);
+	ck_assert_int_eq(got.state[1], SPOOL_FILE_ERROR);
+	ck_assert_str_eq(got.reason[1], "HTTP 400");
+	ck_assert_int_eq(got.state[3], SPOOL_FILE_DONE);
+	ck_assert_str_eq(got.reason[3], "-");
+	memset(&got, 0, sizeof(got));
+	ck_assert_int_eq(spool_file_list(s, "lab", 2, collect_file, &got), 0);
+	ck_assert_int_eq(got.n, 2);
+	ck_assert_int_eq(got.id[0], 4);
+	ck_assert_int_eq(got.id[1], 3);
+	spool_close(s);
+}
+END_TEST
+
+static int stop_at_first(void *arg, const struct spool_file *f)
+{
+	(void)arg;
+	(void)f;
+	return 5;
+}
+
+/* Where the rows stand: a purged row counts as delivered; the reason is
+ * the first dead row's error. */
+START_TEST(test_file_progress)
+{
+	struct spool *s = open_ok();
+	struct spool_file_progress p;
+	int64_t rows[6], fid;
+	int n = 0;
+
+	file_rows(s, "lab", "p.hl7", rows, 6);
+	fid = file_add_ok(s, "lab", "p.hl7", rows, 6);
+	ck_assert_int_eq(spool_file_progress(s, fid, &p), 0); /* staged */
+	ck_assert_uint_eq(p.queued, 6);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_inflight(s, rows[1]), 0);
+	ck_assert_int_eq(spool_mark_delivered(s, rows[2], T0 - 10 * DAY_MS), 0);
+	ck_assert_int_eq(spool_mark_delivered(s, rows[3], T0), 0);
+	ck_assert_int_eq(spool_mark_dead(s, rows[5], 3, NULL, 0, "HTTP 422 second"), 0);
+	ck_assert_int_eq(spool_mark_rejected(s, rows[4], 3, NULL, 0, "HTTP 400 first"), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_purge(s, T0 - DAY_MS, 0, &n), 0);
+	ck_assert_int_eq(n, 1); /* rows[2] is gone */
+
+	ck_assert_int_eq(spool_file_progress(s, fid, &p), 0);
+	ck_assert_uint_eq(p.queued, 2);
+	ck_assert_uint_eq(p.delivered, 2);
+	ck_assert_uint_eq(p.dead, 2);
+	ck_assert_str_eq(p.reason, "HTTP 400 first");
+	ck_assert_int_eq(spool_file_progress(s, fid + 1, &p), -ENOENT);
+	ck_assert_int_eq(spool_file_pending(s, "lab", stop_at_first, NULL), 5);
+	spool_close(s);
+}
+END_TEST
+
+/* The reason is cut like last_error is; an empty reason when none died. */
+START_TEST(test_file_progress_reason)
+{
+	struct spool *s = open_ok();
+	struct spool_file_progress p;
+	char long_error[SPOOL_ERROR_MAX + 100];
+	int64_t rows[2], fid;
+
+	memset(long_error, 'E', sizeof(long_error) - 1);
+	long_error[sizeof(long_error) - 1] = '\0';
+	file_rows(s, "lab", "r.hl7", rows, 2);
+	fid = file_add_ok(s, "lab", "r.hl7", rows, 2);
+	commit_ok(s);
+	ck_assert_int_eq(spool_mark_delivered(s, rows[0], T0), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_file_progress(s, fid, &p), 0);
+	ck_assert_str_eq(p.reason, "");
+	ck_assert_uint_eq(p.delivered, 1);
+	ck_assert_int_eq(spool_mark_dead(s, rows[1], 3, NULL, 0, long_error), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_file_progress(s, fid, &p), 0);
+	ck_assert_uint_eq(strlen(p.reason), SPOOL_ERROR_MAX);
+	spool_close(s);
+}
+END_TEST
+
+/* The disposition rides on the batch; a wrong one leaves it alone. */
+START_TEST(test_file_dispose)
+{
+	struct spool *s = open_ok();
+	struct files got = {0};
+	int64_t rows[1], fid;
+
+	file_rows(s, "lab", "d.hl7", rows, 1);
+	fid = file_add_ok(s, "lab", "d.hl7", rows, 1);
+	commit_ok(s);
+	ck_assert_int_eq(spool_file_dispose(s, fid + 1, SPOOL_FILE_DONE, NULL, T0), -ENOENT);
+	ck_assert_int_eq(spool_file_dispose(s, fid, SPOOL_FILE_SPOOLED, NULL, T0), -EINVAL);
+	ck_assert_int_eq(spool_file_dispose(s, fid, 7, NULL, T0), -EINVAL);
+	ck_assert_uint_eq(spool_pending(s), 0);
+	ck_assert_int_eq(spool_file_dispose(s, fid, SPOOL_FILE_DONE, "not kept", T0 + 1), 0);
+	ck_assert_uint_eq(spool_pending(s), 1);
+	spool_close(s); /* never committed */
+	ck_assert_int_eq(sql_int("SELECT state FROM files"), SPOOL_FILE_SPOOLED);
+
+	s = open_ok();
+	ck_assert_int_eq(spool_file_dispose(s, fid, SPOOL_FILE_ERROR, "row 1: HTTP 400", T0 + 2),
+			 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_file_list(s, NULL, 0, collect_file, &got), 0);
+	ck_assert_int_eq(got.state[0], SPOOL_FILE_ERROR);
+	ck_assert_str_eq(got.reason[0], "row 1: HTTP 400");
+	ck_assert_int_eq(sql_int("SELECT disposed_ms FROM files"), T0 + 2);
+	/* Done again after a crash: overwritten, the reason with it. */
+	ck_assert_int_eq(spool_file_dispose(s, fid, SPOOL_FILE_DONE, "dropped", T0 + 3), 0);
+	commit_ok(s);
+	ck_assert_int_eq(sql_int("SELECT reason IS NULL AND state = 1 FROM files"), 1);
+	ck_assert_str_eq(spool_file_state_name(SPOOL_FILE_ERROR), "error");
+	ck_assert_str_eq(spool_file_state_name(3), "?");
+	spool_close(s);
+}
+END_TEST
+
+/* The purge removes records disposed before the cut with their lists,
+ * and keeps open ones however old, and ones disposed since. */
+START_TEST(test_file_purge)
+{
+	struct spool *s = open_ok();
+	int64_t rows[4], cut = T0 - 7 * DAY_MS;
+	int n = -1;
+
+	file_rows(s, "lab", "p.hl7", rows, 4);
+	for (int i = 0; i < 4; i++)
+		(void)file_add_ok(s, "lab", "p.hl7", &rows[i], 1); /* ids 1..4 */
+	commit_ok(s);
+	ck_assert_int_eq(spool_file_dispose(s, 1, SPOOL_FILE_DONE, NULL, cut - 1), 0);
+	ck_assert_int_eq(spool_file_dispose(s, 2, SPOOL_FILE_ERROR, "x", cut - 1), 0);
+	ck_assert_int_eq(spool_file_dispose(s, 3, SPOOL_FILE_DONE, NULL, cut + 1), 0);
+	commit_ok(s);
+	ck_assert_int_eq(spool_purge(s, cut, 0, &n), 0);
+	ck_assert_int_eq(n, 0); /* no message was purged: file records are not counted */
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM files"), 2);
+	ck_assert_int_eq(sql_int("SELECT sum(id) FROM files"), 3 + 4);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM file_rows"), 2);
+	ck_assert_int_eq(sql_int("SELECT sum(file_id) FROM file_rows"), 3 + 4);
+	ck_assert_int_eq(row_count(), 4); /* their rows are the messages' purge's business */
+	/* Once old enough, the later one goes too; the open one stays. */
+	ck_assert_int_eq(spool_purge(s, T0, 0, &n), 0);
+	ck_assert_int_eq(sql_int("SELECT group_concat(id) FROM files"), 4);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM file_rows"), 1);
+	spool_close(s);
+}
+END_TEST
+
 /* ---- failures ----------------------------------------------------------- */
 
 START_TEST(test_disk_full)
@@ -2010,11 +2594,13 @@ static Suite *spool_suite(void)
 	tcase_add_loop_test(tc, test_open_refuses, 0, N_OF(refuse_cases));
 	tcase_add_test(tc, test_migrate_v1);
 	tcase_add_test(tc, test_migrate_v2);
+	tcase_add_test(tc, test_migrate_v3);
 	tcase_add_test(tc, test_roundtrip);
 	tcase_add_test(tc, test_uncommitted_is_lost);
 	tcase_add_test(tc, test_pending_and_unknown_ids);
 	tcase_add_test(tc, test_ids_not_reused);
 	tcase_add_loop_test(tc, test_append_checks, 0, N_OF(append_checks));
+	tcase_add_loop_test(tc, test_append_file_name, 0, N_OF(fname_checks));
 	tcase_add_loop_test(tc, test_marks, 0, N_OF(mark_cases));
 	tcase_add_loop_test(tc, test_error_is_cut, 0, N_OF(cut_cases));
 	tcase_add_test(tc, test_load_pending);
@@ -2033,6 +2619,18 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, test_dead_replaces_ack);
 	tcase_add_test(tc, test_stats_channels);
 	tcase_add_test(tc, test_purge_outbound);
+	suite_add_tcase(su, tc);
+
+	tc = tcase("files");
+	tcase_add_test(tc, test_file_add_commit);
+	tcase_add_test(tc, test_file_rolled_back);
+	tcase_add_loop_test(tc, test_file_checks, 0, N_OF(file_checks));
+	tcase_add_loop_test(tc, test_file_bad_rows, 0, N_OF(file_bad_rows));
+	tcase_add_test(tc, test_file_pending);
+	tcase_add_test(tc, test_file_progress);
+	tcase_add_test(tc, test_file_progress_reason);
+	tcase_add_test(tc, test_file_dispose);
+	tcase_add_test(tc, test_file_purge);
 	suite_add_tcase(su, tc);
 
 	tc = tcase("failures");
