@@ -4,14 +4,14 @@
 
 BUILD   ?= build
 CC      ?= cc
-PKGS    := libevent libevent_openssl libcurl sqlite3 yaml-0.1 openssl jansson
+PKGS    := libevent libevent_openssl libcurl sqlite3 yaml-0.1 openssl jansson libssh
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wvla -Wpointer-arith -Wundef
 CFLAGS  ?= -O2 -g
 # One version for every program and the package: the file VERSION.
 VERSION := $(shell cat VERSION)
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -I. -MMD -MP -DMLLP_EDGE_VERSION='"$(VERSION)"'
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -levent -levent_openssl -lcurl -lsqlite3 -lyaml -lssl -lcrypto -ljansson) -lm
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -levent -levent_openssl -lcurl -lsqlite3 -lyaml -lssl -lcrypto -ljansson -lssh) -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 ifeq ($(SAN),1)
@@ -36,7 +36,7 @@ UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS       := $(BUILD)/bin/mllp-load $(BUILD)/bin/delay-proxy $(BUILD)/bin/https-sink \
                $(BUILD)/bin/mllp-send $(BUILD)/bin/ipc-send $(BUILD)/bin/mllp-recv $(BUILD)/bin/https-load \
-               $(BUILD)/bin/translate-cli $(BUILD)/bin/translate-bench \
+               $(BUILD)/bin/translate-cli $(BUILD)/bin/translate-bench $(BUILD)/bin/sftpc-cli \
                $(if $(VICI_LIB),$(BUILD)/bin/vici-bench)
 PROGRAMS    := $(BUILD)/bin/mllp-bridge $(TOOLS) $(if $(VICI_TOOL),$(BUILD)/bin/vici) \
                $(if $(wildcard appliance/main.c),$(BUILD)/bin/appliance) \

@@ -13,6 +13,7 @@ set -eu
 # prometheus brings promtool (t_monitoring checks and runs the alert rules);
 # lintian checks the .deb (t_package); nftables and systemd's
 # systemd-analyze, sysusers and tmpfiles check rootfs/ (t_rootfs).
+# libssh-dev: the file channels' SFTP client (sftpc.c); openssh-* for t_sftpc.
 PKGS="build-essential pkg-config
       lintian
       libevent-dev libcurl4-openssl-dev libsqlite3-dev libyaml-dev libssl-dev check
@@ -21,7 +22,8 @@ PKGS="build-essential pkg-config
       libcharon-extra-plugins netcat-openbsd nodejs tcpdump nmap
       prometheus
       nftables systemd
-      libjansson-dev python3-hl7"
+      libjansson-dev python3-hl7
+      libssh-dev openssh-server openssh-client"
 
 # `deps.sh NAME PKG...` does the same for another list, in NAME's name
 # (scripts/image-deps.sh: the VM image's host tools, not make check's).
