@@ -90,12 +90,26 @@ static void unlink_staged(struct outbound *o, struct staging *st)
 		}
 }
 
+/* An sftp destination (a push channel) has no MLLP sender: its rows stay
+ * queued in the spool for the file channels, which read them there. */
+static int is_file_push(const struct outbound *o, const char *name)
+{
+	for (size_t i = 0; i < o->cfg->ndestinations; i++)
+		if (strcmp(o->cfg->destinations[i].name, name) == 0)
+			return o->cfg->destinations[i].sftp != NULL;
+	return 0;
+}
+
 static void queue_committed(struct outbound *o, int64_t id, const struct spool_new *m)
 {
-	int dest = o->out ? mllp_out_dest(o->out, m->integration) : -ENOENT;
-	int err = dest < 0 ? dest
-			   : mllp_out_enqueue(o->out, (size_t)dest, id, m->body, m->len,
-					      m->control_id, 0);
+	int dest, err;
+
+	if (is_file_push(o, m->integration))
+		return;
+	dest = o->out ? mllp_out_dest(o->out, m->integration) : -ENOENT;
+	err = dest < 0
+		  ? dest
+		  : mllp_out_enqueue(o->out, (size_t)dest, id, m->body, m->len, m->control_id, 0);
 
 	/* Stored and answered 202: it stays in the spool and is queued again
 	 * at the next start even if the sender refused it now. */
@@ -419,8 +433,17 @@ static void requeue_one(struct outbound *o, int64_t id)
 {
 	struct spool_row r = {0};
 	void *body = NULL;
-	int dest, err = spool_get(o->spool, id, &r, &body);
+	int dest, err = spool_get(o->spool, id, &r, NULL);
 
+	/* The file channels' rows stay in the spool; their bodies (up to
+	 * 64 MiB each) are not read here for nothing. */
+	if (err == 0 && is_file_push(o, r.integration)) {
+		spool_row_clear(&r);
+		return;
+	}
+	spool_row_clear(&r);
+	if (err == 0)
+		err = spool_get(o->spool, id, &r, &body);
 	if (err == 0) {
 		dest = mllp_out_dest(o->out, r.integration);
 		err = dest < 0 ? dest
