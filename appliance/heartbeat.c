@@ -27,7 +27,8 @@ struct probe {
 	char addr_text[HB_ADDR_TEXT_MAX];
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
-	int fd; /* -1 when no probe is in flight */
+	int off; /* an sftp destination: no MLLP receiver to probe (stays unknown) */
+	int fd;	 /* -1 when no probe is in flight */
 	struct event *ev;
 	uint64_t start_us;
 	struct hb_result res;
@@ -158,7 +159,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < h->n; i++) {
 		struct probe *p = &h->p[i];
 
-		if (p->fd >= 0)
+		if (p->off || p->fd >= 0)
 			continue;
 		/* Asked right before the SYN: outside the tunnel it would
 		 * leave in clear. */
@@ -193,12 +194,14 @@ int heartbeat_new(struct event_base *base, const struct cfg *cfg, hb_allowed_cb 
 
 		p->h = h;
 		p->fd = -1;
+		p->off = d->sftp != NULL;
 		p->addr = d->addr;
 		p->addr_len = d->addr_len;
 		p->name = strdup(d->name ? d->name : "");
 		if (!p->name)
 			break;
-		addr_format(p);
+		if (!p->off)
+			addr_format(p);
 	}
 	h->tick = evtimer_new(base, tick_cb, h);
 	if (h->n < cfg->ndestinations || !h->tick || evtimer_add(h->tick, &now) < 0) {

@@ -92,7 +92,7 @@ static void json_heartbeats(const struct status_src *s, const struct cfg_tunnel 
 		const struct cfg_destination *d = &s->cfg->destinations[i];
 		const struct hb_result *r = s->hb ? heartbeat_result(s->hb, i) : NULL;
 
-		if (!dest_in_tunnel(d, t))
+		if (d->sftp || !dest_in_tunnel(d, t)) /* sftp: no address, no heartbeat */
 			continue;
 		fputs(first ? "{\"destination\":" : ",{\"destination\":", out);
 		json_str(out, d->name);

@@ -29,6 +29,7 @@
 #define DEFAULT_IDLE_TIMEOUT_MS	    (2 * MS_HOUR)
 #define DEFAULT_UPSTREAM_TIMEOUT_MS (10 * MS_SECOND)
 #define DEFAULT_MAX_IN_FLIGHT	    128
+#define EITHER_LISTEN_OR_SFTP	    "either listen (MLLP) or sftp (a pull channel)"
 
 /* ---------- integration sections ---------- */
 
@@ -312,14 +313,99 @@ static void h_upstream(struct ctx *x, const char *key, yaml_node_t *v, void *obj
 	    cfgi_walk_mapping(x, v, upstream_keys, NKEYS(upstream_keys), "in upstream", b);
 }
 
+/* ---- sftp: a pull channel instead of an MLLP listener ---- */
+
+static void h_sftp(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct integ_build *b = obj;
+
+	cfgi_want_sftp(x, key, v, &b->in->sftp, &b->sftp);
+}
+
+static void h_sftp_listen(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct integ_build *b = obj;
+
+	(void)key;
+	cfgi_err(x, line_of(v), "integrations[%zu]: " EITHER_LISTEN_OR_SFTP ", not both", b->index);
+}
+
+static void h_sftp_mllp_only(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	(void)obj;
+	cfgi_err(x, line_of(v), "%s: not allowed for an sftp integration (MLLP only)", key);
+}
+
+/* A file is taken from the folder once it is stored: that is ack: commit. */
+static void h_sftp_ack(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	static const char *const words[] = {"commit", "upstream", NULL};
+	int i = cfgi_want_enum(x, key, v, words);
+
+	(void)obj;
+	if (i > 0)
+		cfgi_err(x, line_of(v),
+			 "%s: only commit is allowed for an sftp integration (a file is taken "
+			 "once it is stored)",
+			 key);
+}
+
+/* Files leave in the order they were taken, one at a time. */
+static void h_sftp_order(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	static const char *const words[] = {"integration", "sender", "feed", "patient", NULL};
+	int i = cfgi_want_enum(x, key, v, words);
+
+	(void)obj;
+	if (i > 0)
+		cfgi_err(x, line_of(v),
+			 "%s: only integration is allowed for an sftp integration (files leave in "
+			 "order, one at a time)",
+			 key);
+}
+
+static void h_sftp_max_in_flight(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	unsigned n = 1;
+
+	(void)obj;
+	if (cfgi_want_count(x, key, v, CFG_MAX_IN_FLIGHT_LIMIT, &n) == 0 && n != 1)
+		cfgi_err(x, line_of(v),
+			 "%s: only 1 is allowed for an sftp integration (files leave in order, "
+			 "one at a time)",
+			 key);
+}
+
+/* Which table an integration is read with depends on `sftp:`, wherever it
+ * is written; both know the same keys in the same order (one key, one bit). */
 static const struct key_spec integration_keys[] = {
-    {"name", h_name, 1},	 {"listen", h_listen, 1},
-    {"sources", h_sources, 1},	 {"match", h_match, 0},
+    {"name", h_name, 1},	 {"listen", h_listen, 0}, /* required unless sftp */
+    {"sources", h_sources, 0},	 {"match", h_match, 0},
     {"ack", h_ack, 0},		 {"accept_ack", h_accept_ack, 0},
     {"order", h_order, 0},	 {"max_in_flight", h_max_in_flight, 0},
     {"dedup", h_dedup, 0},	 {"mllp", h_mllp, 0},
-    {"upstream", h_upstream, 1},
+    {"upstream", h_upstream, 1}, {"sftp", NULL, 0}, /* never seen: the other table */
 };
+
+static const struct key_spec integration_keys_sftp[] = {
+    {"name", h_name, 1},
+    {"listen", h_sftp_listen, 0},
+    {"sources", h_sftp_mllp_only, 0},
+    {"match", h_sftp_mllp_only, 0},
+    {"ack", h_sftp_ack, 0},
+    {"accept_ack", h_sftp_mllp_only, 0},
+    {"order", h_sftp_order, 0},
+    {"max_in_flight", h_sftp_max_in_flight, 0},
+    {"dedup", h_sftp_mllp_only, 0},
+    {"mllp", h_sftp_mllp_only, 0},
+    {"upstream", h_upstream, 1},
+    {"sftp", h_sftp, 1},
+};
+
+_Static_assert(NKEYS(integration_keys) == NKEYS(integration_keys_sftp), "one key, one bit");
+
+#define INTEG_LISTEN  (1u << 1)
+#define INTEG_SOURCES (1u << 2)
 
 static void integration_defaults(struct cfg_integration *in)
 {
@@ -347,12 +433,20 @@ static const char *label(const struct integ_build *b, char *buf, size_t cap)
 static void build_integration(struct ctx *x, yaml_node_t *map, struct integ_build *b)
 {
 	char name[CFG_NAME_MAX + 3], prefix[CFG_NAME_MAX + 32];
+	yaml_node_t *sftp = cfgi_find_key(x, map, "sftp");
+	const struct key_spec *specs = sftp ? integration_keys_sftp : integration_keys;
 	uint64_t seen;
 
-	seen = cfgi_walk_mapping(x, map, integration_keys, NKEYS(integration_keys),
-				 "in integration", b);
+	b->sftp = (struct sftp_build){
+	    .owner = &b->in->name, .index = b->index, .line = sftp ? line_of(sftp) : 0};
+	seen = cfgi_walk_mapping(x, map, specs, NKEYS(integration_keys), "in integration", b);
 	snprintf(prefix, sizeof prefix, "integration %s", label(b, name, sizeof name));
-	cfgi_need_keys(x, map, integration_keys, NKEYS(integration_keys), seen, prefix);
+	cfgi_need_keys(x, map, specs, NKEYS(integration_keys), seen, prefix);
+	if (!sftp && !(seen & INTEG_LISTEN))
+		cfgi_err(x, line_of(map),
+			 "integrations[%zu]: " EITHER_LISTEN_OR_SFTP " is required", b->index);
+	else if (!sftp && !(seen & INTEG_SOURCES))
+		cfgi_err(x, line_of(map), "%s: missing 'sources'", prefix);
 	if (b->upstream) {
 		strncat(prefix, ": upstream", sizeof prefix - strlen(prefix) - 1);
 		cfgi_need_keys(x, b->upstream, upstream_keys, NKEYS(upstream_keys),
@@ -362,6 +456,8 @@ static void build_integration(struct ctx *x, yaml_node_t *map, struct integ_buil
 		cfgi_err(x, b->cert_line, "client_cert: client_key is missing (mTLS needs both)");
 	if (b->key_line && !b->cert_line)
 		cfgi_err(x, b->key_line, "client_key: client_cert is missing (mTLS needs both)");
+	if (sftp)
+		b->in->order = CFG_ORDER_INTEGRATION;
 	/* One message at a time per integration is what strict order means. */
 	if (b->in->order == CFG_ORDER_INTEGRATION)
 		b->in->max_in_flight = 1;
@@ -807,6 +903,7 @@ int cfg_load(const char *path, struct cfg **out, struct cfg_errors *errs)
 static void free_integration(struct cfg_integration *in)
 {
 	free(in->name);
+	cfgi_free_sftp(in->sftp);
 	free(in->listen_text);
 	free(in->sources);
 	free(in->match_sending_facility);

@@ -38,6 +38,20 @@
 #define CFG_PSK_MIN			   16 /* bytes in a psk_file, without a final line break */
 #define CFG_PSK_MAX			   1024
 
+/* SFTP file channels (issue 14): `sftp:` in an integration (pull) or a
+ * destination (push). */
+#define CFG_SFTP_INTERVAL_DEFAULT_MS (30 * 1000)
+#define CFG_SFTP_INTERVAL_MIN_MS     1000
+#define CFG_SFTP_INTERVAL_MAX_MS     (24ull * 3600 * 1000)
+#define CFG_SFTP_TIMEOUT_DEFAULT_MS  (30 * 1000)
+#define CFG_SFTP_TIMEOUT_MIN_MS	     1000
+#define CFG_SFTP_TIMEOUT_MAX_MS	     (10 * 60 * 1000)
+#define CFG_SFTP_MAX_FILE_DEFAULT    (16u << 20)
+#define CFG_SFTP_MAX_FILE_LIMIT	     (64u << 20) /* = SPOOL_BODY_MAX */
+#define CFG_SFTP_GLOB_MAX	     255
+#define CFG_SFTP_USER_MAX	     64
+#define CFG_CONTENT_TYPE_MAX	     255
+
 enum cfg_ack { CFG_ACK_COMMIT, CFG_ACK_UPSTREAM };
 /* What one lane (an ordered FIFO with one request in flight) holds:
  * SENDER the peer's address; INTEGRATION everything; FEED MSH-3 + MSH-4;
@@ -69,11 +83,44 @@ struct cfg_upstream {
 	enum cfg_http http;  /* `http: 2 | 1.1`; default 2 */
 };
 
+/* What a pull does with a file once delivered. */
+enum cfg_sftp_after { CFG_SFTP_MOVE, CFG_SFTP_DELETE };
+/* One row per file, or one per HL7 message of a batch file. */
+enum cfg_sftp_split { CFG_SPLIT_NONE, CFG_SPLIT_HL7_BATCH };
+
+/* A hospital SFTP folder: pulled by an integration, written by a destination.
+ * The pull-only fields (glob to content_type) are zero or NULL for a push.
+ * Folders are stored without "//", "." components or a final "/". */
+struct cfg_sftp {
+	char *server_text;		/* as written: "203.0.113.10:22" or "203.0.113.10" */
+	struct sockaddr_storage server; /* numeric IPv4/IPv6 address; port default 22 */
+	socklen_t server_len;
+	char *user;	  /* 1..CFG_SFTP_USER_MAX visible ASCII, no ':' '@' '/' */
+	char *key;	  /* private key file; "<key>.next", when present, is tried first */
+	char **host_keys; /* pinned "type base64 [comment]" lines, 1..SFTPC_HOSTKEYS_MAX */
+	size_t nhost_keys;
+	char *dir;		   /* absolute remote folder: polled (pull) or written (push) */
+	char *glob;		   /* pull: names taken (fnmatch(3) pattern, no '/'); default "*" */
+	uint64_t interval_ms;	   /* pull: poll period */
+	enum cfg_sftp_after after; /* pull: default move */
+	char *done_dir;		   /* pull: absolute; default "<dir>/done" (relative values are
+				      under dir); NULL with after: delete */
+	char *error_dir;	   /* pull: absolute; default "<dir>/error" */
+	enum cfg_sftp_split split; /* pull: default none */
+	char *content_type;	   /* pull: sent upstream; default "application/hl7-v2" with
+				      split hl7-batch, else "application/octet-stream" */
+	uint64_t max_file;	   /* bytes, 1..CFG_SFTP_MAX_FILE_LIMIT; default 16 MiB */
+	uint64_t timeout_ms;	   /* connect and each SFTP request; default 30 s; 1 s .. 10 min */
+	int line;		   /* the `sftp:` key's line */
+};
+
 struct cfg_integration {
 	char *name;
+	struct cfg_sftp *sftp; /* non-NULL: the source is this SFTP folder (a pull channel), not an
+				  MLLP listener: listen_text, sources and match are then unset */
 	struct sockaddr_storage listen; /* IPv4 or IPv6 address and port */
 	socklen_t listen_len;
-	char *listen_text;	  /* as written, for logs */
+	char *listen_text;	  /* as written, for logs; NULL for an sftp integration */
 	struct cfg_cidr *sources; /* at least one */
 	size_t nsources;
 	char *match_sending_facility;	/* MSH-4 must equal this, or NULL */
@@ -175,19 +222,23 @@ struct cfg_hl7_out {
 /* The defaults above, for a translation that names no destination. */
 void cfg_hl7_out_defaults(struct cfg_hl7_out *h);
 
-/* An outbound MLLP receiver: one sender, one message in flight, FIFO. */
+/* An outbound MLLP receiver (one sender, one message in flight, FIFO), or an
+ * SFTP folder that files are written to. */
 struct cfg_destination {
 	char *name;
+	struct cfg_sftp *sftp; /* non-NULL: files are written to this folder (a push channel), not
+				  sent over MLLP: addr and address_text are then unset */
 	struct sockaddr_storage addr; /* IPv4 or IPv6 address and port */
 	socklen_t addr_len;
-	char *address_text;	  /* as written */
+	char *address_text;	  /* as written; NULL for an sftp destination */
 	uint64_t ack_timeout_ms;  /* no ACK this long: reconnect, resend; default 30 s */
 	uint64_t idle_timeout_ms; /* idle socket closed; default 2 h */
 	enum cfg_on_reject on_ae; /* default retry */
 	enum cfg_on_reject on_ar; /* default dead */
 	unsigned max_attempts;	  /* then dead; default 10; 1..CFG_MAX_ATTEMPTS_LIMIT */
 	int release;		  /* MLLP release 1 (HL7 ACK, default) or 2 (commit ACK/NAK) */
-	size_t max_frame; /* largest message accepted for it; default MLLP_MAX_FRAME_DEFAULT */
+	size_t max_frame; /* largest message accepted for it; default MLLP_MAX_FRAME_DEFAULT;
+			     an sftp destination's is its sftp.max_file */
 	struct cfg_hl7_out hl7;
 	int line;
 };

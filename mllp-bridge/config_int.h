@@ -4,6 +4,8 @@
  *   config_tunnel.c  gate, charon, supervisor, tunnels, destinations, https,
  *                    and the rules that tie them and the integrations to
  *                    the tunnels;
+ *   config_sftp.c    the `sftp:` sections of integrations (pull) and
+ *                    destinations (push), and the rule across their folders;
  *   config_walk.c    the error list, the value parsers and the walker.
  * Included only by config*.c.
  */
@@ -67,6 +69,17 @@ struct key_spec {
 	int required;
 };
 
+/* Where an sftp section's parts were found, for the rules across sections. */
+struct sftp_build {
+	struct cfg_sftp *s; /* NULL: no sftp section was read */
+	char *const *owner; /* the integration's or destination's name (NULL when bad) */
+	size_t index;	    /* of the integration or destination */
+	int push;	    /* a destination's: the pull-only keys are refused */
+	int line;	    /* the `sftp:` key's */
+	int server_line, server_ok;
+	int dir_line, dir_ok;
+};
+
 /* Where an integration's parts were found, for rules that span keys. */
 struct integ_build {
 	struct cfg_integration *in;
@@ -76,6 +89,7 @@ struct integ_build {
 	yaml_node_t *sources;  /* the sequence, once read: item i is in->sources[i] */
 	yaml_node_t *upstream; /* the mapping, once seen */
 	uint64_t upstream_seen;
+	struct sftp_build sftp; /* a pull channel's, when it has `sftp:` */
 };
 
 static inline int line_of(const yaml_node_t *n)
@@ -163,6 +177,9 @@ int cfgi_want_cidrs(struct ctx *x, const char *key, yaml_node_t *v, size_t max,
 /* 1..CFG_NAME_MAX characters of [A-Za-z0-9_-]. */
 int cfgi_want_name(struct ctx *x, const char *key, yaml_node_t *v, char **dst);
 
+/* The key node called key in map (the first one), or NULL. */
+yaml_node_t *cfgi_find_key(struct ctx *x, yaml_node_t *map, const char *key);
+
 /* Calls each known key's handler in file order, reports unknown and duplicate
  * keys. Returns a mask of the keys seen (bit i: specs[i]). */
 uint64_t cfgi_walk_mapping(struct ctx *x, yaml_node_t *map, const struct key_spec *specs, size_t n,
@@ -170,6 +187,20 @@ uint64_t cfgi_walk_mapping(struct ctx *x, yaml_node_t *map, const struct key_spe
 /* Reports required keys absent from map, at the line where map starts. */
 void cfgi_need_keys(struct ctx *x, yaml_node_t *map, const struct key_spec *specs, size_t n,
 		    uint64_t seen, const char *prefix);
+
+/* ---- config_sftp.c: SFTP file channels ---- */
+
+/* Reads an `sftp:` mapping into a new *out (replacing nothing: *out must be
+ * NULL; freed with cfgi_free_sftp), checking everything inside it. b->push,
+ * b->owner and b->index are set by the caller; the rest is filled here. */
+void cfgi_want_sftp(struct ctx *x, const char *key, yaml_node_t *v, struct cfg_sftp **out,
+		    struct sftp_build *b);
+/* Two pull channels on one server folder, or a push channel writing where a
+ * pull channel polls: b holds n sections (NULL entries skipped). */
+void cfgi_check_sftp_dirs(struct ctx *x, const struct sftp_build *const *b, size_t n);
+/* The server as "addr:port" or "[addr]:port", and the address alone. */
+void cfgi_fmt_server(const struct cfg_sftp *s, char *buf, size_t cap, int with_port);
+void cfgi_free_sftp(struct cfg_sftp *s);
 
 /* ---- config_tunnel.c: the tunnel side ---- */
 

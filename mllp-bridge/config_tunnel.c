@@ -934,6 +934,7 @@ struct dest_build {
 	size_t index;
 	int name_line, addr_line;
 	int name_ok, addr_ok;
+	struct sftp_build sftp; /* a push channel's, when it has `sftp:` */
 };
 
 static int is_wildcard(const struct sockaddr_storage *ss)
@@ -1138,9 +1139,40 @@ void cfg_hl7_out_defaults(struct cfg_hl7_out *h)
 	*h = (struct cfg_hl7_out){.version = "2.5.1", .sending_app = "MLLP-EDGE"};
 }
 
+/* ---- sftp: a push channel instead of an MLLP receiver ---- */
+
+#define EITHER_ADDRESS_OR_SFTP "either address (MLLP) or sftp (a push channel)"
+
+/* max_file is the largest body the outbound API accepts for it. */
+static void h_dest_sftp(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct dest_build *db = obj;
+
+	cfgi_want_sftp(x, key, v, &db->d->sftp, &db->sftp);
+	if (db->d->sftp)
+		db->d->max_frame = (size_t)db->d->sftp->max_file;
+}
+
+static void h_dest_sftp_address(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	struct dest_build *db = obj;
+
+	(void)key;
+	cfgi_err(x, line_of(v), "destinations[%zu]: " EITHER_ADDRESS_OR_SFTP ", not both",
+		 db->index);
+}
+
+static void h_dest_sftp_mllp_only(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
+{
+	(void)obj;
+	cfgi_err(x, line_of(v), "%s: not allowed for an sftp destination (MLLP only)", key);
+}
+
+/* Which table a destination is read with depends on `sftp:`, wherever it
+ * is written; both know the same keys in the same order (one key, one bit). */
 static const struct key_spec destination_keys[] = {
     {"name", h_dest_name, 1},
-    {"address", h_dest_address, 1},
+    {"address", h_dest_address, 0}, /* required unless sftp */
     {"ack_timeout", h_dest_timeout, 0},
     {"idle_timeout", h_dest_timeout, 0},
     {"on_ae", h_dest_on_reject, 0},
@@ -1148,7 +1180,25 @@ static const struct key_spec destination_keys[] = {
     {"max_attempts", h_dest_max_attempts, 0},
     {"mllp", h_dest_mllp, 0},
     {"hl7", h_dest_hl7, 0},
+    {"sftp", NULL, 0}, /* never seen: the other table */
 };
+
+static const struct key_spec destination_keys_sftp[] = {
+    {"name", h_dest_name, 1},
+    {"address", h_dest_sftp_address, 0},
+    {"ack_timeout", h_dest_sftp_mllp_only, 0},
+    {"idle_timeout", h_dest_sftp_mllp_only, 0},
+    {"on_ae", h_dest_sftp_mllp_only, 0},
+    {"on_ar", h_dest_sftp_mllp_only, 0},
+    {"max_attempts", h_dest_max_attempts, 0},
+    {"mllp", h_dest_sftp_mllp_only, 0},
+    {"hl7", h_dest_hl7, 0},
+    {"sftp", h_dest_sftp, 1},
+};
+
+_Static_assert(NKEYS(destination_keys) == NKEYS(destination_keys_sftp), "one key, one bit");
+
+#define DEST_ADDRESS (1u << 1)
 
 static void destination_defaults(struct cfg_destination *d)
 {
@@ -1165,15 +1215,21 @@ static void destination_defaults(struct cfg_destination *d)
 static void build_destination(struct ctx *x, yaml_node_t *map, struct dest_build *db)
 {
 	char prefix[CFG_NAME_MAX + 24];
+	yaml_node_t *sftp = cfgi_find_key(x, map, "sftp");
+	const struct key_spec *specs = sftp ? destination_keys_sftp : destination_keys;
 	uint64_t seen;
 
-	seen = cfgi_walk_mapping(x, map, destination_keys, NKEYS(destination_keys),
-				 "in destination", db);
+	db->sftp = (struct sftp_build){
+	    .owner = &db->d->name, .index = db->index, .push = 1, .line = sftp ? line_of(sftp) : 0};
+	seen = cfgi_walk_mapping(x, map, specs, NKEYS(destination_keys), "in destination", db);
 	if (db->name_ok)
 		snprintf(prefix, sizeof prefix, "destination '%s'", db->d->name);
 	else
 		snprintf(prefix, sizeof prefix, "destination #%zu", db->index + 1);
-	cfgi_need_keys(x, map, destination_keys, NKEYS(destination_keys), seen, prefix);
+	cfgi_need_keys(x, map, specs, NKEYS(destination_keys), seen, prefix);
+	if (!sftp && !(seen & DEST_ADDRESS))
+		cfgi_err(x, line_of(map),
+			 "destinations[%zu]: " EITHER_ADDRESS_OR_SFTP " is required", db->index);
 }
 
 static void check_dest_names(struct ctx *x, const struct dest_build *db, size_t n)
@@ -1713,6 +1769,46 @@ static void check_destination(struct ctx *x, const struct cfg *c, const struct d
 		 db->d->address_text);
 }
 
+/* SFTP to the hospital, like plain MLLP, leaves only through a tunnel. */
+static void check_sftp_server(struct ctx *x, const struct cfg *c, const struct sftp_build *b)
+{
+	const struct cfg_child *ch = NULL;
+	char addr[INET6_ADDRSTRLEN];
+
+	if (!b->s || !b->server_ok ||
+	    remote_ts_holding(c, (const struct sockaddr *)&b->s->server, &ch))
+		return;
+	cfgi_fmt_server(b->s, addr, sizeof addr, 0);
+	cfgi_err(x, b->server_line,
+		 "server: %s is not inside the remote_ts of any tunnel child: SFTP to the "
+		 "hospital travels only inside the tunnel",
+		 addr);
+}
+
+/* Every sftp section, pulls (integrations) first, in file order. */
+static void check_sftp(struct ctx *x, const struct cfg *c)
+{
+	const struct sftp_build **b;
+	size_t i, n = 0;
+
+	if (c->gate == CFG_GATE_CLOSED && !x->gate_bad && c->ntunnels > 0 && !x->tunnels_bad) {
+		for (i = 0; i < x->ninteg; i++)
+			check_sftp_server(x, c, &x->integ[i].sftp);
+		for (i = 0; i < x->ndests; i++)
+			check_sftp_server(x, c, &x->dests[i].sftp);
+	}
+	if (!(b = calloc(x->ninteg + x->ndests + 1, sizeof *b))) {
+		x->oom = 1;
+		return;
+	}
+	for (i = 0; i < x->ninteg; i++)
+		b[n++] = &x->integ[i].sftp;
+	for (i = 0; i < x->ndests; i++)
+		b[n++] = &x->dests[i].sftp;
+	cfgi_check_sftp_dirs(x, b, n);
+	free(b);
+}
+
 /* The outbound API faces the cloud: never an address the tunnel reaches. */
 static void check_https_listen(struct ctx *x, const struct cfg *c)
 {
@@ -1769,6 +1865,7 @@ void cfgi_check_tunnel_rules(struct ctx *x, const struct cfg *c)
 		for (i = 0; i < x->ndests; i++)
 			check_destination(x, c, &x->dests[i]);
 	}
+	check_sftp(x, c);
 }
 
 void cfgi_tunnel_build_free(struct ctx *x)
@@ -1841,6 +1938,7 @@ void cfgi_free_tunnel_side(struct cfg *c)
 	for (i = 0; i < c->ndestinations; i++) {
 		free(c->destinations[i].name);
 		free(c->destinations[i].address_text);
+		cfgi_free_sftp(c->destinations[i].sftp);
 	}
 	free(c->destinations);
 	c->destinations = NULL;

@@ -615,6 +615,19 @@ int cfgi_want_enum(struct ctx *x, const char *key, yaml_node_t *v, const char *c
 
 /* ---------- mapping walker ---------- */
 
+yaml_node_t *cfgi_find_key(struct ctx *x, yaml_node_t *map, const char *key)
+{
+	yaml_node_pair_t *pair;
+
+	for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
+		yaml_node_t *k = node_at(x, pair->key);
+
+		if (k->type == YAML_SCALAR_NODE && strcmp(text_of(k), key) == 0)
+			return k;
+	}
+	return NULL;
+}
+
 /* Calls each known key's handler in file order, reports unknown and duplicate
  * keys. Returns a mask of the keys seen (bit i: specs[i]). */
 uint64_t cfgi_walk_mapping(struct ctx *x, yaml_node_t *map, const struct key_spec *specs, size_t n,

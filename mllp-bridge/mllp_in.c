@@ -1184,6 +1184,10 @@ static int listeners_start(struct mllp_in *m)
 	int err;
 
 	for (size_t i = 0; i < m->cfg->nintegrations; i++) {
+		/* A pull channel (sftp) has no listener: its files come from
+		 * the file channels, not from here. */
+		if (m->integs[i].cfg->sftp)
+			continue;
 		if (!(l = listener_for(m, m->integs[i].cfg)))
 			return -ENOMEM;
 		l->integs[l->ninteg++] = &m->integs[i];

@@ -283,8 +283,8 @@ int mllp_out_enqueue(struct mllp_out *o, size_t dest, int64_t id, const void *bo
 	size_t ctl_len;
 	int err;
 
-	if (dest >= o->ndest || (!body && len > 0))
-		return -EINVAL;
+	if (dest >= o->ndest || !o->dests[dest].lanes || (!body && len > 0))
+		return -EINVAL; /* no lanes: an sftp destination, which has no sender */
 	d = &o->dests[dest];
 	if (len > d->cfg->max_frame || len > SPOOL_BODY_MAX)
 		return -EMSGSIZE;
@@ -824,7 +824,11 @@ static void on_gate_change(void *arg, const struct gate *g)
 
 	for (size_t i = 0; i < o->ndest; i++) {
 		struct out_dest *d = &o->dests[i];
-		int allowed = gate_allows(g, (const struct sockaddr *)&d->cfg->addr);
+		int allowed;
+
+		if (!d->lanes) /* an sftp destination: no sender */
+			continue;
+		allowed = gate_allows(g, (const struct sockaddr *)&d->cfg->addr);
 
 		if (!allowed && d->bev) {
 			d->st.gate_closes++;
@@ -886,8 +890,16 @@ int mllp_out_new(struct event_base *base, const struct cfg *cfg, struct spool *s
 	o->dests = calloc(o->ndest ? o->ndest : 1, sizeof(*o->dests));
 	if (!o->table || !o->dests)
 		err = -ENOMEM;
-	for (size_t i = 0; i < o->ndest && err == 0; i++)
-		err = dest_init(o, &o->dests[i], &cfg->destinations[i]);
+	for (size_t i = 0; i < o->ndest && err == 0; i++) {
+		/* An sftp destination (a push channel) gets no sender: its slot
+		 * keeps the indexes of cfg->destinations (mllp_out_stats() gives
+		 * zeros for it), and mllp_out_dest() does not name it, so that
+		 * nothing is ever queued here for it. */
+		if (cfg->destinations[i].sftp)
+			o->dests[i] = (struct out_dest){.o = o, .cfg = &cfg->destinations[i]};
+		else
+			err = dest_init(o, &o->dests[i], &cfg->destinations[i]);
+	}
 	if (err == 0 && (err = gate_watch(gate, on_gate_change, o)) == 0)
 		o->watching = 1;
 	if (err < 0) {
@@ -928,10 +940,11 @@ void mllp_out_free(struct mllp_out *o)
 	free(o);
 }
 
+/* An sftp destination is not named here (-ENOENT): it has no sender. */
 int mllp_out_dest(const struct mllp_out *o, const char *name)
 {
 	for (size_t i = 0; i < o->ndest; i++)
-		if (strcmp(o->dests[i].cfg->name, name) == 0)
+		if (!o->dests[i].cfg->sftp && strcmp(o->dests[i].cfg->name, name) == 0)
 			return (int)i;
 	return -ENOENT;
 }

@@ -439,8 +439,14 @@ static void requeue_one(struct outbound *o, int64_t id)
 {
 	struct spool_row r = {0};
 	void *body = NULL;
-	int err = spool_get(o->spool, id, &r, &body);
+	int err = spool_get(o->spool, id, &r, NULL);
 
+	/* A file for an SFTP destination (up to 64 MiB) is read by its pusher
+	 * when its turn comes, not here. */
+	if (err == 0 && push_dest(o, r.integration) < 0) {
+		spool_row_clear(&r);
+		err = spool_get(o->spool, id, &r, &body);
+	}
 	if (err == 0)
 		err = queue_row(o, id, r.integration, body, r.len, r.control_id, r.attempts);
 	if (err < 0)
