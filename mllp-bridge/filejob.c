@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "mllp-bridge/batch.h"
+#include "mllp-bridge/hl7.h"
 #include "mllp-bridge/sftpc.h"
 #include "mllp-bridge/spool.h"
 
@@ -38,7 +39,7 @@ void fj_file_key(const char *sha_hex, const char *name, int split, size_t index,
 {
 	uint8_t d[32];
 	unsigned n = 0;
-	char hex[65];
+	char hex[41];
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
 	out[0] = '\0';
@@ -340,7 +341,23 @@ static int to_messages(const struct fj_chan *ch, struct fj_file *f, uint8_t *raw
 		err = -ENOMEM;
 	f->len = o.used;
 	free(raw);
-	return err;
+	return err ? err : check_messages(f, why);
+}
+
+/* Each message of a split file needs the MSH an MLLP message needs; the
+ * whole file is refused otherwise, so that it is never stored in part. */
+static int check_messages(const struct fj_file *f, char *why)
+{
+	struct hl7_msh msh;
+	const char *bad = NULL;
+
+	for (size_t i = 0; i < f->nmsg; i++)
+		if (hl7_parse_msh(f->body + f->off[i], f->mlen[i], &msh, &bad) < 0) {
+			snprintf(why, FILES_REASON_MAX, "message %zu: %s", i + 1,
+				 bad ? bad : "no usable MSH");
+			return -EBADMSG;
+		}
+	return 0;
 }
 
 static int read_back(int fd, size_t len, uint8_t **out)
