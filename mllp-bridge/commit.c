@@ -1,5 +1,6 @@
 #include "mllp-bridge/commit.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,10 +134,11 @@ static char *put(char **p, const char *s)
 
 #define OPT(s) ((s) ? (s) : "")
 
-static struct rec *rec_new(const struct spool_new *m)
+/* file_name: the copy's file name, or NULL (none). */
+static struct rec *rec_new(const struct spool_new *m, const char *file_name)
 {
-	const char *strs[7] = {m->integration, m->sender,    m->content_type, m->control_id,
-			       m->idem_key,    OPT(m->lane), OPT(m->lane2)};
+	const char *strs[8] = {m->integration, m->sender,    m->content_type, m->control_id,
+			       m->idem_key,    OPT(m->lane), OPT(m->lane2),   OPT(file_name)};
 	size_t size = sizeof(struct rec) + m->len, i;
 	struct rec *r;
 	char *p;
@@ -162,6 +164,7 @@ static struct rec *rec_new(const struct spool_new *m)
 	r->m.idem_key = put(&p, strs[4]);
 	r->m.lane = put(&p, strs[5]);
 	r->m.lane2 = put(&p, strs[6]);
+	r->m.file_name = file_name ? put(&p, strs[7]) : NULL;
 	return r;
 }
 
@@ -172,7 +175,7 @@ int commit_stage(struct commit *c, const struct spool_new *m, commit_cb cb, void
 
 	if (!m->integration || !m->sender || !m->content_type || !m->control_id || !m->idem_key)
 		return -EINVAL;
-	if (!(r = rec_new(m)))
+	if (!(r = rec_new(m, m->file_name)))
 		return -ENOMEM;
 	r->cb = cb;
 	r->arg = arg;
@@ -188,6 +191,105 @@ int commit_stage(struct commit *c, const struct spool_new *m, commit_cb cb, void
 		settle(c, err); /* spool_append rolled the whole batch back */
 	else if (c->nstaged >= COMMIT_BATCH_MAX || c->staged_bytes >= COMMIT_MEM_MAX)
 		do_commit(c); /* now, bounded; the callbacks still wait for the loop */
+	schedule(c);
+	return 0;
+}
+
+/* Every message of a file, and the record, as the spool will judge them. */
+static int check_file(const struct spool_new *m, size_t n, const struct spool_file *f)
+{
+	int err;
+
+	if ((err = spool_file_check(f, n)) < 0) /* n first: before anything is allocated */
+		return err;
+	if (!m)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if ((err = spool_check_new(&m[i])) < 0)
+			return err;
+		if (!m[i].integration || !f->route || strcmp(m[i].integration, f->route) != 0)
+			return -EINVAL; /* the record would not take the row */
+	}
+	return 0;
+}
+
+/* The copies of a file's messages, in order: all or none. */
+static struct rec **file_recs(const struct spool_new *m, size_t n, const struct spool_file *f,
+			      commit_cb cb, void *arg)
+{
+	struct rec **recs = calloc(n, sizeof(*recs));
+
+	for (size_t i = 0; recs && i < n; i++) {
+		const char *name = m[i].file_name && *m[i].file_name ? m[i].file_name : f->name;
+
+		if (!(recs[i] = rec_new(&m[i], name))) {
+			while (i > 0)
+				free(recs[--i]);
+			free(recs);
+			return NULL;
+		}
+		recs[i]->cb = cb;
+		recs[i]->arg = arg;
+	}
+	return recs;
+}
+
+/* Appends the copies; on a spool failure every copy of the file (appended
+ * or not) shares the fate of the batch. Returns 0 or that failure. */
+static int file_append(struct commit *c, struct rec **recs, size_t n, int64_t *ids)
+{
+	int err = 0;
+	size_t i;
+
+	for (i = 0; i < n && !err; i++) {
+		err = spool_append(c->spool, &recs[i]->m, &recs[i]->id);
+		assert(err != -EINVAL && err != -EMSGSIZE); /* checked by check_file() */
+		ids[i] = recs[i]->id;
+		TAILQ_INSERT_TAIL(&c->staged, recs[i], link);
+		c->nstaged++;
+		c->staged_bytes += recs[i]->size;
+	}
+	for (; i < n; i++) { /* never appended: told with the others */
+		TAILQ_INSERT_TAIL(&c->staged, recs[i], link);
+		c->nstaged++;
+	}
+	return err;
+}
+
+int commit_stage_file(struct commit *c, const struct spool_new *m, size_t n,
+		      const struct spool_file *f, commit_cb cb, void *arg, int64_t *file_id)
+{
+	struct rec **recs;
+	int64_t *ids;
+	int err;
+
+	if ((err = check_file(m, n, f)) < 0)
+		return err;
+	recs = file_recs(m, n, f, cb, arg);
+	ids = malloc(n * sizeof(*ids));
+	if (!recs || !ids) {
+		for (size_t i = 0; recs && i < n; i++)
+			free(recs[i]);
+		free(recs);
+		free(ids);
+		return -ENOMEM;
+	}
+	*file_id = 0;
+	err = file_append(c, recs, n, ids);
+	if (!err && (err = spool_file_add(c->spool, f, ids, n, file_id)) < 0) {
+		/* The spool rolled the batch back and keeps the loss for its
+		 * next commit; everyone staged hears it now, so take it. */
+		int told = spool_commit(c->spool);
+
+		assert(told == err);
+		(void)told;
+	}
+	free(recs);
+	free(ids);
+	if (err < 0)
+		settle(c, err);
+	else if (c->nstaged >= COMMIT_BATCH_MAX || c->staged_bytes >= COMMIT_MEM_MAX)
+		do_commit(c); /* after the file, never inside it */
 	schedule(c);
 	return 0;
 }
@@ -264,6 +366,13 @@ void commit_mark_dead(struct commit *c, int64_t id, int attempts, const void *ac
 {
 	ack_kept(id, &ack, &len);
 	mark_result(c, spool_mark_dead(c->spool, id, attempts, ack, len, error), id, "dead");
+}
+
+void commit_file_dispose(struct commit *c, int64_t file_id, enum spool_file_state st,
+			 const char *reason)
+{
+	mark_result(c, spool_file_dispose(c->spool, file_id, st, reason, stats_wall_ms()), file_id,
+		    st == SPOOL_FILE_DONE ? "file done" : "file error");
 }
 
 /* --- retention ------------------------------------------------------- */

@@ -60,6 +60,25 @@ void commit_free(struct commit *c);
 __attribute__((warn_unused_result)) int commit_stage(struct commit *c, const struct spool_new *m,
 						     commit_cb cb, void *arg);
 
+/* Stages the n messages of one file and the file's record as one unit:
+ * every message and the record are checked first (one refused message
+ * refuses the whole file: -EINVAL/-EMSGSIZE, nothing staged, no callback;
+ * so does a message of another integration than f->route, -EINVAL), then
+ * all are appended and the record added, with no size-triggered commit
+ * between them, so a crash keeps all or none. A batch over COMMIT_BATCH_MAX
+ * or COMMIT_MEM_MAX is committed once the whole file is in it. cb runs once
+ * per message, in order, as for commit_stage() (all with the same outcome;
+ * the m copies are borrowed for the call). A message without a file_name
+ * gets f->name. f->id, state, reason, disposed_ms and nrows are ignored;
+ * *file_id gets the record's id (valid once the callbacks report 0). A
+ * spool failure while the file is staged rolls the whole batch back: every
+ * stager of it hears the error. -ENOMEM (nothing staged). n may be up to
+ * SPOOL_FILE_ROWS_MAX. */
+__attribute__((warn_unused_result)) int commit_stage_file(struct commit *c,
+							  const struct spool_new *m, size_t n,
+							  const struct spool_file *f, commit_cb cb,
+							  void *arg, int64_t *file_id);
+
 /* Commits whatever is staged and runs the callbacks now (shutdown). */
 void commit_drain(struct commit *c);
 
@@ -75,6 +94,13 @@ void commit_mark_rejected(struct commit *c, int64_t id, int attempts, const void
 			  const char *error);
 void commit_mark_dead(struct commit *c, int64_t id, int attempts, const void *ack, size_t len,
 		      const char *error);
+
+/* The remote disposition of a file record (spool_file_dispose() at now),
+ * riding on the next commit like the marks above: losing it in a crash
+ * means the file is found SPOOLED again and disposed again. reason is
+ * copied (ERROR only; may be NULL). A record that is gone is logged. */
+void commit_file_dispose(struct commit *c, int64_t file_id, enum spool_file_state st,
+			 const char *reason);
 
 void commit_stats(const struct commit *c, struct commit_stats *st);
 

@@ -1426,7 +1426,7 @@ static int check_sha256(char *err, const char *v)
 	return 0;
 }
 
-static int check_file(char *err, const struct spool_file *f, const int64_t *rows, size_t n)
+static int check_file(char *err, const struct spool_file *f, size_t n)
 {
 	int e;
 
@@ -1442,8 +1442,8 @@ static int check_file(char *err, const struct spool_file *f, const int64_t *rows
 		SAY(err, "file: size %llu is too large", (unsigned long long)f->size);
 		return -EMSGSIZE;
 	}
-	if (n == 0 || !rows) {
-		SAY(err, "file: %s", n == 0 ? "no rows" : "rows is NULL");
+	if (n == 0) {
+		SAY(err, "file: no rows");
 		return -EINVAL;
 	}
 	if (n > SPOOL_FILE_ROWS_MAX) {
@@ -1453,11 +1453,11 @@ static int check_file(char *err, const struct spool_file *f, const int64_t *rows
 	return 0;
 }
 
-int spool_file_check(const struct spool_file *f, const int64_t *rows, size_t n)
+int spool_file_check(const struct spool_file *f, size_t n)
 {
 	char scratch[SPOOL_ERRMSG_MAX];
 
-	return check_file(scratch, f, rows, n);
+	return check_file(scratch, f, n);
 }
 
 static int file_insert(struct spool *s, const struct spool_file *f, size_t n)
@@ -1509,8 +1509,12 @@ int spool_file_add(struct spool *s, const struct spool_file *f, const int64_t *r
 {
 	int err;
 
-	if ((err = check_file(s->err, f, rows, n)) < 0)
+	if ((err = check_file(s->err, f, n)) < 0)
 		return err;
+	if (!rows) {
+		SAY(s->err, "add file: rows is NULL");
+		return -EINVAL;
+	}
 	if ((err = batch_open(s)) < 0 || (err = file_insert(s, f, n)) < 0)
 		return batch_abort(s, err);
 	*id = sqlite3_last_insert_rowid(s->db);

@@ -297,19 +297,20 @@ struct spool_file {
 /* "spooled", "done", "error", or "?". */
 const char *spool_file_state_name(int state);
 
-/* The argument checks of spool_file_add() (f->route, name, sha256, size;
- * rows non-NULL, 1 <= n <= SPOOL_FILE_ROWS_MAX), without touching the
- * database: 0, -EINVAL or -EMSGSIZE (n or a string too large). */
-__attribute__((warn_unused_result)) int spool_file_check(const struct spool_file *f,
-							 const int64_t *rows, size_t n);
+/* The argument checks of spool_file_add() on the record (f->route, name,
+ * sha256, size) and its number of rows (1 <= n <= SPOOL_FILE_ROWS_MAX),
+ * without touching the database: 0, -EINVAL or -EMSGSIZE (n or a string
+ * too large). For commit_stage_file(), which checks a file before its rows
+ * have ids. */
+__attribute__((warn_unused_result)) int spool_file_check(const struct spool_file *f, size_t n);
 
 /* Stages the record of a file and its rows (ids of rows already appended in
  * this batch or committed earlier, each a row of f->route, each once), in
  * the open batch like spool_mark_*(): durable at the next spool_commit,
  * rolled back with it. The record starts SPOOLED with nrows = n: f->id,
  * state, reason, disposed_ms and nrows are ignored. *id gets the record's
- * id (ids are never reused). The checks of spool_file_check() come first:
- * -EINVAL, -EMSGSIZE leave the batch alone. Any later failure rolls the
+ * id (ids are never reused). The checks of spool_file_check() come first,
+ * and rows must not be NULL: -EINVAL, -EMSGSIZE leave the batch alone. Any later failure rolls the
  * whole batch back (reported again by the next spool_commit/spool_append,
  * as for spool_mark_*()), among them -ENOENT (a row that does not exist or
  * belongs to another route) and -EEXIST (a row id given twice). */

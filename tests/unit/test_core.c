@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <sqlite3.h>
 
 #include "mllp-bridge/commit.h"
 #include "mllp-bridge/forward.h"
@@ -317,7 +318,259 @@ START_TEST(test_free_cancels_staged)
 }
 END_TEST
 
-/* ---- the retry backoff ----------------------------------------------- */
+/* ---- files: many messages, one unit ----------------------------------- */
+
+#define FILE_MSGS (2 * COMMIT_BATCH_MAX - 48) /* 2,000: past one size-triggered commit */
+#define SHA	  "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+/* What the callbacks of a file heard. */
+static struct file_outcome {
+	int calls, errs, first_err;
+	int64_t ids[FILE_MSGS + 8];
+	int bad_copy; /* a copy without the file's name or body */
+} g_fo;
+
+static char g_bodies[FILE_MSGS + 8][24];
+static struct spool_new g_msgs[FILE_MSGS + 8];
+
+static void on_file_msg(void *arg, int err, int64_t id, const struct spool_new *m)
+{
+	(void)arg;
+	ck_assert_int_lt(g_fo.calls, FILE_MSGS + 8);
+	if (err && !g_fo.errs++)
+		g_fo.first_err = err;
+	if (!m->file_name || strcmp(m->file_name, "ADT 2026-12-01.hl7") != 0 ||
+	    m->len != strlen(g_bodies[g_fo.calls]) ||
+	    memcmp(m->body, g_bodies[g_fo.calls], m->len) != 0)
+		g_fo.bad_copy++;
+	g_fo.ids[g_fo.calls++] = id;
+}
+
+/* n messages of "lab"; the first names its file, the others leave it to
+ * the record (commit_stage_file() fills it in). */
+static const struct spool_new *file_msgs(int n)
+{
+	memset(&g_fo, 0, sizeof(g_fo));
+	for (int i = 0; i < n; i++) {
+		snprintf(g_bodies[i], sizeof(g_bodies[i]), "MSH|file|%d", i);
+		g_msgs[i] = (struct spool_new){.integration = "lab",
+					       .sender = "sftp://203.0.113.80/in",
+					       .content_type = "application/hl7-v2",
+					       .control_id = "F1",
+					       .idem_key = "file-key",
+					       .lane = "f:LAB",
+					       .received_ms = 1,
+					       .body = g_bodies[i],
+					       .len = strlen(g_bodies[i]),
+					       .file_name = i == 0 ? "ADT 2026-12-01.hl7" : NULL};
+	}
+	return g_msgs;
+}
+
+static const struct spool_file g_file = {.route = "lab",
+					 .name = "ADT 2026-12-01.hl7",
+					 .size = 123456,
+					 .mtime = 1764547200,
+					 .sha256 = SHA,
+					 .received_ms = 2};
+
+static void run_until_files(int n)
+{
+	for (int i = 0; i < LOOP_LIMIT && g_fo.calls < n; i++)
+		event_base_loop(g_base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(g_fo.calls, n);
+}
+
+static int count_file_rows(void *arg, const struct spool_file *f)
+{
+	*(size_t *)arg = f->nrows;
+	return 0;
+}
+
+/* 2,000 messages (more than COMMIT_BATCH_MAX) in one transaction, with a
+ * message staged before them; each callback once, in order, with its id. */
+START_TEST(test_stage_file_one_txn)
+{
+	struct commit_stats st;
+	struct spool_file_progress p;
+	struct spool_row row;
+	int64_t fid = -1;
+	size_t nrows = 0;
+
+	ck_assert_int_eq(stage("before", "f:A"), 0);
+	ck_assert_int_eq(commit_stage_file(g_commit, file_msgs(FILE_MSGS), FILE_MSGS, &g_file,
+					   on_file_msg, NULL, &fid),
+			 0);
+	ck_assert_int_eq(g_fo.calls, 0); /* never from inside the call */
+	ck_assert_int_eq(fid, 1);
+	run_until_files(FILE_MSGS);
+	run_until(1);
+	commit_stats(g_commit, &st);
+	ck_assert_uint_eq(st.commits, 1);
+	ck_assert_uint_eq(st.rows, FILE_MSGS + 1);
+	ck_assert_int_eq(g_fo.errs, 0);
+	ck_assert_int_eq(g_fo.bad_copy, 0);
+	for (int i = 0; i < FILE_MSGS; i++)
+		ck_assert_int_eq(g_fo.ids[i], g_out[0].id + 1 + i);
+	ck_assert_int_eq(spool_file_progress(g_spool, fid, &p), 0);
+	ck_assert_uint_eq(p.queued, FILE_MSGS);
+	ck_assert_int_eq(spool_file_pending(g_spool, "lab", count_file_rows, &nrows), 0);
+	ck_assert_uint_eq(nrows, FILE_MSGS);
+	ck_assert_int_eq(spool_get(g_spool, g_fo.ids[FILE_MSGS - 1], &row, NULL), 0);
+	ck_assert_str_eq(row.file_name, "ADT 2026-12-01.hl7"); /* filled in from the record */
+	spool_row_clear(&row);
+	ck_assert_int_eq(spool_get(g_spool, g_out[0].id, &row, NULL), 0);
+	ck_assert_ptr_null(row.file_name);
+	spool_row_clear(&row);
+}
+END_TEST
+
+/* A forced failure loses the whole file and the message staged with it:
+ * all or none, every callback hears it, and the next message commits. */
+static const struct file_fail_case {
+	const char *how;
+	const char *sql; /* run on the spool first, through another connection */
+	int max_pages;	 /* > 0: cap the spool at this many pages (it has more) */
+} file_fail_cases[] = {
+    {"disk full", NULL, 1},
+    {"record refused by the database",
+     "CREATE TRIGGER boom BEFORE INSERT ON files BEGIN SELECT RAISE(ABORT, 'boom'); END", 0},
+};
+
+START_TEST(test_stage_file_fails)
+{
+	const struct file_fail_case *c = &file_fail_cases[_i];
+	struct spool_row row;
+	int64_t fid = -1;
+
+	if (c->sql) {
+		sqlite3 *db;
+
+		ck_assert_int_eq(sqlite3_open(g_db, &db), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_exec(db, c->sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+	}
+	if (c->max_pages)
+		ck_assert_int_eq(spool_test_set_max_pages(g_spool, c->max_pages), 0);
+	ck_assert_int_eq(stage("before", "f:A"), 0);
+	ck_assert_int_eq(commit_stage_file(g_commit, file_msgs(FILE_MSGS), FILE_MSGS, &g_file,
+					   on_file_msg, NULL, &fid),
+			 0);
+	run_until_files(FILE_MSGS);
+	run_until(1);
+	ck_assert_int_lt(g_out[0].err, 0);
+	ck_assert_int_eq(g_fo.errs, FILE_MSGS);
+	ck_assert_int_eq(g_fo.first_err, g_out[0].err);
+	ck_assert_int_eq(g_fo.bad_copy, 0);
+	ck_assert_uint_eq(spool_pending(g_spool), 0);
+
+	ck_assert_int_eq(spool_test_set_max_pages(g_spool, 0), 0);
+	ck_assert_int_eq(stage("after", "f:A"), 0);
+	run_until(2);
+	ck_assert_int_eq(g_out[1].err, 0); /* the loss was told once, not again */
+	ck_assert_int_eq(spool_get(g_spool, g_out[1].id, &row, NULL), 0);
+	spool_row_clear(&row);
+	ck_assert_int_eq(spool_file_progress(g_spool, 1, &(struct spool_file_progress){0}),
+			 -ENOENT);
+	ck_assert_int_eq(spool_get(g_spool, g_out[1].id - 1, &row, NULL), -ENOENT);
+}
+END_TEST
+
+/* One refused message, or a bad record, refuses the file: nothing staged,
+ * no callback, and the batch it would have joined is untouched. */
+static const struct file_refuse_case {
+	const char *how;
+	int at;	  /* the message spoiled, or -1 */
+	int what; /* 0 key, 1 file name, 2 integration, 3 sha, 4 n = 0, 5 n too large */
+	int err;
+} file_refuse_cases[] = {
+    {"empty key in message 1500", 1500, 0, -EINVAL},
+    {"bad file name in message 3", 3, 1, -EINVAL},
+    {"message of another integration", 1999, 2, -EINVAL},
+    {"record's sha256 not hex", -1, 3, -EINVAL},
+    {"no messages", -1, 4, -EINVAL},
+    {"more than SPOOL_FILE_ROWS_MAX", -1, 5, -EMSGSIZE},
+};
+
+START_TEST(test_stage_file_refused)
+{
+	const struct file_refuse_case *c = &file_refuse_cases[_i];
+	struct spool_new *m = (struct spool_new *)file_msgs(FILE_MSGS);
+	struct spool_file f = g_file;
+	struct commit_stats st;
+	size_t n = FILE_MSGS;
+	int64_t fid = -1;
+
+	switch (c->what) {
+	case 0:
+		m[c->at].idem_key = "";
+		break;
+	case 1:
+		m[c->at].file_name = "../etc/passwd";
+		break;
+	case 2:
+		m[c->at].integration = "adt";
+		break;
+	case 3:
+		f.sha256 = "not a digest";
+		break;
+	case 4:
+		n = 0;
+		break;
+	default:
+		n = SPOOL_FILE_ROWS_MAX + 1; /* refused before anything is read or allocated */
+		break;
+	}
+	ck_assert_int_eq(stage("before", "f:A"), 0);
+	ck_assert_int_eq(commit_stage_file(g_commit, m, n, &f, on_file_msg, NULL, &fid), c->err);
+	ck_assert_uint_eq(spool_pending(g_spool), 1);
+	run_until(1);
+	ck_assert_int_eq(g_out[0].err, 0);
+	for (int i = 0; i < 5; i++)
+		event_base_loop(g_base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(g_fo.calls, 0);
+	commit_stats(g_commit, &st);
+	ck_assert_uint_eq(st.rows, 1);
+}
+END_TEST
+
+static int file_state(void *arg, const struct spool_file *f)
+{
+	snprintf(arg, 64, "%s %s", spool_file_state_name((int)f->state),
+		 f->reason ? f->reason : "-");
+	return 0;
+}
+
+/* The disposition rides on the flush timer like a mark, and a record that
+ * is gone only logs. */
+START_TEST(test_file_dispose_rides)
+{
+	struct spool_file_progress p;
+	struct spool *other;
+	char disposed[64] = "";
+	size_t nrows = 99;
+	int64_t fid = -1;
+
+	ck_assert_int_eq(
+	    commit_stage_file(g_commit, file_msgs(3), 3, &g_file, on_file_msg, NULL, &fid), 0);
+	run_until_files(3);
+	ck_assert_int_eq(g_fo.errs, 0);
+	commit_file_dispose(g_commit, fid + 7, SPOOL_FILE_DONE, NULL); /* gone: logged */
+	commit_file_dispose(g_commit, fid, SPOOL_FILE_ERROR, "row 2: HTTP 400");
+	ck_assert_uint_eq(spool_pending(g_spool), 1);
+	for (int i = 0; i < LOOP_LIMIT && spool_pending(g_spool) > 0; i++)
+		event_base_loop(g_base, EVLOOP_ONCE);
+	ck_assert_uint_eq(spool_pending(g_spool), 0);
+	ck_assert_int_eq(spool_open(g_db, &other), 0);
+	ck_assert_int_eq(spool_file_pending(other, "lab", count_file_rows, &nrows), 0);
+	ck_assert_uint_eq(nrows, 99); /* no open record left */
+	ck_assert_int_eq(spool_file_list(other, "lab", 0, file_state, disposed), 0);
+	ck_assert_str_eq(disposed, "error row 2: HTTP 400");
+	ck_assert_int_eq(spool_file_progress(other, fid, &p), 0);
+	ck_assert_uint_eq(p.queued, 3);
+	spool_close(other);
+}
+END_TEST
 
 static const struct backoff_case {
 	int attempts;
@@ -426,6 +679,14 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_stage_keeps_channel);
 	tcase_add_loop_test(tc, test_outbound_marks, 0, N_OF(outmark_cases));
 	tcase_add_test(tc, test_marks_ride_on_commit);
+	suite_add_tcase(su, tc);
+	tc = tcase_create("files");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_stage_file_one_txn);
+	tcase_add_loop_test(tc, test_stage_file_fails, 0, N_OF(file_fail_cases));
+	tcase_add_loop_test(tc, test_stage_file_refused, 0, N_OF(file_refuse_cases));
+	tcase_add_test(tc, test_file_dispose_rides);
 	suite_add_tcase(su, tc);
 	tc = tcase_create("decisions");
 	tcase_add_loop_test(tc, test_backoff, 0, N_OF(backoff_cases));

@@ -1749,7 +1749,8 @@ START_TEST(test_file_checks)
 	f = FILE_REC(expand(c->route, route), expand(c->fname, name), c->sha);
 	if (c->route && strcmp(c->route, "#1025") == 0)
 		route[0] = 'l'; /* still too long */
-	ck_assert_int_eq(spool_file_check(&f, c->nullr ? NULL : rows, c->n), c->err);
+	if (!c->nullr)
+		ck_assert_int_eq(spool_file_check(&f, c->n), c->err);
 	err = spool_file_add(s, &f, c->nullr ? NULL : rows, c->n, &id);
 	ck_assert_msg(err == c->err, "%s: %d (%s)", c->name, err, spool_errmsg(s));
 	ck_assert_uint_eq(spool_pending(s), c->err ? 2 : 3);
