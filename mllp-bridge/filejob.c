@@ -313,6 +313,22 @@ static int on_message(void *arg, size_t index, const uint8_t *msg, size_t len)
 	return 0;
 }
 
+/* Each message of a split file needs the MSH an MLLP message needs; the
+ * whole file is refused otherwise, so that it is never stored in part. */
+static int check_messages(const struct fj_file *f, char *why)
+{
+	struct hl7_msh msh;
+	const char *bad = NULL;
+
+	for (size_t i = 0; i < f->nmsg; i++)
+		if (hl7_parse_msh(f->body + f->off[i], f->mlen[i], &msh, &bad) < 0) {
+			snprintf(why, FILES_REASON_MAX, "message %zu: %s", i + 1,
+				 bad ? bad : "no usable MSH");
+			return -EBADMSG;
+		}
+	return 0;
+}
+
 /* Splits raw (the file, taken over) into f's messages, or keeps it whole.
  * 0, or -EBADMSG/-E2BIG with why, or -ENOMEM. */
 static int to_messages(const struct fj_chan *ch, struct fj_file *f, uint8_t *raw, size_t len,
@@ -342,22 +358,6 @@ static int to_messages(const struct fj_chan *ch, struct fj_file *f, uint8_t *raw
 	f->len = o.used;
 	free(raw);
 	return err ? err : check_messages(f, why);
-}
-
-/* Each message of a split file needs the MSH an MLLP message needs; the
- * whole file is refused otherwise, so that it is never stored in part. */
-static int check_messages(const struct fj_file *f, char *why)
-{
-	struct hl7_msh msh;
-	const char *bad = NULL;
-
-	for (size_t i = 0; i < f->nmsg; i++)
-		if (hl7_parse_msh(f->body + f->off[i], f->mlen[i], &msh, &bad) < 0) {
-			snprintf(why, FILES_REASON_MAX, "message %zu: %s", i + 1,
-				 bad ? bad : "no usable MSH");
-			return -EBADMSG;
-		}
-	return 0;
 }
 
 static int read_back(int fd, size_t len, uint8_t **out)
