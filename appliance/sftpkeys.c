@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mllp-bridge/log.h"
@@ -173,7 +174,8 @@ static int retire(const struct cfg_sftp *s, struct text *t)
 	if (sftpc_key_info(next, pub, sizeof pub, fpr, why, sizeof why) < 0) {
 		say(t, "%s: %s: nothing to retire\n", next, *why ? why : "no next key");
 	} else {
-		(void)sftpc_key_info(s->key, pub, sizeof pub, old, why, sizeof why);
+		if (sftpc_key_info(s->key, pub, sizeof pub, old, why, sizeof why) < 0)
+			snprintf(old, sizeof old, "?"); /* the old key was unusable anyway */
 		if (rename(next, s->key) < 0) {
 			say(t, "rename %s: %s\n", next, strerror(errno));
 		} else {
