@@ -2578,11 +2578,13 @@ END_TEST
  * destination keys it keeps, no pull fields; next to an MLLP destination. */
 START_TEST(sftp_push_fields)
 {
-	static const char yaml[] =
-	    PUSH("      max_file: 3MiB\n", "    max_attempts: 4\n    hl7: { sending_facility: EDGE "
-					   "}\n") "  - name: plain\n    sftp: " SF_FLOW(
-		"[2001:db8::7]", "/in/./x") "\n"
-					    "  - { name: mllp, address: 198.51.100.9:2575 }\n";
+	static const char yaml[] = PUSH(
+	    "      max_file: 3MiB\n",
+	    "    max_attempts: 4\n    hl7: { sending_facility: EDGE "
+	    "}\n") "  - name: plain\n    sftp: " SF_FLOW("[2001:db8::7]",
+							 "/in/./x") "\n"
+								    "  - { name: mllp, address: "
+								    "198.51.100.9:2575 }\n";
 	struct cfg_errors errs;
 	struct cfg *c;
 	const struct cfg_destination *d;
