@@ -179,7 +179,8 @@ static int want_remote_dir(struct ctx *x, const char *key, int line, const char 
 	if (rc < 0)
 		cfgi_err(x, line, "%s: '..' is not allowed, got '%s'", key, s);
 	else if (strlen(norm) > SFTPC_PATH_MAX)
-		cfgi_err(x, line, "%s: %s is longer than %d bytes", key, norm, SFTPC_PATH_MAX);
+		cfgi_err(x, line, "%s: longer than %d bytes%s", key, SFTPC_PATH_MAX,
+			 s[0] != '/' ? " once under dir" : "");
 	free(joined);
 	if (rc < 0 || strlen(norm) > SFTPC_PATH_MAX) {
 		free(norm);

@@ -24,15 +24,19 @@
 static char ca_path[] = "/tmp/test_config_ca_XXXXXX";
 /* A directory with the tunnel secrets of the cases below (see make_secrets). */
 static char dir_path[] = "/tmp/test_config_dir_XXXXXX";
+/* Pins of the SSH keys made there (make_ssh_keys): "type base64", no comment. */
+static char pin_ed[1024];  /* @PIN1@: ed.key's public key */
+static char pin_rsa[2048]; /* @PIN2@: rsa3072.key's */
 
-/* Replaces each "@CA@" in text by ca_path and each "@DIR@" by dir_path.
- * Caller frees. */
+/* Replaces each "@CA@" in text by ca_path, each "@DIR@" by dir_path and
+ * "@PIN1@", "@PIN2@" by the pins. Caller frees. */
 static char *subst(const char *text)
 {
 	static const struct {
 		const char *token;
 		const char *value;
-	} subs[] = {{"@CA@", ca_path}, {"@DIR@", dir_path}};
+	} subs[] = {
+	    {"@CA@", ca_path}, {"@DIR@", dir_path}, {"@PIN1@", pin_ed}, {"@PIN2@", pin_rsa}};
 	size_t len = strlen(text) + 1, i;
 	const char *p;
 	char *out, *o;
@@ -467,7 +471,8 @@ static const struct bad_case bad_cases[] = {
     {TOP LAB, "t.yaml:4: integration 'lab': missing 'upstream'"},
     {TOP "  - listen: 203.0.113.1:9960\n" LAB_SOURCES UP,
      "t.yaml:4: integration #1: missing 'name'"},
-    {TOP LAB_NAME LAB_SOURCES UP, "t.yaml:4: integrations[0]: either listen (MLLP) or sftp (a pull channel) is required"},
+    {TOP LAB_NAME LAB_SOURCES UP,
+     "t.yaml:4: integrations[0]: either listen (MLLP) or sftp (a pull channel) is required"},
     {TOP LAB_NAME LAB_LISTEN UP, "t.yaml:4: integration 'lab': missing 'sources'"},
     {"integrations:\n" LAB UP OPEN, "t.yaml:1: missing 'spool'"},
     {"spool: /s.db\n" OPEN, "t.yaml:1: missing 'integrations'"},
@@ -2136,6 +2141,530 @@ START_TEST(size_parse)
 }
 END_TEST
 
+/* ---------- SFTP file channels (issue 14) ---------- */
+
+/* An sftp integration: lines 1-3 TOP, name 4, sftp 5, server 6, user 7,
+ * key 8, host_keys 9 (entries 10 and 11), dir 12, more sftp keys from 13,
+ * then upstream (13 when there are none). */
+#define SF_NAME "  - name: files\n"
+#define SF_PINS "      host_keys:\n        - @PIN1@ lis current\n        - @PIN2@ lis next\n"
+#define SF_UP	"    upstream: { url: \"https://h.test/x\", ca_file: @CA@ }\n"
+#define SFX(server, user, key, dir, more)                                                          \
+	TOP SF_NAME "    sftp:\n      server: " server "\n      user: " user "\n      key: " key   \
+		    "\n" SF_PINS "      dir: " dir "\n" more SF_UP
+#define SFTP_IN(more) SFX("203.0.113.10:22", "edge", "@DIR@/ed.key", "/outbox", more)
+#define SF_PINNED(pins)                                                                            \
+	TOP SF_NAME                                                                                \
+	    "    sftp:\n      server: 203.0.113.10\n      user: edge\n      key: @DIR@/ed.key\n"   \
+	    "      host_keys:" pins "\n      dir: /outbox\n" SF_UP
+/* one line: an sftp mapping in flow style */
+#define SF_FLOW(server, dir)                                                                       \
+	"{ server: \"" server                                                                      \
+	"\", user: edge, key: @DIR@/ed.key, host_keys: [\"@PIN1@\"], dir: " dir " }"
+/* after TOP LAB UP (1-9): a push destination, destinations 10, name 11,
+ * sftp 12, server 13 .. dir 17, more sftp keys from 18, then more
+ * destination keys */
+#define PUSH(more, dkeys)                                                                          \
+	TOP LAB UP "destinations:\n  - name: lis-files\n    sftp:\n      server: 203.0.113.10\n"   \
+		   "      user: edge\n      key: @DIR@/ed.key\n      host_keys: [\"@PIN1@\"]\n"    \
+		   "      dir: /inbox\n" more dkeys
+#define SFTP_MLLP_ONLY	   "not allowed for an sftp integration (MLLP only)"
+#define SFTP_DEST_MLLP	   "not allowed for an sftp destination (MLLP only)"
+#define SFTP_PULL_ONLY	   "only for a pull channel (an integration's sftp), not a destination's"
+#define SFTP_ONE_AT_A_TIME "(files leave in order, one at a time)"
+#define SFTP_SERVER_SYNTAX "server: expected IPv4, IPv4:port, IPv6 or [IPv6]:port, got "
+#define SFTP_USER_SYNTAX                                                                           \
+	"user: expected 1-64 visible ASCII characters without ':', '@' or '/', got "
+#define SFTP_CTYPE_SYNTAX                                                                          \
+	"content_type: expected type/subtype with optional '; name=value' parameters, got "
+
+static const struct tunnel_case sftp_bad_cases[] = {
+    /* an integration is MLLP or SFTP */
+    {BRI, SFTP_IN("") "    listen: 203.0.113.1:9960\n",
+     "t.yaml:14: integrations[0]: either listen (MLLP) or sftp (a pull channel), not both"},
+    {SUP, TOP LAB UP "  - name: two\n" UP,
+     "t.yaml:10: integrations[1]: either listen (MLLP) or sftp (a pull channel) is required"},
+    {BRI, SFTP_IN("") "    sources: [203.0.113.64/26]\n", "t.yaml:14: sources: " SFTP_MLLP_ONLY},
+    {BRI, SFTP_IN("") "    match: { sending_facility: LAB }\n",
+     "t.yaml:14: match: " SFTP_MLLP_ONLY},
+    {BRI, SFTP_IN("") "    mllp: { release: 2 }\n", "t.yaml:14: mllp: " SFTP_MLLP_ONLY},
+    {BRI, SFTP_IN("") "    accept_ack: always\n", "t.yaml:14: accept_ack: " SFTP_MLLP_ONLY},
+    {BRI, SFTP_IN("") "    dedup: 10m\n", "t.yaml:14: dedup: " SFTP_MLLP_ONLY},
+    {BRI, SFTP_IN("") "    ack: upstream\n",
+     "t.yaml:14: ack: only commit is allowed for an sftp integration (a file is taken once it "
+     "is stored)"},
+    {BRI, SFTP_IN("") "    order: feed\n",
+     "t.yaml:14: order: only integration is allowed for an sftp integration " SFTP_ONE_AT_A_TIME},
+    {BRI, SFTP_IN("") "    max_in_flight: 8\n",
+     "t.yaml:14: max_in_flight: only 1 is allowed for an sftp integration " SFTP_ONE_AT_A_TIME},
+    {BRI, SFTP_IN("") "    order: fifo\n", /* a bad word is told as for any integration */
+     "t.yaml:14: order: expected 'integration', 'sender', 'feed' or 'patient', got 'fifo'"},
+    {BRI, TOP SF_NAME "    sftp: " SF_FLOW("203.0.113.10", "/outbox") "\n",
+     "t.yaml:4: integration 'files': missing 'upstream'"},
+    {BRI, TOP SF_NAME "    sftp: yes\n" SF_UP, "t.yaml:5: sftp: expected a mapping"},
+    /* required keys, at the line where the mapping starts */
+    {SUP,
+     TOP SF_NAME "    sftp:\n      user: edge\n      key: @DIR@/ed.key\n" SF_PINS
+		 "      dir: /outbox\n" SF_UP,
+     "t.yaml:6: sftp: missing 'server'"},
+    {BRI,
+     TOP SF_NAME "    sftp: { server: 203.0.113.10, dir: /x, key: @DIR@/ed.key, user: e }\n" SF_UP,
+     "t.yaml:5: sftp: missing 'host_keys'"},
+    {BRI,
+     TOP SF_NAME "    sftp: { server: 203.0.113.10, host_keys: [\"@PIN1@\"], key: @DIR@/ed.key, "
+		 "user: e }\n" SF_UP,
+     "t.yaml:5: sftp: missing 'dir'"},
+    {BRI, SFTP_IN("      port: 22\n"), "t.yaml:13: unknown key 'port' in sftp"},
+    /* server: a numeric address, inside the tunnel */
+    {BRI, SFX("lis-sftp.hospital.test", "edge", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:6: server: use a numeric address; names would be resolved outside the tunnel"},
+    {BRI, SFX("lis:2222", "edge", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:6: server: use a numeric address; names would be resolved outside the tunnel"},
+    {BRI, SFX("203.0.113.300", "edge", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:6: " SFTP_SERVER_SYNTAX "'203.0.113.300'"},
+    {BRI, SFX("203.0.113.10:0", "edge", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:6: " SFTP_SERVER_SYNTAX "'203.0.113.10:0'"},
+    {BRI, SFX("\"[2001:db8::1\"", "edge", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:6: " SFTP_SERVER_SYNTAX "'[2001:db8::1'"},
+    {BRI, SFX("0.0.0.0", "edge", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:6: server: 0.0.0.0 is the unspecified address, not a server's"},
+    {SUP,
+     TUN "integrations:\n  - name: files\n    sftp: " SF_FLOW("198.51.100.50", "/o") "\n" SF_UP,
+     "t.yaml:15: server: 198.51.100.50 is not inside the remote_ts of any tunnel child: SFTP to "
+     "the hospital travels only inside the tunnel"},
+    {BRI,
+     TUN LAB_IN
+     "destinations:\n  - name: lis-files\n    sftp: " SF_FLOW("[2001:db8::9]:22", "/i") "\n",
+     "t.yaml:20: server: 2001:db8::9 is not inside the remote_ts of any tunnel child: SFTP to the "
+     "hospital travels only inside the tunnel"},
+    /* user */
+    {BRI, SFX("203.0.113.10", "a@b", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:7: " SFTP_USER_SYNTAX "'a@b'"},
+    {BRI, SFX("203.0.113.10", "\"a b\"", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:7: " SFTP_USER_SYNTAX "'a b'"},
+    {BRI, SFX("203.0.113.10", X32("ab") "c", "@DIR@/ed.key", "/outbox", ""),
+     "t.yaml:7: " SFTP_USER_SYNTAX "'" X32("ab") "c'"},
+    /* key: readable, a regular file (policy cases: sftp_key_cases) */
+    {BRI, SFX("203.0.113.10", "edge", "@DIR@/none.key", "/outbox", ""),
+     "t.yaml:8: key: cannot read @DIR@/none.key: No such file or directory"},
+    {SUP, SFX("203.0.113.10", "edge", "@DIR@", "/outbox", ""),
+     "t.yaml:8: key: @DIR@ is not a regular file"},
+    {BRI, SFX("203.0.113.10", "edge", "@DIR@/dirnext.key", "/outbox", ""),
+     "t.yaml:8: key (.next): @DIR@/dirnext.key.next is not a regular file"},
+    /* host_keys */
+    {BRI, SF_PINNED(" []"), "t.yaml:9: host_keys: expected 1 to 8 pinned keys, got 0"},
+    {BRI, SF_PINNED(" @PIN1@"), "t.yaml:9: host_keys: expected a sequence"},
+    {BRI, SF_PINNED(" [" X8("\"@PIN1@\", ") "\"@PIN2@\"]"),
+     "t.yaml:9: host_keys: expected 1 to 8 pinned keys, got 9"},
+    {BRI, SF_PINNED("\n        - @PIN1@ lis current\n        - @PIN1@ lis again"),
+     "t.yaml:11: host_keys: the same key as line 10"},
+    /* dir, done_dir, error_dir */
+    {BRI, SFX("203.0.113.10", "edge", "@DIR@/ed.key", "outbox", ""),
+     "t.yaml:12: dir: expected an absolute path, got 'outbox'"},
+    {BRI, SFX("203.0.113.10", "edge", "@DIR@/ed.key", "/a/../outbox", ""),
+     "t.yaml:12: dir: '..' is not allowed, got '/a/../outbox'"},
+    {BRI, SFX("203.0.113.10", "edge", "@DIR@/ed.key", "\"/out\\tbox\"", ""),
+     "t.yaml:12: dir: has a control character"},
+    {BRI, SFX("203.0.113.10", "edge", "@DIR@/ed.key", "/" X32(X32("d")), ""),
+     "t.yaml:12: dir: longer than 1024 bytes"},
+    {BRI,
+     SFX("203.0.113.10", "edge", "@DIR@/ed.key", "/" X32(X16("d")),
+	 "      done_dir: " X32(X16("d")) "\n"),
+     "t.yaml:13: done_dir: longer than 1024 bytes once under dir"},
+    {BRI, SFTP_IN("      done_dir: /outbox/\n"),
+     "t.yaml:13: done_dir: /outbox is the same folder as dir"},
+    {BRI, SFTP_IN("      done_dir: .\n"), "t.yaml:13: done_dir: /outbox is the same folder as dir"},
+    {BRI, SFTP_IN("      error_dir: //outbox/./\n"),
+     "t.yaml:13: error_dir: /outbox is the same folder as dir"},
+    {BRI, SFTP_IN("      done_dir: x\n      error_dir: /outbox/x\n"),
+     "t.yaml:14: error_dir: /outbox/x is the same folder as done_dir"},
+    {BRI, SFTP_IN("      done_dir: error\n"),
+     "t.yaml:13: error_dir: /outbox/error is the same folder as done_dir"},
+    {BRI, SFTP_IN("      done_dir: ../done\n"),
+     "t.yaml:13: done_dir: '..' is not allowed, got '../done'"},
+    {BRI, SFTP_IN("      after: delete\n      done_dir: /done\n"),
+     "t.yaml:14: done_dir: has no use with after: delete"},
+    /* glob, interval, timeout, after, split, content_type, max_file */
+    {BRI, SFTP_IN("      glob: \"in/*.hl7\"\n"),
+     "t.yaml:13: glob: expected 1-255 characters without '/' or control characters, got "
+     "'in/*.hl7'"},
+    {BRI, SFTP_IN("      glob: \"\"\n"),
+     "t.yaml:13: glob: expected 1-255 characters without '/' or control characters, got ''"},
+    {BRI, SFTP_IN("      interval: 500ms\n"), "t.yaml:13: interval: 500ms is outside 1s-1d"},
+    {BRI, SFTP_IN("      interval: 25h\n"), "t.yaml:13: interval: 25h is outside 1s-1d"},
+    {BRI, SFTP_IN("      interval: 0s\n"), "t.yaml:13: interval: must be longer than 0"},
+    {BRI, SFTP_IN("      interval: soon\n"),
+     "t.yaml:13: interval: expected a duration such as 500ms, 30s, 5m, 2h or 7d, got 'soon'"},
+    {BRI, SFTP_IN("      timeout: 11m\n"), "t.yaml:13: timeout: 11m is outside 1s-10m"},
+    {BRI, SFTP_IN("      timeout: 999ms\n"), "t.yaml:13: timeout: 999ms is outside 1s-10m"},
+    {BRI, SFTP_IN("      after: keep\n"),
+     "t.yaml:13: after: expected 'move' or 'delete', got 'keep'"},
+    {BRI, SFTP_IN("      split: batch\n"),
+     "t.yaml:13: split: expected 'none' or 'hl7-batch', got 'batch'"},
+    {BRI, SFTP_IN("      content_type: text\n"), "t.yaml:13: " SFTP_CTYPE_SYNTAX "'text'"},
+    {BRI, SFTP_IN("      content_type: \"text/plain; charset\"\n"),
+     "t.yaml:13: " SFTP_CTYPE_SYNTAX "'text/plain; charset'"},
+    {BRI, SFTP_IN("      content_type: \"text/pl ain\"\n"),
+     "t.yaml:13: " SFTP_CTYPE_SYNTAX "'text/pl ain'"},
+    {BRI, SFTP_IN("      content_type: text/" X32(X8("p")) "\n"),
+     "t.yaml:13: content_type: longer than 255 bytes"},
+    {BRI, SFTP_IN("      max_file: 0\n"), "t.yaml:13: max_file: 0 is outside 1B-64MiB"},
+    {BRI, SFTP_IN("      max_file: 65MiB\n"), "t.yaml:13: max_file: 65MiB is outside 1B-64MiB"},
+    {BRI, SFTP_IN("      max_file: big\n"),
+     "t.yaml:13: max_file: expected a size such as 16MiB, 512KiB or 65536, got 'big'"},
+    /* two pull channels on one folder; a push into a polled folder */
+    {BRI,
+     SFTP_IN("") "  - name: files2\n    sftp: " SF_FLOW("203.0.113.10", "/outbox//") "\n" SF_UP,
+     "t.yaml:15: dir: /outbox on 203.0.113.10:22 is already polled by integration 'files' (line "
+     "12): two pull channels would take each other's files"},
+    {SUP,
+     SFTP_IN("") "destinations:\n  - name: back\n    sftp: " SF_FLOW("203.0.113.10:22",
+								     "/outbox") "\n",
+     "t.yaml:16: dir: /outbox on 203.0.113.10:22 is polled by integration 'files' (line 12): the "
+     "edge would pull its own files back"},
+    /* a push destination: address or sftp, MLLP-only and pull-only keys */
+    {BRI, PUSH("", "    address: 203.0.113.65:2575\n"),
+     "t.yaml:18: destinations[0]: either address (MLLP) or sftp (a push channel), not both"},
+    {BRI, PUSH("", "    ack_timeout: 5s\n"), "t.yaml:18: ack_timeout: " SFTP_DEST_MLLP},
+    {BRI, PUSH("", "    idle_timeout: 5m\n"), "t.yaml:18: idle_timeout: " SFTP_DEST_MLLP},
+    {BRI, PUSH("", "    on_ae: dead\n"), "t.yaml:18: on_ae: " SFTP_DEST_MLLP},
+    {BRI, PUSH("", "    on_ar: retry\n"), "t.yaml:18: on_ar: " SFTP_DEST_MLLP},
+    {BRI, PUSH("", "    mllp: { max_frame: 1MiB }\n"), "t.yaml:18: mllp: " SFTP_DEST_MLLP},
+    {BRI, PUSH("      glob: x\n", ""), "t.yaml:18: glob: " SFTP_PULL_ONLY},
+    {BRI, PUSH("      interval: 1m\n", ""), "t.yaml:18: interval: " SFTP_PULL_ONLY},
+    {BRI, PUSH("      after: delete\n", ""), "t.yaml:18: after: " SFTP_PULL_ONLY},
+    {BRI, PUSH("      done_dir: done\n", ""), "t.yaml:18: done_dir: " SFTP_PULL_ONLY},
+    {BRI, PUSH("      error_dir: error\n", ""), "t.yaml:18: error_dir: " SFTP_PULL_ONLY},
+    {BRI, PUSH("      split: none\n", ""), "t.yaml:18: split: " SFTP_PULL_ONLY},
+    {BRI, PUSH("      content_type: text/plain\n", ""), "t.yaml:18: content_type: " SFTP_PULL_ONLY},
+    {BRI, PUSH("      max_file: 65MiB\n", ""), "t.yaml:18: max_file: 65MiB is outside 1B-64MiB"},
+    {BRI, PUSH("", "    max_attempts: 0\n"),
+     "t.yaml:18: max_attempts: expected an integer from 1 to 1000, got '0'"},
+};
+
+START_TEST(sftp_bad_value)
+{
+	const struct tunnel_case *t = &sftp_bad_cases[_i];
+	char *want = subst(t->want);
+	struct cfg_errors errs;
+	struct cfg *c = (struct cfg *)1;
+	int rc = load_as(t->yaml, t->role, &c, &errs);
+
+	if (errs.n != 1 || strcmp(errs.msg[0], want) != 0) {
+		fprintf(stderr, "sftp case %d: want: %s\n", _i, want);
+		dump(&errs);
+	}
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_str_eq(errs.msg[0], want);
+	cfg_errors_free(&errs);
+	free(want);
+}
+END_TEST
+
+/* sftpc's reasons are its own: the message is "KEY: " + the reason, and the
+ * reason names what is wrong. */
+struct sftp_key_case {
+	const char *yaml;
+	const char *prefix; /* after @DIR@ is replaced */
+	const char *part;   /* in the reason; NULL: any reason */
+};
+
+static const struct sftp_key_case sftp_key_cases[] = {
+    {SFX("203.0.113.10", "edge", "@DIR@/rsa2048.key", "/outbox", ""),
+     "t.yaml:8: key: ", "2048 bits"},
+    {SFX("203.0.113.10", "edge", "@DIR@/locked.key", "/outbox", ""),
+     "t.yaml:8: key: ", "encrypted"},
+    {SFX("203.0.113.10", "edge", "@CA@", "/outbox", ""), "t.yaml:8: key: ", NULL},
+    {SFX("203.0.113.10", "edge", "@DIR@/rolled.key", "/outbox", ""),
+     "t.yaml:8: key (.next): ", "2048 bits"},
+    {SF_PINNED("\n        - ssh-dss AAAAB3NzaC1kc3MAAACBAP lis"),
+     "t.yaml:10: host_keys: ", "ssh-dss"},
+    {SF_PINNED("\n        - ssh-ed25519 !!!notbase64 lis"), "t.yaml:10: host_keys: ", NULL},
+    {SF_PINNED("\n        - @PIN1@\n        - ssh-ed25519"), "t.yaml:11: host_keys: ", NULL},
+};
+
+START_TEST(sftp_key_value)
+{
+	const struct sftp_key_case *t = &sftp_key_cases[_i];
+	char *prefix = subst(t->prefix);
+	struct cfg_errors errs;
+	struct cfg *c = (struct cfg *)1;
+	int rc = load_as(t->yaml, _i % 2 ? SUP : BRI, &c, &errs);
+
+	if (errs.n != 1 || strncmp(errs.msg[0], prefix, strlen(prefix)) != 0) {
+		fprintf(stderr, "sftp key case %d: want: %s...%s\n", _i, prefix,
+			t->part ? t->part : "");
+		dump(&errs);
+	}
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_int_eq(strncmp(errs.msg[0], prefix, strlen(prefix)), 0);
+	ck_assert_uint_gt(strlen(errs.msg[0]), strlen(prefix)); /* a reason is given */
+	if (t->part)
+		ck_assert_ptr_nonnull(strstr(errs.msg[0] + strlen(prefix), t->part));
+	cfg_errors_free(&errs);
+	free(prefix);
+}
+END_TEST
+
+/* Near misses that must load, in the role given. */
+static const struct tunnel_case sftp_good_cases[] = {
+    {BRI, SFTP_IN(""), NULL},
+    {SUP, SFTP_IN(""), NULL},
+    {BRI, SFX("203.0.113.10", "edge", "@DIR@/ed.key", "/outbox", ""), NULL},
+    {BRI, SFX("\"[2001:db8::1]:2222\"", "edge", "@DIR@/ed.key", "/outbox", ""), NULL},
+    {BRI, SFX("\"2001:db8::1\"", "edge", "@DIR@/ed.key", "/outbox", ""), NULL},
+    {BRI, SFX("\"[2001:db8::1]\"", "edge", "@DIR@/ed.key", "/outbox", ""), NULL},
+    {BRI, SFX("203.0.113.10", "edge.user-1_x", "@DIR@/rsa3072.key", "/", ""), NULL},
+    {SUP, SFX("203.0.113.10", "edge", "@DIR@/rollok.key", "/outbox", ""), NULL}, /* good .next */
+    {BRI, SFTP_IN("") "    ack: commit\n    order: integration\n    max_in_flight: 1\n", NULL},
+    {BRI, SFTP_IN("      after: delete\n      error_dir: /failed\n"), NULL},
+    {BRI, SFTP_IN("      content_type: \"text/plain; charset=utf-8\"\n"), NULL},
+    {BRI, SFTP_IN("      content_type: \"application/hl7-v2;charset=\\\"8859/1\\\" ; x=y\"\n"),
+     NULL},
+    {BRI, SFTP_IN("      max_file: 64MiB\n      interval: 24h\n      timeout: 10m\n"), NULL},
+    {BRI, SFTP_IN("      glob: \"*.[hH][lL]7\"\n      interval: 1s\n      timeout: 1s\n"), NULL},
+    {BRI, SF_PINNED(" [\"@PIN1@\", \"@PIN2@\"]"), NULL},
+    /* the same folder on another port or server, or another folder: no clash */
+    {BRI, SFTP_IN("") "  - name: f2\n    sftp: " SF_FLOW("203.0.113.10:2222", "/outbox") "\n" SF_UP,
+     NULL},
+    {BRI, SFTP_IN("") "  - name: f2\n    sftp: " SF_FLOW("203.0.113.11", "/outbox") "\n" SF_UP,
+     NULL},
+    {BRI, SFTP_IN("") "  - name: f2\n    sftp: " SF_FLOW("203.0.113.10", "/outbox/b") "\n" SF_UP,
+     NULL},
+    {BRI,
+     SFTP_IN("") "destinations:\n  - name: d\n    sftp: " SF_FLOW("203.0.113.10", "/inbox") "\n",
+     NULL},
+    /* two push destinations may write one folder: files do not clash by name */
+    {BRI, PUSH("", "") "  - name: d2\n    sftp: " SF_FLOW("203.0.113.10", "/inbox") "\n", NULL},
+    {SUP,
+     PUSH("      max_file: 1\n      timeout: 2m\n",
+	  "    max_attempts: 3\n    hl7: { version: \"2.3\" }\n"),
+     NULL},
+    /* inside the tunnel, or gate open: no tunnel check */
+    {SUP, TUN "integrations:\n  - name: files\n    sftp: " SF_FLOW("203.0.113.70", "/o") "\n" SF_UP,
+     NULL},
+    {BRI,
+     "gate: open\n" TUN
+     "integrations:\n  - name: files\n    sftp: " SF_FLOW("198.51.100.50", "/o") "\n" SF_UP,
+     NULL},
+    {SUP,
+     TUN LAB_IN "destinations:\n  - name: lis-files\n    sftp: " SF_FLOW("203.0.113.65", "/i") "\n",
+     NULL},
+};
+
+START_TEST(sftp_good_value)
+{
+	const struct tunnel_case *t = &sftp_good_cases[_i];
+	struct cfg_errors errs;
+	struct cfg *c;
+	int rc = load_as(t->yaml, t->role, &c, &errs);
+
+	if (rc != 0) {
+		fprintf(stderr, "sftp good case %d\n", _i);
+		dump(&errs);
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(errs.n, 0);
+	ck_assert_ptr_nonnull(c);
+	cfg_free(c);
+}
+END_TEST
+
+static void dir_path_is(const char *got, const char *file)
+{
+	char want[256];
+
+	snprintf(want, sizeof want, "%s/%s", dir_path, file);
+	ck_assert_str_eq(got, want);
+}
+
+/* Every field of a pull channel with every key, and the defaults. */
+START_TEST(sftp_pull_fields)
+{
+	static const char yaml[] =
+	    SFX("203.0.113.10:2222", "edge", "@DIR@/ed.key", "/outbox/",
+		"      glob: \"*.hl7\"\n      interval: 5m\n      after: move\n      done_dir: "
+		"done/\n"
+		"      error_dir: /var/err\n      split: hl7-batch\n      content_type: "
+		"text/plain\n"
+		"      max_file: 2MiB\n      timeout: 45s\n") "  - name: files2\n    "
+							      "sftp: " SF_FLOW("203.0.113.11",
+									       "/") "\n" SF_UP
+										    "  - name: "
+										    "batches\n    "
+										    "sftp:"
+										    " { server: "
+										    "203.0.113.12, "
+										    "user: e, key: "
+										    "@DIR@/ed.key, "
+										    "host_keys: "
+										    "[\"@PIN1@\"],"
+										    " dir: /b, "
+										    "split: "
+										    "hl7-batch, "
+										    "after: delete "
+										    "}\n" SF_UP;
+	struct cfg_errors errs;
+	struct cfg *c;
+	const struct cfg_sftp *s;
+	int rc = load(yaml, &c, &errs);
+
+	if (rc != 0)
+		dump(&errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(c->nintegrations, 3);
+	s = c->integrations[0].sftp;
+	ck_assert_ptr_nonnull(s);
+	ck_assert_ptr_null(c->integrations[0].listen_text);
+	ck_assert_uint_eq(c->integrations[0].nsources, 0);
+	ck_assert_int_eq(c->integrations[0].order, CFG_ORDER_INTEGRATION);
+	ck_assert_uint_eq(c->integrations[0].max_in_flight, 1);
+	ck_assert_int_eq(c->integrations[0].ack, CFG_ACK_COMMIT);
+	ck_assert_str_eq(c->integrations[0].upstream.url, "https://h.test/x");
+	ck_assert_str_eq(s->server_text, "203.0.113.10:2222");
+	addr_is(&s->server, AF_INET, "203.0.113.10", 2222);
+	ck_assert_uint_eq(s->server_len, sizeof(struct sockaddr_in));
+	ck_assert_str_eq(s->user, "edge");
+	dir_path_is(s->key, "ed.key");
+	ck_assert_uint_eq(s->nhost_keys, 2);
+	ck_assert_ptr_nonnull(strstr(s->host_keys[0], " lis current"));
+	ck_assert_int_eq(strncmp(s->host_keys[0], pin_ed, strlen(pin_ed)), 0);
+	ck_assert_int_eq(strncmp(s->host_keys[1], pin_rsa, strlen(pin_rsa)), 0);
+	ck_assert_str_eq(s->dir, "/outbox");
+	ck_assert_str_eq(s->glob, "*.hl7");
+	ck_assert_uint_eq(s->interval_ms, 5 * 60 * 1000);
+	ck_assert_int_eq(s->after, CFG_SFTP_MOVE);
+	ck_assert_str_eq(s->done_dir, "/outbox/done");
+	ck_assert_str_eq(s->error_dir, "/var/err");
+	ck_assert_int_eq(s->split, CFG_SPLIT_HL7_BATCH);
+	ck_assert_str_eq(s->content_type, "text/plain");
+	ck_assert_uint_eq(s->max_file, 2u << 20);
+	ck_assert_uint_eq(s->timeout_ms, 45000);
+	ck_assert_int_eq(s->line, 5);
+	/* the defaults */
+	s = c->integrations[1].sftp;
+	ck_assert_ptr_nonnull(s);
+	addr_is(&s->server, AF_INET, "203.0.113.11", 22);
+	ck_assert_str_eq(s->dir, "/");
+	ck_assert_str_eq(s->glob, "*");
+	ck_assert_uint_eq(s->interval_ms, CFG_SFTP_INTERVAL_DEFAULT_MS);
+	ck_assert_int_eq(s->after, CFG_SFTP_MOVE);
+	ck_assert_str_eq(s->done_dir, "/done");
+	ck_assert_str_eq(s->error_dir, "/error");
+	ck_assert_int_eq(s->split, CFG_SPLIT_NONE);
+	ck_assert_str_eq(s->content_type, "application/octet-stream");
+	ck_assert_uint_eq(s->max_file, CFG_SFTP_MAX_FILE_DEFAULT);
+	ck_assert_uint_eq(s->timeout_ms, CFG_SFTP_TIMEOUT_DEFAULT_MS);
+	ck_assert_uint_eq(s->nhost_keys, 1);
+	ck_assert_str_eq(s->host_keys[0], pin_ed);
+	ck_assert_int_eq(s->line, 24);
+	/* split hl7-batch: HL7 by default; after delete: no done_dir */
+	s = c->integrations[2].sftp;
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(s->content_type, "application/hl7-v2");
+	ck_assert_int_eq(s->after, CFG_SFTP_DELETE);
+	ck_assert_ptr_null(s->done_dir);
+	ck_assert_str_eq(s->error_dir, "/b/error");
+	cfg_errors_free(&errs);
+	cfg_free(c);
+}
+END_TEST
+
+/* A push channel: its folder, max_file as the destination's max_frame, the
+ * destination keys it keeps, no pull fields; next to an MLLP destination. */
+START_TEST(sftp_push_fields)
+{
+	static const char yaml[] = PUSH(
+	    "      max_file: 3MiB\n",
+	    "    max_attempts: 4\n    hl7: { sending_facility: EDGE "
+	    "}\n") "  - name: plain\n    sftp: " SF_FLOW("[2001:db8::7]",
+							 "/in/./x") "\n"
+								    "  - { name: mllp, address: "
+								    "198.51.100.9:2575 }\n";
+	struct cfg_errors errs;
+	struct cfg *c;
+	const struct cfg_destination *d;
+	int rc = load_as(yaml, SUP, &c, &errs);
+
+	if (rc != 0)
+		dump(&errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(c->ndestinations, 3);
+	d = &c->destinations[0];
+	ck_assert_ptr_nonnull(d->sftp);
+	ck_assert_ptr_null(d->address_text);
+	ck_assert_uint_eq(d->max_frame, 3u << 20);
+	ck_assert_uint_eq(d->max_attempts, 4);
+	ck_assert_str_eq(d->hl7.sending_fac, "EDGE");
+	ck_assert_str_eq(d->sftp->server_text, "203.0.113.10");
+	addr_is(&d->sftp->server, AF_INET, "203.0.113.10", 22);
+	ck_assert_str_eq(d->sftp->dir, "/inbox");
+	ck_assert_uint_eq(d->sftp->max_file, 3u << 20);
+	ck_assert_uint_eq(d->sftp->timeout_ms, CFG_SFTP_TIMEOUT_DEFAULT_MS);
+	ck_assert_ptr_null(d->sftp->glob);
+	ck_assert_ptr_null(d->sftp->done_dir);
+	ck_assert_ptr_null(d->sftp->error_dir);
+	ck_assert_ptr_null(d->sftp->content_type);
+	ck_assert_uint_eq(d->sftp->interval_ms, 0);
+	ck_assert_int_eq(d->sftp->line, 12);
+	d = &c->destinations[1];
+	ck_assert_ptr_nonnull(d->sftp);
+	addr_is(&d->sftp->server, AF_INET6, "2001:db8::7", 22);
+	ck_assert_str_eq(d->sftp->dir, "/in/x");
+	ck_assert_uint_eq(d->max_frame, CFG_SFTP_MAX_FILE_DEFAULT);
+	d = &c->destinations[2];
+	ck_assert_ptr_null(d->sftp);
+	ck_assert_str_eq(d->address_text, "198.51.100.9:2575");
+	cfg_errors_free(&errs);
+	cfg_free(c);
+}
+END_TEST
+
+/* Every error of every section at once, in file order. */
+START_TEST(sftp_errors_in_file_order)
+{
+	static const char yaml[] = SFX(
+	    "lis.test", "a:b", "@DIR@/none.key", "rel",
+	    "      glob: \"a/b\"\n      after: delete\n"
+	    "      done_dir: d\n") "    listen: 203.0.113.1:9960\n"
+				   "destinations:\n  - name: d\n    sftp: { server: 203.0.113.10, "
+				   "user: e, key: "
+				   "@DIR@/ed.key, host_keys: [\"@PIN1@\"], dir: /i, split: none }\n"
+				   "    on_ae: dead\n";
+	static const char *const want[] = {
+	    "t.yaml:6: server: use a numeric address; names would be resolved outside the tunnel",
+	    "t.yaml:7: " SFTP_USER_SYNTAX "'a:b'",
+	    "t.yaml:8: key: cannot read @DIR@/none.key: No such file or directory",
+	    "t.yaml:12: dir: expected an absolute path, got 'rel'",
+	    "t.yaml:13: glob: expected 1-255 characters without '/' or control characters, got "
+	    "'a/b'",
+	    "t.yaml:15: done_dir: has no use with after: delete",
+	    "t.yaml:17: integrations[0]: either listen (MLLP) or sftp (a pull channel), not both",
+	    "t.yaml:20: split: " SFTP_PULL_ONLY,
+	    "t.yaml:21: on_ae: " SFTP_DEST_MLLP,
+	};
+	struct cfg_errors errs;
+	struct cfg *c;
+	size_t i;
+
+	ck_assert_int_eq(load(yaml, &c, &errs), -EINVAL);
+	if (errs.n != N(want))
+		dump(&errs);
+	ck_assert_uint_eq(errs.n, N(want));
+	for (i = 0; i < errs.n; i++) {
+		char *w = subst(want[i]);
+
+		ck_assert_str_eq(errs.msg[i], w);
+		free(w);
+	}
+	cfg_errors_free(&errs);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -2166,6 +2695,15 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, role_decides_secret_checks);
 	tcase_add_test(tc, psk_unreadable_for_supervisor_only);
 	tcase_add_loop_test(tc, dh_group, 0, N(dh_cases));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sftp");
+	tcase_add_loop_test(tc, sftp_bad_value, 0, N(sftp_bad_cases));
+	tcase_add_loop_test(tc, sftp_key_value, 0, N(sftp_key_cases));
+	tcase_add_loop_test(tc, sftp_good_value, 0, N(sftp_good_cases));
+	tcase_add_test(tc, sftp_pull_fields);
+	tcase_add_test(tc, sftp_push_fields);
+	tcase_add_test(tc, sftp_errors_in_file_order);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("parsers");
@@ -2279,6 +2817,66 @@ static void remove_secrets(void)
 	rmdir(dir_path);
 }
 
+/* The SSH keys of the sftp cases, made by ssh-keygen (a missing ssh-keygen
+ * fails the suite): good ones, an RSA key too small, an encrypted one, and
+ * keys with a "<key>.next" that is too small, good, or a directory. */
+static const char *const ssh_files[] = {
+    "ed.key",	       "ed.key.pub",	  "rsa3072.key",    "rsa3072.key.pub", "rsa2048.key",
+    "rsa2048.key.pub", "locked.key",	  "locked.key.pub", "rolled.key",      "rolled.key.next",
+    "rollok.key",      "rollok.key.next", "dirnext.key",
+};
+
+static int read_pin(const char *file, char *pin, size_t cap)
+{
+	char path[256];
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof path, "%s/%s", dir_path, file);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	ok = fgets(pin, (int)cap, f) != NULL;
+	fclose(f);
+	if (!ok || !strchr(pin, ' '))
+		return -1;
+	*strchr(strchr(pin, ' ') + 1, ' ') = '\0'; /* drop the comment */
+	return 0;
+}
+
+static int make_ssh_keys(void)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof cmd,
+		 "cd %s && ssh-keygen -q -N '' -t ed25519 -C t -f ed.key && "
+		 "ssh-keygen -q -N '' -t rsa -b 3072 -C t -f rsa3072.key && "
+		 "ssh-keygen -q -N '' -t rsa -b 2048 -C t -f rsa2048.key && "
+		 "ssh-keygen -q -N 'pass phrase' -t ed25519 -C t -f locked.key && "
+		 "cp ed.key rolled.key && cp rsa2048.key rolled.key.next && "
+		 "cp ed.key rollok.key && cp rsa3072.key rollok.key.next && "
+		 "cp ed.key dirnext.key && mkdir dirnext.key.next",
+		 dir_path);
+	if (system(cmd) != 0)
+		return -1;
+	return read_pin("ed.key.pub", pin_ed, sizeof pin_ed) < 0 ||
+		       read_pin("rsa3072.key.pub", pin_rsa, sizeof pin_rsa) < 0
+		   ? -1
+		   : 0;
+}
+
+static void remove_ssh_keys(void)
+{
+	char path[256];
+	size_t i;
+
+	for (i = 0; i < sizeof ssh_files / sizeof *ssh_files; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir_path, ssh_files[i]);
+		unlink(path);
+	}
+	snprintf(path, sizeof path, "%s/dirnext.key.next", dir_path);
+	rmdir(path);
+}
+
 int main(void)
 {
 	SRunner *sr = srunner_create(config_suite());
@@ -2295,10 +2893,18 @@ int main(void)
 		perror(dir_path);
 		return EXIT_FAILURE;
 	}
+	if (make_ssh_keys() < 0) {
+		fprintf(stderr, "%s: cannot make the SSH keys of the sftp cases (ssh-keygen)\n",
+			dir_path);
+		remove_ssh_keys();
+		remove_secrets();
+		return EXIT_FAILURE;
+	}
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	unlink(ca_path);
+	remove_ssh_keys();
 	remove_secrets();
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
