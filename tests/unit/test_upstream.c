@@ -666,6 +666,71 @@ START_TEST(test_no_bearer_no_optional_headers)
 }
 END_TEST
 
+static const struct fname_case {
+	const char *name; /* request.file_name */
+	const char *want; /* the header line, or NULL: no X-File-Name */
+} fname_cases[] = {
+    {"ADT_20261201.hl7", "X-File-Name: ADT_20261201.hl7"},
+    {"ADT 2026 12.hl7", "X-File-Name: ADT%202026%2012.hl7"},
+    {"100%.hl7", "X-File-Name: 100%25.hl7"},
+    {"a\r\nX-Evil: 1.hl7", "X-File-Name: a%0D%0AX-Evil:%201.hl7"},
+    {"Befund_M\xc3\xbcller_\xe2\x82\xac.hl7", "X-File-Name: Befund_M%C3%BCller_%E2%82%AC.hl7"},
+    {" lead and trail ", "X-File-Name: %20lead%20and%20trail%20"},
+    {"tab\there~!*'();:@&=+$,?#[]\"", "X-File-Name: tab%09here~!*'();:@&=+$,?#[]\""},
+    {"", NULL},
+    {NULL, NULL},
+};
+
+/* The name of the file a message came from, percent-encoded so that
+ * neither a header nor a byte of its UTF-8 is lost or injected. */
+START_TEST(test_file_name_header)
+{
+	const struct fname_case *fc = &fname_cases[_i];
+	struct sink *k = sink_start("server", NULL);
+	struct client c;
+	struct res x = {0};
+	char *hdrs;
+	size_t n;
+
+	client_init(&c, "127.0.0.1", k->port);
+	c.rq.file_name = fc->name;
+	post_and_wait(&c.rq, &x);
+	ck_assert_msg(x.error == 0 && x.status == 200, "%d %ld %s", x.error, x.status, x.errmsg);
+	ck_assert_int_eq(count_lines(k, "requests.log"), 1); /* exactly one request arrived */
+	hdrs = sink_file(k, "headers", 1, &n);
+	ck_assert_msg(header_has(hdrs, "X-Integration: lab"), "%s", hdrs); /* the sink saw them */
+	if (fc->want) {
+		ck_assert_msg(header_has(hdrs, fc->want), "want %s in %s", fc->want, hdrs);
+		ck_assert_msg(strstr(hdrs, fc->want), "case changed: %s", hdrs);
+	} else {
+		ck_assert_msg(strcasestr(hdrs, "X-File-Name") == NULL, "%s", hdrs);
+	}
+	ck_assert_msg(strcasestr(hdrs, "\nX-Evil") == NULL, "%s", hdrs); /* no header injected */
+	free(hdrs);
+	free(x.body);
+}
+END_TEST
+
+/* A name that encodes past UPSTREAM_HEADER_LINE_MAX is refused, before
+ * anything is sent. */
+START_TEST(test_file_name_too_long)
+{
+	enum { N = UPSTREAM_HEADER_LINE_MAX / 3 + 1 };
+	static char name[N + 1];
+	struct client c;
+	struct res x = {0};
+	int count = 0;
+
+	memset(name, ' ', N);
+	client_init(&c, "127.0.0.1", PORT_BASE);
+	c.rq.file_name = name;
+	ck_assert_int_eq(post(&c.rq, &x, &count), -EINVAL);
+	run_until(&count, 1, 200);
+	ck_assert_int_eq(count, 0);
+	ck_assert_int_eq(x.called, 0);
+}
+END_TEST
+
 static void sequential(struct client *c, int n, int want_new_first)
 {
 	struct res x = {0};
@@ -1396,6 +1461,9 @@ static Suite *upstream_suite(void)
 	tcase_add_loop_test(net, test_response_limit, 0,
 			    sizeof(size_cases) / sizeof(size_cases[0]));
 	tcase_add_test(net, test_no_bearer_no_optional_headers);
+	tcase_add_loop_test(net, test_file_name_header, 0,
+			    sizeof(fname_cases) / sizeof(fname_cases[0]));
+	tcase_add_test(net, test_file_name_too_long);
 	tcase_add_test(net, test_keepalive);
 	tcase_add_loop_test(net, test_tls_policy, 0, sizeof(tls_cases) / sizeof(tls_cases[0]));
 	tcase_add_test(net, test_mtls);
