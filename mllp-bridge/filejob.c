@@ -295,9 +295,11 @@ static void refuse(struct sftpc *c, struct fj_worker *w, struct fjob *j, const c
 
 struct split_out {
 	struct fj_file *f;
-	size_t cap, used;
+	size_t cap, used, slots;
 };
 
+/* One message of a split file: appended to f->body, its place in off/mlen
+ * (grown by doubling; batch_split() hands out at most BATCH_MESSAGES_MAX). */
 static int on_message(void *arg, size_t index, const uint8_t *msg, size_t len)
 {
 	struct split_out *o = arg;
@@ -306,7 +308,19 @@ static int on_message(void *arg, size_t index, const uint8_t *msg, size_t len)
 	(void)index;
 	if (o->used + len > o->cap)
 		return -EMSGSIZE; /* cannot happen: normalizing never grows a file */
-	memcpy(o->f->body + o->used, msg, len);
+	if (f->nmsg == o->slots) {
+		size_t n = o->slots ? 2 * o->slots : 64;
+		size_t *off = realloc(f->off, n * sizeof *off), *mlen;
+
+		if (!off)
+			return -ENOMEM;
+		f->off = off;
+		if (!(mlen = realloc(f->mlen, n * sizeof *mlen)))
+			return -ENOMEM;
+		f->mlen = mlen;
+		o->slots = n;
+	}
+	memcpy(f->body + o->used, msg, len);
 	f->off[f->nmsg] = o->used;
 	f->mlen[f->nmsg++] = len;
 	o->used += len;
@@ -335,26 +349,22 @@ static int to_messages(const struct fj_chan *ch, struct fj_file *f, uint8_t *raw
 		       char *why)
 {
 	struct split_out o = {.f = f, .cap = len};
-	size_t count = 1;
-	int err = 0;
+	int err;
 
-	if (ch->cfg->split != CFG_SPLIT_NONE)
-		err = batch_split(raw, len, NULL, NULL, &count, why, FILES_REASON_MAX);
-	if (err == 0 && (!(f->off = calloc(count, sizeof *f->off)) ||
-			 !(f->mlen = calloc(count, sizeof *f->mlen))))
-		err = -ENOMEM;
-	if (err < 0 || ch->cfg->split == CFG_SPLIT_NONE) {
+	if (ch->cfg->split == CFG_SPLIT_NONE) {
 		f->body = raw; /* the whole file is one row */
 		f->len = len;
-		if (f->mlen)
-			f->mlen[0] = len;
-		f->nmsg = err ? 0 : 1;
-		return err;
+		if (!(f->off = calloc(1, sizeof *f->off)) || !(f->mlen = calloc(1, sizeof *f->mlen)))
+			return -ENOMEM;
+		f->mlen[0] = len;
+		f->nmsg = 1;
+		return 0;
 	}
-	if ((f->body = malloc(len)))
-		err = batch_split(raw, len, on_message, &o, &count, why, FILES_REASON_MAX);
-	else
-		err = -ENOMEM;
+	if (!(f->body = malloc(len ? len : 1))) {
+		free(raw);
+		return -ENOMEM;
+	}
+	err = batch_split(raw, len, on_message, &o, NULL, why, FILES_REASON_MAX);
 	f->len = o.used;
 	free(raw);
 	return err ? err : check_messages(f, why);

@@ -19,6 +19,7 @@
 struct fwd_body {
 	size_t len, size;
 	const char *idem_key, *content_type, *sender; /* point into data[] */
+	const char *file_name;			      /* into data[], or NULL: none */
 	char data[];
 };
 
@@ -66,7 +67,8 @@ static struct fwd_body *body_new(struct forward *f, const struct spool_new *m)
 {
 	size_t lk = strlen(m->idem_key) + 1, lc = strlen(m->content_type) + 1;
 	size_t ls = strlen(m->sender) + 1;
-	size_t size = sizeof(struct fwd_body) + m->len + lk + lc + ls;
+	size_t lf = m->file_name && *m->file_name ? strlen(m->file_name) + 1 : 0;
+	size_t size = sizeof(struct fwd_body) + m->len + lk + lc + ls + lf;
 	struct fwd_body *fb;
 	char *p;
 
@@ -81,6 +83,7 @@ static struct fwd_body *body_new(struct forward *f, const struct spool_new *m)
 	fb->idem_key = memcpy(p, m->idem_key, lk);
 	fb->content_type = memcpy(p + lk, m->content_type, lc);
 	fb->sender = memcpy(p + lk + lc, m->sender, ls);
+	fb->file_name = lf ? memcpy(p + lk + lc + ls, m->file_name, lf) : NULL;
 	f->mem_bodies += size;
 	return fb;
 }
@@ -375,6 +378,7 @@ static int load_request(struct fwd_msg *m, struct upstream_request *req)
 		req->content_type = m->fb->content_type;
 		req->idempotency_key = m->fb->idem_key;
 		req->forwarded_for = m->fb->sender;
+		req->file_name = m->fb->file_name;
 		return 0;
 	}
 	if ((err = spool_get(in->f->spool, m->id, &m->row, &m->row_body)) < 0)
@@ -384,6 +388,7 @@ static int load_request(struct fwd_msg *m, struct upstream_request *req)
 	req->content_type = m->row.content_type;
 	req->idempotency_key = m->row.idempotency_key;
 	req->forwarded_for = m->row.sender;
+	req->file_name = m->row.file_name;
 	return 0;
 }
 

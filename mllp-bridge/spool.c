@@ -1676,21 +1676,21 @@ int spool_file_progress(struct spool *s, int64_t file_id, struct spool_file_prog
 	return p->dead ? file_reason(s, file_id, p) : 0;
 }
 
-int spool_file_dispose(struct spool *s, int64_t file_id, enum spool_file_state st_,
+int spool_file_dispose(struct spool *s, int64_t file_id, enum spool_file_state state,
 		       const char *reason, int64_t now_ms)
 {
 	sqlite3_stmt *st;
 	int err;
 
-	if (st_ != SPOOL_FILE_DONE && st_ != SPOOL_FILE_ERROR) {
-		SAY(s->err, "dispose file: state %d is not done or error", (int)st_);
+	if (state != SPOOL_FILE_DONE && state != SPOOL_FILE_ERROR) {
+		SAY(s->err, "dispose file: state %d is not done or error", (int)state);
 		return -EINVAL;
 	}
 	if ((err = stmt(s, ST_FILE_DISPOSE, &st)) < 0)
 		return batch_abort(s, err);
 	sqlite3_bind_int64(st, 1, file_id);
-	sqlite3_bind_int(st, 2, (int)st_);
-	bind_error(st, 3, st_ == SPOOL_FILE_ERROR ? reason : NULL);
+	sqlite3_bind_int(st, 2, (int)state);
+	bind_error(st, 3, state == SPOOL_FILE_ERROR ? reason : NULL);
 	sqlite3_bind_int64(st, 4, now_ms);
 	err = staged_update(s, st, file_id, "dispose file");
 	if (err == -ENOENT)

@@ -64,6 +64,7 @@ static const char usage_text[] =
     "       spool replay ID | spool replay --all-dead [--integration NAME]\n"
     "       spool purge --delivered-before DURATION | --all-delivered [--dead]\n"
     "       spool stats\n"
+    "       spool files [--integration NAME] [--limit N]\n"
     "DURATION is a number and a unit: s, m, h or d (30m, 12h, 7d).\n";
 
 static int usage(FILE *err, const char *why, const char *arg)
@@ -292,6 +293,8 @@ static void show_meta(FILE *out, const struct spool_row *r)
 	fprintf(out, "last_error:      %s\n", safe(b, sizeof(b), r->last_error));
 	fprintf(out, "body_bytes:      %zu\n", r->len);
 	fprintf(out, "ack_bytes:       %zu\n", r->ack_len);
+	if (r->file_name)
+		fprintf(out, "file_name:       %s\n", safe(b, sizeof(b), r->file_name));
 }
 
 static int cmd_show(struct spool *s, const struct opts *o, FILE *out, FILE *err)
@@ -401,6 +404,34 @@ static int cmd_stats(struct spool *s, const struct opts *o, FILE *out, FILE *err
 	return EXIT_OK;
 }
 
+#define FILES_HEAD "%-8s %-16s %-32s %12s %-8s %6s %-20s %-20s %s\n"
+
+/* One file record: the name is cut like any listed field (`spool show` of
+ * one of its rows prints it whole). */
+static int files_row(void *arg, const struct spool_file *f)
+{
+	struct list_ctx *c = arg;
+	char integ[FIELD_MAX], name[FIELD_MAX], why[FIELD_MAX], got[32], done[32];
+
+	fprintf(c->out, "%-8" PRId64 " %-16s %-32s %12" PRIu64 " %-8s %6zu %-20s %-20s %s\n", f->id,
+		safe(integ, sizeof(integ), f->route), safe(name, sizeof(name), f->name), f->size,
+		spool_file_state_name((int)f->state), f->nrows,
+		iso(got, sizeof(got), f->received_ms), iso(done, sizeof(done), f->disposed_ms),
+		safe(why, sizeof(why), f->reason));
+	return 0;
+}
+
+static int cmd_files(struct spool *s, const struct opts *o, FILE *out, FILE *err)
+{
+	struct list_ctx c = {out};
+
+	fprintf(out, FILES_HEAD, "ID", "INTEGRATION", "NAME", "SIZE", "STATE", "ROWS", "RECEIVED",
+		"DISPOSED", "REASON");
+	if (spool_file_list(s, o->integration, o->limit, files_row, &c) < 0)
+		return fail(err, "files", s);
+	return EXIT_OK;
+}
+
 /* Combinations the option table alone cannot express. */
 static const char *check_opts(const char *cmd, const struct opts *o)
 {
@@ -429,6 +460,7 @@ static const struct command {
     {"replay", O_ID | O_ALL_DEAD | O_INTEG, cmd_replay},
     {"purge", O_BEFORE | O_ALL_DELIVERED | O_DEAD, cmd_purge},
     {"stats", 0, cmd_stats},
+    {"files", O_INTEG | O_LIMIT, cmd_files},
 };
 
 static const struct command *find_command(const char *name)

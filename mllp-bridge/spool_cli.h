@@ -6,9 +6,14 @@
  *   replay ID | replay --all-dead [--integration NAME]
  *   purge --delivered-before DURATION | --all-delivered [--dead]
  *   stats
+ *   files [--integration NAME] [--limit N]
  *
  * No command prints a message body except `show ID --body`, which writes
  * the body alone, raw, to out (it is patient data: redirect it to a file).
+ * `files` lists the records of files pulled by file channels, newest first:
+ * id, integration, name, size, state (spooled, done, error), rows,
+ * received, disposed and the reason of an error. `show ID` prints the
+ * row's file_name when it came from a file.
  */
 #ifndef SPOOL_CLI_H
 #define SPOOL_CLI_H

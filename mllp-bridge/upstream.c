@@ -539,6 +539,36 @@ static void hdr_add(struct hdrs *h, const char *name, const char *prefix, const 
 	h->list = n;
 }
 
+/* A header whose value is percent-encoded: a remote file's name may hold
+ * any byte but '/' and NUL, and UTF-8 must arrive exact. Space is encoded
+ * too, since a receiver trims it at either end of a field value. */
+static void hdr_add_pct(struct hdrs *h, const char *name, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char enc[UPSTREAM_HEADER_LINE_MAX];
+	size_t o = 0;
+
+	if (h->err || !value || !*value)
+		return;
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+		int plain = *p >= 0x21 && *p <= 0x7e && *p != '%';
+
+		if (o + (plain ? 1 : 3) >= sizeof(enc)) {
+			h->err = -EINVAL;
+			return;
+		}
+		if (plain) {
+			enc[o++] = (char)*p;
+		} else {
+			enc[o++] = '%';
+			enc[o++] = hex[*p >> 4];
+			enc[o++] = hex[*p & 15];
+		}
+	}
+	enc[o] = '\0';
+	hdr_add(h, name, "", enc);
+}
+
 /* IMF-fixdate (RFC 9110 5.6.7) by hand: strftime's names follow the locale. */
 static void imf_fixdate(char *buf, size_t cap, time_t t)
 {
@@ -564,6 +594,7 @@ static int build_headers(const struct upstream_request *req, struct curl_slist *
 	hdr_add(&h, "Idempotency-Key", "", req->idempotency_key);
 	hdr_add(&h, "X-Forwarded-For", "", req->forwarded_for);
 	hdr_add(&h, "X-Integration", "", req->integration);
+	hdr_add_pct(&h, "X-File-Name", req->file_name);
 	hdr_add(&h, "Authorization", "Bearer ", req->target->bearer_token);
 	hdr_add(&h, "User-Agent", "", UPSTREAM_USER_AGENT);
 	/* "Expect:" with no value removes curl's 100-continue round trip */

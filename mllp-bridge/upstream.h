@@ -84,6 +84,10 @@ struct upstream_request {
 	const char *idempotency_key; /* Idempotency-Key header */
 	const char *forwarded_for;   /* X-Forwarded-For: the MLLP peer address */
 	const char *integration;     /* X-Integration header */
+	const char *file_name;	     /* X-File-Name header (file channels), percent-encoded:
+					every byte outside 0x21..0x7e (space, CR, LF, UTF-8
+					bytes...) and '%' itself become %XX (upper-case hex);
+					NULL or "" sends no header */
 };
 
 struct upstream_response {
@@ -127,7 +131,8 @@ void upstream_free(struct upstream *u);
  * within this call), or -ENOMEM/-EINVAL (cb will not be called).
  * -EINVAL: missing url/ca_file, a URL that is not https://, or a header value
  * with control characters (CR/LF would inject headers) or longer than
- * UPSTREAM_HEADER_LINE_MAX. A NULL content_type is sent as
+ * UPSTREAM_HEADER_LINE_MAX (the file name: once encoded; it never has
+ * control characters left). A NULL content_type is sent as
  * application/octet-stream; other NULL header fields are left out.
  * No proxy is used, whatever the environment says. cb may call
  * upstream_post() and upstream_free(). */

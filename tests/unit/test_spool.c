@@ -2305,6 +2305,9 @@ static const struct usage_case {
     {{"purge", "--delivered-before", "99999999d"}, "bad DURATION"},
     {{"purge", "--delivered-before", "7d", "--all-delivered"}, "not both"},
     {{"stats", "extra"}, "unexpected argument"},
+    {{"files", "--state", "dead"}, "unknown option: --state"},
+    {{"files", "3"}, "unexpected argument: 3"},
+    {{"files", "--limit", "0"}, "--limit needs a number"},
 };
 
 START_TEST(test_cli_usage)
@@ -2572,6 +2575,95 @@ START_TEST(test_cli_stats_channels)
 }
 END_TEST
 
+/* Records of three files: 1 lab done, 2 adt spooled (a name with a
+ * backslash and UTF-8, printed as \xHH like any field), 3 lab error. */
+static void three_files(void)
+{
+	struct spool *s = open_ok();
+	int64_t rows[3];
+
+	file_rows(s, "lab", "ADT 1.hl7", &rows[0], 1);
+	file_rows(s, "adt", "x\\y \xc3\xa9.hl7", &rows[1], 1);
+	file_rows(s, "lab", "ORU 3.hl7", &rows[2], 1);
+	ck_assert_int_eq(file_add_ok(s, "lab", "ADT 1.hl7", &rows[0], 1), 1);
+	{
+		struct spool_file f = FILE_REC("adt", "x\\y \xc3\xa9.hl7", SHA_B);
+		int64_t id;
+
+		ck_assert_int_eq(spool_file_add(s, &f, &rows[1], 1, &id), 0);
+	}
+	ck_assert_int_eq(file_add_ok(s, "lab", "ORU 3.hl7", &rows[2], 1), 3);
+	commit_ok(s);
+	ck_assert_int_eq(spool_file_dispose(s, 1, SPOOL_FILE_DONE, NULL, T0 + 60000), 0);
+	ck_assert_int_eq(spool_file_dispose(s, 3, SPOOL_FILE_ERROR, "row 3: HTTP 400", T0 + 1000),
+			 0);
+	commit_ok(s);
+	spool_close(s);
+}
+
+START_TEST(test_cli_files)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+	char want[512];
+
+	three_files();
+	CLI(r, "files");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_int_eq(count_lines(r->out), 4);
+	snprintf(want, sizeof(want), "%-8s %-16s %-32s %12s %-8s %6s %-20s %-20s %s\n", "ID",
+		 "INTEGRATION", "NAME", "SIZE", "STATE", "ROWS", "RECEIVED", "DISPOSED", "REASON");
+	ck_assert_msg(strncmp(r->out, want, strlen(want)) == 0, "%s", r->out);
+	snprintf(want, sizeof(want), "\n%-8d %-16s %-32s %12d %-8s %6d %-20s %-20s %s\n", 3, "lab",
+		 "ORU 3.hl7", 4242, "error", 1, "2025-11-29T14:00:00Z", "2025-11-29T14:00:01Z",
+		 "row 3: HTTP 400");
+	ck_assert_msg(strstr(r->out, want), "%s", r->out);
+	snprintf(want, sizeof(want), "\n%-8d %-16s %-32s %12d %-8s %6d %-20s %-20s %s\n", 2, "adt",
+		 "x\\x5cy \\xc3\\xa9.hl7", 4242, "spooled", 1, "2025-11-29T14:00:00Z", "-", "-");
+	ck_assert_msg(strstr(r->out, want), "%s", r->out);
+	ck_assert_ptr_null(strchr(r->out, '\xc3')); /* bytes as \xHH, as for every field */
+	ck_assert_ptr_nonnull(strstr(r->out, " done     "));
+	ck_assert(strstr(r->out, "\n3 ") < strstr(r->out, "\n1 ")); /* newest first */
+
+	CLI(r, "files", "--integration", "lab");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_int_eq(count_lines(r->out), 3);
+	ck_assert_ptr_null(strstr(r->out, "adt"));
+	CLI(r, "files", "--integration", "lab", "--limit", "1");
+	ck_assert_int_eq(count_lines(r->out), 2);
+	ck_assert_ptr_nonnull(strstr(r->out, "\n3 "));
+	CLI(r, "files", "--integration", "nosuch");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_int_eq(count_lines(r->out), 1);
+
+	/* A row of a file shows its name; other rows show no such line. */
+	CLI(r, "show", "1");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_ptr_nonnull(strstr(r->out, "file_name:       ADT 1.hl7\n"));
+	CLI(r, "show", "2");
+	ck_assert_ptr_nonnull(strstr(r->out, "file_name:       x\\x5cy \\xc3\\xa9.hl7\n"));
+	free(r);
+}
+END_TEST
+
+START_TEST(test_cli_show_no_file)
+{
+	struct cli_result *r = calloc(1, sizeof(*r));
+	struct spool *s = open_ok();
+
+	append(s, "lab", "MSH|", T0);
+	commit_ok(s);
+	spool_close(s);
+	CLI(r, "show", "1");
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_ptr_nonnull(strstr(r->out, "ack_bytes:"));
+	ck_assert_ptr_null(strstr(r->out, "file_name"));
+	CLI(r, "files"); /* none: the header alone */
+	ck_assert_int_eq(r->rc, 0);
+	ck_assert_int_eq(count_lines(r->out), 1);
+	free(r);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -2651,6 +2743,8 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, test_cli_purge);
 	tcase_add_test(tc, test_cli_stats);
 	tcase_add_test(tc, test_cli_stats_channels);
+	tcase_add_test(tc, test_cli_files);
+	tcase_add_test(tc, test_cli_show_no_file);
 	suite_add_tcase(su, tc);
 	return su;
 }

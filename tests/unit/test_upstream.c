@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mllp-bridge/commit.h"
+#include "mllp-bridge/forward.h"
+#include "mllp-bridge/spool.h"
 #include "mllp-bridge/upstream.h"
 
 #define PORT_BASE	 18000
@@ -663,6 +666,242 @@ START_TEST(test_no_bearer_no_optional_headers)
 	ck_assert_msg(strcasestr(hdrs, "Authorization") == NULL, "%s", hdrs);
 	free(hdrs);
 	free(x.body);
+}
+END_TEST
+
+static const struct fname_case {
+	const char *name; /* request.file_name */
+	const char *want; /* the header line, or NULL: no X-File-Name */
+} fname_cases[] = {
+    {"ADT_20261201.hl7", "X-File-Name: ADT_20261201.hl7"},
+    {"ADT 2026 12.hl7", "X-File-Name: ADT%202026%2012.hl7"},
+    {"100%.hl7", "X-File-Name: 100%25.hl7"},
+    {"a\r\nX-Evil: 1.hl7", "X-File-Name: a%0D%0AX-Evil:%201.hl7"},
+    {"Befund_M\xc3\xbcller_\xe2\x82\xac.hl7", "X-File-Name: Befund_M%C3%BCller_%E2%82%AC.hl7"},
+    {" lead and trail ", "X-File-Name: %20lead%20and%20trail%20"},
+    {"tab\there~!*'();:@&=+$,?#[]\"", "X-File-Name: tab%09here~!*'();:@&=+$,?#[]\""},
+    {"", NULL},
+    {NULL, NULL},
+};
+
+/* The name of the file a message came from, percent-encoded so that
+ * neither a header nor a byte of its UTF-8 is lost or injected. */
+START_TEST(test_file_name_header)
+{
+	const struct fname_case *fc = &fname_cases[_i];
+	struct sink *k = sink_start("server", NULL);
+	struct client c;
+	struct res x = {0};
+	char *hdrs;
+	size_t n;
+
+	client_init(&c, "127.0.0.1", k->port);
+	c.rq.file_name = fc->name;
+	post_and_wait(&c.rq, &x);
+	ck_assert_msg(x.error == 0 && x.status == 200, "%d %ld %s", x.error, x.status, x.errmsg);
+	ck_assert_int_eq(count_lines(k, "requests.log"), 1); /* exactly one request arrived */
+	hdrs = sink_file(k, "headers", 1, &n);
+	ck_assert_msg(header_has(hdrs, "X-Integration: lab"), "%s", hdrs); /* the sink saw them */
+	if (fc->want) {
+		ck_assert_msg(header_has(hdrs, fc->want), "want %s in %s", fc->want, hdrs);
+		ck_assert_msg(strstr(hdrs, fc->want), "case changed: %s", hdrs);
+	} else {
+		ck_assert_msg(strcasestr(hdrs, "X-File-Name") == NULL, "%s", hdrs);
+	}
+	ck_assert_msg(strcasestr(hdrs, "\nX-Evil") == NULL, "%s", hdrs); /* no header injected */
+	free(hdrs);
+	free(x.body);
+}
+END_TEST
+
+/* A name that encodes past UPSTREAM_HEADER_LINE_MAX is refused, before
+ * anything is sent. */
+START_TEST(test_file_name_too_long)
+{
+	enum { N = UPSTREAM_HEADER_LINE_MAX / 3 + 1 };
+	static char name[N + 1];
+	struct client c;
+	struct res x = {0};
+	int count = 0;
+
+	memset(name, ' ', N);
+	client_init(&c, "127.0.0.1", PORT_BASE);
+	c.rq.file_name = name;
+	ck_assert_int_eq(post(&c.rq, &x, &count), -EINVAL);
+	run_until(&count, 1, 200);
+	ck_assert_int_eq(count, 0);
+	ck_assert_int_eq(x.called, 0);
+}
+END_TEST
+
+/* ---- forward.c: the file name reaches the upstream ---- */
+
+#define FWD_FILE "ADT 2026 \xc3\xa9t\xc3\xa9.hl7"
+#define FWD_HDR	 "X-File-Name: ADT%202026%20%C3%A9t%C3%A9.hl7"
+#define FWD_SHA	 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+/* One integration "lab" posting to the sink, over HTTP/1.1 (no nginx). */
+struct fwd_env {
+	struct client c;
+	struct cfg cfg;
+	struct cfg_integration integ;
+	char db[PATH_LEN];
+	struct spool *spool;
+	struct commit *commit;
+	struct forward *fwd;
+	int staged, staged_err;
+};
+
+static void fwd_env_init(struct fwd_env *e, const struct sink *k)
+{
+	memset(e, 0, sizeof(*e));
+	client_init(&e->c, "127.0.0.1", k->port);
+	snprintf(e->db, sizeof(e->db), "%s/spool.db", k->dir);
+	e->integ.name = "lab";
+	e->integ.max_in_flight = 4;
+	e->integ.upstream = (struct cfg_upstream){
+	    .url = e->c.url, .ca_file = e->c.ca, .timeout_ms = 5000, .http = CFG_HTTP_1_1};
+	e->cfg.retry = (struct cfg_retry){.initial_ms = 1000, .max_ms = 60000};
+	e->cfg.integrations = &e->integ;
+	e->cfg.nintegrations = 1;
+}
+
+/* The spool and the commit, and (forward) the forwarder: it loads what the
+ * spool holds at once. */
+static void fwd_env_open(struct fwd_env *e, int forward)
+{
+	ck_assert_int_eq(spool_open(e->db, &e->spool), 0);
+	ck_assert_int_eq(commit_new(g_base, e->spool, 86400000ull, &e->commit), 0);
+	if (forward)
+		ck_assert_int_eq(forward_new(g_base, &e->cfg, e->spool, e->commit, g_u, &e->fwd),
+				 0);
+}
+
+static void fwd_env_close(struct fwd_env *e)
+{
+	upstream_free(g_u); /* first: no request completes afterwards */
+	g_u = NULL;
+	forward_free(e->fwd);
+	commit_drain(e->commit);
+	commit_free(e->commit);
+	spool_close(e->spool);
+}
+
+/* Committed: handed to the forwarder from memory, as bridge.c does. */
+static void fwd_staged(void *arg, int err, int64_t id, const struct spool_new *m)
+{
+	struct fwd_env *e = arg;
+
+	e->staged++;
+	if (err) {
+		e->staged_err = err;
+		return;
+	}
+	if (e->fwd)
+		ck_assert_int_eq(forward_enqueue(e->fwd, 0, id, m, NULL, NULL), 0);
+}
+
+static void fwd_stage_file(struct fwd_env *e, int64_t *fid)
+{
+	static const char *const bodies[] = {"MSH|^~\\&|A|B|||||ADT^A01|F1|P|2.5\r",
+					     "MSH|^~\\&|A|B|||||ADT^A01|F2|P|2.5\r"};
+	struct spool_new m[2];
+	struct spool_file f = {
+	    .route = "lab", .name = FWD_FILE, .size = 64, .sha256 = FWD_SHA, .received_ms = 1};
+
+	for (int i = 0; i < 2; i++)
+		m[i] = (struct spool_new){.integration = "lab",
+					  .sender = "sftp:203.0.113.80",
+					  .content_type = "x-application/hl7-v2+er7",
+					  .control_id = i ? "F2" : "F1",
+					  .idem_key = i ? "lab-file-2" : "lab-file-1",
+					  .lane = "f:A",
+					  .received_ms = 1,
+					  .body = bodies[i],
+					  .len = strlen(bodies[i]),
+					  .file_name = FWD_FILE};
+	ck_assert_int_eq(commit_stage_file(e->commit, m, 2, &f, fwd_staged, e, fid), 0);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* Runs the loop until the file's rows are all delivered (the forwarder's
+ * marks are read from the same handle, staged or committed). */
+static void fwd_wait_delivered(struct fwd_env *e, int64_t fid, size_t n)
+{
+	struct timeval tick = {0, 10000};
+	struct event *t = event_new(g_base, -1, EV_PERSIST, on_tick, NULL);
+	struct spool_file_progress p = {0};
+
+	ck_assert_ptr_nonnull(t);
+	evtimer_add(t, &tick);
+	for (int i = 0; i < RUN_MS / 10 && p.delivered < n; i++) {
+		event_base_loop(g_base, EVLOOP_ONCE);
+		ck_assert_int_eq(spool_file_progress(e->spool, fid, &p), 0);
+	}
+	event_free(t);
+	ck_assert_uint_eq(p.delivered, n);
+	ck_assert_uint_eq(p.queued + p.dead, 0);
+}
+
+static void fwd_check_sink(const struct sink *k, int n)
+{
+	ck_assert_int_eq(count_lines(k, "requests.log"), n);
+	for (int i = 1; i <= n; i++) {
+		size_t len;
+		char *hdrs = sink_file(k, "headers", i, &len);
+
+		ck_assert_msg(header_has(hdrs, FWD_HDR), "request %d: %s", i, hdrs);
+		ck_assert_msg(header_has(hdrs, "X-Forwarded-For: sftp:203.0.113.80"), "%s", hdrs);
+		free(hdrs);
+	}
+}
+
+/* From memory: the body copy the commit callback hands over keeps the name. */
+START_TEST(test_forward_file_name_memory)
+{
+	struct sink *k = sink_start("server", NULL);
+	struct fwd_env e;
+	int64_t fid = 0;
+
+	fwd_env_init(&e, k);
+	fwd_env_open(&e, 1);
+	fwd_stage_file(&e, &fid);
+	fwd_wait_delivered(&e, fid, 2);
+	ck_assert_int_eq(e.staged, 2);
+	ck_assert_int_eq(e.staged_err, 0);
+	fwd_check_sink(k, 2);
+	fwd_env_close(&e);
+}
+END_TEST
+
+/* From the spool: rows committed by one life are sent by the next, with
+ * the name read from the row. */
+START_TEST(test_forward_file_name_spool)
+{
+	struct sink *k = sink_start("server", NULL);
+	struct fwd_env e;
+	int64_t fid = 0;
+
+	fwd_env_init(&e, k);
+	fwd_env_open(&e, 0); /* no forwarder: committed only */
+	fwd_stage_file(&e, &fid);
+	commit_drain(e.commit);
+	ck_assert_int_eq(e.staged, 2);
+	ck_assert_int_eq(e.staged_err, 0);
+	commit_free(e.commit);
+	spool_close(e.spool);
+	ck_assert_int_eq(count_lines(k, "requests.log"), 0); /* nothing sent yet */
+
+	fwd_env_open(&e, 1); /* the restart */
+	fwd_wait_delivered(&e, fid, 2);
+	fwd_check_sink(k, 2);
+	fwd_env_close(&e);
 }
 END_TEST
 
@@ -1396,6 +1635,11 @@ static Suite *upstream_suite(void)
 	tcase_add_loop_test(net, test_response_limit, 0,
 			    sizeof(size_cases) / sizeof(size_cases[0]));
 	tcase_add_test(net, test_no_bearer_no_optional_headers);
+	tcase_add_loop_test(net, test_file_name_header, 0,
+			    sizeof(fname_cases) / sizeof(fname_cases[0]));
+	tcase_add_test(net, test_file_name_too_long);
+	tcase_add_test(net, test_forward_file_name_memory);
+	tcase_add_test(net, test_forward_file_name_spool);
 	tcase_add_test(net, test_keepalive);
 	tcase_add_loop_test(net, test_tls_policy, 0, sizeof(tls_cases) / sizeof(tls_cases[0]));
 	tcase_add_test(net, test_mtls);
