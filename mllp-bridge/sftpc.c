@@ -32,12 +32,14 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEYFILE_MAX	  65536 /* a private key file larger than this is not one */
@@ -68,7 +70,15 @@ struct sftpc {
 	ssh_session ssh;
 	sftp_session sftp;
 	int fd;
-	int broken; /* the SFTP stream is out of step (a request of ours timed out) */
+	int broken; /* the stream is out of step or shut down by the watchdog */
+	/* The watchdog (see wd_main): libssh 0.10's SFTP calls wait for an
+	 * answer without any timeout, so a thread shuts the socket down when a
+	 * request overruns; the call then fails at once, as on cancellation. */
+	pthread_t wd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct timespec deadline; /* CLOCK_MONOTONIC, valid while armed */
+	int wd_init, wd_running, wd_stop, armed, fired;
 	unsigned timeout_ms;
 	size_t key_index;
 	char fpr[SFTPC_FPR_MAX];
@@ -722,6 +732,107 @@ int sftpc_keygen(const char *path, const char *type, unsigned bits, char *pub, s
 	return sftpc_key_info(path, pub, publen, fpr, why, sizeof(why));
 }
 
+/* ---- Watchdog -------------------------------------------------------------- */
+
+static void *wd_main(void *arg)
+{
+	struct sftpc *c = arg;
+	struct timespec now;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->wd_stop) {
+		if (!c->armed) {
+			pthread_cond_wait(&c->cv, &c->mu);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > c->deadline.tv_sec ||
+		    (now.tv_sec == c->deadline.tv_sec && now.tv_nsec >= c->deadline.tv_nsec)) {
+			c->fired = 1;
+			c->armed = 0;
+			shutdown(c->fd, SHUT_RDWR);
+			continue;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &c->deadline);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static int wd_setup(struct sftpc *c)
+{
+	pthread_condattr_t ca;
+
+	if (pthread_condattr_init(&ca) != 0)
+		return -ENOMEM;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (pthread_mutex_init(&c->mu, NULL) != 0 || pthread_cond_init(&c->cv, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		return -ENOMEM;
+	}
+	pthread_condattr_destroy(&ca);
+	c->wd_init = 1;
+	return 0;
+}
+
+static int wd_start(struct sftpc *c)
+{
+	if (pthread_create(&c->wd, NULL, wd_main, c) != 0)
+		return -EAGAIN;
+	c->wd_running = 1;
+	return 0;
+}
+
+/* (Re)starts the clock: timeout_ms from now. Progress in a long transfer
+ * calls it again, so the limit is per request, not per file. */
+static void wd_arm(struct sftpc *c)
+{
+	if (!c->wd_running)
+		return;
+	pthread_mutex_lock(&c->mu);
+	clock_gettime(CLOCK_MONOTONIC, &c->deadline);
+	c->deadline.tv_sec += c->timeout_ms / 1000;
+	c->deadline.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
+	if (c->deadline.tv_nsec >= 1000000000L) {
+		c->deadline.tv_sec++;
+		c->deadline.tv_nsec -= 1000000000L;
+	}
+	c->armed = 1;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Stops the clock; 1 when it had fired (the socket is shut down). */
+static int wd_disarm(struct sftpc *c)
+{
+	int fired;
+
+	if (!c->wd_running)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	c->armed = 0;
+	fired = c->fired;
+	pthread_mutex_unlock(&c->mu);
+	return fired;
+}
+
+static void wd_end(struct sftpc *c)
+{
+	if (c->wd_running) {
+		pthread_mutex_lock(&c->mu);
+		c->wd_stop = 1;
+		pthread_cond_signal(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->wd, NULL);
+		c->wd_running = 0;
+	}
+	if (c->wd_init) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		c->wd_init = 0;
+	}
+}
+
 /* ---- Connection ------------------------------------------------------------ */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -965,6 +1076,12 @@ static int connect_steps(struct sftpc *c, const struct sftpc_params *p, const st
 		set_err(err, errlen, "connect to %s port %u: %s", p->host, p->port, strerror(-rc));
 		return rc;
 	}
+	rc = wd_start(c);
+	if (rc != 0) {
+		set_err(err, errlen, "cannot start the watchdog thread");
+		return rc;
+	}
+	wd_arm(c); /* ssh_connect keeps its timeout, sftp_init has none */
 	hostkey_algos(pins, p->nhost_keys, algos, sizeof(algos));
 	rc = session_setup(c, p, algos);
 	if (rc != 0) {
@@ -1013,7 +1130,7 @@ int sftpc_connect(const struct sftpc_params *p, struct sftpc **out, char *err, s
 	c = calloc(1, sizeof(*c));
 	if (c)
 		c->fd = -1;
-	if (!pins || !c)
+	if (!pins || !c || wd_setup(c) != 0)
 		rc = -ENOMEM;
 	else if ((rc = pins_parse(p, pins, err, errlen)) == 0 &&
 		 (rc = keys_load(p, keys, why, sizeof(why))) != 0)
@@ -1021,6 +1138,11 @@ int sftpc_connect(const struct sftpc_params *p, struct sftpc **out, char *err, s
 	if (rc == 0) {
 		c->timeout_ms = p->timeout_ms;
 		rc = connect_steps(c, p, pins, keys, err, errlen);
+		if (wd_disarm(c)) {
+			set_err(err, errlen, "no answer from %s port %u within %u ms", p->host,
+				p->port, p->timeout_ms);
+			rc = -ETIMEDOUT;
+		}
 	}
 	for (size_t i = 0; i < SFTPC_KEYS_MAX; i++)
 		ssh_key_free(keys[i]);
@@ -1037,6 +1159,7 @@ void sftpc_close(struct sftpc *c)
 {
 	if (!c)
 		return;
+	wd_end(c);
 	if (c->sftp)
 		sftp_free(c->sftp);
 	if (c->ssh) {
@@ -1143,7 +1266,24 @@ static int req_begin(struct sftpc *c, const char *path)
 		return -ENAMETOOLONG;
 	}
 	c->sftp->errnum = SSH_FX_OK; /* public in sftp.h; libssh only sets it */
+	wd_arm(c);
 	return 0;
+}
+
+/* Every request ends here: a request the watchdog cut short timed out,
+ * whatever libssh made of the dead socket; the connection is unusable. */
+static int req_end(struct sftpc *c, int rc)
+{
+	char was[SFTPC_ERR_MAX];
+
+	if (!wd_disarm(c))
+		return rc;
+	c->broken = 1;
+	snprintf(was, sizeof(was), "%s", c->err);
+	/* The cause after the timeout, cut to leave room for the prefix. */
+	snprintf(c->err, sizeof(c->err), "no answer within %u ms%s%.*s", c->timeout_ms,
+		 was[0] ? ": " : "", SFTPC_ERR_MAX - 64, was);
+	return -ETIMEDOUT;
 }
 
 static void entry_from(struct sftpc_entry *e, const struct sftp_attributes_struct *a)
@@ -1153,7 +1293,7 @@ static void entry_from(struct sftpc_entry *e, const struct sftp_attributes_struc
 	e->regular = a->type == SSH_FILEXFER_TYPE_REGULAR;
 }
 
-int sftpc_stat(struct sftpc *c, const char *path, struct sftpc_entry *out)
+static int stat_req(struct sftpc *c, const char *path, struct sftpc_entry *out)
 {
 	sftp_attributes a;
 	int rc = req_begin(c, path);
@@ -1198,7 +1338,7 @@ static int list_add(struct sftpc_entry **v, size_t *n, size_t *cap, const sftp_a
 	return 0;
 }
 
-int sftpc_list(struct sftpc *c, const char *dir, struct sftpc_entry **out, size_t *n)
+static int list_req(struct sftpc *c, const char *dir, struct sftpc_entry **out, size_t *n)
 {
 	struct sftpc_entry *v = NULL;
 	size_t cnt = 0, cap = 0;
@@ -1276,6 +1416,7 @@ static int get_copy(struct sftpc *c, sftp_file f, const char *path, int fd, uint
 		} else {
 			EVP_DigestUpdate(md, buf, (size_t)n);
 			*len += (uint64_t)n;
+			wd_arm(c); /* progress: the next read has its own timeout */
 		}
 	}
 	if (rc == 0 && EVP_DigestFinal_ex(md, sha256, &mdlen) != 1)
@@ -1285,8 +1426,8 @@ static int get_copy(struct sftpc *c, sftp_file f, const char *path, int fd, uint
 	return rc;
 }
 
-int sftpc_get(struct sftpc *c, const char *path, int fd, uint64_t max, uint8_t sha256[32],
-	      uint64_t *len)
+static int get_req(struct sftpc *c, const char *path, int fd, uint64_t max, uint8_t sha256[32],
+		   uint64_t *len)
 {
 	sftp_file f;
 	int rc = req_begin(c, path);
@@ -1409,6 +1550,7 @@ static int put_body(struct sftpc *c, sftp_file f, const char *part, const uint8_
 		if (w <= 0)
 			return req_fail(c, "write", part);
 		off += (size_t)w;
+		wd_arm(c);
 	}
 	if (sftp_extension_supported(c->sftp, "fsync@openssh.com", "1")) {
 		if (sftp_fsync(f) != 0)
@@ -1418,7 +1560,7 @@ static int put_body(struct sftpc *c, sftp_file f, const char *part, const uint8_
 	return 0;
 }
 
-int sftpc_put(struct sftpc *c, const char *path, const void *body, size_t len, int *synced)
+static int put_req(struct sftpc *c, const char *path, const void *body, size_t len, int *synced)
 {
 	char part[SFTPC_PATH_MAX + 8];
 	sftp_file f;
@@ -1443,7 +1585,7 @@ int sftpc_put(struct sftpc *c, const char *path, const void *body, size_t len, i
 	return rc;
 }
 
-int sftpc_rename(struct sftpc *c, const char *from, const char *to)
+static int rename_req(struct sftpc *c, const char *from, const char *to)
 {
 	int rc = req_begin(c, from);
 
@@ -1452,7 +1594,7 @@ int sftpc_rename(struct sftpc *c, const char *from, const char *to)
 	return rc != 0 ? rc : replace_rename(c, from, to);
 }
 
-int sftpc_remove(struct sftpc *c, const char *path)
+static int remove_req(struct sftpc *c, const char *path)
 {
 	int rc = req_begin(c, path);
 
@@ -1461,7 +1603,7 @@ int sftpc_remove(struct sftpc *c, const char *path)
 	return sftp_unlink(c->sftp, path) == 0 ? 0 : req_fail(c, "remove", path);
 }
 
-int sftpc_mkdir(struct sftpc *c, const char *dir)
+static int mkdir_req(struct sftpc *c, const char *dir)
 {
 	sftp_attributes a;
 	int st, isdir, rc = req_begin(c, dir);
@@ -1478,4 +1620,46 @@ int sftpc_mkdir(struct sftpc *c, const char *dir)
 		return 0;
 	c->sftp->errnum = st; /* the mkdir's status, not the lstat's */
 	return req_fail(c, "mkdir", dir);
+}
+
+/* ---- The requests, each within its timeout ---------------------------------- */
+
+int sftpc_stat(struct sftpc *c, const char *path, struct sftpc_entry *out)
+{
+	return req_end(c, stat_req(c, path, out));
+}
+
+int sftpc_list(struct sftpc *c, const char *dir, struct sftpc_entry **out, size_t *n)
+{
+	return req_end(c, list_req(c, dir, out, n));
+}
+
+int sftpc_get(struct sftpc *c, const char *path, int fd, uint64_t max, uint8_t sha256[32],
+	      uint64_t *len)
+{
+	return req_end(c, get_req(c, path, fd, max, sha256, len));
+}
+
+int sftpc_put(struct sftpc *c, const char *path, const void *body, size_t len, int *synced)
+{
+	int rc = req_end(c, put_req(c, path, body, len, synced));
+
+	if (rc != 0)
+		*synced = 0;
+	return rc;
+}
+
+int sftpc_rename(struct sftpc *c, const char *from, const char *to)
+{
+	return req_end(c, rename_req(c, from, to));
+}
+
+int sftpc_remove(struct sftpc *c, const char *path)
+{
+	return req_end(c, remove_req(c, path));
+}
+
+int sftpc_mkdir(struct sftpc *c, const char *dir)
+{
+	return req_end(c, mkdir_req(c, dir));
 }

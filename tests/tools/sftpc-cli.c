@@ -3,7 +3,7 @@
  * for t_sftpc and for operators checking a file channel's server.
  *
  *   sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY2 ...] -H PINFILE
- *             [-t TIMEOUT_MS] [-m MAX] [-X CANCEL_MS] CMD ARGS
+ *             [-t TIMEOUT_MS] [-m MAX] [-w WAIT_MS] [-X CANCEL_MS] CMD ARGS
  *   sftpc-cli keyinfo KEYFILE | keygen PATH ed25519|rsa [BITS] | pinfpr "PIN LINE"
  *
  * CMD: ls DIR ("name<TAB>size<TAB>mtime<TAB>regular" per entry), get REMOTE
@@ -11,9 +11,10 @@
  * ("synced=0|1"), mv FROM TO, rm PATH, mkdir DIR, stat PATH
  * ("size<TAB>mtime<TAB>regular"). PINFILE holds one pin per line (blank
  * lines and # comments skipped). After connecting, "key=INDEX
- * fpr=SHA256:..." goes to stderr. -X: another thread shuts the socket down
- * CANCEL_MS after the connection is up (the files.c cancellation), to show
- * that the command then fails instead of hanging.
+ * fpr=SHA256:..." goes to stderr. -w: sleep WAIT_MS between connecting and
+ * the command (a test stops the server meanwhile). -X: another thread shuts
+ * the socket down CANCEL_MS after the connection is up (the files.c
+ * cancellation), to show that the command then fails instead of hanging.
  *
  * Exit 0 on success; 1 with "ERRNONAME: text" on stderr on a failure; 2 on
  * usage.
@@ -42,12 +43,13 @@ struct opts {
 	char *pins[SFTPC_HOSTKEYS_MAX];
 	uint64_t max;
 	long cancel_ms;
+	long wait_ms;
 };
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY] -H PINFILE "
-			"[-t MS] [-m MAX] [-X MS] ls|get|put|mv|rm|mkdir|stat ARGS\n"
+			"[-t MS] [-m MAX] [-w MS] [-X MS] ls|get|put|mv|rm|mkdir|stat ARGS\n"
 			"       sftpc-cli keyinfo KEY | keygen PATH ed25519|rsa [BITS] | "
 			"pinfpr PINLINE\n");
 	return 2;
@@ -95,7 +97,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->max = UINT64_MAX;
 	o->p.timeout_ms = 10000;
 	o->p.keys = o->keys;
-	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:X:")) != -1) {
+	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:w:X:")) != -1) {
 		switch (c) {
 		case 'h':
 			o->p.host = optarg;
@@ -120,6 +122,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'm':
 			o->max = strtoull(optarg, NULL, 10);
+			break;
+		case 'w':
+			o->wait_ms = strtol(optarg, NULL, 10);
 			break;
 		case 'X':
 			o->cancel_ms = strtol(optarg, NULL, 10);
@@ -255,12 +260,19 @@ struct cancel {
 	long ms;
 };
 
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static void *canceller(void *arg)
 {
 	const struct cancel *k = arg;
-	struct timespec ts = {k->ms / 1000, (k->ms % 1000) * 1000000L};
 
-	nanosleep(&ts, NULL);
+	sleep_ms(k->ms);
 	shutdown(k->fd, SHUT_RDWR);
 	return NULL;
 }
@@ -288,6 +300,8 @@ int main(int argc, char **argv)
 	k = (struct cancel){sftpc_fd(c), o.cancel_ms};
 	if (o.cancel_ms > 0 && pthread_create(&th, NULL, canceller, &k) != 0)
 		o.cancel_ms = 0;
+	if (o.wait_ms > 0)
+		sleep_ms(o.wait_ms);
 	rc = run_cmd(c, argc - optind, argv + optind, &o);
 	if (o.cancel_ms > 0)
 		pthread_join(th, NULL);
