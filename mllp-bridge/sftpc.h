@@ -19,6 +19,13 @@
  *  - ~/.ssh/config and the system ssh config are never read
  *    (SSH_OPTIONS_PROCESS_CONFIG false), no agent, no password.
  *
+ * Timeouts: libssh 0.10 waits for an SFTP answer without any limit, so each
+ * connection runs one watchdog thread (started by sftpc_connect, joined by
+ * sftpc_close) that shuts the socket down when the handshake or a request
+ * makes no progress for timeout_ms (a long get/put restarts the clock at
+ * every chunk). The call then fails with -ETIMEDOUT and the connection is
+ * unusable: every later request fails with -ECONNABORTED; close it.
+ *
  * Every call returns 0 or a negative errno; a text for the log is kept in the
  * connection (sftpc_error()) or the err buffer of sftpc_connect(). Texts name
  * paths, key files, fingerprints and libssh/sftp status, never file contents.
