@@ -262,5 +262,9 @@ PORT=2223 c refused ed -- ls /
 expect "misc: a closed port: ECONNREFUSED" eval 'rc_is 1 && err_has refused "^ECONNREFUSED: "'
 expect "misc: nothing written to $HOME_KH" \
 	test "$(stat -c %Y:%s "$HOME_KH" 2>/dev/null || echo none)" = "$kh_before"
+# lib.sh looks at *.log and *.out; sftpc-cli's stderr is in *.err.
+san='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:'
+expect "misc: no sanitizer report from sftpc-cli ($(ls "$TMP"/*.err | wc -l) runs)" \
+	eval '! grep -lE "$san" "$TMP"/*.err'
 
 finish

@@ -277,14 +277,34 @@ static void *canceller(void *arg)
 	return NULL;
 }
 
-int main(int argc, char **argv)
+/* Connects and runs one command; the connection is closed again. */
+static int remote(int argc, char **argv, struct opts *o)
 {
-	static const char *local[] = {"keyinfo", "keygen", "pinfpr"};
-	struct opts o = {0};
 	struct sftpc *c = NULL;
 	char err[SFTPC_ERR_MAX];
 	struct cancel k;
 	pthread_t th;
+	int rc = sftpc_connect(&o->p, &c, err, sizeof(err));
+
+	if (rc != 0)
+		return fail(rc, err);
+	fprintf(stderr, "key=%zu fpr=%s\n", sftpc_key_index(c), sftpc_server_fpr(c));
+	k = (struct cancel){sftpc_fd(c), o->cancel_ms};
+	if (o->cancel_ms > 0 && pthread_create(&th, NULL, canceller, &k) != 0)
+		o->cancel_ms = 0;
+	if (o->wait_ms > 0)
+		sleep_ms(o->wait_ms);
+	rc = run_cmd(c, argc, argv, o);
+	if (o->cancel_ms > 0)
+		pthread_join(th, NULL);
+	sftpc_close(c);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *local[] = {"keyinfo", "keygen", "pinfpr"};
+	struct opts o = {0};
 	int rc;
 
 	signal(SIGPIPE, SIG_IGN); /* a cancelled socket must fail a write, not kill us */
@@ -292,20 +312,9 @@ int main(int argc, char **argv)
 		if (strcmp(argv[1], local[i]) == 0)
 			return cmd_local(argc - 1, argv + 1);
 	if (parse_opts(argc, argv, &o) != 0 || optind >= argc)
-		return usage();
-	rc = sftpc_connect(&o.p, &c, err, sizeof(err));
-	if (rc != 0)
-		return fail(rc, err);
-	fprintf(stderr, "key=%zu fpr=%s\n", sftpc_key_index(c), sftpc_server_fpr(c));
-	k = (struct cancel){sftpc_fd(c), o.cancel_ms};
-	if (o.cancel_ms > 0 && pthread_create(&th, NULL, canceller, &k) != 0)
-		o.cancel_ms = 0;
-	if (o.wait_ms > 0)
-		sleep_ms(o.wait_ms);
-	rc = run_cmd(c, argc - optind, argv + optind, &o);
-	if (o.cancel_ms > 0)
-		pthread_join(th, NULL);
-	sftpc_close(c);
+		rc = usage();
+	else
+		rc = remote(argc - optind, argv + optind, &o);
 	for (size_t i = 0; i < o.p.nhost_keys; i++)
 		free(o.pins[i]);
 	return rc;
