@@ -1163,11 +1163,13 @@ void sftpc_close(struct sftpc *c)
 	if (c->sftp)
 		sftp_free(c->sftp);
 	if (c->ssh) {
-		ssh_disconnect(c->ssh); /* closes the fd it was given */
+		ssh_disconnect(c->ssh);
 		ssh_free(c->ssh);
-	} else if (c->fd >= 0) {
-		close(c->fd);
 	}
+	/* libssh never closes an fd given with SSH_OPTIONS_FD (strace: no
+	 * close after ssh_free), so it is ours to close. */
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c);
 }
 

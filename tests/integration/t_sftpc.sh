@@ -258,6 +258,12 @@ expect "timeout: a stopped server: ETIMEDOUT after the 1 s wait + the 2 s reques
 	eval '[ -n "$spid" ] && [ $ms -ge 3000 ] && [ $ms -lt 6000 ] && err_has tmo "^ETIMEDOUT: "'
 
 # ---- misc -----------------------------------------------------------------
+c fd1 ed -- -r 1 ls /inbox
+c fd6 ed -- -r 6 ls /inbox
+fd1=$(sed -n 's/^fds=//p' "$TMP/fd1.err")
+fd6=$(sed -n 's/^fds=//p' "$TMP/fd6.err")
+expect "misc: six connections opened and closed leave no descriptor behind (${fd1:-?} after one, ${fd6:-?} after six)" \
+	eval 'rc_is 0 && [ -n "$fd1" ] && [ "$fd1" -gt 2 ] && [ "$fd6" = "$fd1" ] && [ "$(grep -c "^key=0" $TMP/fd6.err)" -eq 6 ]'
 PORT=2223 c refused ed -- ls /
 expect "misc: a closed port: ECONNREFUSED" eval 'rc_is 1 && err_has refused "^ECONNREFUSED: "'
 expect "misc: nothing written to $HOME_KH" \

@@ -3,7 +3,7 @@
  * for t_sftpc and for operators checking a file channel's server.
  *
  *   sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY2 ...] -H PINFILE
- *             [-t TIMEOUT_MS] [-m MAX] [-w WAIT_MS] [-X CANCEL_MS] CMD ARGS
+ *             [-t TIMEOUT_MS] [-m MAX] [-w WAIT_MS] [-X CANCEL_MS] [-r N] CMD ARGS
  *   sftpc-cli keyinfo KEYFILE | keygen PATH ed25519|rsa [BITS] | pinfpr "PIN LINE"
  *
  * CMD: ls DIR ("name<TAB>size<TAB>mtime<TAB>regular" per entry), get REMOTE
@@ -15,10 +15,13 @@
  * the command (a test stops the server meanwhile). -X: another thread shuts
  * the socket down CANCEL_MS after the connection is up (the files.c
  * cancellation), to show that the command then fails instead of hanging.
+ * -r N: connect, run and close N times, then print "fds=COUNT" (open file
+ * descriptors) to stderr, to show that a connection leaves none behind.
  *
  * Exit 0 on success; 1 with "ERRNONAME: text" on stderr on a failure; 2 on
  * usage.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -44,12 +47,13 @@ struct opts {
 	uint64_t max;
 	long cancel_ms;
 	long wait_ms;
+	long repeat;
 };
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY] -H PINFILE "
-			"[-t MS] [-m MAX] [-w MS] [-X MS] ls|get|put|mv|rm|mkdir|stat ARGS\n"
+			"[-t MS] [-m MAX] [-w MS] [-X MS] [-r N] ls|get|put|mv|rm|mkdir|stat ARGS\n"
 			"       sftpc-cli keyinfo KEY | keygen PATH ed25519|rsa [BITS] | "
 			"pinfpr PINLINE\n");
 	return 2;
@@ -97,7 +101,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->max = UINT64_MAX;
 	o->p.timeout_ms = 10000;
 	o->p.keys = o->keys;
-	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:w:X:")) != -1) {
+	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:w:X:r:")) != -1) {
 		switch (c) {
 		case 'h':
 			o->p.host = optarg;
@@ -122,6 +126,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'm':
 			o->max = strtoull(optarg, NULL, 10);
+			break;
+		case 'r':
+			o->repeat = strtol(optarg, NULL, 10);
 			break;
 		case 'w':
 			o->wait_ms = strtol(optarg, NULL, 10);
@@ -277,6 +284,19 @@ static void *canceller(void *arg)
 	return NULL;
 }
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
 /* Connects and runs one command; the connection is closed again. */
 static int remote(int argc, char **argv, struct opts *o)
 {
@@ -315,6 +335,10 @@ int main(int argc, char **argv)
 		rc = usage();
 	else
 		rc = remote(argc - optind, argv + optind, &o);
+	for (long i = 1; rc == 0 && i < o.repeat; i++)
+		rc = remote(argc - optind, argv + optind, &o);
+	if (o.repeat > 0)
+		fprintf(stderr, "fds=%d\n", count_fds());
 	for (size_t i = 0; i < o.p.nhost_keys; i++)
 		free(o.pins[i]);
 	return rc;
