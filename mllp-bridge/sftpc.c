@@ -1219,6 +1219,7 @@ static const char *fx_name(int st)
 static int req_fail(struct sftpc *c, const char *op, const char *path)
 {
 	int st = sftp_get_error(c->sftp), rc;
+	const char *e;
 
 	if (!ssh_is_connected(c->ssh) || ssh_get_error_code(c->ssh) == SSH_FATAL) {
 		snprintf(c->err, sizeof(c->err), "%s %s: connection lost: %s", op, path,
@@ -1247,8 +1248,9 @@ static int req_fail(struct sftpc *c, const char *op, const char *path)
 	default:
 		rc = -EIO;
 	}
-	snprintf(c->err, sizeof(c->err), "%s %s: %s (%s)", op, path, fx_name(st),
-		 ssh_get_error(c->ssh));
+	e = ssh_get_error(c->ssh);
+	snprintf(c->err, sizeof(c->err), "%s %s: %s%s%s%s", op, path, fx_name(st), e[0] ? " (" : "",
+		 e, e[0] ? ")" : "");
 	return rc;
 }
 

@@ -25,7 +25,9 @@
 #   sshd_log_count RE       how many lines of the sshd log match RE
 #
 #   SSHD_PUBKEY_ALGOS       PubkeyAcceptedAlgorithms (empty: sshd's default);
-#                           takes effect at the next start or restart.
+#   SSHD_EXTRA              more sshd_config lines (e.g. "HostKeyAlgorithms
+#                           ssh-rsa"); both take effect at the next start or
+#                           restart.
 #
 # Why it looks like this:
 #  - ChrootDirectory wants every component of the chroot path root-owned and
@@ -46,6 +48,7 @@
 SSHD_USER=nobody
 SSHD_GROUP=$(id -gn nobody)
 SSHD_PUBKEY_ALGOS=${SSHD_PUBKEY_ALGOS:-}
+SSHD_EXTRA=${SSHD_EXTRA:-}
 SSHD_DIR=""
 SSHD_PID=""
 SSHD_NETNS_LIST=""
@@ -115,6 +118,9 @@ sshd_write_config() {
 		printf 'ChrootDirectory %s\n' "$SSHD_ROOT"
 		if [ -n "$SSHD_PUBKEY_ALGOS" ]; then
 			printf 'PubkeyAcceptedAlgorithms %s\n' "$SSHD_PUBKEY_ALGOS"
+		fi
+		if [ -n "$SSHD_EXTRA" ]; then
+			printf '%s\n' "$SSHD_EXTRA"
 		fi
 	} >"$e/sshd_config"
 }

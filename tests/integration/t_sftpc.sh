@@ -128,9 +128,34 @@ for k in rsa ed; do
 	expect "$k: rm of nothing: ENOENT" eval 'rc_is 1 && err_has $k-rm2 "^ENOENT: "'
 done
 
-# ---- replace and max ------------------------------------------------------
+# ---- errors ---------------------------------------------------------------
 echo first >"$TMP/a.txt"
 echo second >"$TMP/b.txt"
+c put-mode ed -- put "$TMP/a.txt" /outbox/mode.txt
+expect "errors: a put file has mode 0640 on the server" \
+	eval 'rc_is 0 && [ "$(stat -c %a "$(srv outbox/mode.txt)")" = 640 ]'
+c get-none ed -- get /inbox/none.bin "$TMP/none.bin"
+expect "errors: get of a missing file: ENOENT" eval 'rc_is 1 && err_has get-none "^ENOENT: "'
+c put-root ed -- put "$TMP/a.txt" /denied.txt
+expect "errors: put into the root-owned chroot top: EACCES, nothing left there" \
+	eval 'rc_is 1 && err_has put-root "^EACCES: " && [ ! -e "$(srv denied.txt.part)" ]'
+c mkdir-isdir ed -- mkdir /outbox/isdir
+c put-isdir ed -- put "$TMP/a.txt" /outbox/isdir
+expect "errors: put onto a directory: the rename of the .part fails" \
+	eval 'rc_is 1 && err_has put-isdir "^E[A-Z]+: rename /outbox/isdir.part"'
+c ls-isdir ed -- ls /outbox
+expect "errors: ... and the .part is removed again (the listing has isdir)" \
+	eval 'rc_is 0 && out_has ls-isdir "^isdir	" && ! out_has ls-isdir "^isdir.part	"'
+mkdir -m 0755 "$(srv inbox/many)" && (cd "$(srv inbox/many)" && seq -f 'f%05g' 1 10000 | xargs touch)
+c many ed -- ls /inbox/many
+expect "errors: a directory of 10000 entries lists (SFTPC_LIST_MAX)" \
+	eval 'rc_is 0 && [ "$(grep -c . $TMP/many.out)" -eq 10000 ]'
+touch "$(srv inbox/many/f10001)"
+c many1 ed -- ls /inbox/many
+expect "errors: one more: E2BIG" eval 'rc_is 1 && err_has many1 "^E2BIG: "'
+rm -rf "$(srv inbox/many)"
+
+# ---- replace and max ------------------------------------------------------
 c put-a ed -- put "$TMP/a.txt" /outbox/r.txt
 expect "replace: the first put is there" eval '[ "$(cat "$(srv outbox/r.txt)")" = first ]'
 c put-b ed -- put "$TMP/b.txt" /outbox/r.txt
@@ -223,6 +248,29 @@ fi
 SSHD_PUBKEY_ALGOS=""
 sshd_restart || fail "sshd restarts with the default algorithms"
 
+# ---- host key algorithms --------------------------------------------------
+rsa_fpr=$(ssh-keygen -lf "$SSHD_DIR/etc/host_rsa.pub" | awk '{print $2}')
+grep '^ssh-rsa ' "$TMP/pins" >"$TMP/rsa.pin"
+PINS=$TMP/rsa.pin c hk-rsa ed -- ls /
+expect "hostkey: an RSA pin alone: the server's RSA key ($rsa_fpr), rsa-sha2 signature" \
+	eval 'rc_is 0 && err_hasf hk-rsa "fpr=$rsa_fpr"'
+SSHD_EXTRA="HostKeyAlgorithms ssh-rsa"
+if sshd_restart; then
+	echo ls | timeout 20 sftp -F /dev/null -b - -P "$PORT" -i "$TMP/rsa-0600" \
+		-o IdentitiesOnly=yes -o IdentityAgent=none -o HostKeyAlgorithms=ssh-rsa \
+		-o UserKnownHostsFile="$TMP/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+		-o StrictHostKeyChecking=yes -o BatchMode=yes "$SSHD_USER@$ADDR" >"$TMP/openssh-hk.out" 2>&1
+	expect "hostkey: a server signing with ssh-rsa (SHA-1) only: OpenSSH's sftp gets in" \
+		grep -q inbox "$TMP/openssh-hk.out"
+	PINS=$TMP/rsa.pin c hk-sha1 ed -- ls /
+	expect "hostkey: ... ours refuses it in the key exchange (EPROTO)" \
+		eval 'rc_is 1 && err_has hk-sha1 "^EPROTO: "'
+else
+	fail "hostkey: sshd restarts with HostKeyAlgorithms ssh-rsa"
+fi
+SSHD_EXTRA=""
+sshd_restart || fail "sshd restarts without HostKeyAlgorithms"
+
 # ---- cancellation and timeout ---------------------------------------------
 c put-big ed -- put "$TMP/body.bin" /inbox/big.bin
 # stop_session: SIGSTOP the user child of the newest session (its PID is in
@@ -258,6 +306,11 @@ expect "timeout: a stopped server: ETIMEDOUT after the 1 s wait + the 2 s reques
 	eval '[ -n "$spid" ] && [ $ms -ge 3000 ] && [ $ms -lt 6000 ] && err_has tmo "^ETIMEDOUT: "'
 
 # ---- misc -----------------------------------------------------------------
+t0=$(date +%s%N)
+TMO=1000 ADDR=198.51.100.3 c silent ed -- ls /
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect "misc: an address nobody answers, -t 1000: ETIMEDOUT after ${ms} ms" \
+	eval 'rc_is 1 && err_has silent "^ETIMEDOUT: " && [ $ms -ge 1000 ] && [ $ms -lt 2500 ]'
 c fd1 ed -- -r 1 ls /inbox
 c fd6 ed -- -r 6 ls /inbox
 fd1=$(sed -n 's/^fds=//p' "$TMP/fd1.err")

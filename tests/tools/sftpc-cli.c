@@ -210,15 +210,22 @@ static int cmd_put(struct sftpc *c, const char *local, const char *remote)
 {
 	struct stat st;
 	char *buf = NULL;
-	int fd = open(local, O_RDONLY | O_CLOEXEC), rc = -EIO, synced = 0;
+	int fd = open(local, O_RDONLY | O_CLOEXEC), rc, synced = 0;
 
-	if (fd < 0 || fstat(fd, &st) != 0 || (uint64_t)st.st_size > PUT_MAX)
+	if (fd < 0 || fstat(fd, &st) != 0 || (uint64_t)st.st_size > PUT_MAX) {
 		rc = fd < 0 ? -errno : -EFBIG;
-	else if ((buf = malloc((size_t)st.st_size + 1)) &&
-		 read(fd, buf, (size_t)st.st_size) == (ssize_t)st.st_size)
-		rc = sftpc_put(c, remote, buf, (size_t)st.st_size, &synced);
-	if (fd >= 0)
+		if (fd >= 0)
+			close(fd);
+		return fail(rc, local);
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf || read(fd, buf, (size_t)st.st_size) != (ssize_t)st.st_size) {
 		close(fd);
+		free(buf);
+		return fail(-EIO, local);
+	}
+	close(fd);
+	rc = sftpc_put(c, remote, buf, (size_t)st.st_size, &synced);
 	free(buf);
 	if (rc != 0)
 		return fail(rc, sftpc_error(c));
