@@ -2,7 +2,9 @@
  * A blocking SFTP client on libssh (0.10), for the file channels' worker
  * threads (files.c). A connection is used by one thread at a time; the only
  * call another thread may make is shutdown(sftpc_fd(c), SHUT_RDWR), which
- * makes a blocked call fail soon with -ECONNABORTED or -EIO (cancellation).
+ * makes a blocked call fail soon with -ECONNABORTED or -EIO (cancellation),
+ * and only before sftpc_close() (which closes the fd; its number may then be
+ * reused).
  *
  * Security policy (fixed, not configurable):
  *  - host keys are pinned: the server's key must equal one of params->host_keys
