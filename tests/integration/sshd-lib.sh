@@ -1,8 +1,12 @@
+# shellcheck shell=bash
 # A real OpenSSH sshd serving SFTP only, for the file channel scenarios.
 # Sourced after lib.sh:  . tests/integration/lib.sh; . tests/integration/sshd-lib.sh
 #
 #   sshd_setup [DIR]        a fresh server tree in DIR (default: a new
-#                           /run/mllp-sftp.XXXXXX): DIR/etc holds sshd_config,
+#                           /run/mllp-sftp.XXXXXX, removed on exit; a DIR
+#                           given is the caller's to remove, and must be a
+#                           root-owned path no group or other may write):
+#                           DIR/etc holds sshd_config,
 #                           the host keys (ed25519 and RSA 3072, plus an unused
 #                           "next" ed25519 key for rotations) and
 #                           authorized_keys; DIR/root is the chroot, with
@@ -81,7 +85,8 @@ sshd_path_ok() {
 }
 
 sshd_setup() {
-	SSHD_DIR=${1:-$(mktemp -d /run/mllp-sftp.XXXXXX)} || return 1
+	SSHD_DIR=${1:-}
+	[ -n "$SSHD_DIR" ] || SSHD_DIR=$(mktemp -d /run/mllp-sftp.XXXXXX) || return 1
 	mkdir -p "$SSHD_DIR"
 	chmod 0755 "$SSHD_DIR"
 	sshd_path_ok "$SSHD_DIR" || {
