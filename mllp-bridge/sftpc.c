@@ -366,7 +366,14 @@ static int pin_parse(const char *line, struct pin *p, char *why, size_t whylen)
 		return -EINVAL;
 	}
 	p->len = (size_t)len;
-	return blob_check(p->type, p->blob, p->len, &bits, why, whylen);
+	if (blob_check(p->type, p->blob, p->len, &bits, why, whylen) != 0)
+		return -EINVAL;
+	if (strcmp(p->type, "ssh-rsa") == 0 && bits < SFTPC_HOST_RSA_MIN_BITS) {
+		snprintf(why, whylen, "RSA host key of %u bits, at least %d needed", bits,
+			 SFTPC_HOST_RSA_MIN_BITS);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int sftpc_pin_check(const char *line, char *why, size_t whylen)
@@ -881,7 +888,8 @@ static int tcp_connect(const char *host, unsigned port, unsigned timeout_ms, int
 	freeaddrinfo(ai);
 	if (rc == 0) {
 		pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
-		rc = poll(&pfd, 1, (int)timeout_ms);
+		while ((rc = poll(&pfd, 1, (int)timeout_ms)) < 0 && errno == EINTR)
+			; /* a signal restarts the whole wait: good enough here */
 		if (rc == 0)
 			rc = -ETIMEDOUT;
 		else if (rc < 0)
@@ -891,13 +899,13 @@ static int tcp_connect(const char *host, unsigned port, unsigned timeout_ms, int
 		else
 			rc = 0;
 	}
-	if (rc == -ENETUNREACH)
-		rc = -EHOSTUNREACH;
-	if (rc != 0 && fd >= 0)
-		close(fd);
-	else
-		*out = fd;
-	return rc;
+	if (rc != 0) {
+		if (fd >= 0)
+			close(fd);
+		return rc == -ENETUNREACH ? -EHOSTUNREACH : rc;
+	}
+	*out = fd;
+	return 0;
 }
 
 /* Host key algorithms from the pins' types; "ssh-rsa" pins allow the SHA-2
@@ -919,7 +927,9 @@ static void hostkey_algos(const struct pin *pins, size_t n, char *out, size_t le
 
 static int session_setup(struct sftpc *c, const struct sftpc_params *p, const char *hostkeys)
 {
-	int no = 0, yes = 1, minrsa = SFTPC_RSA_MIN_BITS;
+	/* libssh applies this to host keys (our client keys are checked by
+	 * key_policy); it repeats the pins' own limit. */
+	int no = 0, yes = 1, minrsa = SFTPC_HOST_RSA_MIN_BITS;
 	long sec = p->timeout_ms / 1000, usec = (long)(p->timeout_ms % 1000) * 1000;
 	socket_t fd = c->fd;
 
@@ -1018,8 +1028,8 @@ static int keys_load(const struct sftpc_params *p, ssh_key *keys, char *why, siz
 }
 
 /* Offers the usable keys in order; the first the server accepts wins. */
-static int authenticate(struct sftpc *c, const struct sftpc_params *p, ssh_key *keys, char *err,
-			size_t errlen)
+static int authenticate(struct sftpc *c, const struct sftpc_params *p, ssh_key *keys,
+			const char *skipped, char *err, size_t errlen)
 {
 	char why[SFTPC_ERR_MAX] = "";
 
@@ -1044,7 +1054,8 @@ static int authenticate(struct sftpc *c, const struct sftpc_params *p, ssh_key *
 			 : r == SSH_AUTH_DENIED ? "denied"
 						: ssh_get_error(c->ssh));
 	}
-	set_err(err, errlen, "no key accepted by %s@%s: %s", p->user, p->host, why);
+	set_err(err, errlen, "no key accepted by %s@%s: %s%s%s", p->user, p->host, why,
+		skipped[0] ? "; skipped: " : "", skipped);
 	return -EACCES;
 }
 
@@ -1066,7 +1077,7 @@ static int sftp_start(struct sftpc *c, char *err, size_t errlen)
 /* Transport, host key, authentication, SFTP: each step only once the one
  * before succeeded, so a wrong host key never sees an authentication. */
 static int connect_steps(struct sftpc *c, const struct sftpc_params *p, const struct pin *pins,
-			 ssh_key *keys, char *err, size_t errlen)
+			 ssh_key *keys, const char *skipped, char *err, size_t errlen)
 {
 	char algos[256];
 	int rc;
@@ -1093,7 +1104,7 @@ static int connect_steps(struct sftpc *c, const struct sftpc_params *p, const st
 		return handshake_errno(c, err, errlen);
 	rc = hostkey_check(c, pins, p->nhost_keys, err, errlen);
 	if (rc == 0)
-		rc = authenticate(c, p, keys, err, errlen);
+		rc = authenticate(c, p, keys, skipped, err, errlen);
 	if (rc == 0)
 		rc = sftp_start(c, err, errlen);
 	return rc;
@@ -1137,7 +1148,7 @@ int sftpc_connect(const struct sftpc_params *p, struct sftpc **out, char *err, s
 		set_err(err, errlen, "no usable key: %s", why);
 	if (rc == 0) {
 		c->timeout_ms = p->timeout_ms;
-		rc = connect_steps(c, p, pins, keys, err, errlen);
+		rc = connect_steps(c, p, pins, keys, why, err, errlen);
 		if (wd_disarm(c)) {
 			set_err(err, errlen, "no answer from %s port %u within %u ms", p->host,
 				p->port, p->timeout_ms);

@@ -38,15 +38,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SFTPC_RSA_MIN_BITS 3072
-#define SFTPC_KEYS_MAX	   4	 /* client key files tried, in order */
-#define SFTPC_HOSTKEYS_MAX 8	 /* pinned host keys */
-#define SFTPC_PIN_MAX	   16384 /* one pin line "type base64 [comment]" */
-#define SFTPC_PATH_MAX	   1024	 /* a remote path */
-#define SFTPC_LIST_MAX	   10000 /* entries read from one directory; more: -E2BIG */
-#define SFTPC_ERR_MAX	   512	 /* error texts are cut to this */
-#define SFTPC_FPR_MAX	   128	 /* "SHA256:" + base64, NUL included */
-#define SFTPC_CHUNK	   32768 /* bytes per SFTP read/write request */
+#define SFTPC_RSA_MIN_BITS	3072
+#define SFTPC_HOST_RSA_MIN_BITS 2048  /* an RSA host key (pin) */
+#define SFTPC_KEYS_MAX		4     /* client key files tried, in order */
+#define SFTPC_HOSTKEYS_MAX	8     /* pinned host keys */
+#define SFTPC_PIN_MAX		16384 /* one pin line "type base64 [comment]" */
+#define SFTPC_PATH_MAX		1024  /* a remote path */
+#define SFTPC_LIST_MAX		10000 /* entries read from one directory; more: -E2BIG */
+#define SFTPC_ERR_MAX		512   /* error texts are cut to this */
+#define SFTPC_FPR_MAX		128   /* "SHA256:" + base64, NUL included */
+#define SFTPC_CHUNK		32768 /* bytes per SFTP read/write request */
 
 struct sftpc;
 
@@ -121,7 +122,8 @@ __attribute__((warn_unused_result)) int sftpc_mkdir(struct sftpc *c, const char 
 
 /* Checks one pin line "type base64 [comment]": a known type (ssh-ed25519,
  * ssh-rsa, ecdsa-sha2-nistp256/384/521) whose base64 decodes to a key blob
- * of that type. Returns 0, or -EINVAL with a reason in why (never the key). */
+ * of that type (an RSA key of at least SFTPC_HOST_RSA_MIN_BITS). Returns 0,
+ * or -EINVAL with a reason in why (never the key). */
 __attribute__((warn_unused_result)) int sftpc_pin_check(const char *line, char *why, size_t whylen);
 
 /* The SHA256 fingerprint ("SHA256:" + unpadded base64, as ssh-keygen -l

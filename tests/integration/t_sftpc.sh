@@ -198,6 +198,9 @@ expect "keys: ... after sshd refused the first ($unauth_fpr)" \
 	eval 'grep "Failed publickey" "$SSHD_LOG" | grep -qF "$unauth_fpr"'
 c only-unauth unauth -- ls /
 expect "keys: only the unauthorized key: EACCES" eval 'rc_is 1 && err_has only-unauth "^EACCES: "'
+c skip rsa2048 unauth -- ls /
+expect "keys: [RSA 2048, unauthorized]: EACCES, the text says why RSA 2048 was skipped" \
+	eval 'rc_is 1 && err_has skip "^EACCES: .*denied; skipped: .*rsa2048: RSA key of 2048 bits"'
 
 # ---- host key pins --------------------------------------------------------
 conns=$(sshd_log_count 'Connection from')

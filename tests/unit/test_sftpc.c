@@ -56,6 +56,14 @@
 	"FayvFs/DllP1gJS+6UCTKisHG2OHXEvjcZ0NkAlDoEUENw=="
 #define P521_FPR "SHA256:ZcQe6bxdXKWHbxVLTwL/Mon6unsT3EJLrOLUxyzQwd4"
 
+/* An RSA 1024 host key: below SFTPC_HOST_RSA_MIN_BITS. */
+#define RSA1024_B64                                                                                \
+	"AAAAB3NzaC1yc2EAAAADAQABAAAAgQDMUPPlrlrmnU/YdGqsl60LV0B7nBJfLDO19utwUvSIseZpdnc/"         \
+	"QJscNR697HYh"                                                                             \
+	"tNXjRiDqmWZd1fugum1RRcCU6HRVxTF0hrtvLd7jP/o0KVQdvKhLOKVNMsrcGupXdZWrDoNCgHaiK3am/"        \
+	"EJyvC9Z6ON8"                                                                              \
+	"zuphzN542/q8XD9XPw=="
+
 /* ---- sftpc_pin_check and sftpc_pin_fpr ---- */
 
 static char overlong[SFTPC_PIN_MAX + 16];
@@ -90,6 +98,7 @@ static const struct {
     {"truncated blob", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4uuYxjOMYBLU+5Kkwu+ibxrqUDS5n0",
      -EINVAL, "malformed", NULL},
     {"blob with trailing bytes", "ssh-ed25519 " ED_B64 "AAAA", -EINVAL, "malformed", NULL},
+    {"RSA 1024 host key", "ssh-rsa " RSA1024_B64, -EINVAL, "1024 bits", NULL},
     {"overlong", NULL, -EINVAL, "longer than", NULL},
 };
 
