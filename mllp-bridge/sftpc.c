@@ -1475,6 +1475,30 @@ static int chan_read(struct sftpc *c, uint8_t *buf, size_t n)
 	return 0;
 }
 
+/* Reads one SSH_FXP_STATUS reply to request id: 0 and *st, or an errno. */
+static int status_read(struct sftpc *c, uint32_t id, uint32_t *st)
+{
+	uint8_t hdr[4], *body;
+	uint32_t len, rid;
+	struct rd r = {hdr, 4};
+	int rc = chan_read(c, hdr, 4);
+
+	if (rc != 0)
+		return rc;
+	if (rd_u32(&r, &len) != 0 || len < 9 || len > SFTP_REPLY_MAX)
+		return -EPROTO;
+	body = malloc(len);
+	if (!body)
+		return -ENOMEM;
+	rc = chan_read(c, body, len);
+	r = (struct rd){body + 1, len - 1};
+	if (rc == 0 && (body[0] != SSH_FXP_STATUS || rd_u32(&r, &rid) != 0 || rid != id ||
+			rd_u32(&r, st) != 0))
+		rc = -EPROTO;
+	free(body);
+	return rc;
+}
+
 /* posix-rename@openssh.com, which libssh 0.10 cannot send: one extended
  * request written on the SFTP channel and its status read back, with the
  * request timeout. Only called between libssh's own requests (none in
@@ -1483,9 +1507,7 @@ static int chan_read(struct sftpc *c, uint8_t *buf, size_t n)
 static int posix_rename(struct sftpc *c, const char *from, const char *to)
 {
 	struct wb w = {0};
-	uint32_t id = ++c->sftp->id_counter, len, rid, st;
-	uint8_t hdr[4], *body = NULL;
-	struct rd r;
+	uint32_t id = ++c->sftp->id_counter, len, st = 0;
 	int rc = 0;
 
 	wb_u32(&w, 0); /* length, filled in below */
@@ -1504,24 +1526,13 @@ static int posix_rename(struct sftpc *c, const char *from, const char *to)
 		rc = -ECONNABORTED;
 	wb_free(&w);
 	if (rc == 0)
-		rc = chan_read(c, hdr, 4);
-	r = (struct rd){hdr, 4};
-	if (rc == 0 && (rd_u32(&r, &len) != 0 || len < 9 || len > SFTP_REPLY_MAX))
-		rc = -EPROTO;
-	if (rc == 0 && !(body = malloc(len)))
-		rc = -ENOMEM;
-	if (rc == 0)
-		rc = chan_read(c, body, len);
-	r = (struct rd){body, len};
-	if (rc == 0 && (r.p[0] != SSH_FXP_STATUS || (r.p++, r.len--, rd_u32(&r, &rid)) != 0 ||
-			rid != id || rd_u32(&r, &st) != 0))
-		rc = -EPROTO;
-	free(body);
-	if (rc == -EPROTO || rc == -ETIMEDOUT || rc == -ECONNABORTED)
-		c->broken = 1;
-	if (rc == 0)
-		c->sftp->errnum = (int)st;
-	return rc != 0 ? rc : st == SSH_FX_OK ? 0 : 1;
+		rc = status_read(c, id, &st);
+	if (rc != 0) {
+		c->broken = 1; /* the reply, or a part of it, is still unread */
+		return rc;
+	}
+	c->sftp->errnum = (int)st;
+	return st == SSH_FX_OK ? 0 : 1;
 }
 
 /* Renames from → to, replacing to: atomically with posix-rename where the
