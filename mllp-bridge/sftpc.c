@@ -32,12 +32,14 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEYFILE_MAX	  65536 /* a private key file larger than this is not one */
@@ -68,7 +70,15 @@ struct sftpc {
 	ssh_session ssh;
 	sftp_session sftp;
 	int fd;
-	int broken; /* the SFTP stream is out of step (a request of ours timed out) */
+	int broken; /* the stream is out of step or shut down by the watchdog */
+	/* The watchdog (see wd_main): libssh 0.10's SFTP calls wait for an
+	 * answer without any timeout, so a thread shuts the socket down when a
+	 * request overruns; the call then fails at once, as on cancellation. */
+	pthread_t wd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct timespec deadline; /* CLOCK_MONOTONIC, valid while armed */
+	int wd_init, wd_running, wd_stop, armed, fired;
 	unsigned timeout_ms;
 	size_t key_index;
 	char fpr[SFTPC_FPR_MAX];
@@ -356,7 +366,14 @@ static int pin_parse(const char *line, struct pin *p, char *why, size_t whylen)
 		return -EINVAL;
 	}
 	p->len = (size_t)len;
-	return blob_check(p->type, p->blob, p->len, &bits, why, whylen);
+	if (blob_check(p->type, p->blob, p->len, &bits, why, whylen) != 0)
+		return -EINVAL;
+	if (strcmp(p->type, "ssh-rsa") == 0 && bits < SFTPC_HOST_RSA_MIN_BITS) {
+		snprintf(why, whylen, "RSA host key of %u bits, at least %d needed", bits,
+			 SFTPC_HOST_RSA_MIN_BITS);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int sftpc_pin_check(const char *line, char *why, size_t whylen)
@@ -722,6 +739,107 @@ int sftpc_keygen(const char *path, const char *type, unsigned bits, char *pub, s
 	return sftpc_key_info(path, pub, publen, fpr, why, sizeof(why));
 }
 
+/* ---- Watchdog -------------------------------------------------------------- */
+
+static void *wd_main(void *arg)
+{
+	struct sftpc *c = arg;
+	struct timespec now;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->wd_stop) {
+		if (!c->armed) {
+			pthread_cond_wait(&c->cv, &c->mu);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > c->deadline.tv_sec ||
+		    (now.tv_sec == c->deadline.tv_sec && now.tv_nsec >= c->deadline.tv_nsec)) {
+			c->fired = 1;
+			c->armed = 0;
+			shutdown(c->fd, SHUT_RDWR);
+			continue;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &c->deadline);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static int wd_setup(struct sftpc *c)
+{
+	pthread_condattr_t ca;
+
+	if (pthread_condattr_init(&ca) != 0)
+		return -ENOMEM;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (pthread_mutex_init(&c->mu, NULL) != 0 || pthread_cond_init(&c->cv, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		return -ENOMEM;
+	}
+	pthread_condattr_destroy(&ca);
+	c->wd_init = 1;
+	return 0;
+}
+
+static int wd_start(struct sftpc *c)
+{
+	if (pthread_create(&c->wd, NULL, wd_main, c) != 0)
+		return -EAGAIN;
+	c->wd_running = 1;
+	return 0;
+}
+
+/* (Re)starts the clock: timeout_ms from now. Progress in a long transfer
+ * calls it again, so the limit is per request, not per file. */
+static void wd_arm(struct sftpc *c)
+{
+	if (!c->wd_running)
+		return;
+	pthread_mutex_lock(&c->mu);
+	clock_gettime(CLOCK_MONOTONIC, &c->deadline);
+	c->deadline.tv_sec += c->timeout_ms / 1000;
+	c->deadline.tv_nsec += (long)(c->timeout_ms % 1000) * 1000000L;
+	if (c->deadline.tv_nsec >= 1000000000L) {
+		c->deadline.tv_sec++;
+		c->deadline.tv_nsec -= 1000000000L;
+	}
+	c->armed = 1;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Stops the clock; 1 when it had fired (the socket is shut down). */
+static int wd_disarm(struct sftpc *c)
+{
+	int fired;
+
+	if (!c->wd_running)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	c->armed = 0;
+	fired = c->fired;
+	pthread_mutex_unlock(&c->mu);
+	return fired;
+}
+
+static void wd_end(struct sftpc *c)
+{
+	if (c->wd_running) {
+		pthread_mutex_lock(&c->mu);
+		c->wd_stop = 1;
+		pthread_cond_signal(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->wd, NULL);
+		c->wd_running = 0;
+	}
+	if (c->wd_init) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		c->wd_init = 0;
+	}
+}
+
 /* ---- Connection ------------------------------------------------------------ */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -770,7 +888,8 @@ static int tcp_connect(const char *host, unsigned port, unsigned timeout_ms, int
 	freeaddrinfo(ai);
 	if (rc == 0) {
 		pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
-		rc = poll(&pfd, 1, (int)timeout_ms);
+		while ((rc = poll(&pfd, 1, (int)timeout_ms)) < 0 && errno == EINTR)
+			; /* a signal restarts the whole wait: good enough here */
 		if (rc == 0)
 			rc = -ETIMEDOUT;
 		else if (rc < 0)
@@ -780,13 +899,13 @@ static int tcp_connect(const char *host, unsigned port, unsigned timeout_ms, int
 		else
 			rc = 0;
 	}
-	if (rc == -ENETUNREACH)
-		rc = -EHOSTUNREACH;
-	if (rc != 0 && fd >= 0)
-		close(fd);
-	else
-		*out = fd;
-	return rc;
+	if (rc != 0) {
+		if (fd >= 0)
+			close(fd);
+		return rc == -ENETUNREACH ? -EHOSTUNREACH : rc;
+	}
+	*out = fd;
+	return 0;
 }
 
 /* Host key algorithms from the pins' types; "ssh-rsa" pins allow the SHA-2
@@ -808,7 +927,9 @@ static void hostkey_algos(const struct pin *pins, size_t n, char *out, size_t le
 
 static int session_setup(struct sftpc *c, const struct sftpc_params *p, const char *hostkeys)
 {
-	int no = 0, yes = 1, minrsa = SFTPC_RSA_MIN_BITS;
+	/* libssh applies this to host keys (our client keys are checked by
+	 * key_policy); it repeats the pins' own limit. */
+	int no = 0, yes = 1, minrsa = SFTPC_HOST_RSA_MIN_BITS;
 	long sec = p->timeout_ms / 1000, usec = (long)(p->timeout_ms % 1000) * 1000;
 	socket_t fd = c->fd;
 
@@ -907,8 +1028,8 @@ static int keys_load(const struct sftpc_params *p, ssh_key *keys, char *why, siz
 }
 
 /* Offers the usable keys in order; the first the server accepts wins. */
-static int authenticate(struct sftpc *c, const struct sftpc_params *p, ssh_key *keys, char *err,
-			size_t errlen)
+static int authenticate(struct sftpc *c, const struct sftpc_params *p, ssh_key *keys,
+			const char *skipped, char *err, size_t errlen)
 {
 	char why[SFTPC_ERR_MAX] = "";
 
@@ -933,7 +1054,8 @@ static int authenticate(struct sftpc *c, const struct sftpc_params *p, ssh_key *
 			 : r == SSH_AUTH_DENIED ? "denied"
 						: ssh_get_error(c->ssh));
 	}
-	set_err(err, errlen, "no key accepted by %s@%s: %s", p->user, p->host, why);
+	set_err(err, errlen, "no key accepted by %s@%s: %s%s%s", p->user, p->host, why,
+		skipped[0] ? "; skipped: " : "", skipped);
 	return -EACCES;
 }
 
@@ -955,7 +1077,7 @@ static int sftp_start(struct sftpc *c, char *err, size_t errlen)
 /* Transport, host key, authentication, SFTP: each step only once the one
  * before succeeded, so a wrong host key never sees an authentication. */
 static int connect_steps(struct sftpc *c, const struct sftpc_params *p, const struct pin *pins,
-			 ssh_key *keys, char *err, size_t errlen)
+			 ssh_key *keys, const char *skipped, char *err, size_t errlen)
 {
 	char algos[256];
 	int rc;
@@ -965,6 +1087,12 @@ static int connect_steps(struct sftpc *c, const struct sftpc_params *p, const st
 		set_err(err, errlen, "connect to %s port %u: %s", p->host, p->port, strerror(-rc));
 		return rc;
 	}
+	rc = wd_start(c);
+	if (rc != 0) {
+		set_err(err, errlen, "cannot start the watchdog thread");
+		return rc;
+	}
+	wd_arm(c); /* ssh_connect keeps its timeout, sftp_init has none */
 	hostkey_algos(pins, p->nhost_keys, algos, sizeof(algos));
 	rc = session_setup(c, p, algos);
 	if (rc != 0) {
@@ -976,7 +1104,7 @@ static int connect_steps(struct sftpc *c, const struct sftpc_params *p, const st
 		return handshake_errno(c, err, errlen);
 	rc = hostkey_check(c, pins, p->nhost_keys, err, errlen);
 	if (rc == 0)
-		rc = authenticate(c, p, keys, err, errlen);
+		rc = authenticate(c, p, keys, skipped, err, errlen);
 	if (rc == 0)
 		rc = sftp_start(c, err, errlen);
 	return rc;
@@ -1013,14 +1141,19 @@ int sftpc_connect(const struct sftpc_params *p, struct sftpc **out, char *err, s
 	c = calloc(1, sizeof(*c));
 	if (c)
 		c->fd = -1;
-	if (!pins || !c)
+	if (!pins || !c || wd_setup(c) != 0)
 		rc = -ENOMEM;
 	else if ((rc = pins_parse(p, pins, err, errlen)) == 0 &&
 		 (rc = keys_load(p, keys, why, sizeof(why))) != 0)
 		set_err(err, errlen, "no usable key: %s", why);
 	if (rc == 0) {
 		c->timeout_ms = p->timeout_ms;
-		rc = connect_steps(c, p, pins, keys, err, errlen);
+		rc = connect_steps(c, p, pins, keys, why, err, errlen);
+		if (wd_disarm(c)) {
+			set_err(err, errlen, "no answer from %s port %u within %u ms", p->host,
+				p->port, p->timeout_ms);
+			rc = -ETIMEDOUT;
+		}
 	}
 	for (size_t i = 0; i < SFTPC_KEYS_MAX; i++)
 		ssh_key_free(keys[i]);
@@ -1037,14 +1170,17 @@ void sftpc_close(struct sftpc *c)
 {
 	if (!c)
 		return;
+	wd_end(c);
 	if (c->sftp)
 		sftp_free(c->sftp);
 	if (c->ssh) {
-		ssh_disconnect(c->ssh); /* closes the fd it was given */
+		ssh_disconnect(c->ssh);
 		ssh_free(c->ssh);
-	} else if (c->fd >= 0) {
-		close(c->fd);
 	}
+	/* libssh never closes an fd given with SSH_OPTIONS_FD (strace: no
+	 * close after ssh_free), so it is ours to close. */
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c);
 }
 
@@ -1094,6 +1230,7 @@ static const char *fx_name(int st)
 static int req_fail(struct sftpc *c, const char *op, const char *path)
 {
 	int st = sftp_get_error(c->sftp), rc;
+	const char *e;
 
 	if (!ssh_is_connected(c->ssh) || ssh_get_error_code(c->ssh) == SSH_FATAL) {
 		snprintf(c->err, sizeof(c->err), "%s %s: connection lost: %s", op, path,
@@ -1122,8 +1259,9 @@ static int req_fail(struct sftpc *c, const char *op, const char *path)
 	default:
 		rc = -EIO;
 	}
-	snprintf(c->err, sizeof(c->err), "%s %s: %s (%s)", op, path, fx_name(st),
-		 ssh_get_error(c->ssh));
+	e = ssh_get_error(c->ssh);
+	snprintf(c->err, sizeof(c->err), "%s %s: %s%s%s%s", op, path, fx_name(st), e[0] ? " (" : "",
+		 e, e[0] ? ")" : "");
 	return rc;
 }
 
@@ -1143,7 +1281,24 @@ static int req_begin(struct sftpc *c, const char *path)
 		return -ENAMETOOLONG;
 	}
 	c->sftp->errnum = SSH_FX_OK; /* public in sftp.h; libssh only sets it */
+	wd_arm(c);
 	return 0;
+}
+
+/* Every request ends here: a request the watchdog cut short timed out,
+ * whatever libssh made of the dead socket; the connection is unusable. */
+static int req_end(struct sftpc *c, int rc)
+{
+	char was[SFTPC_ERR_MAX];
+
+	if (!wd_disarm(c))
+		return rc;
+	c->broken = 1;
+	snprintf(was, sizeof(was), "%s", c->err);
+	/* The cause after the timeout, cut to leave room for the prefix. */
+	snprintf(c->err, sizeof(c->err), "no answer within %u ms%s%.*s", c->timeout_ms,
+		 was[0] ? ": " : "", SFTPC_ERR_MAX - 64, was);
+	return -ETIMEDOUT;
 }
 
 static void entry_from(struct sftpc_entry *e, const struct sftp_attributes_struct *a)
@@ -1153,7 +1308,7 @@ static void entry_from(struct sftpc_entry *e, const struct sftp_attributes_struc
 	e->regular = a->type == SSH_FILEXFER_TYPE_REGULAR;
 }
 
-int sftpc_stat(struct sftpc *c, const char *path, struct sftpc_entry *out)
+static int stat_req(struct sftpc *c, const char *path, struct sftpc_entry *out)
 {
 	sftp_attributes a;
 	int rc = req_begin(c, path);
@@ -1198,7 +1353,7 @@ static int list_add(struct sftpc_entry **v, size_t *n, size_t *cap, const sftp_a
 	return 0;
 }
 
-int sftpc_list(struct sftpc *c, const char *dir, struct sftpc_entry **out, size_t *n)
+static int list_req(struct sftpc *c, const char *dir, struct sftpc_entry **out, size_t *n)
 {
 	struct sftpc_entry *v = NULL;
 	size_t cnt = 0, cap = 0;
@@ -1276,6 +1431,7 @@ static int get_copy(struct sftpc *c, sftp_file f, const char *path, int fd, uint
 		} else {
 			EVP_DigestUpdate(md, buf, (size_t)n);
 			*len += (uint64_t)n;
+			wd_arm(c); /* progress: the next read has its own timeout */
 		}
 	}
 	if (rc == 0 && EVP_DigestFinal_ex(md, sha256, &mdlen) != 1)
@@ -1285,8 +1441,8 @@ static int get_copy(struct sftpc *c, sftp_file f, const char *path, int fd, uint
 	return rc;
 }
 
-int sftpc_get(struct sftpc *c, const char *path, int fd, uint64_t max, uint8_t sha256[32],
-	      uint64_t *len)
+static int get_req(struct sftpc *c, const char *path, int fd, uint64_t max, uint8_t sha256[32],
+		   uint64_t *len)
 {
 	sftp_file f;
 	int rc = req_begin(c, path);
@@ -1319,6 +1475,30 @@ static int chan_read(struct sftpc *c, uint8_t *buf, size_t n)
 	return 0;
 }
 
+/* Reads one SSH_FXP_STATUS reply to request id: 0 and *st, or an errno. */
+static int status_read(struct sftpc *c, uint32_t id, uint32_t *st)
+{
+	uint8_t hdr[4], *body;
+	uint32_t len, rid;
+	struct rd r = {hdr, 4};
+	int rc = chan_read(c, hdr, 4);
+
+	if (rc != 0)
+		return rc;
+	if (rd_u32(&r, &len) != 0 || len < 9 || len > SFTP_REPLY_MAX)
+		return -EPROTO;
+	body = malloc(len);
+	if (!body)
+		return -ENOMEM;
+	rc = chan_read(c, body, len);
+	r = (struct rd){body + 1, len - 1};
+	if (rc == 0 && (body[0] != SSH_FXP_STATUS || rd_u32(&r, &rid) != 0 || rid != id ||
+			rd_u32(&r, st) != 0))
+		rc = -EPROTO;
+	free(body);
+	return rc;
+}
+
 /* posix-rename@openssh.com, which libssh 0.10 cannot send: one extended
  * request written on the SFTP channel and its status read back, with the
  * request timeout. Only called between libssh's own requests (none in
@@ -1327,9 +1507,7 @@ static int chan_read(struct sftpc *c, uint8_t *buf, size_t n)
 static int posix_rename(struct sftpc *c, const char *from, const char *to)
 {
 	struct wb w = {0};
-	uint32_t id = ++c->sftp->id_counter, len, rid, st;
-	uint8_t hdr[4], *body = NULL;
-	struct rd r;
+	uint32_t id = ++c->sftp->id_counter, len, st = 0;
 	int rc = 0;
 
 	wb_u32(&w, 0); /* length, filled in below */
@@ -1348,24 +1526,13 @@ static int posix_rename(struct sftpc *c, const char *from, const char *to)
 		rc = -ECONNABORTED;
 	wb_free(&w);
 	if (rc == 0)
-		rc = chan_read(c, hdr, 4);
-	r = (struct rd){hdr, 4};
-	if (rc == 0 && (rd_u32(&r, &len) != 0 || len < 9 || len > SFTP_REPLY_MAX))
-		rc = -EPROTO;
-	if (rc == 0 && !(body = malloc(len)))
-		rc = -ENOMEM;
-	if (rc == 0)
-		rc = chan_read(c, body, len);
-	r = (struct rd){body, len};
-	if (rc == 0 && (r.p[0] != SSH_FXP_STATUS || (r.p++, r.len--, rd_u32(&r, &rid)) != 0 ||
-			rid != id || rd_u32(&r, &st) != 0))
-		rc = -EPROTO;
-	free(body);
-	if (rc == -EPROTO || rc == -ETIMEDOUT || rc == -ECONNABORTED)
-		c->broken = 1;
-	if (rc == 0)
-		c->sftp->errnum = (int)st;
-	return rc != 0 ? rc : st == SSH_FX_OK ? 0 : 1;
+		rc = status_read(c, id, &st);
+	if (rc != 0) {
+		c->broken = 1; /* the reply, or a part of it, is still unread */
+		return rc;
+	}
+	c->sftp->errnum = (int)st;
+	return st == SSH_FX_OK ? 0 : 1;
 }
 
 /* Renames from → to, replacing to: atomically with posix-rename where the
@@ -1409,6 +1576,7 @@ static int put_body(struct sftpc *c, sftp_file f, const char *part, const uint8_
 		if (w <= 0)
 			return req_fail(c, "write", part);
 		off += (size_t)w;
+		wd_arm(c);
 	}
 	if (sftp_extension_supported(c->sftp, "fsync@openssh.com", "1")) {
 		if (sftp_fsync(f) != 0)
@@ -1418,7 +1586,7 @@ static int put_body(struct sftpc *c, sftp_file f, const char *part, const uint8_
 	return 0;
 }
 
-int sftpc_put(struct sftpc *c, const char *path, const void *body, size_t len, int *synced)
+static int put_req(struct sftpc *c, const char *path, const void *body, size_t len, int *synced)
 {
 	char part[SFTPC_PATH_MAX + 8];
 	sftp_file f;
@@ -1443,7 +1611,7 @@ int sftpc_put(struct sftpc *c, const char *path, const void *body, size_t len, i
 	return rc;
 }
 
-int sftpc_rename(struct sftpc *c, const char *from, const char *to)
+static int rename_req(struct sftpc *c, const char *from, const char *to)
 {
 	int rc = req_begin(c, from);
 
@@ -1452,7 +1620,7 @@ int sftpc_rename(struct sftpc *c, const char *from, const char *to)
 	return rc != 0 ? rc : replace_rename(c, from, to);
 }
 
-int sftpc_remove(struct sftpc *c, const char *path)
+static int remove_req(struct sftpc *c, const char *path)
 {
 	int rc = req_begin(c, path);
 
@@ -1461,7 +1629,7 @@ int sftpc_remove(struct sftpc *c, const char *path)
 	return sftp_unlink(c->sftp, path) == 0 ? 0 : req_fail(c, "remove", path);
 }
 
-int sftpc_mkdir(struct sftpc *c, const char *dir)
+static int mkdir_req(struct sftpc *c, const char *dir)
 {
 	sftp_attributes a;
 	int st, isdir, rc = req_begin(c, dir);
@@ -1478,4 +1646,46 @@ int sftpc_mkdir(struct sftpc *c, const char *dir)
 		return 0;
 	c->sftp->errnum = st; /* the mkdir's status, not the lstat's */
 	return req_fail(c, "mkdir", dir);
+}
+
+/* ---- The requests, each within its timeout ---------------------------------- */
+
+int sftpc_stat(struct sftpc *c, const char *path, struct sftpc_entry *out)
+{
+	return req_end(c, stat_req(c, path, out));
+}
+
+int sftpc_list(struct sftpc *c, const char *dir, struct sftpc_entry **out, size_t *n)
+{
+	return req_end(c, list_req(c, dir, out, n));
+}
+
+int sftpc_get(struct sftpc *c, const char *path, int fd, uint64_t max, uint8_t sha256[32],
+	      uint64_t *len)
+{
+	return req_end(c, get_req(c, path, fd, max, sha256, len));
+}
+
+int sftpc_put(struct sftpc *c, const char *path, const void *body, size_t len, int *synced)
+{
+	int rc = req_end(c, put_req(c, path, body, len, synced));
+
+	if (rc != 0)
+		*synced = 0;
+	return rc;
+}
+
+int sftpc_rename(struct sftpc *c, const char *from, const char *to)
+{
+	return req_end(c, rename_req(c, from, to));
+}
+
+int sftpc_remove(struct sftpc *c, const char *path)
+{
+	return req_end(c, remove_req(c, path));
+}
+
+int sftpc_mkdir(struct sftpc *c, const char *dir)
+{
+	return req_end(c, mkdir_req(c, dir));
 }

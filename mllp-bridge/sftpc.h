@@ -2,7 +2,9 @@
  * A blocking SFTP client on libssh (0.10), for the file channels' worker
  * threads (files.c). A connection is used by one thread at a time; the only
  * call another thread may make is shutdown(sftpc_fd(c), SHUT_RDWR), which
- * makes a blocked call fail soon with -ECONNABORTED or -EIO (cancellation).
+ * makes a blocked call fail soon with -ECONNABORTED or -EIO (cancellation),
+ * and only before sftpc_close() (which closes the fd; its number may then be
+ * reused).
  *
  * Security policy (fixed, not configurable):
  *  - host keys are pinned: the server's key must equal one of params->host_keys
@@ -19,6 +21,13 @@
  *  - ~/.ssh/config and the system ssh config are never read
  *    (SSH_OPTIONS_PROCESS_CONFIG false), no agent, no password.
  *
+ * Timeouts: libssh 0.10 waits for an SFTP answer without any limit, so each
+ * connection runs one watchdog thread (started by sftpc_connect, joined by
+ * sftpc_close) that shuts the socket down when the handshake or a request
+ * makes no progress for timeout_ms (a long get/put restarts the clock at
+ * every chunk). The call then fails with -ETIMEDOUT and the connection is
+ * unusable: every later request fails with -ECONNABORTED; close it.
+ *
  * Every call returns 0 or a negative errno; a text for the log is kept in the
  * connection (sftpc_error()) or the err buffer of sftpc_connect(). Texts name
  * paths, key files, fingerprints and libssh/sftp status, never file contents.
@@ -29,35 +38,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SFTPC_RSA_MIN_BITS 3072
-#define SFTPC_KEYS_MAX	   4	   /* client key files tried, in order */
-#define SFTPC_HOSTKEYS_MAX 8	   /* pinned host keys */
-#define SFTPC_PIN_MAX	   16384   /* one pin line "type base64 [comment]" */
-#define SFTPC_PATH_MAX	   1024	   /* a remote path */
-#define SFTPC_LIST_MAX	   10000   /* entries read from one directory; more: -E2BIG */
-#define SFTPC_ERR_MAX	   512	   /* error texts are cut to this */
-#define SFTPC_FPR_MAX	   128	   /* "SHA256:" + base64, NUL included */
-#define SFTPC_CHUNK	   32768   /* bytes per SFTP read/write request */
+#define SFTPC_RSA_MIN_BITS	3072
+#define SFTPC_HOST_RSA_MIN_BITS 2048  /* an RSA host key (pin) */
+#define SFTPC_KEYS_MAX		4     /* client key files tried, in order */
+#define SFTPC_HOSTKEYS_MAX	8     /* pinned host keys */
+#define SFTPC_PIN_MAX		16384 /* one pin line "type base64 [comment]" */
+#define SFTPC_PATH_MAX		1024  /* a remote path */
+#define SFTPC_LIST_MAX		10000 /* entries read from one directory; more: -E2BIG */
+#define SFTPC_ERR_MAX		512   /* error texts are cut to this */
+#define SFTPC_FPR_MAX		128   /* "SHA256:" + base64, NUL included */
+#define SFTPC_CHUNK		32768 /* bytes per SFTP read/write request */
 
 struct sftpc;
 
 struct sftpc_params {
-	const char *host;		/* numeric IPv4/IPv6 address */
-	unsigned port;			/* 1..65535 */
+	const char *host; /* numeric IPv4/IPv6 address */
+	unsigned port;	  /* 1..65535 */
 	const char *user;
-	const char *const *keys;	/* private key files (OpenSSH format), tried in order */
-	size_t nkeys;			/* 1..SFTPC_KEYS_MAX */
-	const char *const *host_keys;	/* pinned: "ssh-ed25519 AAAA... [comment]" lines */
-	size_t nhost_keys;		/* 1..SFTPC_HOSTKEYS_MAX */
-	unsigned timeout_ms;		/* connect, handshake, and each SFTP request */
+	const char *const *keys;      /* private key files (OpenSSH format), tried in order */
+	size_t nkeys;		      /* 1..SFTPC_KEYS_MAX */
+	const char *const *host_keys; /* pinned: "ssh-ed25519 AAAA... [comment]" lines */
+	size_t nhost_keys;	      /* 1..SFTPC_HOSTKEYS_MAX */
+	unsigned timeout_ms;	      /* connect, handshake, and each SFTP request */
 };
 
 /* One directory entry. name is owned by the array (sftpc_entries_free). */
 struct sftpc_entry {
-	char *name;	/* the entry's name, no directory part */
+	char *name; /* the entry's name, no directory part */
 	uint64_t size;
-	int64_t mtime;	/* seconds since the epoch */
-	int regular;	/* 1 for a regular file (symlinks are not followed: 0) */
+	int64_t mtime; /* seconds since the epoch */
+	int regular;   /* 1 for a regular file (symlinks are not followed: 0) */
 };
 
 /* Connects, checks the host key against the pins, authenticates with the
@@ -68,14 +78,13 @@ struct sftpc_entry {
  * -ENOKEY (no key file usable; err says why for each), -EPROTO (handshake or
  * SFTP start failed), -ENOMEM. err (errlen bytes, may be NULL) gets the text. */
 __attribute__((warn_unused_result)) int sftpc_connect(const struct sftpc_params *p,
-						      struct sftpc **out, char *err,
-						      size_t errlen);
+						      struct sftpc **out, char *err, size_t errlen);
 void sftpc_close(struct sftpc *c); /* NULL is a no-op */
 
 const char *sftpc_error(const struct sftpc *c);
-int sftpc_fd(const struct sftpc *c);		      /* the socket, for cancellation */
-size_t sftpc_key_index(const struct sftpc *c);	      /* which params->keys[] authenticated */
-const char *sftpc_server_fpr(const struct sftpc *c);  /* the server key's SHA256 fingerprint */
+int sftpc_fd(const struct sftpc *c);		     /* the socket, for cancellation */
+size_t sftpc_key_index(const struct sftpc *c);	     /* which params->keys[] authenticated */
+const char *sftpc_server_fpr(const struct sftpc *c); /* the server key's SHA256 fingerprint */
 
 /* Regular files and others in dir (not "." and ".."), in server order.
  * *out is malloc'd (free with sftpc_entries_free). -ENOENT, -EACCES, -E2BIG. */
@@ -113,9 +122,9 @@ __attribute__((warn_unused_result)) int sftpc_mkdir(struct sftpc *c, const char 
 
 /* Checks one pin line "type base64 [comment]": a known type (ssh-ed25519,
  * ssh-rsa, ecdsa-sha2-nistp256/384/521) whose base64 decodes to a key blob
- * of that type. Returns 0, or -EINVAL with a reason in why (never the key). */
-__attribute__((warn_unused_result)) int sftpc_pin_check(const char *line, char *why,
-							size_t whylen);
+ * of that type (an RSA key of at least SFTPC_HOST_RSA_MIN_BITS). Returns 0,
+ * or -EINVAL with a reason in why (never the key). */
+__attribute__((warn_unused_result)) int sftpc_pin_check(const char *line, char *why, size_t whylen);
 
 /* The SHA256 fingerprint ("SHA256:" + unpadded base64, as ssh-keygen -l
  * prints it) of a pin line, into fpr (SFTPC_FPR_MAX). 0 or -EINVAL. */

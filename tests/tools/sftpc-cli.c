@@ -3,7 +3,7 @@
  * for t_sftpc and for operators checking a file channel's server.
  *
  *   sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY2 ...] -H PINFILE
- *             [-t TIMEOUT_MS] [-m MAX] [-X CANCEL_MS] CMD ARGS
+ *             [-t TIMEOUT_MS] [-m MAX] [-w WAIT_MS] [-X CANCEL_MS] [-r N] CMD ARGS
  *   sftpc-cli keyinfo KEYFILE | keygen PATH ed25519|rsa [BITS] | pinfpr "PIN LINE"
  *
  * CMD: ls DIR ("name<TAB>size<TAB>mtime<TAB>regular" per entry), get REMOTE
@@ -11,13 +11,17 @@
  * ("synced=0|1"), mv FROM TO, rm PATH, mkdir DIR, stat PATH
  * ("size<TAB>mtime<TAB>regular"). PINFILE holds one pin per line (blank
  * lines and # comments skipped). After connecting, "key=INDEX
- * fpr=SHA256:..." goes to stderr. -X: another thread shuts the socket down
- * CANCEL_MS after the connection is up (the files.c cancellation), to show
- * that the command then fails instead of hanging.
+ * fpr=SHA256:..." goes to stderr. -w: sleep WAIT_MS between connecting and
+ * the command (a test stops the server meanwhile). -X: another thread shuts
+ * the socket down CANCEL_MS after the connection is up (the files.c
+ * cancellation), to show that the command then fails instead of hanging.
+ * -r N: connect, run and close N times, then print "fds=COUNT" (open file
+ * descriptors) to stderr, to show that a connection leaves none behind.
  *
  * Exit 0 on success; 1 with "ERRNONAME: text" on stderr on a failure; 2 on
  * usage.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -42,12 +46,14 @@ struct opts {
 	char *pins[SFTPC_HOSTKEYS_MAX];
 	uint64_t max;
 	long cancel_ms;
+	long wait_ms;
+	long repeat;
 };
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY] -H PINFILE "
-			"[-t MS] [-m MAX] [-X MS] ls|get|put|mv|rm|mkdir|stat ARGS\n"
+			"[-t MS] [-m MAX] [-w MS] [-X MS] [-r N] ls|get|put|mv|rm|mkdir|stat ARGS\n"
 			"       sftpc-cli keyinfo KEY | keygen PATH ed25519|rsa [BITS] | "
 			"pinfpr PINLINE\n");
 	return 2;
@@ -95,7 +101,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->max = UINT64_MAX;
 	o->p.timeout_ms = 10000;
 	o->p.keys = o->keys;
-	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:X:")) != -1) {
+	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:w:X:r:")) != -1) {
 		switch (c) {
 		case 'h':
 			o->p.host = optarg;
@@ -120,6 +126,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'm':
 			o->max = strtoull(optarg, NULL, 10);
+			break;
+		case 'r':
+			o->repeat = strtol(optarg, NULL, 10);
+			break;
+		case 'w':
+			o->wait_ms = strtol(optarg, NULL, 10);
 			break;
 		case 'X':
 			o->cancel_ms = strtol(optarg, NULL, 10);
@@ -198,15 +210,22 @@ static int cmd_put(struct sftpc *c, const char *local, const char *remote)
 {
 	struct stat st;
 	char *buf = NULL;
-	int fd = open(local, O_RDONLY | O_CLOEXEC), rc = -EIO, synced = 0;
+	int fd = open(local, O_RDONLY | O_CLOEXEC), rc, synced = 0;
 
-	if (fd < 0 || fstat(fd, &st) != 0 || (uint64_t)st.st_size > PUT_MAX)
+	if (fd < 0 || fstat(fd, &st) != 0 || (uint64_t)st.st_size > PUT_MAX) {
 		rc = fd < 0 ? -errno : -EFBIG;
-	else if ((buf = malloc((size_t)st.st_size + 1)) &&
-		 read(fd, buf, (size_t)st.st_size) == (ssize_t)st.st_size)
-		rc = sftpc_put(c, remote, buf, (size_t)st.st_size, &synced);
-	if (fd >= 0)
+		if (fd >= 0)
+			close(fd);
+		return fail(rc, local);
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf || read(fd, buf, (size_t)st.st_size) != (ssize_t)st.st_size) {
 		close(fd);
+		free(buf);
+		return fail(-EIO, local);
+	}
+	close(fd);
+	rc = sftpc_put(c, remote, buf, (size_t)st.st_size, &synced);
 	free(buf);
 	if (rc != 0)
 		return fail(rc, sftpc_error(c));
@@ -255,24 +274,64 @@ struct cancel {
 	long ms;
 };
 
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static void *canceller(void *arg)
 {
 	const struct cancel *k = arg;
-	struct timespec ts = {k->ms / 1000, (k->ms % 1000) * 1000000L};
 
-	nanosleep(&ts, NULL);
+	sleep_ms(k->ms);
 	shutdown(k->fd, SHUT_RDWR);
 	return NULL;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Connects and runs one command; the connection is closed again. */
+static int remote(int argc, char **argv, struct opts *o)
+{
+	struct sftpc *c = NULL;
+	char err[SFTPC_ERR_MAX];
+	struct cancel k;
+	pthread_t th;
+	int rc = sftpc_connect(&o->p, &c, err, sizeof(err));
+
+	if (rc != 0)
+		return fail(rc, err);
+	fprintf(stderr, "key=%zu fpr=%s\n", sftpc_key_index(c), sftpc_server_fpr(c));
+	k = (struct cancel){sftpc_fd(c), o->cancel_ms};
+	if (o->cancel_ms > 0 && pthread_create(&th, NULL, canceller, &k) != 0)
+		o->cancel_ms = 0;
+	if (o->wait_ms > 0)
+		sleep_ms(o->wait_ms);
+	rc = run_cmd(c, argc, argv, o);
+	if (o->cancel_ms > 0)
+		pthread_join(th, NULL);
+	sftpc_close(c);
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
 	static const char *local[] = {"keyinfo", "keygen", "pinfpr"};
 	struct opts o = {0};
-	struct sftpc *c = NULL;
-	char err[SFTPC_ERR_MAX];
-	struct cancel k;
-	pthread_t th;
 	int rc;
 
 	signal(SIGPIPE, SIG_IGN); /* a cancelled socket must fail a write, not kill us */
@@ -280,18 +339,13 @@ int main(int argc, char **argv)
 		if (strcmp(argv[1], local[i]) == 0)
 			return cmd_local(argc - 1, argv + 1);
 	if (parse_opts(argc, argv, &o) != 0 || optind >= argc)
-		return usage();
-	rc = sftpc_connect(&o.p, &c, err, sizeof(err));
-	if (rc != 0)
-		return fail(rc, err);
-	fprintf(stderr, "key=%zu fpr=%s\n", sftpc_key_index(c), sftpc_server_fpr(c));
-	k = (struct cancel){sftpc_fd(c), o.cancel_ms};
-	if (o.cancel_ms > 0 && pthread_create(&th, NULL, canceller, &k) != 0)
-		o.cancel_ms = 0;
-	rc = run_cmd(c, argc - optind, argv + optind, &o);
-	if (o.cancel_ms > 0)
-		pthread_join(th, NULL);
-	sftpc_close(c);
+		rc = usage();
+	else
+		rc = remote(argc - optind, argv + optind, &o);
+	for (long i = 1; rc == 0 && i < o.repeat; i++)
+		rc = remote(argc - optind, argv + optind, &o);
+	if (o.repeat > 0)
+		fprintf(stderr, "fds=%d\n", count_fds());
 	for (size_t i = 0; i < o.p.nhost_keys; i++)
 		free(o.pins[i]);
 	return rc;
