@@ -142,8 +142,8 @@ static int rotate(const struct cfg_sftp *s, const char *type, const char *bridge
 		return 0;
 	if (!type)
 		type = current_type(s->key);
-	err = sftpc_keygen(next, type, strcmp(type, "rsa") ? 0 : SFTPKEYS_RSA_BITS, pub,
-			   sizeof pub, fpr);
+	err = sftpc_keygen(next, type, strcmp(type, "rsa") ? 0 : SFTPKEYS_RSA_BITS, pub, sizeof pub,
+			   fpr);
 	if (err == -EEXIST)
 		say(t, "%s exists: a rotation is under way; retire-key finishes it\n", next);
 	else if (err < 0)
@@ -184,8 +184,9 @@ static int retire(const struct cfg_sftp *s, struct text *t)
 				(void)fsync(fd);
 				close(fd);
 			}
-			say(t, "retired %s; %s is now the key in use\n"
-			       "remove the old public key from the server's authorized_keys\n",
+			say(t,
+			    "retired %s; %s is now the key in use\n"
+			    "remove the old public key from the server's authorized_keys\n",
 			    old, fpr);
 			log_event(LOG_INFO, "sftp_key_retired", " path=%s old=%s new=%s", s->key,
 				  old, fpr);

@@ -158,8 +158,8 @@ static int put_text(struct sftpc *c, const char *path, const char *text)
 
 /* Moves dir/name into to_dir, replacing a file of that name there (a name
  * the hospital reuses). With reason, "<name>.reason" is written beside it. */
-static int move_to(struct sftpc *c, const struct fj_chan *ch, const char *name,
-		   const char *to_dir, const char *reason)
+static int move_to(struct sftpc *c, const struct fj_chan *ch, const char *name, const char *to_dir,
+		   const char *reason)
 {
 	char *from = path_join(ch->cfg->dir, name), *to = path_join(to_dir, name), *rpath = NULL;
 	int err = -ENOMEM;
@@ -354,7 +354,8 @@ static int to_messages(const struct fj_chan *ch, struct fj_file *f, uint8_t *raw
 	if (ch->cfg->split == CFG_SPLIT_NONE) {
 		f->body = raw; /* the whole file is one row */
 		f->len = len;
-		if (!(f->off = calloc(1, sizeof *f->off)) || !(f->mlen = calloc(1, sizeof *f->mlen)))
+		if (!(f->off = calloc(1, sizeof *f->off)) ||
+		    !(f->mlen = calloc(1, sizeof *f->mlen)))
 			return -ENOMEM;
 		f->mlen[0] = len;
 		f->nmsg = 1;

@@ -123,8 +123,8 @@ static void open_remove(struct fchan *c, int64_t id)
 static int load_open(void *arg, const struct spool_file *sf)
 {
 	struct fchan *c = arg;
-	struct open_file of = {.id = sf->id, .name = (char *)sf->name, .size = sf->size,
-			       .mtime = sf->mtime};
+	struct open_file of = {
+	    .id = sf->id, .name = (char *)sf->name, .size = sf->size, .mtime = sf->mtime};
 
 	return open_add(c, &of);
 }
@@ -340,9 +340,8 @@ static void session_result(struct fchan *c, const struct fjob *j)
 	c->st.next_key = j->next_key;
 	if (j->err == 0) {
 		if (!c->st.up || c->fails)
-			log_event(LOG_INFO, "sftp_session_ok",
-				  " channel=%s direction=%s key=%s", c->p.name, dir_word(c),
-				  j->key_index == 0 ? "next" : "current");
+			log_event(LOG_INFO, "sftp_session_ok", " channel=%s direction=%s key=%s",
+				  c->p.name, dir_word(c), j->key_index == 0 ? "next" : "current");
 		c->st.up = 1;
 		c->st.key_index = j->key_index;
 		c->st.last_ok_ms = stats_wall_ms();
@@ -389,14 +388,15 @@ static void dispositions_result(struct fchan *c, const struct fjob *j)
 		}
 		commit_file_dispose(c->f->commit, d->file_id, st,
 				    d->replaced ? "replaced on the server; left in place"
-						: d->error ? "moved to error_dir"
-							   : NULL);
+				    : d->error	? "moved to error_dir"
+						: NULL);
 		open_remove(c, d->file_id);
 		if (d->error)
 			c->st.errors++;
 		else
 			c->st.done++;
-		log_event(d->error ? LOG_WARN : LOG_INFO, d->error ? "sftp_file_error" : "sftp_file_done",
+		log_event(d->error ? LOG_WARN : LOG_INFO,
+			  d->error ? "sftp_file_error" : "sftp_file_done",
 			  " channel=%s file=%lld%s name=\"%s\"", c->p.name, (long long)d->file_id,
 			  d->replaced ? " replaced=1" : "", phi_name(d->name));
 	}
@@ -518,9 +518,10 @@ static void stage_file(struct fchan *c, const struct fj_file *ff)
 	int err = -ENOMEM;
 
 	if (s && (s->of.name = strdup(ff->name)) && (err = rows_fill(c, ff, &r)) == 0) {
-		*s = (struct staged){.c = c, .of = {.name = s->of.name, .size = ff->size,
-						    .mtime = ff->mtime},
-				     .left = ff->nmsg};
+		*s = (struct staged){
+		    .c = c,
+		    .of = {.name = s->of.name, .size = ff->size, .mtime = ff->mtime},
+		    .left = ff->nmsg};
 		err = commit_stage_file(c->f->commit, r.m, ff->nmsg, &sf, on_row, s, &s->file_id);
 	}
 	rows_free(&r);
@@ -579,8 +580,9 @@ static void push_failed(struct fchan *c, const struct fj_put *p)
 	if ((unsigned)c->attempts >= d->max_attempts) {
 		commit_mark_dead(c->f->commit, p->id, c->attempts, NULL, 0, p->why);
 		c->st.push_dead++;
-		log_event(LOG_ERR, "sftp_push_dead", " channel=%s id=%lld attempts=%d detail=\"%s\"",
-			  c->p.name, (long long)p->id, c->attempts, p->why);
+		log_event(LOG_ERR, "sftp_push_dead",
+			  " channel=%s id=%lld attempts=%d detail=\"%s\"", c->p.name,
+			  (long long)p->id, c->attempts, p->why);
 		queue_pop(c);
 		return;
 	}
@@ -604,8 +606,9 @@ static void push_result(struct fchan *c, struct fjob *j)
 		commit_mark_acked(c->f->commit, p->id, c->attempts + 1, NULL, 0);
 		c->st.files++;
 		c->st.bytes += p->len;
-		log_event(LOG_INFO, "sftp_file_written", " channel=%s id=%lld synced=%d name=\"%s\"",
-			  c->p.name, (long long)p->id, p->synced, phi_name(p->name));
+		log_event(LOG_INFO, "sftp_file_written",
+			  " channel=%s id=%lld synced=%d name=\"%s\"", c->p.name, (long long)p->id,
+			  p->synced, phi_name(p->name));
 		queue_pop(c);
 	}
 	if (j->err) /* the server is unreachable: no attempt is counted */
@@ -663,8 +666,11 @@ static void chan_params(struct files *f, struct fchan *c, const char *name,
 {
 	c->f = f;
 	c->cfg = s;
-	c->p = (struct fj_chan){.cfg = s, .name = name, .work_dir = f->work_dir,
-				.index = (size_t)(c - f->ch), .push = push};
+	c->p = (struct fj_chan){.cfg = s,
+				.name = name,
+				.work_dir = f->work_dir,
+				.index = (size_t)(c - f->ch),
+				.push = push};
 	if (s->server.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&s->server;
 		inet_ntop(AF_INET6, &a->sin6_addr, c->p.host, sizeof c->p.host);
@@ -689,8 +695,7 @@ static int chan_start(struct files *f, struct fchan *c)
 	}
 	if (!(c->timer = evtimer_new(f->base, on_timer, c)))
 		return -ENOMEM;
-	if (!c->p.push &&
-	    (err = spool_file_pending(f->spool, c->p.name, load_open, c)) < 0) {
+	if (!c->p.push && (err = spool_file_pending(f->spool, c->p.name, load_open, c)) < 0) {
 		log_event(LOG_ERR, "spool_read_failed", " channel=%s detail=\"%s\"", c->p.name,
 			  spool_errmsg(f->spool));
 		return err;
@@ -775,8 +780,14 @@ int files_new(struct event_base *base, const struct cfg *cfg, struct spool *spoo
 		free(f);
 		return -ENOMEM;
 	}
-	*f = (struct files){.base = base, .cfg = cfg, .spool = spool, .commit = commit,
-			    .gate = gate, .hooks = *hooks, .work_dir = f->work_dir, .ch = f->ch,
+	*f = (struct files){.base = base,
+			    .cfg = cfg,
+			    .spool = spool,
+			    .commit = commit,
+			    .gate = gate,
+			    .hooks = *hooks,
+			    .work_dir = f->work_dir,
+			    .ch = f->ch,
 			    .pipe = {-1, -1}};
 	if ((err = files_setup(f)) < 0) {
 		files_free(f);

@@ -22,12 +22,12 @@
 /* What the worker needs of its channel; immutable once the thread runs. */
 struct fj_chan {
 	const struct cfg_sftp *cfg;
-	const char *name;  /* the integration or destination */
-	char host[64];	   /* numeric address */
+	const char *name; /* the integration or destination */
+	char host[64];	  /* numeric address */
 	unsigned port;
-	char *key_next;	   /* "<key>.next" */
+	char *key_next; /* "<key>.next" */
 	const char *work_dir;
-	size_t index;	   /* for temporary file names */
+	size_t index; /* for temporary file names */
 	int push;
 };
 
@@ -96,10 +96,10 @@ struct fjob {
 	struct fj_put *put;
 	size_t nput;
 	/* out */
-	int err;		     /* the session failed: connect, list, transport */
-	char why[FILES_REASON_MAX];  /* ... and why (names no file content) */
-	size_t key_index;	     /* 0 "<key>.next", 1 "<key>" */
-	int next_key;		     /* "<key>.next" existed */
+	int err;		    /* the session failed: connect, list, transport */
+	char why[FILES_REASON_MAX]; /* ... and why (names no file content) */
+	size_t key_index;	    /* 0 "<key>.next", 1 "<key>" */
+	int next_key;		    /* "<key>.next" existed */
 	struct fj_file *files;
 	size_t nfiles;
 	struct fj_refused *refused;
@@ -115,8 +115,8 @@ struct fj_worker {
 	pthread_cond_t cv;
 	struct fjob *posted; /* waiting for the worker */
 	int stop;
-	int fd;		/* the open session's socket, -1 when none */
-	int result_fd;	/* the write end of the loop's pipe */
+	int fd;	       /* the open session's socket, -1 when none */
+	int result_fd; /* the write end of the loop's pipe */
 	int started;
 	const struct fj_chan *ch;
 	/* the last listing, the worker's own: a file is taken once two

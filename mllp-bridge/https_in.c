@@ -832,9 +832,11 @@ static int utf8_valid(const char *str, size_t len)
 	const unsigned char *s = (const unsigned char *)str, *end = s + len;
 
 	while (s < end) {
-		unsigned c = *s++, n = c < 0x80 ? 0 : c >= 0xc2 && c < 0xe0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-					 : c >= 0xf0 && c < 0xf5		? 3
-										: 9;
+		unsigned c = *s++, n = c < 0x80		       ? 0
+				       : c >= 0xc2 && c < 0xe0 ? 1
+				       : (c & 0xf0) == 0xe0    ? 2
+				       : c >= 0xf0 && c < 0xf5 ? 3
+							       : 9;
 		if (n == 9 || (size_t)(end - s) < n)
 			return 0;
 		if ((c == 0xe0 && s[0] < 0xa0) || (c == 0xed && s[0] > 0x9f) ||
@@ -866,11 +868,10 @@ static const char *check_name(const char *s)
 /* X-File-Name (percent-encoded UTF-8) names the file an SFTP destination
  * gets; other destinations refuse it rather than drop it silently. 0 with
  * out ("" when absent), or the request is answered and -1. */
-static int file_name_header(struct https_in *h, struct evhttp_request *req, const char *peer,
-			    int d, char *out)
+static int file_name_header(struct https_in *h, struct evhttp_request *req, const char *peer, int d,
+			    char *out)
 {
-	const char *v =
-	    evhttp_find_header(evhttp_request_get_input_headers(req), "X-File-Name");
+	const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "X-File-Name");
 	const char *why;
 
 	out[0] = '\0';

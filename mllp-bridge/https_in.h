@@ -34,11 +34,11 @@
 struct event_base;
 struct https_in;
 
-#define HTTPS_IN_KEY_MAX    64 /* Idempotency-Key: 1..64 visible ASCII characters */
-#define HTTPS_IN_WAIT_MAX_S 60 /* Prefer: wait=N is clamped to this */
+#define HTTPS_IN_KEY_MAX       64  /* Idempotency-Key: 1..64 visible ASCII characters */
+#define HTTPS_IN_WAIT_MAX_S    60  /* Prefer: wait=N is clamped to this */
 #define HTTPS_IN_FILE_NAME_MAX 255 /* X-File-Name, decoded: an SFTP destination's file name */
-#define HTTPS_IN_TOKEN_MIN  16 /* a bearer token: 16..256 visible ASCII characters */
-#define HTTPS_IN_TOKEN_MAX  256
+#define HTTPS_IN_TOKEN_MIN     16  /* a bearer token: 16..256 visible ASCII characters */
+#define HTTPS_IN_TOKEN_MAX     256
 #define HTTPS_IN_TOKENS_FILE_MAX                                                                   \
 	(1u << 20)		       /* tokens_file is refused above 1 MiB, before reading       \
 					*/
@@ -72,8 +72,8 @@ typedef void (*https_in_wait_cb)(void *cb_arg, int err, const void *ack, size_t 
 
 /* A message accepted for a destination. */
 struct https_in_msg {
-	const char *dest;	  /* a configured destination's name */
-	const char *client;	  /* who sent it (token index or certificate subject), for logs */
+	const char *dest;   /* a configured destination's name */
+	const char *client; /* who sent it (token index or certificate subject), for logs */
 	const void *body;
 	size_t len;
 	const char *content_type; /* the media type without parameters */

@@ -403,8 +403,7 @@ static const struct {
 } file_counters[] = {
     {"mllp_sftp_sessions_total", "outcome=\"ok\"", "SFTP sessions by outcome.", FST(sessions)},
     {"mllp_sftp_sessions_total", "outcome=\"error\"", NULL, FST(session_errors)},
-    {"mllp_sftp_sessions_total", "outcome=\"hostkey_mismatch\"", NULL,
-     FST(hostkey_mismatches)},
+    {"mllp_sftp_sessions_total", "outcome=\"hostkey_mismatch\"", NULL, FST(hostkey_mismatches)},
     {"mllp_sftp_files_total", "outcome=\"stored\"",
      "Files by outcome: pulled into the spool (stored), moved to done/ or deleted (done), moved "
      "to error/ after a dead letter (error), refused before the spool (refused), left because "
@@ -414,8 +413,9 @@ static const struct {
     {"mllp_sftp_files_total", "outcome=\"error\"", NULL, FST(errors)},
     {"mllp_sftp_files_total", "outcome=\"refused\"", NULL, FST(refused)},
     {"mllp_sftp_files_total", "outcome=\"unstable\"", NULL, FST(unstable)},
-    {"mllp_sftp_messages_total", "", "Spool rows made from pulled files (one per HL7 message "
-				     "of a split batch, else one per file).",
+    {"mllp_sftp_messages_total", "",
+     "Spool rows made from pulled files (one per HL7 message "
+     "of a split batch, else one per file).",
      FST(rows)},
     {"mllp_sftp_bytes_total", "", "Bytes of files pulled into the spool or pushed.", FST(bytes)},
     {"mllp_sftp_push_retries_total", "", "Pushed files whose write failed and will be retried.",
@@ -450,10 +450,13 @@ static void put_file_counters(struct evbuffer *o, const struct files_stats *st, 
 
 static void put_file_gauges(struct evbuffer *o, const struct files_stats *st, size_t n)
 {
-	static const char *const names[] = {
-	    "mllp_sftp_up", "mllp_sftp_waiting_gate", "mllp_sftp_next_key_in_use",
-	    "mllp_sftp_next_key_present", "mllp_sftp_open_files", "mllp_sftp_queued",
-	    "mllp_sftp_last_success_timestamp_seconds"};
+	static const char *const names[] = {"mllp_sftp_up",
+					    "mllp_sftp_waiting_gate",
+					    "mllp_sftp_next_key_in_use",
+					    "mllp_sftp_next_key_present",
+					    "mllp_sftp_open_files",
+					    "mllp_sftp_queued",
+					    "mllp_sftp_last_success_timestamp_seconds"};
 	static const char *const helps[] = {
 	    "1 when the channel's last SFTP session worked.",
 	    "1 while the server is outside every installed CHILD_SA (nothing is tried).",

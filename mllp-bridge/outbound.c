@@ -108,9 +108,9 @@ static int queue_row(struct outbound *o, int64_t id, const char *dest_name, cons
 	if (dest >= 0)
 		return o->up.push ? o->up.push(o->up.arg, (size_t)dest, id) : -ENOENT;
 	dest = o->out ? mllp_out_dest(o->out, dest_name) : -ENOENT;
-	return dest < 0 ? dest
-			: mllp_out_enqueue(o->out, (size_t)dest, id, body, len, control_id,
-					   attempts);
+	return dest < 0
+		   ? dest
+		   : mllp_out_enqueue(o->out, (size_t)dest, id, body, len, control_id, attempts);
 }
 
 static void queue_committed(struct outbound *o, int64_t id, const struct spool_new *m)
