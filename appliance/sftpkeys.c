@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "mllp-bridge/log.h"
 #include "mllp-bridge/sftpc.h"
 
@@ -131,34 +133,107 @@ static const char *current_type(const char *key)
 	return "ed25519";
 }
 
-static int rotate(const struct cfg_sftp *s, const char *type, const char *bridge_user,
-		  struct text *t)
+/* In the child: makes <key>.next and writes the answer (its first byte '1'
+ * or '0') to fd. */
+static void make_next(const char *key, const char *type, const char *bridge_user, int fd)
 {
-	char pub[PUB_MAX], fpr[SFTPC_FPR_MAX];
-	char *next = next_path(s->key);
-	int err;
+	char pub[PUB_MAX], fpr[SFTPC_FPR_MAX], text[SFTPKEYS_TEXT_MAX];
+	struct text t = {.p = text + 1, .cap = sizeof text - 1};
+	char *next = next_path(key);
+	int err = next ? sftpc_keygen(next, type, strcmp(type, "rsa") ? 0 : SFTPKEYS_RSA_BITS, pub,
+				      sizeof pub, fpr)
+		       : -ENOMEM;
 
-	if (!next)
-		return 0;
-	if (!type)
-		type = current_type(s->key);
-	err = sftpc_keygen(next, type, strcmp(type, "rsa") ? 0 : SFTPKEYS_RSA_BITS, pub, sizeof pub,
-			   fpr);
 	if (err == -EEXIST)
-		say(t, "%s exists: a rotation is under way; retire-key finishes it\n", next);
+		say(&t, "%s exists: a rotation is under way; retire-key finishes it\n", next);
 	else if (err < 0)
-		say(t, "cannot create %s: %s\n", next, strerror(-err));
-	else if (hand_to_bridge(next, bridge_user, t) == 0)
-		say(t,
+		say(&t, "cannot create %s: %s\n", next ? next : key, strerror(-err));
+	else if ((err = hand_to_bridge(next, bridge_user, &t)) == 0)
+		say(&t,
 		    "new key %s %s\n"
 		    "add this line to the user's authorized_keys on the server; the edge tries\n"
 		    "it first from now on, and the old key while the server does not know it:\n"
 		    "%s\n",
 		    fpr, next, pub);
-	if (err == 0)
-		log_event(LOG_INFO, "sftp_key_rotated", " path=%s fingerprint=%s", next, fpr);
+	text[0] = err == 0 ? '1' : '0';
+	for (size_t off = 0, n = t.len + 1; off < n;) {
+		ssize_t w = write(fd, text + off, n - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
 	free(next);
-	return err == 0;
+}
+
+/* A rotation under way: the child's answer, read from the pipe. */
+struct rotation {
+	struct event *ev;
+	int fd;
+	char buf[SFTPKEYS_TEXT_MAX];
+	size_t len;
+	sftpkeys_done_cb done;
+	void *arg;
+	char path[CFG_VALUE_MAX + 8];
+};
+
+static void on_child_text(evutil_socket_t fd, short what, void *arg)
+{
+	struct rotation *r = arg;
+	ssize_t n = read(fd, r->buf + r->len, sizeof r->buf - 1 - r->len);
+	int ok;
+
+	(void)what;
+	if (n > 0 && r->len + (size_t)n < sizeof r->buf - 1) {
+		r->len += (size_t)n;
+		return;
+	}
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	r->buf[r->len] = '\0';
+	ok = r->len > 0 && r->buf[0] == '1';
+	if (ok)
+		log_event(LOG_INFO, "sftp_key_rotated", " path=%s", r->path);
+	r->done(r->arg, ok, r->len ? r->buf + 1 : "the key generator died without an answer\n");
+	event_free(r->ev);
+	close(r->fd);
+	free(r);
+}
+
+static void rotate(struct event_base *base, const struct cfg_sftp *s, const char *type,
+		   const char *bridge_user, sftpkeys_done_cb done, void *arg)
+{
+	struct rotation *r = calloc(1, sizeof *r);
+	int p[2] = {-1, -1};
+	pid_t pid;
+
+	if (!type)
+		type = current_type(s->key);
+	if (!r || pipe2(p, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		done(arg, 0, "cannot start the key generator\n");
+		if (p[0] >= 0) {
+			close(p[0]);
+			close(p[1]);
+		}
+		free(r);
+		return;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		make_next(s->key, type, bridge_user, p[1]);
+		_exit(0);
+	}
+	close(p[1]);
+	*r = (struct rotation){.fd = p[0], .done = done, .arg = arg};
+	snprintf(r->path, sizeof r->path, "%s.next", s->key);
+	if (!(r->ev = event_new(base, p[0], EV_READ | EV_PERSIST, on_child_text, r)) ||
+	    event_add(r->ev, NULL) < 0) {
+		/* the child finishes its key alone; the operator sees it in `keys` */
+		done(arg, 0, "cannot wait for the key generator\n");
+		if (r->ev)
+			event_free(r->ev);
+		close(p[0]);
+		free(r);
+	}
 }
 
 static int retire(const struct cfg_sftp *s, struct text *t)
@@ -198,31 +273,31 @@ static int retire(const struct cfg_sftp *s, struct text *t)
 	return ok;
 }
 
-int sftpkeys_command(const struct cfg *cfg, const char *bridge_user, int argc, char **argv,
-		     char *out, size_t cap)
+void sftpkeys_command(struct event_base *base, const struct cfg *cfg, const char *bridge_user,
+		      int argc, char **argv, sftpkeys_done_cb done, void *arg)
 {
-	struct text t = {.p = out, .cap = cap};
+	char out[SFTPKEYS_TEXT_MAX];
+	struct text t = {.p = out, .cap = sizeof out};
 	const struct cfg_sftp *s = argc >= 3 ? channel(cfg, argv[2]) : NULL;
+	const char *type = argc == 4 ? argv[3] : NULL;
+	int ok = 0;
 
 	out[0] = '\0';
-	if (argc == 2 && !strcmp(argv[1], "keys"))
-		return list_keys(cfg, &t);
-	if (argc >= 3 && !s) {
+	if (argc == 2 && !strcmp(argv[1], "keys")) {
+		ok = list_keys(cfg, &t);
+	} else if (argc >= 3 && !s) {
 		say(&t, "no SFTP channel named %s\n", argv[2]);
-		return 0;
-	}
-	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "rotate-key")) {
-		const char *type = argc == 4 ? argv[3] : NULL;
-
-		if (type && strcmp(type, "ed25519") && strcmp(type, "rsa")) {
-			say(&t, "key type must be ed25519 or rsa\n");
-			return 0;
+	} else if ((argc == 3 || argc == 4) && !strcmp(argv[1], "rotate-key")) {
+		if (!type || !strcmp(type, "ed25519") || !strcmp(type, "rsa")) {
+			rotate(base, s, type, bridge_user, done, arg);
+			return;
 		}
-		return rotate(s, type, bridge_user, &t);
+		say(&t, "key type must be ed25519 or rsa\n");
+	} else if (argc == 3 && !strcmp(argv[1], "retire-key")) {
+		ok = retire(s, &t);
+	} else {
+		say(&t, "usage: sftp keys | sftp rotate-key CHANNEL [ed25519|rsa] | "
+			"sftp retire-key CHANNEL\n");
 	}
-	if (argc == 3 && !strcmp(argv[1], "retire-key"))
-		return retire(s, &t);
-	say(&t, "usage: sftp keys | sftp rotate-key CHANNEL [ed25519|rsa] | "
-		"sftp retire-key CHANNEL\n");
-	return 0;
+	done(arg, ok, out);
 }

@@ -27,11 +27,23 @@
 
 #define SFTPKEYS_RSA_BITS 4096 /* a new RSA key; sftpc accepts 3072 and up */
 
-/* Runs one `sftp` command (argv[0] == "sftp") against cfg's channels. The
- * answer (or why it failed) goes to out (cap bytes). New keys are owned by
- * root and bridge_user's group, mode 0640 (when running as root). Returns 1
- * on success, 0 on failure. */
-int sftpkeys_command(const struct cfg *cfg, const char *bridge_user, int argc, char **argv,
-		     char *out, size_t cap);
+#define SFTPKEYS_TEXT_MAX 8192 /* an answer */
+
+struct event_base;
+
+/* The answer to one command: ok 1 or 0, and the text for the operator
+ * (borrowed for the call). */
+typedef void (*sftpkeys_done_cb)(void *arg, int ok, const char *text);
+
+/* Runs one `sftp` command (argv[0] == "sftp") against cfg's channels;
+ * done(arg, ...) is called exactly once: at once, or for rotate-key from
+ * base's loop once the key exists. The key is made in a child process: an
+ * RSA 4096 key takes seconds, and the supervisor must keep watching the
+ * SAs meanwhile (fail closed). The child is reaped by whoever reaps the
+ * supervisor's children (waitpid(-1)); its answer comes through a pipe.
+ * New keys are owned by root and bridge_user's group, mode 0640 (when
+ * running as root). cfg and argv are borrowed for the call only. */
+void sftpkeys_command(struct event_base *base, const struct cfg *cfg, const char *bridge_user,
+		      int argc, char **argv, sftpkeys_done_cb done, void *arg);
 
 #endif

@@ -133,6 +133,11 @@ static void do_rekey_check(struct sup *s, struct control_req *req, const char *n
 
 static int reload(struct sup *s, char *why, size_t cap);
 
+static void on_sftp_answer(void *arg, int ok, const char *text)
+{
+	control_reply(arg, ok, text);
+}
+
 static void on_command(void *arg, struct control_req *req, int argc, char **argv)
 {
 	struct sup *s = arg;
@@ -146,10 +151,8 @@ static void on_command(void *arg, struct control_req *req, int argc, char **argv
 	else if (argc == 1 && !strcmp(argv[0], "reload"))
 		control_reply(req, reload(s, why, sizeof why) == 0, why);
 	else if (argc >= 1 && !strcmp(argv[0], "sftp"))
-		control_reply(req,
-			      sftpkeys_command(s->cfg, s->cfg->supervisor.bridge_user, argc, argv,
-					       why, sizeof why),
-			      why);
+		sftpkeys_command(s->base, s->cfg, s->cfg->supervisor.bridge_user, argc, argv,
+				 on_sftp_answer, req);
 	else
 		control_reply(req, 0,
 			      "usage: status [--json] | rekey-check TUNNEL | reload | sftp ...\n");
