@@ -752,7 +752,10 @@ static void submit(struct https_in *h, struct evhttp_request *req, const char *p
 	p->h = h;
 	p->req = req;
 	p->state = PEND_SUBMIT;
-	p->wait_s = prefer_wait(req);
+	/* A file written over SFTP has no ACK to wait for: answered at once. */
+	p->wait_s = h->cfg->destinations[dest_index(h, m->dest, strlen(m->dest))].sftp
+			? 0
+			: prefer_wait(req);
 	snprintf(p->peer, sizeof(p->peer), "%s", peer);
 	snprintf(p->client, sizeof(p->client), "%s", w->label);
 	snprintf(p->dest, sizeof(p->dest), "%s", m->dest);
@@ -814,12 +817,12 @@ static const char *decode_name(const char *v, char *out)
 
 		if (c == '%') {
 			if ((hi = hexval(v[1])) < 0 || (lo = hexval(v[2])) < 0)
-				return "a '%' must be followed by two hex digits";
+				return "'%' must be followed by two hex digits";
 			c = hi * 16 + lo;
 			v += 2;
 		}
 		if (n == HTTPS_IN_FILE_NAME_MAX)
-			return "longer than 255 bytes";
+			return "longer than 255 bytes once decoded";
 		out[n++] = (char)c;
 	}
 	out[n] = '\0';
@@ -854,14 +857,14 @@ static int utf8_valid(const char *str, size_t len)
 static const char *check_name(const char *s)
 {
 	if (!*s)
-		return "empty";
+		return "is empty";
 	if (s[0] == '.')
 		return "must not start with '.'";
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		if (*p == '/' || *p == '\\' || *p < 0x20 || *p == 0x7f)
 			return "must not hold '/', '\\' or control characters";
 	if (!utf8_valid(s, strlen(s)))
-		return "is not UTF-8";
+		return "is not UTF-8 once decoded";
 	return NULL;
 }
 
@@ -882,7 +885,7 @@ static int file_name_header(struct https_in *h, struct evhttp_request *req, cons
 		return -1;
 	}
 	if ((why = decode_name(v, out)) || (why = check_name(out))) {
-		refuse(h, req, peer, 400, "X-File-Name %s", why);
+		refuse(h, req, peer, 400, "X-File-Name: %s", why);
 		out[0] = '\0';
 		return -1;
 	}
