@@ -107,7 +107,8 @@ struct later {
 static struct event_base *g_base;
 static struct https_in *g_h;
 static struct cfg g_cfg;
-static struct cfg_destination g_dests[3];
+static struct cfg_destination g_dests[4];
+static struct cfg_sftp g_sftp; /* destination files: a push channel (only its presence counts here) */
 static pthread_t g_thread;
 static int g_stop[2] = {-1, -1};
 static struct event *g_stop_ev;
@@ -306,6 +307,10 @@ static void make_cfg(enum auth_mode mode)
 	g_dests[2].name = "tiny";
 	g_dests[2].max_frame = TINY_FRAME;
 	cfg_hl7_out_defaults(&g_dests[2].hl7);
+	g_dests[3].name = "files";
+	g_dests[3].max_frame = 1u << 20;
+	g_dests[3].sftp = &g_sftp;
+	cfg_hl7_out_defaults(&g_dests[3].hl7);
 	g_cfg.destinations = g_dests;
 	g_cfg.ndestinations = NELEMS(g_dests);
 	hs->listen_text = "127.0.0.1:0";
@@ -1181,6 +1186,71 @@ START_TEST(test_prefer_wait)
 }
 END_TEST
 
+/* X-File-Name names the file an SFTP destination gets: decoded, checked,
+ * handed to submit; refused for MLLP destinations and for anything but a
+ * plain name, with nothing submitted. */
+START_TEST(test_file_name)
+{
+	static const char *const bad[] = {
+	    "../escape.hl7", ".hidden", "a/b.hl7", "a%2Fb.hl7", "a%5Cb", "a%0Ab", "a%0Db",
+	    "%ZZ",	     "a%4",	"%FF.hl7", "%C3",     "%00x",  "",
+	};
+	struct req q = {.path = "/v1/destinations/files/messages",
+			.ctype = "x-application/hl7-v2+er7",
+			.body = HL7_OK,
+			.token = TOK_ALL};
+	char hdr[400], longname[300];
+	struct resp r;
+	struct timespec t0, t1;
+
+	start(AUTH_TOKENS);
+	q.extra[0] = "X-File-Name: result%201%C3%A9.hl7";
+	perform(&q, &r);
+	ck_assert_int_eq(r.code, 202);
+	ck_assert_int_eq(F.nmsgs, 1);
+	ck_assert_str_eq(F.msgs[0].file_name, "result 1\xc3\xa9.hl7");
+	q.extra[0] = NULL;
+	perform(&q, &r);
+	ck_assert_int_eq(r.code, 202);
+	ck_assert_str_eq(F.msgs[1].file_name, "");
+	for (size_t i = 0; i < NELEMS(bad); i++) {
+		/* curl sends a header with an empty value only as "Name;" */
+		snprintf(hdr, sizeof hdr, *bad[i] ? "X-File-Name: %s" : "X-File-Name;", bad[i]);
+		q.extra[0] = hdr;
+		perform(&q, &r);
+		ck_assert_msg(r.code == 400, "%s: %ld", bad[i], r.code);
+		ck_assert_msg(strstr(r.body, "X-File-Name: "), "%s: %s", bad[i], r.body);
+	}
+	memset(longname, 'a', 256);
+	longname[256] = '\0';
+	snprintf(hdr, sizeof hdr, "X-File-Name: %s", longname);
+	perform(&q, &r);
+	ck_assert_int_eq(r.code, 400);
+	ck_assert_ptr_nonnull(strstr(r.body, "255 bytes"));
+	longname[255] = '\0';
+	snprintf(hdr, sizeof hdr, "X-File-Name: %s", longname);
+	perform(&q, &r);
+	ck_assert_int_eq(r.code, 202);
+	/* an MLLP destination has no files */
+	q.path = "/v1/destinations/lab/messages";
+	q.extra[0] = "X-File-Name: x.hl7";
+	perform(&q, &r);
+	ck_assert_int_eq(r.code, 400);
+	ck_assert_str_eq(r.body, "X-File-Name applies to SFTP destinations only\n");
+	ck_assert_int_eq(submits(), 3);
+	/* no ACK to wait for: Prefer: wait is ignored, the 202 comes at once */
+	q.path = "/v1/destinations/files/messages";
+	q.extra[0] = "Prefer: wait=5";
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	perform(&q, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_eq(r.code, 202);
+	ck_assert_int_eq(F.waits, 0);
+	ck_assert_int_lt((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000, 2000);
+	stop();
+}
+END_TEST
+
 /* https_in_free() with a request waiting for submit and one waiting for
  * its ACK: the wait is cancelled, the submit's done_cb may still come (the
  * commit module calls it with -ECANCELED at its own free). */
@@ -1440,6 +1510,7 @@ static Suite *https_in_suite(void)
 
 	tcase_set_timeout(t, 30);
 	tcase_add_test(t, test_post_and_get);
+	tcase_add_test(t, test_file_name);
 	tcase_add_test(t, test_get_other_destination);
 	tcase_add_loop_test(t, test_refused, 0, NELEMS(refusals));
 	tcase_add_test(t, test_refusals_rate_limited);
