@@ -68,10 +68,17 @@ static char *path_join(const char *dir, const char *name)
 	return p;
 }
 
-static void set_why(char *why, const char *what, const char *path, int err, const char *detail)
+/* A session's error for the log. File names may carry a patient's
+ * identifier, and sftpc's own texts name the paths they failed on, so a
+ * file's errors say only what failed and the errno; a folder (from the
+ * configuration) is named with sftpc's detail. */
+static void set_why(char *why, const char *what, int err, const char *folder, const char *detail)
 {
-	snprintf(why, FILES_REASON_MAX, "%s %s: %s%s%s", what, path, strerror(-err),
-		 detail && *detail ? ": " : "", detail ? detail : "");
+	if (folder)
+		snprintf(why, FILES_REASON_MAX, "%s %s: %s%s%s", what, folder, strerror(-err),
+			 detail && *detail ? ": " : "", detail ? detail : "");
+	else
+		snprintf(why, FILES_REASON_MAX, "%s: %s", what, strerror(-err));
 }
 
 /* Names a writer is still working on, whatever the glob says: dot files
@@ -485,7 +492,7 @@ static int take(struct sftpc *c, struct fj_worker *w, struct fjob *j, const stru
 	if (f)
 		file_clear(f);
 	if (err < 0)
-		set_why(j->why, "download", e->name, err, sftpc_error(c));
+		set_why(j->why, "download of a file", err, NULL, NULL);
 	return err;
 }
 
@@ -499,7 +506,7 @@ static int list_and_take(struct sftpc *c, struct fj_worker *w, struct fjob *j)
 	int err = sftpc_list(c, w->ch->cfg->dir, &e, &n);
 
 	if (err < 0) {
-		set_why(j->why, "list", w->ch->cfg->dir, err, sftpc_error(c));
+		set_why(j->why, "list", err, w->ch->cfg->dir, sftpc_error(c));
 		return err;
 	}
 	k = choose(w, j, e, n);
@@ -535,7 +542,7 @@ static void run_push(struct sftpc *c, struct fj_worker *w, struct fjob *j)
 
 		p->result = path ? sftpc_put(c, path, p->body, p->len, &p->synced) : -ENOMEM;
 		if (p->result < 0) {
-			set_why(p->why, "write", p->name, p->result, sftpc_error(c));
+			set_why(p->why, "write", p->result, NULL, NULL);
 			free(path);
 			return; /* in order: nothing after a failed write */
 		}

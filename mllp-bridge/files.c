@@ -48,6 +48,7 @@ struct fchan {
 	int attempts;	 /* push: failed writes of the head */
 	unsigned fails;	 /* sessions failed in a row */
 	int64_t wake_ms; /* push: the head's next attempt */
+	size_t staging;	 /* pull: files staged whose commit has not answered yet */
 	char last_why[FILES_REASON_MAX];
 	struct files_stats st;
 };
@@ -297,6 +298,11 @@ static void kick(struct fchan *c)
 
 	if (c->busy || !has_work(c, now))
 		return;
+	if (c->staging) {
+		/* Not yet in the open list: a listing now would take them again. */
+		arm(c, FILES_STAGING_WAIT_MS);
+		return;
+	}
 	c->st.waiting_gate = !gate_allows(c->f->gate, (const struct sockaddr *)&c->cfg->server);
 	if (c->st.waiting_gate) {
 		/* the gate watch kicks us when a tunnel comes up */
@@ -428,6 +434,7 @@ static void on_row(void *arg, int err, int64_t id, const struct spool_new *m)
 			  (long long)id);
 	if (--s->left)
 		return;
+	c->staging--;
 	if (s->err == 0) {
 		s->of.id = s->file_id;
 		if (open_add(c, &s->of) < 0)
@@ -526,6 +533,7 @@ static void stage_file(struct fchan *c, const struct fj_file *ff)
 	}
 	rows_free(&r);
 	if (err == 0) {
+		c->staging++;
 		c->st.files++;
 		c->st.rows += ff->nmsg;
 		c->st.bytes += ff->size;

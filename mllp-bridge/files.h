@@ -36,11 +36,12 @@ struct commit;
 struct gate;
 struct files;
 
-#define FILES_JOB_BYTES_MAX  (64u << 20) /* downloaded per job; the next job follows at once */
-#define FILES_JOB_FILES_MAX  100	 /* files per job, likewise */
-#define FILES_PUSH_BATCH_MAX 16		 /* rows written per push job */
-#define FILES_RETRY_MIN_MS   1000	 /* first pause after a failed session ... */
-#define FILES_REASON_MAX     300	 /* a reason file's text, and a session error's */
+#define FILES_JOB_BYTES_MAX   (64u << 20) /* downloaded per job; the next job follows at once */
+#define FILES_JOB_FILES_MAX   100	  /* files per job, likewise */
+#define FILES_PUSH_BATCH_MAX  16	  /* rows written per push job */
+#define FILES_RETRY_MIN_MS    1000	  /* first pause after a failed session ... */
+#define FILES_REASON_MAX      300	  /* a reason file's text, and a session error's */
+#define FILES_STAGING_WAIT_MS 50 /* a listing waits for the commit of the last one's files */
 
 /* Results that go up: a committed row of integration integ, for its lanes.
  * m is borrowed for the call. Returns 0 or a negative errno (the row stays
