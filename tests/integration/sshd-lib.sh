@@ -14,8 +14,11 @@
 #                           the SFTP user. Sets SSHD_DIR, SSHD_ROOT (the chroot
 #                           as root sees it), SSHD_USER, SSHD_LOG.
 #   sshd_netns NS           a namespace NS joined to the root namespace by a
-#                           veth pair: 198.51.100.1/24 on our side,
-#                           198.51.100.2/24 inside NS; deleted on exit.
+#                           veth pair: $SSHD_NET.1/24 on our side,
+#                           $SSHD_NET.2/24 inside NS; deleted on exit.
+#                           SSHD_NET is 198.51.100 unless the environment
+#                           says otherwise (203.0.113 lets two scenarios
+#                           run side by side on a developer's machine).
 #   sshd_start NETNS ADDR PORT
 #                           sshd -D -e in NETNS (loopback when NETNS is empty),
 #                           listening on ADDR:PORT only; its PID in SSHD_PID
@@ -50,6 +53,12 @@
 #    processes are stopped, by PID.
 
 SSHD_USER=nobody
+SSHD_NET=${SSHD_NET:-198.51.100}
+case "$SSHD_NET" in 198.51.100 | 203.0.113) ;; *)
+	echo "# SSHD_NET must be 198.51.100 or 203.0.113 (test networks only)" >&2
+	exit 1
+	;;
+esac
 SSHD_GROUP=$(id -gn nobody)
 SSHD_PUBKEY_ALGOS=${SSHD_PUBKEY_ALGOS:-}
 SSHD_EXTRA=${SSHD_EXTRA:-}
@@ -135,9 +144,9 @@ sshd_netns() {
 	ip netns add "$ns" || return 1
 	SSHD_NETNS_LIST="$SSHD_NETNS_LIST $ns"
 	ip link add "v-$ns" type veth peer name eth0 netns "$ns" || return 1
-	ip addr add 198.51.100.1/24 dev "v-$ns"
+	ip addr add "$SSHD_NET.1/24" dev "v-$ns"
 	ip link set "v-$ns" up
-	ip -n "$ns" addr add 198.51.100.2/24 dev eth0
+	ip -n "$ns" addr add "$SSHD_NET.2/24" dev eth0
 	ip -n "$ns" link set eth0 up
 	ip -n "$ns" link set lo up
 }

@@ -10,10 +10,10 @@
 . tests/integration/sshd-lib.sh
 
 # Ports (loopback): 18710 upstream sink, 18711 refusing sink, 18712 HTTPS,
-# 18713 /metrics. sshd: 198.51.100.2:22 in the namespace.
+# 18713 /metrics. sshd: $SSHD_NET.2:22 in the namespace (198.51.100.2).
 UP=18710 UP_BAD=18711 HTTPS=18712 OBS_PORT=18713
 NS=sftp$$
-SRV=198.51.100.2
+SRV=$SSHD_NET.2
 CONF=$TMP/bridge.yaml
 TOKEN=sftp-files-test-token-0123456789
 export CONF OBS_PORT
@@ -56,26 +56,38 @@ sftp_block() {
 
 upstream() { printf '    upstream: { url: "https://localhost:%s/v1", ca_file: %s, timeout: 5s }\n' "$1" "$CERTS/ca.pem"; }
 
-{
-	printf 'gate: open\nspool: %s\n' "$TMP/spool.db"
-	printf 'observability: { listen: 127.0.0.1:%s }\n' "$OBS_PORT"
-	printf 'retry: { initial: 100ms, max: 400ms }\nintegrations:\n'
-	printf '  - name: lab\n'
-	sftp_block lab /inbox 'glob: "*.hl7"' 'interval: 1s' 'split: hl7-batch'
-	upstream "$UP"
-	printf '  - name: docs\n'
-	sftp_block docs /docs 'glob: "*.xml"' 'interval: 1s' 'after: delete' \
-		'content_type: application/xml'
-	upstream "$UP"
-	printf '  - name: bounce\n'
-	sftp_block docs /bounce 'interval: 1s'
-	upstream "$UP_BAD"
-	printf 'destinations:\n  - name: lis-files\n'
-	sftp_block push /outbox
-	printf '    max_attempts: 5\n'
-	printf 'https:\n  listen: 127.0.0.1:%s\n  cert: %s\n  key: %s\n  tokens_file: %s\n' \
-		"$HTTPS" "$CERTS/server.pem" "$CERTS/server.key" "$TMP/tokens"
-} >"$CONF"
+# write_conf [closed]: three pull channels and a push channel; gate open
+# (the bridge alone), or closed behind a tunnel whose remote_ts holds the
+# server (the supervisor's stand-in, ipc-send, then says when it is up).
+write_conf() {
+	{
+		if [ "${1:-}" = closed ]; then
+			printf 'tunnels:\n  - name: hosp\n    source: swanctl\n    children:\n'
+			printf '      - { name: hosp-sftp, local_ts: [%s.1/32], remote_ts: [%s.0/24] }\n' "$SSHD_NET" "$SSHD_NET"
+		else
+			printf 'gate: open\n'
+		fi
+		printf 'spool: %s\n' "$TMP/spool.db"
+		printf 'observability: { listen: 127.0.0.1:%s }\n' "$OBS_PORT"
+		printf 'retry: { initial: 100ms, max: 400ms }\nintegrations:\n'
+		printf '  - name: lab\n'
+		sftp_block lab /inbox 'glob: "*.hl7"' 'interval: 1s' 'split: hl7-batch'
+		upstream "$UP"
+		printf '  - name: docs\n'
+		sftp_block docs /docs 'glob: "*.xml"' 'interval: 1s' 'after: delete' \
+			'content_type: application/xml'
+		upstream "$UP"
+		printf '  - name: bounce\n'
+		sftp_block docs /bounce 'interval: 1s'
+		upstream "$UP_BAD"
+		printf 'destinations:\n  - name: lis-files\n'
+		sftp_block push /outbox
+		printf '    max_attempts: 5\n'
+		printf 'https:\n  listen: 127.0.0.1:%s\n  cert: %s\n  key: %s\n  tokens_file: %s\n' \
+			"$HTTPS" "$CERTS/server.pem" "$CERTS/server.key" "$TMP/tokens"
+	} >"$CONF"
+}
+write_conf
 
 "$BIN/mllp-bridge" -c "$CONF" -n >"$TMP/check.out" 2>&1
 expect "the configuration with three pull channels and a push channel is valid" \
@@ -257,6 +269,54 @@ sshd_start "$NS" "$SRV" 22 || exit 1
 expect "once the server is back the file is written" \
 	wait_until 20 '[ -f "$SSHD_ROOT/outbox/while-down.hl7" ]'
 expect "and the queue is empty" wait_until 5 '[ "$(qlen)" = 0 ]'
+
+# ---- fail closed: with gate: closed a server is contacted only while a
+# CHILD_SA covering it is installed (ipc-send stands in for the supervisor)
+
+stop_pid "$BRIDGE_PID"
+write_conf closed
+expect "the closed-gate configuration (server inside the tunnel's remote_ts) is valid" \
+	"$BIN/mllp-bridge" -c "$CONF" -n
+rm -f "$TMP/ctl" && mkfifo "$TMP/ctl"
+"$BIN/ipc-send" "$BIN/mllp-bridge" -c "$CONF" <"$TMP/ctl" >"$TMP/ipc.out" 2>>"$TMP/bridge.log" &
+LINK_PID=$!
+PIDS="$PIDS $LINK_PID"
+exec 3>"$TMP/ctl"
+wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
+	echo "not ok - the linked bridge did not start"
+	exit 1
+}
+waiting() { metric 'mllp_sftp_waiting_gate\{channel="lab"' 2>/dev/null; }
+sessions() { sshd_log_count 'Accepted publickey'; }
+s0=$(sessions)
+n0=$(sink_count up)
+batch G-1 | put inbox gated.hl7
+expect "no SA yet: mllp_sftp_waiting_gate is 1" wait_until 10 '[ "$(waiting)" = 1 ]'
+sleep 3
+expect "and the server was never contacted (no session in sshd's log)" test "$(sessions)" -eq "$s0"
+expect "nothing was taken" test "$(sink_count up)" -eq "$n0"
+echo "gate $SSHD_NET.0/24" >&3
+expect "once the SA covering the server is reported, the file is taken and delivered" \
+	wait_until 20 '[ "$(sink_count up)" -gt '"$n0"' ] && [ "$(sink_field up 11 | tail -n 1)" = G-1 ]'
+expect "mllp_sftp_waiting_gate is 0" test "$(waiting)" = 0
+echo "gate" >&3
+expect "when the SA goes, the channel waits again" wait_until 10 '[ "$(waiting)" = 1 ]'
+sleep 1.5 # a session under way when the gate closed finishes
+s0=$(sessions)
+n0=$(sink_count up)
+batch G-2 | put inbox gated-2.hl7
+sleep 3
+expect "and contacts the server no more" test "$(sessions)" -eq "$s0"
+expect "a file put meanwhile stays on the server" test -f "$SSHD_ROOT/inbox/gated-2.hl7"
+echo "gate $SSHD_NET.0/24" >&3
+expect "it is taken once the SA is back" \
+	wait_until 20 '[ "$(sink_field up 11 | tail -n 1)" = G-2 ]'
+(echo close >&3) 2>/dev/null
+exec 3>&-
+wait "$LINK_PID"
+PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$LINK_PID" | tr '\n' ' ')
+write_conf
+start
 
 # ---- host keys: the announced next key, then an unknown one ---------------
 
