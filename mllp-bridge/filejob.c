@@ -278,7 +278,8 @@ static size_t choose(struct fj_worker *w, const struct fjob *j, struct sftpc_ent
 		e[k++] = e[i];
 		e[i] = t;
 	}
-	qsort(e, k, sizeof *e, by_arrival);
+	if (k > 1) /* an empty listing is a NULL array: qsort() may not see it */
+		qsort(e, k, sizeof *e, by_arrival);
 	return k;
 }
 
