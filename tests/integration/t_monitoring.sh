@@ -1,6 +1,6 @@
 #!/bin/bash
 # The monitoring files the appliance ships (issue 13), checked against a real
-# bridge in about 15 s (6 of them Prometheus waiting for its first scrape):
+# bridge in about 20 s (6 of them Prometheus waiting for its first scrape):
 #   1. rootfs/etc/prometheus/mllp-edge.rules.yml passes `promtool check rules`,
 #      and tests/prometheus/mllp-edge.test.yml passes `promtool test rules`;
 #      every alert has a case where it fires and one where it must not; a rule
