@@ -1,6 +1,6 @@
 #!/bin/bash
 # The monitoring files the appliance ships (issue 13), checked against a real
-# bridge in about 15 s (6 of them Prometheus waiting for its first scrape):
+# bridge in about 20 s (6 of them Prometheus waiting for its first scrape):
 #   1. rootfs/etc/prometheus/mllp-edge.rules.yml passes `promtool check rules`,
 #      and tests/prometheus/mllp-edge.test.yml passes `promtool test rules`;
 #      every alert has a case where it fires and one where it must not; a rule
@@ -13,12 +13,16 @@
 #      appliance_* metrics (which the bridge publishes from the supervisor's
 #      IPC_TUNNELS snapshots, metrics.c put_appliance) are on the page too,
 #      and with destinations and the HTTPS API so that mllp_out_* and
-#      mllp_https_* are. A renamed metric fails this; so does a copy of the
-#      rules with one name changed (the check proves it can fail).
+#      mllp_https_* are, and with one SFTP pull channel and one push channel
+#      (issue 14) so that mllp_sftp_* are, every outcome with them. A renamed
+#      metric fails this; so does a copy of the rules with one name changed
+#      (the check proves it can fail).
 #   4. a real Prometheus (Debian's, loopback only) loads the rules, scrapes
 #      that bridge, evaluates every rule without error, fires nothing while
 #      all is well, and fires exactly the expected alerts once the stand-in
-#      supervisor reports a tunnel down, a DH group 2 SA and a restart.
+#      supervisor reports a tunnel down, a DH group 2 SA and a restart, and a
+#      wider gate lets the SFTP pull channel try its server, which refuses
+#      the connection (SftpDown pending; its for: 10m is promtool's to test).
 # shellcheck disable=SC2016 # conditions are quoted to be evaluated later
 . tests/integration/lib.sh
 
@@ -27,6 +31,9 @@ RTEST=tests/prometheus/mllp-edge.test.yml
 DASH=rootfs/usr/share/mllp-edge/grafana/mllp-edge.json
 CHECK=tests/prometheus/monitoring.py
 MLLP=11001 DEST=11002 HTTPS=18601 UP=18602 OBS_PORT=19301 PROM_PORT=19302
+# The SFTP channels' server: a loopback address outside the first gate
+# (127.0.0.0/9) and inside the second (127.0.0.0/8), where nothing listens.
+SFTP_SRV=127.200.0.1:19303
 CONF=$TMP/bridge.yaml
 
 if ! command -v promtool >/dev/null; then
@@ -89,6 +96,15 @@ expect "dashboard: its $nq queries are valid PromQL (promtool)" \
 
 # ---- 3. every name on a real /metrics ----------------------------------------
 
+# SFTP: a client key, and a pin of another key (the server is never reached).
+mkdir -m 0700 "$TMP/keys"
+if ! ssh-keygen -q -t ed25519 -N '' -C edge -f "$TMP/keys/edge.key" ||
+	! ssh-keygen -q -t ed25519 -N '' -C host -f "$TMP/keys/host"; then
+	fail "ssh-keygen made the SFTP keys"
+	finish
+fi
+PIN=$(cut -d' ' -f1,2 "$TMP/keys/host.pub")
+
 TOKEN=monitoring-test-token-0123456789
 printf '%s *\n' "$TOKEN" >"$TMP/tokens"
 chmod 600 "$TMP/tokens"
@@ -107,8 +123,24 @@ integrations:
     listen: 127.0.0.1:$MLLP
     sources: [127.0.0.0/8]
     upstream: { url: "https://localhost:$UP/v1", ca_file: $CERTS/ca.pem, timeout: 5s }
+  - name: lab-files
+    sftp:
+      server: $SFTP_SRV
+      user: edge
+      key: $TMP/keys/edge.key
+      host_keys: ["$PIN"]
+      dir: /outbox
+      timeout: 2s
+    upstream: { url: "https://localhost:$UP/v1", ca_file: $CERTS/ca.pem, timeout: 5s }
 destinations:
   - { name: lis, address: 127.0.0.1:$DEST }
+  - name: lis-files
+    sftp:
+      server: $SFTP_SRV
+      user: edge
+      key: $TMP/keys/edge.key
+      host_keys: ["$PIN"]
+      dir: /inbox
 https:
   listen: 127.0.0.2:$HTTPS # outside local_ts: the API is never reached through a tunnel
   cert: $CERTS/server.pem
@@ -133,7 +165,7 @@ wait_until 10 'grep -q "event=started" "$TMP/bridge.log"' || {
 # One command at a time: ipc-send reads stdin with fgets() after poll(), so a
 # second line that arrived with the first waits in stdio's buffer until more
 # input comes.
-echo "gate 127.0.0.0/8" >&3
+echo "gate 127.0.0.0/9" >&3
 wait_until 5 'grep -q "^sent gate" "$TMP/ipc.out"'
 echo "tunnels 2 hosp-a:1:21:21:1790000000" >&3
 wait_until 5 'grep -q "^sent tunnels" "$TMP/ipc.out"'
@@ -141,6 +173,13 @@ wait_until 5 '[ "$(metric appliance_tunnel_up 2>/dev/null)" = 1 ]'
 curl -sf --max-time 5 "http://127.0.0.1:$OBS_PORT/metrics" >"$TMP/metrics.txt"
 expect "the bridge's /metrics carries the supervisor's view (appliance_tunnel_up{tunnel=\"hosp-a\"} 1)" \
 	grep -qx 'appliance_tunnel_up{tunnel="hosp-a"} 1' "$TMP/metrics.txt"
+# Both channels, every outcome even at 0; the pull channel waits for the gate
+# (nothing tried), the push channel has nothing to write (nothing tried).
+expect "the bridge's /metrics has both SFTP channels with every session and file outcome" \
+	eval 'grep -qx "mllp_sftp_waiting_gate{channel=\"lab-files\",direction=\"pull\"} 1" "$TMP/metrics.txt" &&
+		grep -qx "mllp_sftp_queued{channel=\"lis-files\",direction=\"push\"} 0" "$TMP/metrics.txt" &&
+		test "$(grep -c "^mllp_sftp_sessions_total{.*} 0$" "$TMP/metrics.txt")" -eq 6 &&
+		test "$(grep -c "^mllp_sftp_files_total{.*} 0$" "$TMP/metrics.txt")" -eq 10'
 
 for f in "$RULES" "$DASH"; do
 	python3 "$CHECK" names "$TMP/metrics.txt" "$f" >"$TMP/names.out" 2>&1
@@ -162,6 +201,12 @@ python3 "$CHECK" names "$TMP/metrics.txt" "$TMP/relabel.yml" >"$TMP/relabel.out"
 rc=$?
 expect "a label value no sample has fails the check (limit=\"tunnel\")" \
 	eval 'test "$rc" -ne 0 && grep -q "no sample with limit=\"tunnel\"" "$TMP/relabel.out"'
+sed 's/outcome="hostkey_mismatch"/outcome="host_key_mismatch"/' "$RULES" >"$TMP/relabel2.yml"
+python3 "$CHECK" names "$TMP/metrics.txt" "$TMP/relabel2.yml" >"$TMP/relabel2.out" 2>&1
+rc=$?
+expect "an SFTP outcome no sample has fails the check (outcome=\"host_key_mismatch\")" \
+	eval '! cmp -s "$RULES" "$TMP/relabel2.yml" && test "$rc" -ne 0 &&
+		grep -q "no sample with outcome=\"host_key_mismatch\"" "$TMP/relabel2.out"'
 
 # ---- 4. a real Prometheus with the shipped rules, scraping that bridge --------
 
@@ -177,13 +222,13 @@ scrape_configs:
     static_configs: [{ targets: ['127.0.0.1:$OBS_PORT'] }]
 EOF
 prom_api() { curl -sf --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/$1"; }
-# alerts: "STATE ALERTNAME [tunnel=T sa=S]" per active alert, sorted.
+# alerts: "STATE ALERTNAME [tunnel=T sa=S channel=C]" per active alert, sorted.
 alerts() {
 	prom_api alerts | python3 -c '
 import json, sys
 for a in json.load(sys.stdin)["data"]["alerts"]:
     l = a["labels"]
-    extra = "".join(f" {k}={l[k]}" for k in ("tunnel", "sa") if k in l)
+    extra = "".join(f" {k}={l[k]}" for k in ("tunnel", "sa", "channel") if k in l)
     print(a["state"], l["alertname"] + extra)' | sort
 }
 prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/prom" \
@@ -204,12 +249,17 @@ expect "Prometheus: nothing fires while all is well" test -z "$got"
 [ -z "$got" ] || printf '# got:\n%s\n' "$got"
 echo "tunnels 3 hosp-a:0:0:0:1790000100 hosp-b:1:21:2:1790000100" >&3
 wait_until 5 'grep -q "^sent tunnels n=2" "$TMP/ipc.out"'
+# The gate now covers the SFTP server: the pull channel tries it at once and
+# its sessions fail (connection refused) while the tunnel is up.
+echo "gate 127.0.0.0/8" >&3
+wait_until 5 'grep -q "^sent gate generation=2" "$TMP/ipc.out"'
 want='firing MllpEdgeBridgeRestarted
 firing MllpEdgeSAWrongDHGroup tunnel=hosp-b sa=child
-pending MllpEdgeTunnelDown tunnel=hosp-a'
+pending MllpEdgeTunnelDown tunnel=hosp-a
+pending SftpDown channel=lab-files'
 wait_until 20 '[ "$(alerts)" = "$want" ]'
 got=$(alerts)
-expect "Prometheus: the restart and DH group 2 fire, the tunnel down is pending (for: 2m); nothing else" \
+expect "Prometheus: the restart and DH group 2 fire, the tunnel down and the failing SFTP pull channel are pending (for: 2m, 10m); nothing else" \
 	test "$got" = "$want"
 [ "$got" = "$want" ] || printf '# got:\n%s\n' "$got"
 stop_pid "$PROM_PID"

@@ -174,6 +174,12 @@ REQUIRED_PANELS = {
     "Tunnel state": "appliance_tunnel_up",
     "Dead letters": "mllp_dead_letters_total",
     "Upstream errors": "mllp_upstream_responses_total",
+    # SFTP file channels (issue 14)
+    "SFTP sessions by outcome": "mllp_sftp_sessions_total",
+    "SFTP files by outcome": "mllp_sftp_files_total",
+    "SFTP up and waiting for the gate": "mllp_sftp_waiting_gate",
+    "SFTP open files and queued": "mllp_sftp_queued",
+    "SFTP bytes": "mllp_sftp_bytes_total",
 }
 
 
