@@ -31,7 +31,7 @@ FROM debian:12 AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         build-essential pkg-config libevent-dev libcurl4-openssl-dev \
-        libsqlite3-dev libyaml-dev libssl-dev libjansson-dev check \
+        libsqlite3-dev libyaml-dev libssl-dev libjansson-dev libssh-dev check \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile README.md VERSION ./

@@ -36,7 +36,7 @@ PKGS=(
 	iproute2 nftables procps ca-certificates
 	strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
 	libevent-2.1-7 libevent-openssl-2.1-7 libcurl4 libsqlite3-0 libyaml-0-2
-	libssl3 libjansson4
+	libssl3 libjansson4 libssh-4
 )
 # Manual pages and translations are of no use on an appliance without a
 # shell user; copyright files stay.
