@@ -5,6 +5,7 @@
  */
 #include "mllp-bridge/files_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -611,6 +612,7 @@ int fj_start(struct fj_worker *w)
 void fj_post(struct fj_worker *w, struct fjob *job)
 {
 	pthread_mutex_lock(&w->mu);
+	assert(!w->posted); /* the loop posts only to an idle worker */
 	w->posted = job;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);

@@ -6,6 +6,7 @@
 #include "mllp-bridge/files.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,6 @@
 #include "mllp-bridge/gate.h"
 #include "mllp-bridge/hl7.h"
 #include "mllp-bridge/log.h"
-#include "mllp-bridge/msgkey.h"
 #include "mllp-bridge/stats.h"
 
 /* A file in the spool whose remote copy still waits to be moved. */
@@ -634,6 +634,7 @@ static void on_results(evutil_socket_t fd, short what, void *arg)
 	while (read(fd, &j, sizeof j) == (ssize_t)sizeof j) {
 		struct fchan *c = j->owner;
 
+		assert(c->busy == j); /* one job per channel, back from its own worker */
 		c->busy = NULL;
 		if (c->p.push)
 			push_result(c, j);
