@@ -27,8 +27,11 @@ done
 mkdir -p "$TMP/keys"
 ssh-keygen -q -t rsa -b 3072 -N '' -C lab -f "$TMP/keys/lab.key" &&
 	ssh-keygen -q -t ed25519 -N '' -C docs -f "$TMP/keys/docs.key" &&
-	ssh-keygen -q -t ed25519 -N '' -C push -f "$TMP/keys/push.key" || exit 1
-for k in lab docs push; do sshd_authorize "$TMP/keys/$k.key.pub"; done
+	ssh-keygen -q -t ed25519 -N '' -C push -f "$TMP/keys/push.key" &&
+	ssh-keygen -q -t rsa -b 4096 -N '' -C push-rsa -f "$TMP/keys/push-rsa.key" || exit 1
+for k in lab docs push push-rsa; do sshd_authorize "$TMP/keys/$k.key.pub"; done
+# "Accepted publickey for nobody from ... ssh2: RSA SHA256:..." names the key
+fpr() { ssh-keygen -lf "$TMP/keys/$1.key.pub" | cut -d' ' -f2 | sed 's/+/[+]/g'; }
 printf '%s *\n' "$TOKEN" >"$TMP/tokens"
 chmod 600 "$TMP/tokens"
 start_sink up "$UP" || exit 1
@@ -83,6 +86,8 @@ write_conf() {
 		printf 'destinations:\n  - name: lis-files\n'
 		sftp_block push /outbox
 		printf '    max_attempts: 5\n'
+		printf '  - name: lis-rsa\n'
+		sftp_block push-rsa /outbox
 		printf 'https:\n  listen: 127.0.0.1:%s\n  cert: %s\n  key: %s\n  tokens_file: %s\n' \
 			"$HTTPS" "$CERTS/server.pem" "$CERTS/server.key" "$TMP/tokens"
 	} >"$CONF"
@@ -160,8 +165,8 @@ expect "mllp_sftp_files_total{outcome=stored} counts the file" \
 	test "$(metric 'mllp_sftp_files_total\{channel="lab",direction="pull",outcome="stored"')" -eq 1
 expect "mllp_sftp_messages_total counts its three messages" \
 	test "$(metric 'mllp_sftp_messages_total\{channel="lab"')" -eq 3
-expect "the RSA key authenticated (sshd: Accepted publickey ... RSA)" \
-	test "$(sshd_log_count 'Accepted publickey for nobody .* RSA SHA256')" -ge 1
+expect "the RSA 3072 key authenticated (sshd: Accepted publickey ... RSA <its fingerprint>)" \
+	test "$(sshd_log_count "Accepted publickey for nobody .* RSA $(fpr lab)")" -ge 1
 expect "no patient data (PATIENT^B, MRN-) in the bridge's log" \
 	bash -c "! grep -qE 'PATIENT\\^B|MRN-B' '$TMP/bridge.log'"
 
@@ -178,7 +183,7 @@ expect "as application/xml, X-File-Name ccd-1.xml" \
 expect "an unsplit file's key has no index" grep -qE '^f[0-9a-f]{40}$' <<<"$(sink_field up 4 | sed -n "${seq}p")"
 expect "after: delete removes it from the server" wait_until 10 '[ ! -e "$SSHD_ROOT/docs/ccd-1.xml" ]'
 expect "the Ed25519 key authenticated" \
-	test "$(sshd_log_count 'Accepted publickey for nobody .* ED25519 SHA256')" -ge 1
+	test "$(sshd_log_count "Accepted publickey for nobody .* ED25519 $(fpr docs)")" -ge 1
 
 # ---- refusals: before the spool, and by the upstream ----------------------
 
@@ -254,6 +259,18 @@ expect "the file appears in outbox under that (decoded) name, byte-exact" \
 expect "no .part file is left behind" bash -c "! ls '$SSHD_ROOT/outbox' | grep -q '\.part$'"
 expect "written by the push key's owner through sftp (fsync@openssh.com used)" \
 	grep -q 'sftp_file_written.*synced=1' "$TMP/bridge.log"
+expect "the push used its Ed25519 key" \
+	test "$(sshd_log_count "Accepted publickey for nobody .* ED25519 $(fpr push)")" -ge 1
+post_to() { # post_to DEST FILE NAME: the status of a POST with X-File-Name
+	curl -s --max-time 30 --cacert "$CERTS/ca.pem" -H "Authorization: Bearer $TOKEN" \
+		-H 'Content-Type: x-application/hl7-v2+er7' --data-binary "@$2" -H "X-File-Name: $3" \
+		-o "$TMP/last.body" -w '%{http_code}\n' "https://127.0.0.1:$HTTPS/v1/destinations/$1/messages"
+}
+expect "a push destination with an RSA 4096 key takes a file too (202)" \
+	test "$(post_to lis-rsa "$TMP/p1.hl7" rsa-1.hl7)" = 202
+expect "... and writes it, byte-exact" wait_until 15 'cmp -s "$TMP/p1.hl7" "$SSHD_ROOT/outbox/rsa-1.hl7"'
+expect "signing in with the RSA key (rsa-sha2: sshd names the key's fingerprint)" \
+	test "$(sshd_log_count "Accepted publickey for nobody .* RSA $(fpr push-rsa)")" -ge 1
 expect "X-File-Name with a folder is refused (400)" \
 	test "$(post "$TMP/p1.hl7" -H 'X-File-Name: ../escape.hl7')" = 400
 expect "... and says why" grep -q "X-File-Name" "$TMP/last.body"
