@@ -39,7 +39,9 @@ chmod 600 "$TMP/tokens"
 start_sink big "$UP_BIG" || exit 1
 start_sink lab "$UP_LAB" || exit 1
 LAB_SINK=$SINK_PID
-start_sink rnd "$UP_RND" || exit 1
+# rnd's sink answers 25 ms late (it records first): a kill during those
+# 25 ms leaves a message the upstream has and the spool still owes.
+start_sink rnd "$UP_RND" --delay-ms 25 || exit 1
 
 # sftp_block DIR [MORE...]: one channel's sftp: mapping.
 sftp_block() {
@@ -217,21 +219,31 @@ lap "case 3 done"
 
 # ---- 4. pull, kill -9 at random points, round after round -------------------
 
-ROUNDS=${ROUNDS:-5}
+# Each round puts two batch files (20 and 10 messages, so that a kill can
+# land while they are being delivered) and kills the bridge 0.3-3 s later:
+# before their listing, mid-download, between the spool and delivery,
+# mid-delivery, or around the move (files are taken at the second listing
+# after a start, 1 s apart).
+ROUNDS=${ROUNDS:-6}
+ids() { for i in $(seq 1 "$2"); do printf '%s%02d\n' "$1" "$i"; done; }
 for r in $(seq 1 "$ROUNDS"); do
-	batch "R$r-A1" "R$r-A2" "R$r-A3" | put rnd "r$r-a.hl7"
-	batch "R$r-B1" "R$r-B2" | put rnd "r$r-b.hl7"
-	ms=$((200 + RANDOM % 1801))
+	# shellcheck disable=SC2046 # one id per word
+	batch $(ids "R$r-A" 20) | put rnd "r$r-a.hl7"
+	# shellcheck disable=SC2046
+	batch $(ids "R$r-B" 10) | put rnd "r$r-b.hl7"
+	ms=$((300 + RANDOM % 2701))
 	sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
 	crash || fail "case 4: round $r: the bridge had died before its kill"
-	echo "# round $r: killed after $ms ms; rnd requests so far $(sink_count rnd)"
+	echo "# round $r: killed after $ms ms; rnd requests so far $(sink_count rnd)," \
+		"files done $(find "$SSHD_ROOT/rnd/done" -type f | wc -l)"
 	start
 done
 expect "case 4: every file of the $ROUNDS rounds ends in rnd/done" \
-	wait_until 40 '[ "$(ls "$SSHD_ROOT/rnd/done" | wc -l)" -eq $((2 * ROUNDS)) ]'
+	wait_until 40 '[ "$(find "$SSHD_ROOT/rnd/done" -type f | wc -l)" -eq $((2 * ROUNDS)) ]'
 lap "case 4: all files done"
-want=$(for r in $(seq 1 "$ROUNDS"); do printf 'R%s-A1\nR%s-A2\nR%s-A3\nR%s-B1\nR%s-B2\n' "$r" "$r" "$r" "$r" "$r"; done | sort)
-expect "case 4: every message reached the upstream at least once ($((5 * ROUNDS)) messages, $(sink_count rnd) requests)" \
+NMSG=$((30 * ROUNDS))
+want=$(for r in $(seq 1 "$ROUNDS"); do ids "R$r-A" 20; ids "R$r-B" 10; done | sort)
+expect "case 4: every message reached the upstream at least once ($NMSG messages, $(sink_count rnd) requests)" \
 	test "$(sink_field rnd 11 | sort -u)" = "$want"
 # every Idempotency-Key names one message: all its copies have one body
 bad=0
@@ -242,7 +254,7 @@ while read -r key; do
 done < <(sink_field rnd 4 | sort -u)
 expect "case 4: every duplicate carries the key of its first copy (one body per key)" test "$bad" -eq 0
 expect "case 4: one key per message (keys $(sink_field rnd 4 | sort -u | wc -l))" \
-	test "$(sink_field rnd 4 | sort -u | wc -l)" -eq $((5 * ROUNDS))
+	test "$(sink_field rnd 4 | sort -u | wc -l)" -eq "$NMSG"
 expect "case 4: within each file, first deliveries in order" bash -c '
 	for f in $(cut -f 11 "$TMP/rnd/requests.log" | sed "s/[0-9]*$//" | sort -u); do
 		got=$(cut -f 11 "$TMP/rnd/requests.log" | grep "^$f" | awk "!s[\$0]++" | tr "\n" " ")
@@ -250,7 +262,8 @@ expect "case 4: within each file, first deliveries in order" bash -c '
 	done'
 expect "case 4: spool files has exactly one record per file ($(files_of rnd | wc -l))" \
 	test "$(files_of rnd | awk '{print $3}' | sort | uniq -c | awk '$1 != 1' | wc -l)/$(files_of rnd | wc -l)" = "0/$((2 * ROUNDS))"
-echo "# case 4: $(sink_count rnd) requests for $((5 * ROUNDS)) messages"
+echo "# case 4: $(sink_count rnd) requests for $NMSG messages," \
+	"$(sink_field rnd 4 | sort | uniq -d | wc -l) keys sent more than once"
 
 stop_pid "$BRIDGE_PID"
 lap "end"
