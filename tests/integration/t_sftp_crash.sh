@@ -8,9 +8,9 @@
 . tests/integration/sshd-lib.sh
 
 # Ports (loopback): 18720 sink of `big`, 18721 sink of `lab`, 18722 sink of
-# `rnd`, 18723 HTTPS, 18724 /metrics.
+# `rnd`, 18723 HTTPS, 18724 /metrics, 18726 the refusing sink of `bounce`.
 # sshd: 198.51.100.2:22 in the namespace.
-UP_BIG=18720 UP_LAB=18721 UP_RND=18722 HTTPS=18723 OBS_PORT=18724
+UP_BIG=18720 UP_LAB=18721 UP_RND=18722 HTTPS=18723 OBS_PORT=18724 UP_BAD=18726
 NS=sftpx$$
 SRV=198.51.100.2
 CONF=$TMP/bridge.yaml
@@ -28,7 +28,7 @@ export T0 # for lap (lib.sh)
 sshd_setup || exit 1
 sshd_netns "$NS" || exit 1
 sshd_start "$NS" "$SRV" 22 || exit 1
-for d in big big/done rnd rnd/done; do
+for d in big big/done rnd rnd/done bounce bounce/error; do
 	mkdir -m 0755 "$SSHD_ROOT/$d" && chown "$SSHD_USER:$SSHD_GROUP" "$SSHD_ROOT/$d"
 done
 mkdir -p "$TMP/keys"
@@ -42,6 +42,7 @@ LAB_SINK=$SINK_PID
 # rnd's sink answers 25 ms late (it records first): a kill during those
 # 25 ms leaves a message the upstream has and the spool still owes.
 start_sink rnd "$UP_RND" --delay-ms 25 || exit 1
+start_sink bad "$UP_BAD" --status 422 || exit 1
 
 # sftp_block DIR [MORE...]: one channel's sftp: mapping.
 sftp_block() {
@@ -70,6 +71,9 @@ upstream() { printf '    upstream: { url: "https://localhost:%s/v1", ca_file: %s
 	printf '  - name: rnd\n'
 	sftp_block /rnd 'glob: "*.hl7"' 'interval: 1s' 'split: hl7-batch'
 	upstream "$UP_RND"
+	printf '  - name: bounce\n'
+	sftp_block /bounce 'interval: 1s'
+	upstream "$UP_BAD"
 	printf 'destinations:\n  - name: lis-files\n'
 	sftp_block /outbox 'max_file: 32MiB'
 	printf 'https:\n  listen: 127.0.0.1:%s\n  cert: %s\n  key: %s\n  tokens_file: %s\n' \
@@ -78,7 +82,7 @@ upstream() { printf '    upstream: { url: "https://localhost:%s/v1", ca_file: %s
 } >"$CONF"
 
 "$BIN/mllp-bridge" -c "$CONF" -n >"$TMP/check.out" 2>&1
-expect "the configuration (three pull channels, one push channel) is valid" test $? -eq 0
+expect "the configuration (four pull channels, one push channel) is valid" test $? -eq 0
 cat "$TMP/check.out"
 
 start() {
@@ -264,6 +268,33 @@ expect "case 4: spool files has exactly one record per file ($(files_of rnd | wc
 	test "$(files_of rnd | awk '{print $3}' | sort | uniq -c | awk '$1 != 1' | wc -l)/$(files_of rnd | wc -l)" = "0/$((2 * ROUNDS))"
 echo "# case 4: $(sink_count rnd) requests for $NMSG messages," \
 	"$(sink_field rnd 4 | sort | uniq -d | wc -l) keys sent more than once"
+
+# ---- 5. pull, a dead letter's move to error/ cut before its reason file ----
+
+# A file the upstream refuses goes to error/ with a reason file. Here the
+# reason file cannot be written at first (a root-owned folder holds its
+# name), the bridge is killed meanwhile, and the obstacle then goes: the
+# file must end in error/ *with* its reason, as after a kill -9 between the
+# two steps. (Before the fix the rename came first: the file sat in error/
+# and the reason was never written.)
+mkdir -p "$SSHD_ROOT/bounce/error/reject.txt.reason/keep"
+m0=$(grep -c 'sftp_move_failed' "$TMP/bridge.log")
+printf 'not a document the upstream wants\n' | put bounce reject.txt
+expect "case 5: the upstream refuses the file (422, once)" wait_until 20 '[ "$(sink_count bad)" -eq 1 ]'
+expect "case 5: its move to error/ fails while the reason file cannot be written" \
+	wait_until 20 '[ "$(grep -c sftp_move_failed "$TMP/bridge.log")" -gt '"$m0"' ]'
+expect "case 5: the file stays in bounce/ meanwhile (the move is tried again)" \
+	test -f "$SSHD_ROOT/bounce/reject.txt" -a ! -e "$SSHD_ROOT/bounce/error/reject.txt"
+expect "case 5: the bridge was alive when killed" crash
+rm -rf "$SSHD_ROOT/bounce/error/reject.txt.reason"
+start
+expect "case 5: after the restart the file reaches bounce/error" \
+	wait_until 20 '[ -f "$SSHD_ROOT/bounce/error/reject.txt" ] && [ ! -e "$SSHD_ROOT/bounce/reject.txt" ]'
+expect "case 5: with its reason file, quoting the upstream's 422" \
+	wait_until 5 'grep -q 422 "$SSHD_ROOT/bounce/error/reject.txt.reason"'
+expect "case 5: spool files says error, one record" \
+	wait_until 5 '[ "$(files_of bounce | grep -c " error ")/$(files_of bounce | wc -l)" = 1/1 ]'
+expect "case 5: the upstream saw it once" test "$(sink_count bad)" -eq 1
 
 stop_pid "$BRIDGE_PID"
 lap "end"
