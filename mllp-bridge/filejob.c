@@ -165,7 +165,12 @@ static int put_text(struct sftpc *c, const char *path, const char *text)
 }
 
 /* Moves dir/name into to_dir, replacing a file of that name there (a name
- * the hospital reuses). With reason, "<name>.reason" is written beside it. */
+ * the hospital reuses). With reason, "<name>.reason" is written beside it
+ * first: once the file has left dir, nothing tries the move again (the
+ * next session finds it gone and settles the record), so a reason written
+ * after the rename was lost for good when the write failed or the bridge
+ * was killed in between. Written before, a failure leaves the file in dir
+ * and the whole move is tried again (the reason file replaces itself). */
 static int move_to(struct sftpc *c, const struct fj_chan *ch, const char *name, const char *to_dir,
 		   const char *reason)
 {
@@ -174,7 +179,7 @@ static int move_to(struct sftpc *c, const struct fj_chan *ch, const char *name, 
 
 	if (!from || !to)
 		goto out;
-	if ((err = sftpc_mkdir(c, to_dir)) < 0 || (err = sftpc_rename(c, from, to)) < 0)
+	if ((err = sftpc_mkdir(c, to_dir)) < 0)
 		goto out;
 	if (reason) {
 		if (asprintf(&rpath, "%s.reason", to) < 0) {
@@ -182,8 +187,10 @@ static int move_to(struct sftpc *c, const struct fj_chan *ch, const char *name, 
 			err = -ENOMEM;
 			goto out;
 		}
-		err = put_text(c, rpath, reason);
+		if ((err = put_text(c, rpath, reason)) < 0)
+			goto out;
 	}
+	err = sftpc_rename(c, from, to);
 out:
 	free(from);
 	free(to);
