@@ -225,7 +225,8 @@ EOF
 	return 0
 }
 
-# ap_conf FILE TUNNEL_YAML...: appliance.yaml for the supervisor and the bridge.
+# ap_conf FILE TUNNEL_YAML...: appliance.yaml for the supervisor and the bridge;
+# $AP_CONF_EXTRA, when set, is appended to its integrations.
 ap_conf() {
 	local file=$1 t
 	shift
@@ -259,6 +260,8 @@ integrations:
     sources: [203.0.113.64/26]
     upstream: { url: "https://localhost:$AP_UP/v1/lab", ca_file: $CERTS_ABS/ca.pem, timeout: 5s }
 EOF
+		# more integrations, e.g. an SFTP channel (t_appliance_up)
+		[ -n "${AP_CONF_EXTRA:-}" ] && printf '%s\n' "$AP_CONF_EXTRA"
 	} >"$file"
 	chmod 644 "$file"
 }

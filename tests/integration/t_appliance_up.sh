@@ -15,6 +15,23 @@ DH14_IKE=aes256gcm16-prfsha256-modp2048 DH14_ESP=aes256gcm16-modp2048
 # The hospital accepts both groups.
 ap_peer_load "$T:$DH21_IKE,$DH14_IKE:$DH21_ESP,$DH14_ESP" ||
 	fail "the hospital's swanctl --load-all" "$(tail -n 3 "$TMP/swanctl.log")"
+# An SFTP pull channel (issue 14) toward a hospital address with no server:
+# its key is rotated through appliancectl and the real supervisor, and the
+# bridge, running as nobody, must be able to read the new key.
+SK=$AP_DIR/sftp
+mkdir -p "$SK" && chmod 755 "$SK"
+ssh-keygen -q -t ed25519 -N '' -C lab-files -f "$SK/lab.key" &&
+	ssh-keygen -q -t ed25519 -N '' -C server -f "$SK/server" || exit 1
+chgrp "$(id -gn nobody)" "$SK/lab.key" && chmod 0640 "$SK/lab.key"
+AP_CONF_EXTRA="  - name: lab-files
+    sftp:
+      server: 203.0.113.66:22
+      user: edge
+      key: $SK/lab.key
+      host_keys: [\"$(cut -d' ' -f1,2 "$SK/server.pub")\"]
+      dir: /outbox
+      interval: 1s
+    upstream: { url: \"https://localhost:$AP_UP/v1/files\", ca_file: $CERTS_ABS/ca.pem }"
 ap_conf "$AP_CONF" "$(ap_tunnel "$T" appliance "$DH21_IKE" "$DH21_ESP")"
 
 # --- validation ----------------------------------------------------------------
@@ -53,6 +70,27 @@ expect "status: the bridge runs (pid $BRIDGE_PID), restarts 0" \
 expect "the bridge (pid $BRIDGE_PID) runs as nobody" \
 	test "$(uid_of "$BRIDGE_PID")" = "65534 65534 65534 65534"
 expect "status: the integration lab is reported" ap_true "integ('lab')['depth'] >= 0"
+
+# --- SFTP key rotation through the supervisor (appliancectl sftp ...) -----------
+run_check "appliancectl sftp keys: the channel's current key and its fingerprint" 0 \
+	"lab-files \\(pull, edge@203.0.113.66:22\\):" "$APPCTL" -s "$AP_SOCK" sftp keys
+run_check "appliancectl sftp rotate-key lab-files: a new Ed25519 key and its line for the server" 0 \
+	'^ssh-ed25519 AAAA' "$APPCTL" -s "$AP_SOCK" sftp rotate-key lab-files
+expect "<key>.next is root's, group nobody's, 0640: the bridge may read it, nobody else" \
+	test "$(stat -c '%u %G %a' "$SK/lab.key.next")" = "0 $(id -gn nobody) 640"
+expect "the bridge (as nobody) sees it at its next session: mllp_sftp_next_key_present 1" \
+	wait_until 15 '[ "$(ap_metric "mllp_sftp_next_key_present{channel=\"lab-files\",direction=\"pull\"}")" = 1 ]'
+run_check "a second rotate-key is refused while one is under way" 1 'rotation is under way' \
+	"$APPCTL" -s "$AP_SOCK" sftp rotate-key lab-files
+# from the private key itself: ssh-keygen -lf would read an old lab.key.pub
+key_fpr() { ssh-keygen -y -f "$1" | ssh-keygen -lf - | cut -d' ' -f2; }
+next_fpr=$(key_fpr "$SK/lab.key.next")
+run_check "appliancectl sftp retire-key lab-files: the new key is the one in use" 0 \
+	'is now the key in use' "$APPCTL" -s "$AP_SOCK" sftp retire-key lab-files
+expect "<key> is the rotated key, <key>.next is gone" \
+	test "$(key_fpr "$SK/lab.key")" = "$next_fpr" -a ! -e "$SK/lab.key.next"
+run_check "appliancectl sftp rotate-key of an unknown channel: exit 1, says so" 1 \
+	'no SFTP channel named nope' "$APPCTL" -s "$AP_SOCK" sftp rotate-key nope
 expect "status: the heartbeat to lis (203.0.113.65:$AP_HEARTBEAT_PORT) through the tunnel is ok" \
 	ap_wait 15 "[h for h in tun('$T')['heartbeats'] if h['destination'] == 'lis' and
 		h['address'] == '203.0.113.65:$AP_HEARTBEAT_PORT' and h['state'] == 'ok']"
