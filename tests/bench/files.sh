@@ -37,7 +37,9 @@
 # BENCH_FILES_N_B (10000), BENCH_FILES_N_C (500), BENCH_FILES_RATE (500),
 # BENCH_FILES_WIN (2), BENCH_FILES_DELIVER_TIMEOUT (60 s: (b)'s runs after
 # the first measure the delivery rate for this long; the first waits for
-# every message, up to 900 s), BENCH_FILES_BIG_MIB (64), BENCH_KEEP=1 keeps the temp dir.
+# every message, up to 900 s), BENCH_FILES_BIG_MIB (64), BENCH_FILES_PARTS
+# ("a c b d": the rows to run, in that order), BENCH_KEEP=1 keeps a copy of
+# the temp dir (logs, configs, spool) as TMPDIR/mllp-it.XXXXXX.kept.
 set -u
 
 BUILD=${BUILD:-build}
@@ -50,6 +52,7 @@ RATE=${BENCH_FILES_RATE:-500}
 WIN=${BENCH_FILES_WIN:-2}
 DELIVER_TIMEOUT=${BENCH_FILES_DELIVER_TIMEOUT:-60}
 BIG_MIB=${BENCH_FILES_BIG_MIB:-64}
+PARTS=${BENCH_FILES_PARTS:-a c b d}
 DELAY_MS=10 # one way, on each side of the veth and in delay-proxy
 NGINX=18801 PROXY=18802 HTTPS=18803 OBS=18804 MLLP=11791
 OURS=203.0.113.249 SRV=203.0.113.250
@@ -80,8 +83,7 @@ ip -br addr | grep -q '203\.0\.113\.24[89]\|203\.0\.113\.25[01]' && die "203.0.1
 . tests/integration/lib.sh
 . tests/integration/sshd-lib.sh
 BIN=$BUILD/bin
-KEEP=${BENCH_KEEP:-}
-[ "$KEEP" = 1 ] || KEEP=""
+KEEP="" # lib.sh's cleanup would keep TMP and exit 1; BENCH_KEEP copies it instead
 tmp=$TMP
 CERTS=$(cd "$CERTS" && pwd) # nginx resolves relative paths against its prefix
 
@@ -252,13 +254,13 @@ log "(p) RTT (mllp-load -c 1 to an echo server through the same proxy, p50) ${rt
 # that the moves to done/ of one run (one rename each, at the next
 # sessions) do not sit in front of the next run's downloads.
 run_a() {
-	local r=$1 ch=a$1 d0 s0 x0 t0 ts td
+	local r=$1 ch=a$1 d0 s0 x0 m0 t0 ts td tm
 	mkdir -p "$SSHD_ROOT/stage/a$r"
 	make_small "$SSHD_ROOT/stage/a$r" "$N_A" "A$r"
 	chown -R "$SSHD_USER:$SSHD_GROUP" "$SSHD_ROOT/stage/a$r"
 	d0=$(delivered $ch) s0=$(stored $ch) x0=$(sessions $ch)
+	m0=$(mi mllp_sftp_files_total "channel=\"$ch\",direction=\"pull\",outcome=\"done\"")
 	t0=$(now)
-	rec a "$r" t0 "$t0"
 	mv "$SSHD_ROOT/stage/a$r"/*.hl7 "$SSHD_ROOT/a$r/"
 	log "(a) run $r: $N_A files dropped"
 	ts=$(wait_count 900 "stored $ch" $((s0 + N_A))) || log "(a) run $r: not all stored"
@@ -266,20 +268,12 @@ run_a() {
 	rec a "$r" stored "$(el "$t0" "${ts:-$(now)}")"
 	rec a "$r" delivered "$(el "$t0" "${td:-$(now)}")"
 	rec a "$r" sessions $(($(sessions $ch) - x0))
+	# the moves to done/ (one stat, mkdir and rename each, at the start of
+	# the sessions after each file's delivery)
+	tm=$(wait_count 600 "mi mllp_sftp_files_total channel=\"$ch\",direction=\"pull\",outcome=\"done\"" $((m0 + N_A))) &&
+		rec a "$r" moved "$(el "$t0" "$tm")"
 	log "(a) run $r: $(grep "^a $r " "$res" | cut -d' ' -f3- | tr '\n' ' ')"
 }
-# moved: after every run, the time from each drop until all its files were in done/
-a_moved() {
-	local r
-	for r in $(seq 1 "$RUNS"); do
-		if wait_until 600 "[ \$(ls $SSHD_ROOT/a$r/done | wc -l) -ge $N_A ]"; then
-			rec a "$r" moved_at "$(now)"
-		else
-			log "(a) run $r: $(ls "$SSHD_ROOT/a$r/done" | wc -l) of $N_A moved to done/"
-		fi
-	done
-}
-
 # ---- (b) one batch file ----------------------------------------------------
 batch_file=$tmp/batch.hl7
 make_batch "$batch_file" "$N_B" B
@@ -403,13 +397,16 @@ run_d() {
 
 # ---- run ----------------------------------------------------------------------
 ulimit -n 65536 2>/dev/null
-for r in $(seq 1 "$RUNS"); do run_a "$r"; done
-for r in $(seq 1 "$RUNS"); do run_c "$r"; done
-a_moved
+case " $PARTS " in *" a "*) for r in $(seq 1 "$RUNS"); do run_a "$r"; done ;; esac
+case " $PARTS " in *" c "*) for r in $(seq 1 "$RUNS"); do run_c "$r"; done ;; esac
 B_BASE=$(delivered lab)
-for r in $(seq 1 "$RUNS"); do run_b "$r"; done
-run_d
-big_done=$(wait_count 300 "delivered big" 1 >/dev/null && echo yes)
+case " $PARTS " in *" b "*) for r in $(seq 1 "$RUNS"); do run_b "$r"; done ;; esac
+: >"$tmp/d.tagged"
+case " $PARTS " in *" d "*)
+	run_d
+	big_done=$(wait_count 300 "delivered big" 1 >/dev/null && echo yes)
+	;;
+esac
 
 # ---- report -------------------------------------------------------------------
 # med ROW KEY: "median (min-max)" over the runs
@@ -427,9 +424,6 @@ rate() { # ROW KEY N: N / each run's figure, median (min-max)
 			m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 			if (v[1] == v[n]) printf "%.1f/s", m; else printf "%.1f/s (%.1f-%.1f)", m, v[1], v[n] }' "$res"
 }
-# the moves: moved_at - t0 per run
-awk '$1 == "a" && $3 == "t0" { t[$2] = $4 } $1 == "a" && $3 == "moved_at" { print "a", $2, "moved", $4 - t[$2] }' \
-	"$res" >>"$res.tmp" && cat "$res.tmp" >>"$res"
 {
 	printf '\nmllp-edge file channels bench, %s, %s, %s CPUs, spool on %s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
 		"$(uname -r)" "$(nproc)" "$(stat -f -c %T "$tmp")"
@@ -462,5 +456,8 @@ awk '$1 == "a" && $3 == "t0" { t[$2] = $4 } $1 == "a" && $3 == "moved_at" { prin
 	printf '    the %d MiB file delivered upstream: %s\n' "$BIG_MIB" "${big_done:-no (not within 300 s)}"
 	printf 'bridge log: %s lines, %s at level warn or err\n' "$(grep -c . "$tmp/bridge.log")" "$(grep -cE 'level=(warn|err)' "$tmp/bridge.log")"
 } | tee "$tmp/report"
-[ -n "$KEEP" ] && log "kept $tmp"
+if [ "${BENCH_KEEP:-0}" = 1 ]; then
+	cp -a "$tmp" "$tmp.kept" 2>/dev/null
+	log "kept a copy in $tmp.kept"
+fi
 exit 0
