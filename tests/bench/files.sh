@@ -103,7 +103,7 @@ ip -n "$NS" link set lo up
 sshd_setup || die "sshd_setup"
 sshd_start "$NS" 127.0.0.1 22 || die "sshd did not start"
 ns_proxy() { # PORT TO-PORT
-	ip netns exec "$NS" "$BIN/delay-proxy" --listen $SRV:$1 --to 127.0.0.1:$2 \
+	ip netns exec "$NS" "$BIN/delay-proxy" --listen "$SRV:$1" --to "127.0.0.1:$2" \
 		--delay-ms $DELAY_MS >"$tmp/nsproxy-$1.out" 2>&1 &
 	PIDS="$PIDS $!"
 }
@@ -113,7 +113,9 @@ PIDS="$PIDS $!"
 ns_proxy 2575 2575
 wait_until 10 "port_open $SRV 22 && port_open $SRV 2575" || die "delay-proxy in $NS did not start"
 for d in big big/done stage $(for r in $(seq 1 "$RUNS"); do echo "a$r a$r/done a$r/error"; done); do
-	mkdir -m 0755 "$SSHD_ROOT/$d" && chown "$SSHD_USER:$SSHD_GROUP" "$SSHD_ROOT/$d" || die "server folder $d"
+	if ! mkdir -m 0755 "$SSHD_ROOT/$d" || ! chown "$SSHD_USER:$SSHD_GROUP" "$SSHD_ROOT/$d"; then
+		die "server folder $d"
+	fi
 done
 mkdir -p "$tmp/keys"
 ssh-keygen -q -t ed25519 -N '' -C bench -f "$tmp/keys/bench.key" || die ssh-keygen
@@ -258,7 +260,7 @@ run_a() {
 	mkdir -p "$SSHD_ROOT/stage/a$r"
 	make_small "$SSHD_ROOT/stage/a$r" "$N_A" "A$r"
 	chown -R "$SSHD_USER:$SSHD_GROUP" "$SSHD_ROOT/stage/a$r"
-	d0=$(delivered $ch) s0=$(stored $ch) x0=$(sessions $ch)
+	d0=$(delivered "$ch") s0=$(stored "$ch") x0=$(sessions "$ch")
 	m0=$(mi mllp_sftp_files_total "channel=\"$ch\",direction=\"pull\",outcome=\"done\"")
 	t0=$(now)
 	mv "$SSHD_ROOT/stage/a$r"/*.hl7 "$SSHD_ROOT/a$r/"
@@ -267,7 +269,7 @@ run_a() {
 	td=$(wait_count 900 "delivered $ch" $((d0 + N_A))) || log "(a) run $r: not all delivered"
 	rec a "$r" stored "$(el "$t0" "${ts:-$(now)}")"
 	rec a "$r" delivered "$(el "$t0" "${td:-$(now)}")"
-	rec a "$r" sessions $(($(sessions $ch) - x0))
+	rec a "$r" sessions $(($(sessions "$ch") - x0))
 	# the moves to done/ (one stat, mkdir and rename each, at the start of
 	# the sessions after each file's delivery)
 	tm=$(wait_count 600 "mi mllp_sftp_files_total channel=\"$ch\",direction=\"pull\",outcome=\"done\"" $((m0 + N_A))) &&
@@ -333,8 +335,8 @@ run_c() {
 	tw=$(wait_count 600 "mi mllp_sftp_files_total channel=\"lis-files\",direction=\"push\",outcome=\"stored\"" $((w0 + N_C))) ||
 		log "(c) run $r: not all written"
 	rec c "$r" written "$(el "$t0" "${tw:-$(now)}")"
-	rec c "$r" in_place "$(ls "$SSHD_ROOT/outbox" | grep -c "^C$r-[0-9]*\.hl7$")"
-	rec c "$r" part_left "$(ls "$SSHD_ROOT/outbox" | grep -c '\.part$')"
+	rec c "$r" in_place "$(find "$SSHD_ROOT/outbox" -maxdepth 1 -name "C$r-[0-9]*.hl7" | wc -l)"
+	rec c "$r" part_left "$(find "$SSHD_ROOT/outbox" -maxdepth 1 -name '*.part' | wc -l)"
 	log "(c) run $r: $(grep "^c $r " "$res" | cut -d' ' -f3- | tr '\n' ' ')"
 	rm -f "$SSHD_ROOT/outbox/C$r-"*
 }
