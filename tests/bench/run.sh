@@ -18,6 +18,9 @@
 #                          response: delivered per second and duplicate requests
 #   (h) flood              one sender at 100 msg/s alone, then beside 16 peers
 #                          flooding empty frames: its p50/p99
+#   file channels          then tests/bench/files.sh (SFTP pull, batch, push
+#                          and the loop stall, issue 14; about 25 minutes,
+#                          needs root and sshd; BENCH_FILES=0 skips it)
 #
 # Every load carries 8 feeds x 200 patients (mllp-load --feeds --patients).
 # A scenario that cannot run prints FAILED (reason) and the rest go on. No
@@ -853,6 +856,11 @@ main() {
 	scenario_wan
 	scenario_nginx
 	report
+	# File channels (issue 14): a real sshd in a namespace; its own ports,
+	# addresses and report (docs/performance.md, "File channels").
+	if [ "${BENCH_FILES:-1}" != 0 ]; then
+		BUILD=$BUILD bash "$here/files.sh" || log "bench: files.sh failed"
+	fi
 }
 
 main
