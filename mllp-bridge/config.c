@@ -350,32 +350,6 @@ static void h_sftp_ack(struct ctx *x, const char *key, yaml_node_t *v, void *obj
 			 key);
 }
 
-/* Files leave in the order they were taken, one at a time. */
-static void h_sftp_order(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
-{
-	static const char *const words[] = {"integration", "sender", "feed", "patient", NULL};
-	int i = cfgi_want_enum(x, key, v, words);
-
-	(void)obj;
-	if (i > 0)
-		cfgi_err(x, line_of(v),
-			 "%s: only integration is allowed for an sftp integration (files leave in "
-			 "order, one at a time)",
-			 key);
-}
-
-static void h_sftp_max_in_flight(struct ctx *x, const char *key, yaml_node_t *v, void *obj)
-{
-	unsigned n = 1;
-
-	(void)obj;
-	if (cfgi_want_count(x, key, v, CFG_MAX_IN_FLIGHT_LIMIT, &n) == 0 && n != 1)
-		cfgi_err(x, line_of(v),
-			 "%s: only 1 is allowed for an sftp integration (files leave in order, "
-			 "one at a time)",
-			 key);
-}
-
 /* Which table an integration is read with depends on `sftp:`, wherever it
  * is written; both know the same keys in the same order (one key, one bit). */
 static const struct key_spec integration_keys[] = {
@@ -394,8 +368,8 @@ static const struct key_spec integration_keys_sftp[] = {
     {"match", h_sftp_mllp_only, 0},
     {"ack", h_sftp_ack, 0},
     {"accept_ack", h_sftp_mllp_only, 0},
-    {"order", h_sftp_order, 0},
-    {"max_in_flight", h_sftp_max_in_flight, 0},
+    {"order", h_order, 0}, /* as for MLLP: lanes per message of a batch */
+    {"max_in_flight", h_max_in_flight, 0},
     {"dedup", h_sftp_mllp_only, 0},
     {"mllp", h_sftp_mllp_only, 0},
     {"upstream", h_upstream, 1},
@@ -456,8 +430,6 @@ static void build_integration(struct ctx *x, yaml_node_t *map, struct integ_buil
 		cfgi_err(x, b->cert_line, "client_cert: client_key is missing (mTLS needs both)");
 	if (b->key_line && !b->cert_line)
 		cfgi_err(x, b->key_line, "client_key: client_cert is missing (mTLS needs both)");
-	if (sftp)
-		b->in->order = CFG_ORDER_INTEGRATION;
 	/* One message at a time per integration is what strict order means. */
 	if (b->in->order == CFG_ORDER_INTEGRATION)
 		b->in->max_in_flight = 1;

@@ -20,6 +20,7 @@
 
 #include "mllp-bridge/batch.h"
 #include "mllp-bridge/hl7.h"
+#include "mllp-bridge/msgkey.h"
 #include "mllp-bridge/sftpc.h"
 #include "mllp-bridge/spool.h"
 
@@ -343,20 +344,80 @@ static int on_message(void *arg, size_t index, const uint8_t *msg, size_t len)
 	return 0;
 }
 
-/* Each message of a split file needs the MSH an MLLP message needs; the
- * whole file is refused otherwise, so that it is never stored in part. */
-static int check_messages(const struct fj_file *f, char *why)
-{
-	struct hl7_msh msh;
-	const char *bad = NULL;
+/* The strings the spool needs of each message, packed. */
+struct strs {
+	char *p;
+	size_t len, cap;
+};
 
-	for (size_t i = 0; i < f->nmsg; i++)
-		if (hl7_parse_msh(f->body + f->off[i], f->mlen[i], &msh, &bad) < 0) {
+static int strs_add(struct strs *t, const char *v, size_t n, size_t *at)
+{
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 4096;
+		char *p;
+
+		while (cap < t->len + n + 1)
+			cap *= 2;
+		if (!(p = realloc(t->p, cap)))
+			return -ENOMEM;
+		t->p = p;
+		t->cap = cap;
+	}
+	memcpy(t->p + t->len, v, n);
+	t->p[t->len + n] = '\0';
+	*at = t->len;
+	t->len += n + 1;
+	return 0;
+}
+
+/* Message i's key, MSH-10 and lanes, as an MLLP message of the same
+ * integration would get them; an unsplit file is opaque (no MSH) and
+ * queues in the server's lane. */
+static int describe(const struct fj_chan *ch, struct fj_file *f, size_t i, struct strs *t,
+		    char *why)
+{
+	const uint8_t *body = f->body + f->off[i];
+	int split = ch->cfg->split != CFG_SPLIT_NONE;
+	char key[SPOOL_KEY_MAX + 1], lane[MSGKEY_LANE_MAX], lane2[MSGKEY_LANE_MAX];
+	struct hl7_msh msh;
+	const char *bad = NULL, *cid = "";
+	size_t cid_len = 0, *m = &f->meta[4 * i];
+	int err;
+
+	if (split) {
+		if (hl7_parse_msh(body, f->mlen[i], &msh, &bad) < 0) {
 			snprintf(why, FILES_REASON_MAX, "message %zu: %s", i + 1,
 				 bad ? bad : "no usable MSH");
 			return -EBADMSG;
 		}
+		if (msh.control_id.len <= HL7_MSH_CONTROL_ID_MAX) {
+			cid = msh.control_id.p;
+			cid_len = msh.control_id.len;
+		}
+	}
+	fj_file_key(f->sha, f->name, split, i, key);
+	msgkey_lanes(ch->order, ch->host, split ? &msh : NULL, body, f->mlen[i], lane, lane2);
+	if ((err = strs_add(t, key, strlen(key), &m[0])) < 0 ||
+	    (err = strs_add(t, cid, cid_len, &m[1])) < 0 ||
+	    (err = strs_add(t, lane, strlen(lane), &m[2])) < 0 ||
+	    (err = strs_add(t, lane2, strlen(lane2), &m[3])) < 0)
+		return err;
 	return 0;
+}
+
+/* Every message of a split file needs the MSH an MLLP message needs: the
+ * whole file is refused otherwise, so that it is never stored in part. */
+static int describe_all(const struct fj_chan *ch, struct fj_file *f, char *why)
+{
+	struct strs t = {0};
+	int err = 0;
+
+	if (!(f->meta = calloc(4 * (f->nmsg ? f->nmsg : 1), sizeof *f->meta)))
+		return -ENOMEM;
+	for (size_t i = 0; err == 0 && i < f->nmsg; i++)
+		err = describe(ch, f, i, &t, why);
+	f->strs = t.p;
+	return err;
 }
 
 /* Splits raw (the file, taken over) into f's messages, or keeps it whole.
@@ -375,7 +436,7 @@ static int to_messages(const struct fj_chan *ch, struct fj_file *f, uint8_t *raw
 			return -ENOMEM;
 		f->mlen[0] = len;
 		f->nmsg = 1;
-		return 0;
+		return describe_all(ch, f, why);
 	}
 	if (!(f->body = malloc(len ? len : 1))) {
 		free(raw);
@@ -384,7 +445,7 @@ static int to_messages(const struct fj_chan *ch, struct fj_file *f, uint8_t *raw
 	err = batch_split(raw, len, on_message, &o, NULL, why, FILES_REASON_MAX);
 	f->len = o.used;
 	free(raw);
-	return err ? err : check_messages(f, why);
+	return err ? err : describe_all(ch, f, why);
 }
 
 static int read_back(int fd, size_t len, uint8_t **out)
@@ -463,6 +524,8 @@ static void file_clear(struct fj_file *f)
 	free(f->body);
 	free(f->off);
 	free(f->mlen);
+	free(f->strs);
+	free(f->meta);
 	memset(f, 0, sizeof *f);
 }
 

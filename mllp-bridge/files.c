@@ -286,9 +286,21 @@ static struct fjob *push_job(struct fchan *c)
 
 /* ---- starting a session ------------------------------------------------- */
 
-static int has_work(const struct fchan *c, int64_t now)
+/* A pull channel always has a listing to do; a push channel has work
+ * when a row waits and its pause is over. A timer that fires a little
+ * before the pause ends (libevent's clock is not the wall clock) is armed
+ * again for the rest, or the queue would wait for the next POST. */
+static int has_work(struct fchan *c, int64_t now)
 {
-	return !c->p.push || (c->qlen && now >= c->wake_ms);
+	if (!c->p.push)
+		return 1;
+	if (!c->qlen)
+		return 0;
+	if (now < c->wake_ms) {
+		arm(c, (uint64_t)(c->wake_ms - now));
+		return 0;
+	}
+	return 1;
 }
 
 static void kick(struct fchan *c)
@@ -452,67 +464,35 @@ static void on_row(void *arg, int err, int64_t id, const struct spool_new *m)
 	free(s);
 }
 
-/* MSH-10 of a split message, for the row's control id; "" without one. */
-static void control_id(const uint8_t *msg, size_t len, char *out, size_t cap)
+/* The rows of a file, pointing into it (the worker worked out each
+ * message's key, MSH-10 and lanes). */
+static struct spool_new *rows_of(const struct fchan *c, const struct fj_file *ff)
 {
-	struct hl7_msh msh;
-
-	out[0] = '\0';
-	if (hl7_parse_msh(msg, len, &msh, NULL) == 0 && msh.control_id.p &&
-	    msh.control_id.len < cap) {
-		memcpy(out, msh.control_id.p, msh.control_id.len);
-		out[msh.control_id.len] = '\0';
-	}
-}
-
-struct rows {
-	struct spool_new *m;
-	char (*key)[SPOOL_KEY_MAX + 1];
-	char (*cid)[HL7_MSH_CONTROL_ID_MAX + 1];
-};
-
-static void rows_free(struct rows *r)
-{
-	free(r->m);
-	free(r->key);
-	free(r->cid);
-}
-
-static int rows_fill(struct fchan *c, const struct fj_file *ff, struct rows *r)
-{
-	int split = c->cfg->split != CFG_SPLIT_NONE;
+	struct spool_new *m = calloc(ff->nmsg, sizeof *m);
 	int64_t now = stats_wall_ms();
 
-	r->m = calloc(ff->nmsg, sizeof *r->m);
-	r->key = calloc(ff->nmsg, sizeof *r->key);
-	r->cid = calloc(ff->nmsg, sizeof *r->cid);
-	if (!r->m || !r->key || !r->cid)
-		return -ENOMEM;
-	for (size_t i = 0; i < ff->nmsg; i++) {
-		const uint8_t *body = ff->body + ff->off[i];
+	for (size_t i = 0; m && i < ff->nmsg; i++) {
+		const size_t *at = &ff->meta[4 * i];
 
-		fj_file_key(ff->sha, ff->name, split, i, r->key[i]);
-		if (split)
-			control_id(body, ff->mlen[i], r->cid[i], sizeof r->cid[i]);
-		r->m[i] = (struct spool_new){.integration = c->p.name,
-					     .sender = c->p.host,
-					     .content_type = c->cfg->content_type,
-					     .control_id = r->cid[i],
-					     .idem_key = r->key[i],
-					     .lane = "i", /* order: integration, one lane */
-					     .lane2 = "",
-					     .received_ms = now,
-					     .body = body,
-					     .len = ff->mlen[i],
-					     .file_name = ff->name,
-					     .channel = SPOOL_IN};
+		m[i] = (struct spool_new){.integration = c->p.name,
+					  .sender = c->p.host,
+					  .content_type = c->cfg->content_type,
+					  .control_id = ff->strs + at[1],
+					  .idem_key = ff->strs + at[0],
+					  .lane = ff->strs + at[2],
+					  .lane2 = ff->strs + at[3],
+					  .received_ms = now,
+					  .body = ff->body + ff->off[i],
+					  .len = ff->mlen[i],
+					  .file_name = ff->name,
+					  .channel = SPOOL_IN};
 	}
-	return 0;
+	return m;
 }
 
 static void stage_file(struct fchan *c, const struct fj_file *ff)
 {
-	struct rows r = {0};
+	struct spool_new *m = NULL;
 	struct staged *s = calloc(1, sizeof *s);
 	struct spool_file sf = {.route = c->p.name,
 				.name = ff->name,
@@ -524,14 +504,14 @@ static void stage_file(struct fchan *c, const struct fj_file *ff)
 				.nrows = ff->nmsg};
 	int err = -ENOMEM;
 
-	if (s && (s->of.name = strdup(ff->name)) && (err = rows_fill(c, ff, &r)) == 0) {
+	if (s && (s->of.name = strdup(ff->name)) && (m = rows_of(c, ff))) {
 		*s = (struct staged){
 		    .c = c,
 		    .of = {.name = s->of.name, .size = ff->size, .mtime = ff->mtime},
 		    .left = ff->nmsg};
-		err = commit_stage_file(c->f->commit, r.m, ff->nmsg, &sf, on_row, s, &s->file_id);
+		err = commit_stage_file(c->f->commit, m, ff->nmsg, &sf, on_row, s, &s->file_id);
 	}
-	rows_free(&r);
+	free(m);
 	if (err == 0) {
 		c->staging++;
 		c->st.files++;
@@ -738,6 +718,7 @@ static void add_channels(struct files *f)
 			struct fchan *c = &f->ch[f->nch++];
 			chan_params(f, c, cfg->integrations[i].name, cfg->integrations[i].sftp, 0);
 			c->cfg_index = i;
+			c->p.order = cfg->integrations[i].order;
 		}
 	for (size_t i = 0; i < cfg->ndestinations; i++)
 		if (cfg->destinations[i].sftp) {

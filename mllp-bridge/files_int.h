@@ -29,6 +29,7 @@ struct fj_chan {
 	const char *work_dir;
 	size_t index; /* for temporary file names */
 	int push;
+	enum cfg_order order; /* pull: the integration's, for each message's lanes */
 };
 
 /* A remote file the loop wants moved: delivered (done/ or deleted) or dead
@@ -64,6 +65,12 @@ struct fj_file {
 	size_t len;
 	size_t *off, *mlen; /* message i is body[off[i] .. off[i] + mlen[i]) */
 	size_t nmsg;
+	/* What the spool needs of message i, worked out here rather than on the
+	 * loop (hashes and header parses of up to 100,000 messages): its
+	 * Idempotency-Key, MSH-10 and lanes, NUL-terminated in strs at
+	 * meta[4 * i + 0..3]. */
+	char *strs;
+	size_t *meta;
 };
 
 /* A file sent to error/ before the spool. */

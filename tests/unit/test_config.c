@@ -2171,7 +2171,6 @@ END_TEST
 #define SFTP_MLLP_ONLY	   "not allowed for an sftp integration (MLLP only)"
 #define SFTP_DEST_MLLP	   "not allowed for an sftp destination (MLLP only)"
 #define SFTP_PULL_ONLY	   "only for a pull channel (an integration's sftp), not a destination's"
-#define SFTP_ONE_AT_A_TIME "(files leave in order, one at a time)"
 #define SFTP_SERVER_SYNTAX "server: expected IPv4, IPv4:port, IPv6 or [IPv6]:port, got "
 #define SFTP_USER_SYNTAX                                                                           \
 	"user: expected 1-64 visible ASCII characters without ':', '@' or '/', got "
@@ -2193,10 +2192,6 @@ static const struct tunnel_case sftp_bad_cases[] = {
     {BRI, SFTP_IN("") "    ack: upstream\n",
      "t.yaml:14: ack: only commit is allowed for an sftp integration (a file is taken once it "
      "is stored)"},
-    {BRI, SFTP_IN("") "    order: feed\n",
-     "t.yaml:14: order: only integration is allowed for an sftp integration " SFTP_ONE_AT_A_TIME},
-    {BRI, SFTP_IN("") "    max_in_flight: 8\n",
-     "t.yaml:14: max_in_flight: only 1 is allowed for an sftp integration " SFTP_ONE_AT_A_TIME},
     {BRI, SFTP_IN("") "    order: fifo\n", /* a bad word is told as for any integration */
      "t.yaml:14: order: expected 'integration', 'sender', 'feed' or 'patient', got 'fifo'"},
     {BRI, TOP SF_NAME "    sftp: " SF_FLOW("203.0.113.10", "/outbox") "\n",
@@ -2521,8 +2516,10 @@ START_TEST(sftp_pull_fields)
 	ck_assert_ptr_nonnull(s);
 	ck_assert_ptr_null(c->integrations[0].listen_text);
 	ck_assert_uint_eq(c->integrations[0].nsources, 0);
-	ck_assert_int_eq(c->integrations[0].order, CFG_ORDER_INTEGRATION);
-	ck_assert_uint_eq(c->integrations[0].max_in_flight, 1);
+	/* order and max_in_flight as for an MLLP integration: the messages of
+	 * a batch file queue in their feed's lane */
+	ck_assert_int_eq(c->integrations[0].order, CFG_ORDER_FEED);
+	ck_assert_uint_eq(c->integrations[0].max_in_flight, 128);
 	ck_assert_int_eq(c->integrations[0].ack, CFG_ACK_COMMIT);
 	ck_assert_str_eq(c->integrations[0].upstream.url, "https://h.test/x");
 	ck_assert_str_eq(s->server_text, "203.0.113.10:2222");
