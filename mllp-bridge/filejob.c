@@ -146,6 +146,7 @@ static int session_open(struct fj_worker *w, struct fjob *j, struct sftpc **out)
 	if (err < 0)
 		return err;
 	j->key_index = first + sftpc_key_index(*out);
+	w->made_done = w->made_error = 0; /* a new session has made no folder yet */
 	publish_fd(w, sftpc_fd(*out));
 	return 0;
 }
@@ -173,15 +174,17 @@ static int put_text(struct sftpc *c, const char *path, const char *text)
  * was killed in between. Written before, a failure leaves the file in dir
  * and the whole move is tried again (the reason file replaces itself). */
 static int move_to(struct sftpc *c, const struct fj_chan *ch, const char *name, const char *to_dir,
-		   const char *reason)
+		   int *made, const char *reason)
 {
 	char *from = path_join(ch->cfg->dir, name), *to = path_join(to_dir, name), *rpath = NULL;
 	int err = -ENOMEM;
 
 	if (!from || !to)
 		goto out;
-	if ((err = sftpc_mkdir(c, to_dir)) < 0)
+	/* one mkdir per session and folder: at 20 ms each round trip counts */
+	if (!*made && (err = sftpc_mkdir(c, to_dir)) < 0)
 		goto out;
+	*made = 1;
 	if (reason) {
 		if (asprintf(&rpath, "%s.reason", to) < 0) {
 			rpath = NULL;
@@ -199,8 +202,9 @@ out:
 	return err;
 }
 
-static void dispose(struct sftpc *c, const struct fj_chan *ch, struct fj_disp *d)
+static void dispose(struct sftpc *c, struct fj_worker *w, struct fj_disp *d)
 {
+	const struct fj_chan *ch = w->ch;
 	struct sftpc_entry e = {0};
 	char *path = path_join(ch->cfg->dir, d->name);
 	int err;
@@ -218,11 +222,11 @@ static void dispose(struct sftpc *c, const struct fj_chan *ch, struct fj_disp *d
 		d->replaced = 1; /* a new file of the same name: it is taken as such */
 		d->result = 0;
 	} else if (d->error) {
-		d->result = move_to(c, ch, d->name, ch->cfg->error_dir, d->reason);
+		d->result = move_to(c, ch, d->name, ch->cfg->error_dir, &w->made_error, d->reason);
 	} else if (ch->cfg->after == CFG_SFTP_DELETE) {
 		d->result = sftpc_remove(c, path);
 	} else {
-		d->result = move_to(c, ch, d->name, ch->cfg->done_dir, NULL);
+		d->result = move_to(c, ch, d->name, ch->cfg->done_dir, &w->made_done, NULL);
 	}
 	free(path);
 }
@@ -307,7 +311,7 @@ static void refuse(struct sftpc *c, struct fj_worker *w, struct fjob *j, const c
 	snprintf(r->reason, sizeof r->reason, "%s", reason);
 	snprintf(text, sizeof text, "channel: %s\nfile: %s\nsha256: %s\nreason: %s\n", w->ch->name,
 		 name, *sha ? sha : "-", reason);
-	r->moved = move_to(c, w->ch, name, w->ch->cfg->error_dir, text) == 0;
+	r->moved = move_to(c, w->ch, name, w->ch->cfg->error_dir, &w->made_error, text) == 0;
 }
 
 struct split_out {
@@ -602,7 +606,7 @@ static int list_and_take(struct sftpc *c, struct fj_worker *w, struct fjob *j)
 static void run_pull(struct sftpc *c, struct fj_worker *w, struct fjob *j)
 {
 	for (size_t i = 0; i < j->ndisp && !stopping(w); i++)
-		dispose(c, w->ch, &j->disp[i]);
+		dispose(c, w, &j->disp[i]);
 	j->err = list_and_take(c, w, j);
 }
 

@@ -130,6 +130,7 @@ struct fj_worker {
 	 * listings in a row saw the same size and mtime */
 	struct fj_skip *seen;
 	size_t nseen;
+	int made_done, made_error; /* this session made sure done_dir / error_dir exist */
 };
 
 /* Starts w's thread (w->ch and w->result_fd set). 0 or a negative errno. */
