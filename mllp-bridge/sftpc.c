@@ -810,7 +810,9 @@ static void wd_arm(struct sftpc *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* Stops the clock; 1 when it had fired (the socket is shut down). */
+/* Stops the clock; 1 when it fired since the last disarm (the socket is
+ * shut down). Consumed, so that only the request it cut short reports
+ * -ETIMEDOUT; the later ones fail on c->broken with -ECONNABORTED. */
 static int wd_disarm(struct sftpc *c)
 {
 	int fired;
@@ -820,6 +822,7 @@ static int wd_disarm(struct sftpc *c)
 	pthread_mutex_lock(&c->mu);
 	c->armed = 0;
 	fired = c->fired;
+	c->fired = 0;
 	pthread_mutex_unlock(&c->mu);
 	return fired;
 }
