@@ -16,7 +16,11 @@
 #             chunks, all byte-exact (sha256 and length); -m at the size of
 #             the 5 MiB file: ok, one byte less: EFBIG; and the 5 MiB file
 #             again through a 20 Mbit/s tbf qdisc on the namespace's eth0
-#             (no netem in this kernel): byte-exact, and slower than 2 s.
+#             (no netem in this kernel): byte-exact, and slower than 2 s;
+#             after EFBIG and after a local write error (/dev/full) with
+#             reads in flight, the same connection still serves a stat (-a);
+#             at 128 kbit/s a 1 s request timeout ends the get in a read
+#             (ETIMEDOUT, then ECONNABORTED), and so does shutdown().
 #   keys      RSA 2048: ENOKEY before any connection (no "Connection from"
 #             in the sshd log); keys [unauthorized, authorized]: key=1, the
 #             first one's failure logged by sshd; only the unauthorized one:
@@ -209,9 +213,33 @@ w5m_size=$(stat -c %s "$TMP/w5m.src")
 cp "$TMP/w5m.src" "$TMP/w5m-at.src"
 c w5m-at ed -- -m "$w5m_size" get /inbox/w5m.bin "$TMP/w5m-at.bin"
 expect "window: -m $w5m_size (the size): ok, byte-exact" got w5m-at
-c w5m-over ed -- -m $((w5m_size - 1)) get /inbox/w5m.bin "$TMP/w5m-over.bin"
-expect "window: -m $((w5m_size - 1)) (one byte less): EFBIG, at most that many bytes written" \
-	eval 'rc_is 1 && err_has w5m-over "^EFBIG: " && [ "$(stat -c %s $TMP/w5m-over.bin)" -lt $w5m_size ]'
+c w5m-over ed -- -a /inbox/wone.bin -m $((w5m_size - 1)) get /inbox/w5m.bin "$TMP/w5m-over.bin"
+expect "window: -m $((w5m_size - 1)) (one byte less): EFBIG, fewer bytes written, the connection still serves a stat" \
+	eval 'rc_is 1 && err_has w5m-over "^EFBIG: " && [ "$(stat -c %s $TMP/w5m-over.bin)" -lt $w5m_size ] && err_has w5m-over "^after=0 32768$"'
+c w5m-full ed -- -a /inbox/wone.bin get /inbox/w5m.bin /dev/full
+expect "window: a local write error at the first chunk (/dev/full): ENOSPC, the replies in flight are drained, the connection still serves a stat" \
+	eval 'rc_is 1 && err_has w5m-full "^ENOSPC: " && err_has w5m-full "^after=0 32768$"'
+# A slow link: 128 kbit/s is 2 s per chunk, so the oldest read of a full
+# window overruns a 1 s request timeout, and a cancellation hits reads in
+# flight.
+if ip netns exec "$NS" tc qdisc add dev eth0 root tbf rate 128kbit burst 32kbit latency 60s; then
+	t0=$(date +%s%N)
+	TMO=1000 c wtmo ed -- -a /inbox/wone.bin get /inbox/w5m.bin "$TMP/wtmo.bin"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	expect "window: 128 kbit/s, -t 1000: ETIMEDOUT in a read after ${ms} ms, later requests ECONNABORTED ($(grep -v '^key=' "$TMP/wtmo.err" | head -n 1))" \
+		eval 'rc_is 1 && err_has wtmo "^ETIMEDOUT: no answer within 1000 ms: read " && err_has wtmo "^after=ECONNABORTED$" && [ $ms -lt 4000 ]'
+	# A fresh qdisc: the old one still queues the timed-out session's replies.
+	ip netns exec "$NS" tc qdisc replace dev eth0 root pfifo
+	ip netns exec "$NS" tc qdisc replace dev eth0 root tbf rate 128kbit burst 32kbit latency 60s
+	t0=$(date +%s%N)
+	TMO=20000 c wcancel ed -- -a /inbox/wone.bin -X 1500 get /inbox/w5m.bin "$TMP/wcancel.bin"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	expect "window: 128 kbit/s, shutdown() after 1500 ms ended the get with reads in flight: ${ms} ms, later requests fail" \
+		eval 'rc_is 1 && err_has wcancel "^E[A-Z]+: " && err_has wcancel "^after=E[A-Z]+$" && [ $ms -lt 3500 ]'
+	ip netns exec "$NS" tc qdisc del dev eth0 root
+else
+	fail "window: tc qdisc tbf 128kbit in $NS"
+fi
 if ip netns exec "$NS" tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 400ms; then
 	cp "$TMP/w5m.src" "$TMP/wslow.src"
 	t0=$(date +%s%N)
