@@ -21,6 +21,7 @@
  */
 #include "sftpc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -809,7 +810,9 @@ static void wd_arm(struct sftpc *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* Stops the clock; 1 when it had fired (the socket is shut down). */
+/* Stops the clock; 1 when it fired since the last disarm (the socket is
+ * shut down). Consumed, so that only the request it cut short reports
+ * -ETIMEDOUT; the later ones fail on c->broken with -ECONNABORTED. */
 static int wd_disarm(struct sftpc *c)
 {
 	int fired;
@@ -819,6 +822,7 @@ static int wd_disarm(struct sftpc *c)
 	pthread_mutex_lock(&c->mu);
 	c->armed = 0;
 	fired = c->fired;
+	c->fired = 0;
 	pthread_mutex_unlock(&c->mu);
 	return fired;
 }
@@ -1404,6 +1408,129 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* The window of read requests of one get: a ring of at most
+ * SFTPC_READS_IN_FLIGHT requests of SFTPC_CHUNK, issued ahead by offset and
+ * answered in order. Every reply is read (win_take), so none is left queued
+ * in libssh: a window that cannot be drained marks the connection broken. */
+struct rwin {
+	struct sftpc *c;
+	sftp_file f;
+	uint64_t off[SFTPC_READS_IN_FLIGHT];
+	uint32_t id[SFTPC_READS_IN_FLIGHT];
+	size_t head, n;
+	uint64_t next; /* offset of the next request to issue */
+	uint64_t max;
+};
+
+/* Fills the window. Requests start at most at max: a byte at offset max is
+ * one too many, and its request is what shows it. 0 or -1 (libssh error). */
+static int win_fill(struct rwin *w)
+{
+	while (w->n < SFTPC_READS_IN_FLIGHT && w->next <= w->max) {
+		size_t slot = (w->head + w->n) % SFTPC_READS_IN_FLIGHT;
+		int id;
+
+		/* Offsets are ours: libssh moves its own by guesses. */
+		(void)sftp_seek64(w->f, w->next);
+		id = sftp_async_read_begin(w->f, SFTPC_CHUNK);
+		if (id < 0)
+			return -1;
+		w->off[slot] = w->next;
+		w->id[slot] = (uint32_t)id;
+		w->n++;
+		w->next += SFTPC_CHUNK;
+	}
+	return 0;
+}
+
+/* Waits for the oldest request's reply into buf (SFTPC_CHUNK bytes): the
+ * bytes read, 0 at EOF, or SSH_ERROR. *off gets the request's offset. */
+static int win_take(struct rwin *w, uint8_t *buf, uint64_t *off)
+{
+	size_t slot = w->head;
+
+	assert(w->n > 0);
+	w->head = (w->head + 1) % SFTPC_READS_IN_FLIGHT;
+	w->n--;
+	*off = w->off[slot];
+	/* After an EOF libssh answers 0 without reading the reply; the seek
+	 * clears that, so that every reply is consumed. */
+	(void)sftp_seek64(w->f, *off);
+	return sftp_async_read(w->f, buf, SFTPC_CHUNK, w->id[slot]);
+}
+
+/* Reads and drops the replies still due. A reply that cannot be read may
+ * come later and put libssh out of step: the connection is then broken. */
+static void win_drain(struct rwin *w, uint8_t *buf)
+{
+	uint64_t off;
+
+	while (w->n > 0) {
+		if (win_take(w, buf, &off) < 0) {
+			w->c->broken = 1;
+			w->n = 0;
+			return;
+		}
+		wd_arm(w->c); /* progress */
+	}
+}
+
+/* Takes n bytes received at offset *len: checks max, writes, hashes. */
+static int get_put(struct sftpc *c, const char *path, int fd, uint64_t max, EVP_MD_CTX *md,
+		   const uint8_t *buf, size_t n, uint64_t *len)
+{
+	int rc;
+
+	if (*len + n > max) {
+		snprintf(c->err, sizeof(c->err), "get %s: larger than %llu bytes", path,
+			 (unsigned long long)max);
+		return -EFBIG;
+	}
+	rc = write_all(fd, buf, n);
+	if (rc != 0) {
+		snprintf(c->err, sizeof(c->err), "get %s: local write: %s", path, strerror(-rc));
+		return rc;
+	}
+	EVP_DigestUpdate(md, buf, n);
+	*len += n;
+	wd_arm(c); /* progress: the next reply has its own timeout */
+	return 0;
+}
+
+/* Copies an open remote file into fd in order, hashing it, up to max bytes,
+ * with up to SFTPC_READS_IN_FLIGHT reads outstanding. A short read (the
+ * server may send less than asked, as at EOF) leaves a gap before the
+ * requests behind it: those are drained and the window restarts right after
+ * the bytes received. A file that grows meanwhile is read until its EOF. */
+static int get_pipe(struct sftpc *c, sftp_file f, const char *path, int fd, uint64_t max,
+		    EVP_MD_CTX *md, uint8_t *buf, uint64_t *len)
+{
+	struct rwin w = {.c = c, .f = f, .max = max};
+	uint64_t off;
+	int n, rc = 0;
+
+	while (rc == 0) {
+		if (win_fill(&w) != 0) {
+			rc = req_fail(c, "read", path);
+			break;
+		}
+		n = win_take(&w, buf, &off);
+		assert(off == *len); /* replies are taken in order, without gaps */
+		if (n < 0)
+			rc = req_fail(c, "read", path);
+		else if (n == 0)
+			break;
+		else
+			rc = get_put(c, path, fd, max, md, buf, (size_t)n, len);
+		if (rc == 0 && n < SFTPC_CHUNK) {
+			win_drain(&w, buf);
+			w.next = *len;
+		}
+	}
+	win_drain(&w, buf);
+	return rc;
+}
+
 /* Copies an open remote file into fd, hashing it, up to max bytes. */
 static int get_copy(struct sftpc *c, sftp_file f, const char *path, int fd, uint64_t max,
 		    uint8_t sha256[32], uint64_t *len)
@@ -1414,26 +1541,8 @@ static int get_copy(struct sftpc *c, sftp_file f, const char *path, int fd, uint
 	int rc = md && buf && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
 
 	*len = 0;
-	while (rc == 0) {
-		ssize_t n = sftp_read(f, buf, SFTPC_CHUNK);
-
-		if (n < 0) {
-			rc = req_fail(c, "read", path);
-		} else if (n == 0) {
-			break;
-		} else if (*len + (uint64_t)n > max) {
-			snprintf(c->err, sizeof(c->err), "get %s: larger than %llu bytes", path,
-				 (unsigned long long)max);
-			rc = -EFBIG;
-		} else if ((rc = write_all(fd, buf, (size_t)n)) != 0) {
-			snprintf(c->err, sizeof(c->err), "get %s: local write: %s", path,
-				 strerror(-rc));
-		} else {
-			EVP_DigestUpdate(md, buf, (size_t)n);
-			*len += (uint64_t)n;
-			wd_arm(c); /* progress: the next read has its own timeout */
-		}
-	}
+	if (rc == 0)
+		rc = get_pipe(c, f, path, fd, max, md, buf, len);
 	if (rc == 0 && EVP_DigestFinal_ex(md, sha256, &mdlen) != 1)
 		rc = -ENOMEM;
 	EVP_MD_CTX_free(md);

@@ -48,6 +48,11 @@
 #define SFTPC_ERR_MAX		512   /* error texts are cut to this */
 #define SFTPC_FPR_MAX		128   /* "SHA256:" + base64, NUL included */
 #define SFTPC_CHUNK		32768 /* bytes per SFTP read/write request */
+/* Read requests a get keeps outstanding (each SFTPC_CHUNK bytes): at most
+ * this many chunks are on the wire per round trip, so a download runs at up
+ * to READS_IN_FLIGHT * CHUNK / RTT (16 * 32 KiB / 20 ms = 26 MB/s) instead of
+ * one chunk per round trip. */
+#define SFTPC_READS_IN_FLIGHT 16
 
 struct sftpc;
 

@@ -2,7 +2,8 @@
 # t_sftpc (issue 14): the SFTP client module (mllp-bridge/sftpc.c, driven by
 # sftpc-cli) against a real OpenSSH sshd (sshd-lib.sh: chrooted
 # internal-sftp, key-only) in a network namespace of its own, reached over a
-# veth pair 198.51.100.1 -> 198.51.100.2:2222.
+# veth pair $SSHD_NET.1 -> $SSHD_NET.2:2222 (SSHD_NET: sshd-lib.sh, 198.51.100
+# unless set).
 #
 #   files     with an RSA 3072 key and with an Ed25519 key: ls, put (synced
 #             with fsync@openssh.com), get (sha256 as sha256sum sees the
@@ -10,6 +11,16 @@
 #             result is also checked on the server's disk.
 #   replace   a put onto an existing file replaces it and leaves no .part.
 #   max       a get of a file past max: EFBIG; at exactly max: ok.
+#   window    gets keep SFTPC_READS_IN_FLIGHT reads outstanding: 5 MiB + 123
+#             bytes of random data, an empty file, one chunk (32768), 40
+#             chunks, all byte-exact (sha256 and length); -m at the size of
+#             the 5 MiB file: ok, one byte less: EFBIG; and the 5 MiB file
+#             again through a 20 Mbit/s tbf qdisc on the namespace's eth0
+#             (no netem in this kernel): byte-exact, and slower than 2 s;
+#             after EFBIG and after a local write error (/dev/full) with
+#             reads in flight, the same connection still serves a stat (-a);
+#             at 128 kbit/s a 1 s request timeout ends the get in a read
+#             (ETIMEDOUT, then ECONNABORTED), and so does shutdown().
 #   keys      RSA 2048: ENOKEY before any connection (no "Connection from"
 #             in the sshd log); keys [unauthorized, authorized]: key=1, the
 #             first one's failure logged by sshd; only the unauthorized one:
@@ -32,7 +43,7 @@
 . tests/integration/sshd-lib.sh
 
 NS=sftpc$$
-ADDR=198.51.100.2
+ADDR=$SSHD_NET.2
 PORT=2222
 CLI=$BIN/sftpc-cli
 HOME_KH=$HOME/.ssh/known_hosts
@@ -181,6 +192,66 @@ c get-at ed -- -m 100000 get /inbox/max.bin "$TMP/max-got.bin"
 expect "max: with max 100000: ok, same bytes" \
 	eval 'rc_is 0 && [ "$(sha $TMP/max-got.bin)" = "$(sha $TMP/max.bin)" ]'
 
+# ---- window: several reads in flight ---------------------------------------
+# got NAME REMOTE: the get printed the sha256 and length of the local copy of
+# what was written to the server as $TMP/NAME.src, and the copy is the same.
+got() {
+	local want
+	want="$(sha "$TMP/$1.src")	$(stat -c %s "$TMP/$1.src")"
+	rc_is 0 && [ "$(cat "$TMP/$1.out")" = "$want" ] && [ "$(sha "$TMP/$1.bin")" = "$(sha "$TMP/$1.src")" ]
+}
+head -c $((5 * 1048576 + 123)) /dev/urandom >"$TMP/w5m.src"
+: >"$TMP/wempty.src"
+head -c 32768 /dev/urandom >"$TMP/wone.src"
+head -c $((40 * 32768)) /dev/urandom >"$TMP/w40.src"
+for w in w5m wempty wone w40; do
+	cp "$TMP/$w.src" "$(srv inbox/$w.bin)"
+	c "$w" ed -- get "/inbox/$w.bin" "$TMP/$w.bin"
+	expect "window: $w ($(stat -c %s "$TMP/$w.src") bytes): byte-exact, sha256 and length printed" got "$w"
+done
+w5m_size=$(stat -c %s "$TMP/w5m.src")
+cp "$TMP/w5m.src" "$TMP/w5m-at.src"
+c w5m-at ed -- -m "$w5m_size" get /inbox/w5m.bin "$TMP/w5m-at.bin"
+expect "window: -m $w5m_size (the size): ok, byte-exact" got w5m-at
+c w5m-over ed -- -a /inbox/wone.bin -m $((w5m_size - 1)) get /inbox/w5m.bin "$TMP/w5m-over.bin"
+expect "window: -m $((w5m_size - 1)) (one byte less): EFBIG, fewer bytes written, the connection still serves a stat" \
+	eval 'rc_is 1 && err_has w5m-over "^EFBIG: " && [ "$(stat -c %s $TMP/w5m-over.bin)" -lt $w5m_size ] && err_has w5m-over "^after=0 32768$"'
+c w5m-full ed -- -a /inbox/wone.bin get /inbox/w5m.bin /dev/full
+expect "window: a local write error at the first chunk (/dev/full): ENOSPC, the replies in flight are drained, the connection still serves a stat" \
+	eval 'rc_is 1 && err_has w5m-full "^ENOSPC: " && err_has w5m-full "^after=0 32768$"'
+# A slow link: 128 kbit/s is 2 s per chunk, so the oldest read of a full
+# window overruns a 1 s request timeout, and a cancellation hits reads in
+# flight.
+if ip netns exec "$NS" tc qdisc add dev eth0 root tbf rate 128kbit burst 32kbit latency 60s; then
+	t0=$(date +%s%N)
+	TMO=1000 c wtmo ed -- -a /inbox/wone.bin get /inbox/w5m.bin "$TMP/wtmo.bin"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	expect "window: 128 kbit/s, -t 1000: ETIMEDOUT in a read after ${ms} ms, later requests ECONNABORTED ($(grep -v '^key=' "$TMP/wtmo.err" | head -n 1))" \
+		eval 'rc_is 1 && err_has wtmo "^ETIMEDOUT: no answer within 1000 ms: read " && err_has wtmo "^after=ECONNABORTED$" && [ $ms -lt 4000 ]'
+	# A fresh qdisc: the old one still queues the timed-out session's replies.
+	ip netns exec "$NS" tc qdisc replace dev eth0 root pfifo
+	ip netns exec "$NS" tc qdisc replace dev eth0 root tbf rate 128kbit burst 32kbit latency 60s
+	t0=$(date +%s%N)
+	TMO=20000 c wcancel ed -- -a /inbox/wone.bin -X 1500 get /inbox/w5m.bin "$TMP/wcancel.bin"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	expect "window: 128 kbit/s, shutdown() after 1500 ms ended the get with reads in flight: ${ms} ms, later requests fail" \
+		eval 'rc_is 1 && err_has wcancel "^E[A-Z]+: " && err_has wcancel "^after=E[A-Z]+$" && [ $ms -lt 3500 ]'
+	ip netns exec "$NS" tc qdisc del dev eth0 root
+else
+	fail "window: tc qdisc tbf 128kbit in $NS"
+fi
+if ip netns exec "$NS" tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 400ms; then
+	cp "$TMP/w5m.src" "$TMP/wslow.src"
+	t0=$(date +%s%N)
+	c wslow ed -- get /inbox/w5m.bin "$TMP/wslow.bin"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	ip netns exec "$NS" tc qdisc del dev eth0 root
+	expect "window: through 20 Mbit/s (tbf): byte-exact in $ms ms (the link was slow: > 2000 ms)" \
+		eval 'got wslow && [ $ms -gt 2000 ]'
+else
+	fail "window: tc qdisc tbf in $NS"
+fi
+
 # ---- client keys ----------------------------------------------------------
 conns=$(sshd_log_count 'Connection from')
 expect "keys: the sshd log counts connections (alive: $conns so far)" test "$conns" -gt 0
@@ -310,7 +381,7 @@ expect "timeout: a stopped server: ETIMEDOUT after the 1 s wait + the 2 s reques
 
 # ---- misc -----------------------------------------------------------------
 t0=$(date +%s%N)
-TMO=1000 ADDR=198.51.100.3 c silent ed -- ls /
+TMO=1000 ADDR=$SSHD_NET.3 c silent ed -- ls /
 ms=$((($(date +%s%N) - t0) / 1000000))
 expect "misc: an address nobody answers, -t 1000: ETIMEDOUT after ${ms} ms" \
 	eval 'rc_is 1 && err_has silent "^ETIMEDOUT: " && [ $ms -ge 1000 ] && [ $ms -lt 2500 ]'

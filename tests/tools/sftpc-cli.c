@@ -3,7 +3,8 @@
  * for t_sftpc and for operators checking a file channel's server.
  *
  *   sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY2 ...] -H PINFILE
- *             [-t TIMEOUT_MS] [-m MAX] [-w WAIT_MS] [-X CANCEL_MS] [-r N] CMD ARGS
+ *             [-t TIMEOUT_MS] [-m MAX] [-w WAIT_MS] [-X CANCEL_MS] [-r N] [-a PATH]
+ *             CMD ARGS
  *   sftpc-cli keyinfo KEYFILE | keygen PATH ed25519|rsa [BITS] | pinfpr "PIN LINE"
  *
  * CMD: ls DIR ("name<TAB>size<TAB>mtime<TAB>regular" per entry), get REMOTE
@@ -17,6 +18,9 @@
  * cancellation), to show that the command then fails instead of hanging.
  * -r N: connect, run and close N times, then print "fds=COUNT" (open file
  * descriptors) to stderr, to show that a connection leaves none behind.
+ * -a PATH: after the command, whatever its result, stat PATH on the same
+ * connection and print "after=0 SIZE" or "after=ERRNONAME" to stderr, to
+ * show whether a failed command left the connection usable.
  *
  * Exit 0 on success; 1 with "ERRNONAME: text" on stderr on a failure; 2 on
  * usage.
@@ -48,12 +52,14 @@ struct opts {
 	long cancel_ms;
 	long wait_ms;
 	long repeat;
+	const char *after; /* -a: stat this on the same connection afterwards */
 };
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: sftpc-cli -h HOST -p PORT -u USER -k KEY [-k KEY] -H PINFILE "
-			"[-t MS] [-m MAX] [-w MS] [-X MS] [-r N] ls|get|put|mv|rm|mkdir|stat ARGS\n"
+			"[-t MS] [-m MAX] [-w MS] [-X MS] [-r N] [-a PATH]\n"
+			"       ls|get|put|mv|rm|mkdir|stat ARGS\n"
 			"       sftpc-cli keyinfo KEY | keygen PATH ed25519|rsa [BITS] | "
 			"pinfpr PINLINE\n");
 	return 2;
@@ -101,7 +107,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->max = UINT64_MAX;
 	o->p.timeout_ms = 10000;
 	o->p.keys = o->keys;
-	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:w:X:r:")) != -1) {
+	while ((c = getopt(argc, argv, "+h:p:u:k:H:t:m:w:X:r:a:")) != -1) {
 		switch (c) {
 		case 'h':
 			o->p.host = optarg;
@@ -126,6 +132,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'm':
 			o->max = strtoull(optarg, NULL, 10);
+			break;
+		case 'a':
+			o->after = optarg;
 			break;
 		case 'r':
 			o->repeat = strtol(optarg, NULL, 10);
@@ -304,6 +313,19 @@ static int count_fds(void)
 	return n;
 }
 
+/* -a: a stat on the connection the command used. */
+static void after_stat(struct sftpc *c, const char *path)
+{
+	struct sftpc_entry e;
+	int rc = sftpc_stat(c, path, &e);
+	const char *name = strerrorname_np(-rc);
+
+	if (rc == 0)
+		fprintf(stderr, "after=0 %" PRIu64 "\n", e.size);
+	else
+		fprintf(stderr, "after=%s\n", name ? name : "ERROR");
+}
+
 /* Connects and runs one command; the connection is closed again. */
 static int remote(int argc, char **argv, struct opts *o)
 {
@@ -322,6 +344,8 @@ static int remote(int argc, char **argv, struct opts *o)
 	if (o->wait_ms > 0)
 		sleep_ms(o->wait_ms);
 	rc = run_cmd(c, argc, argv, o);
+	if (o->after)
+		after_stat(c, o->after);
 	if (o->cancel_ms > 0)
 		pthread_join(th, NULL);
 	sftpc_close(c);
