@@ -10,18 +10,18 @@
 
 # Ports (loopback): 18720 sink of `big`, 18721 sink of `lab`, 18722 sink of
 # `rnd`, 18723 HTTPS, 18724 /metrics, 18726 the refusing sink of `bounce`.
-# sshd: 198.51.100.2:22 in the namespace.
+# sshd: $SSHD_NET.2:22 in the namespace (198.51.100.2 unless SSHD_NET says).
 UP_BIG=18720 UP_LAB=18721 UP_RND=18722 HTTPS=18723 OBS_PORT=18724 UP_BAD=18726
 NS=sftpx$$
-SRV=198.51.100.2
+SRV=$SSHD_NET.2
 CONF=$TMP/bridge.yaml
 WORK=$TMP/spool.db.files
 TOKEN=sftp-crash-test-token-0123456789
 BIG=$((10 << 20))
 export CONF OBS_PORT
 
-if ip -br addr | grep -q '198\.51\.100\.1/'; then
-	echo "not ok - 198.51.100.1 is in use on this host (another scenario is running)"
+if ip -br addr | grep -q "${SSHD_NET//./\\.}\\.1/"; then
+	echo "not ok - $SSHD_NET.1 is in use on this host (another scenario is running)"
 	exit 1
 fi
 T0=$(date +%s%N)

@@ -108,7 +108,8 @@ static struct event_base *g_base;
 static struct https_in *g_h;
 static struct cfg g_cfg;
 static struct cfg_destination g_dests[4];
-static struct cfg_sftp g_sftp; /* destination files: a push channel (only its presence counts here) */
+static struct cfg_sftp
+    g_sftp; /* destination files: a push channel (only its presence counts here) */
 static pthread_t g_thread;
 static int g_stop[2] = {-1, -1};
 static struct event *g_stop_ev;
@@ -1193,7 +1194,7 @@ START_TEST(test_file_name)
 {
 	static const char *const bad[] = {
 	    "../escape.hl7", ".hidden", "a/b.hl7", "a%2Fb.hl7", "a%5Cb", "a%0Ab", "a%0Db",
-	    "%ZZ",	     "a%4",	"%FF.hl7", "%C3",     "%00x",  "",
+	    "%ZZ",	     "a%4",	"%FF.hl7", "%C3",	"%00x",	 "",
 	};
 	struct req q = {.path = "/v1/destinations/files/messages",
 			.ctype = "x-application/hl7-v2+er7",
@@ -1246,7 +1247,8 @@ START_TEST(test_file_name)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ck_assert_int_eq(r.code, 202);
 	ck_assert_int_eq(F.waits, 0);
-	ck_assert_int_lt((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000, 2000);
+	ck_assert_int_lt((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000,
+			 2000);
 	stop();
 }
 END_TEST
