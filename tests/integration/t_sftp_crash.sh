@@ -86,16 +86,8 @@ upstream() { printf '    upstream: { url: "https://localhost:%s/v1", ca_file: %s
 expect "the configuration (four pull channels, one push channel) is valid" test $? -eq 0
 cat "$TMP/check.out"
 
-start() {
-	"$BIN/mllp-bridge" -c "$CONF" 2>>"$TMP/bridge.log" &
-	BRIDGE_PID=$!
-	PIDS="$PIDS $BRIDGE_PID"
-	wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
-		echo "not ok - the bridge did not start"
-		tail -n 20 "$TMP/bridge.log"
-		exit 1
-	}
-}
+# start: lib.sh's start_obridge (mllp-bridge -c $CONF, up once $HTTPS answers)
+start() { start_obridge; }
 # crash: kill -9 the bridge, reaped, out of PIDS. True when it was alive.
 crash() {
 	local alive=1

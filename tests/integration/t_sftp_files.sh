@@ -99,16 +99,8 @@ expect "the configuration with three pull channels and a push channel is valid" 
 	test $? -eq 0
 cat "$TMP/check.out"
 
-start() {
-	"$BIN/mllp-bridge" -c "$CONF" 2>>"$TMP/bridge.log" &
-	BRIDGE_PID=$!
-	PIDS="$PIDS $BRIDGE_PID"
-	wait_until 10 "port_open 127.0.0.1 $HTTPS" || {
-		echo "not ok - the bridge did not start"
-		tail -n 20 "$TMP/bridge.log"
-		exit 1
-	}
-}
+# start: lib.sh's start_obridge (mllp-bridge -c $CONF, up once $HTTPS answers)
+start() { start_obridge; }
 
 # put DIR NAME: stdin becomes the server's file DIR/NAME, written as the
 # hospital would (by its owner), in one go.
