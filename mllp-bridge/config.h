@@ -261,6 +261,11 @@ struct cfg_retry {
 	uint64_t max_ms;     /* backoff ceiling; default 5 min */
 };
 
+/* The pause before trying again after `attempts` failures (>= 1):
+ * initial_ms doubling per attempt, at most max_ms. Pure; the senders that
+ * retry without jitter (MLLP and SFTP) share it. */
+uint64_t cfg_retry_backoff_ms(const struct cfg_retry *rc, int attempts);
+
 struct cfg {
 	char *path;
 	char *spool_path;	    /* required */

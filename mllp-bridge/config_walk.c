@@ -194,6 +194,15 @@ int cfg_parse_duration(const char *s, uint64_t *ms)
 			       CFG_DURATION_MAX_MS, ms);
 }
 
+uint64_t cfg_retry_backoff_ms(const struct cfg_retry *rc, int attempts)
+{
+	uint64_t ms = rc->initial_ms;
+
+	for (int i = 1; i < attempts && ms < rc->max_ms; i++)
+		ms *= 2;
+	return ms < rc->max_ms ? ms : rc->max_ms;
+}
+
 int cfg_parse_size(const char *s, uint64_t *bytes)
 {
 	return parse_with_unit(s, size_units, sizeof size_units / sizeof *size_units, UINT64_MAX,

@@ -106,7 +106,6 @@ static int open_add(struct fchan *c, const struct open_file *of)
 	if (!(c->open[c->nopen].name = strdup(of->name)))
 		return -ENOMEM;
 	c->nopen++;
-	c->st.open_files = c->nopen;
 	return 0;
 }
 
@@ -116,7 +115,7 @@ static void open_remove(struct fchan *c, int64_t id)
 		if (c->open[i].id == id) {
 			free(c->open[i].name);
 			memmove(&c->open[i], &c->open[i + 1], (c->nopen - i - 1) * sizeof *c->open);
-			c->st.open_files = --c->nopen;
+			c->nopen--;
 			return;
 		}
 }
@@ -202,7 +201,6 @@ static void queue_pop(struct fchan *c)
 	c->qhead = (c->qhead + 1) % c->qcap;
 	c->qlen--;
 	c->attempts = 0;
-	c->st.queued = c->qlen;
 }
 
 static int queue_push(struct fchan *c, int64_t id)
@@ -221,7 +219,6 @@ static int queue_push(struct fchan *c, int64_t id)
 		c->qhead = 0;
 	}
 	c->queue[(c->qhead + c->qlen++) % c->qcap] = id;
-	c->st.queued = c->qlen;
 	return 0;
 }
 
@@ -540,24 +537,13 @@ static void pull_result(struct fchan *c, struct fjob *j)
 
 /* ---- results: push ------------------------------------------------------ */
 
-static int64_t push_backoff_ms(const struct fchan *c)
-{
-	const struct cfg_retry *r = &c->f->cfg->retry;
-	uint64_t ms = r->initial_ms;
-
-	for (int i = 1; i < c->attempts && ms < r->max_ms; i++)
-		ms *= 2;
-	return (int64_t)(ms < r->max_ms ? ms : r->max_ms);
-}
-
 /* A session that failed: 1 s, doubling, up to retry.max. */
 static int64_t session_backoff_ms(const struct fchan *c)
 {
-	uint64_t ms = FILES_RETRY_MIN_MS, max = c->f->cfg->retry.max_ms;
+	const struct cfg_retry r = {.initial_ms = FILES_RETRY_MIN_MS,
+				    .max_ms = c->f->cfg->retry.max_ms};
 
-	for (unsigned i = 1; i < c->fails && ms < max; i++)
-		ms *= 2;
-	return (int64_t)(ms < max ? ms : max);
+	return (int64_t)cfg_retry_backoff_ms(&r, (int)c->fails);
 }
 
 static void push_failed(struct fchan *c, const struct fj_put *p)
@@ -574,7 +560,8 @@ static void push_failed(struct fchan *c, const struct fj_put *p)
 		queue_pop(c);
 		return;
 	}
-	c->wake_ms = stats_wall_ms() + push_backoff_ms(c);
+	c->wake_ms =
+	    stats_wall_ms() + (int64_t)cfg_retry_backoff_ms(&c->f->cfg->retry, c->attempts);
 	commit_mark_retry(c->f->commit, p->id, c->attempts, c->wake_ms, p->why);
 	c->st.push_retries++;
 	log_event(LOG_WARN, "sftp_push_retry", " channel=%s id=%lld attempts=%d detail=\"%s\"",
@@ -845,5 +832,9 @@ size_t files_count(const struct files *f)
 
 void files_stats(const struct files *f, size_t i, struct files_stats *st)
 {
-	*st = f->ch[i].st;
+	const struct fchan *c = &f->ch[i];
+
+	*st = c->st;
+	st->open_files = c->nopen; /* the gauges are the lists' lengths */
+	st->queued = c->qlen;
 }

@@ -396,15 +396,6 @@ static int conn_open(struct out_dest *d)
 
 /* --- outcomes -------------------------------------------------------- */
 
-uint64_t mllp_out_backoff_ms(const struct cfg_retry *rc, int attempts)
-{
-	uint64_t ms = rc->initial_ms;
-
-	for (int i = 1; i < attempts && ms < rc->max_ms; i++)
-		ms *= 2;
-	return ms < rc->max_ms ? ms : rc->max_ms;
-}
-
 /* The head is finished: the next message may go, on the same connection. */
 static void finish(struct out_dest *d, enum mllp_out_result res, const void *ack, size_t len,
 		   const char *err)
@@ -446,7 +437,7 @@ static void retry_or_dead(struct out_dest *d, const char *err, const void *ack, 
 		go_dead(d, err, ack, len);
 		return;
 	}
-	retry_after(d, err, mllp_out_backoff_ms(&d->o->cfg->retry, m->attempts));
+	retry_after(d, err, cfg_retry_backoff_ms(&d->o->cfg->retry, m->attempts));
 }
 
 /* The head goes again after delay ms, the connection closed meanwhile. */
@@ -492,7 +483,7 @@ static void fail_unsent(struct out_dest *d, const char *err)
 	d->st.transport_errors++;
 	conn_close(d, 1);
 	d->connect_failures++;
-	retry_after(d, err, mllp_out_backoff_ms(&d->o->cfg->retry, d->connect_failures));
+	retry_after(d, err, cfg_retry_backoff_ms(&d->o->cfg->retry, d->connect_failures));
 }
 
 static void acked(struct out_dest *d, const void *ack, size_t len)

@@ -159,8 +159,4 @@ void mllp_out_test_set_mem_max(struct mllp_out *o, size_t bytes);
 /* A snapshot of destination index dest (< cfg->ndestinations). */
 void mllp_out_stats(const struct mllp_out *o, size_t dest, struct mllp_out_stats *st);
 
-/* The pause before sending again after `attempts` failed sends (>= 1):
- * retry.initial_ms doubling per attempt, at most retry.max_ms. Pure. */
-uint64_t mllp_out_backoff_ms(const struct cfg_retry *rc, int attempts);
-
 #endif

@@ -1070,7 +1070,7 @@ START_TEST(test_backoff)
 {
 	struct cfg_retry rc = {backoff_cases[_i].initial, backoff_cases[_i].max};
 
-	ck_assert_uint_eq(mllp_out_backoff_ms(&rc, backoff_cases[_i].attempts),
+	ck_assert_uint_eq(cfg_retry_backoff_ms(&rc, backoff_cases[_i].attempts),
 			  backoff_cases[_i].want);
 }
 END_TEST
