@@ -166,6 +166,18 @@ hl7_msg() {
 		"${2:-LAB}" "$1" "$1"
 }
 
+# hl7_batch ID...: an HL7 batch file (FHS, BHS, one ORU^R01 per MSH-10 ID,
+# BTS with the message count, FTS), segments ended by CR.
+hl7_batch() {
+	printf 'FHS|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000\r'
+	printf 'BHS|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000\r'
+	for id in "$@"; do
+		printf 'MSH|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000||ORU^R01^ORU_R01|%s|P|2.5.1\r' "$id"
+		printf 'PID|1||MRN-%s^^^HOSP^MR||PATIENT^%s\rOBX|1|NM|GLU||%s|mg/dL\r' "$id" "$id" "${#id}"
+	done
+	printf 'BTS|%s\rFTS|1\r' "$#"
+}
+
 # ---- the outbound path (t_outbound*.sh) ------------------------------------
 
 # start_recv NAME PORT [ARGS...]: mllp-recv on 127.0.0.1:PORT, its log in

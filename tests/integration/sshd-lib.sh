@@ -30,6 +30,10 @@
 #   sshd_rotate_hostkey     the next ed25519 key becomes the host key, a new
 #                           next key is made, sshd restarts
 #   sshd_log_count RE       how many lines of the sshd log match RE
+#   sshd_put DIR NAME       stdin becomes the server's file DIR/NAME (under
+#                           the chroot), owned by the SFTP user and appearing
+#                           at once, as a hospital's writer that renames
+#                           (".NAME" first, then mv)
 #
 #   SSHD_PUBKEY_ALGOS       PubkeyAcceptedAlgorithms (empty: sshd's default);
 #   SSHD_EXTRA              more sshd_config lines (e.g. "HostKeyAlgorithms
@@ -205,3 +209,8 @@ sshd_rotate_hostkey() {
 }
 
 sshd_log_count() { grep -cE "$1" "$SSHD_LOG" 2>/dev/null || true; }
+
+sshd_put() {
+	cat >"$TMP/put.tmp" && install -o "$SSHD_USER" -g "$SSHD_GROUP" -m 0644 "$TMP/put.tmp" \
+		"$SSHD_ROOT/$1/.$2" && mv "$SSHD_ROOT/$1/.$2" "$SSHD_ROOT/$1/$2"
+}

@@ -97,19 +97,6 @@ crash() {
 	PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$BRIDGE_PID" | tr '\n' ' ')
 	[ "$alive" = 1 ]
 }
-put() { # put DIR NAME: stdin becomes DIR/NAME on the server, in one rename
-	cat >"$TMP/put.tmp" && install -o "$SSHD_USER" -g "$SSHD_GROUP" -m 0644 "$TMP/put.tmp" \
-		"$SSHD_ROOT/$1/.$2" && mv "$SSHD_ROOT/$1/.$2" "$SSHD_ROOT/$1/$2"
-}
-batch() {
-	printf 'FHS|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000\r'
-	printf 'BHS|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000\r'
-	for id in "$@"; do
-		printf 'MSH|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000||ORU^R01^ORU_R01|%s|P|2.5.1\r' "$id"
-		printf 'PID|1||MRN-%s^^^HOSP^MR||PATIENT^%s\rOBX|1|NM|GLU||%s|mg/dL\r' "$id" "$id" "${#id}"
-	done
-	printf 'BTS|%s\rFTS|1\r' "$#"
-}
 # tmp_size: bytes of the largest download under way (0 when none)
 tmp_size() { stat -c %s "$WORK"/*.tmp 2>/dev/null | sort -n | tail -n 1 | grep . || echo 0; }
 sessions() { metric "mllp_sftp_sessions_total\\{channel=\"$1\",direction=\"pull\",outcome=\"ok\""; }
@@ -124,7 +111,7 @@ ip netns exec "$NS" tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit late
 	exit 1
 head -c "$BIG" /dev/urandom >"$TMP/big.bin"
 start
-put big big.bin <"$TMP/big.bin"
+sshd_put big big.bin <"$TMP/big.bin"
 expect "case 1: the download starts (a .tmp under spool.db.files grows past 1 MiB)" \
 	wait_until 20 '[ "$(tmp_size)" -gt 1048576 ]'
 lap "case 1: download under way"
@@ -156,7 +143,7 @@ ip netns exec "$NS" tc qdisc del dev eth0 root
 # ---- 2. pull, kill -9 after the spool, before the move --------------------
 
 stop_pid "$LAB_SINK"
-batch L-1 L-2 L-3 | put inbox lab-0001.hl7
+hl7_batch L-1 L-2 L-3 | sshd_put inbox lab-0001.hl7
 expect "case 2: the batch is stored (spool files: spooled, 3 rows)" \
 	wait_until 20 'files_of lab | grep lab-0001.hl7 | grep -q " spooled "'
 expect "case 2: the bridge was alive when killed" crash
@@ -228,9 +215,9 @@ ROUNDS=${ROUNDS:-6}
 ids() { for i in $(seq 1 "$2"); do printf '%s%02d\n' "$1" "$i"; done; }
 for r in $(seq 1 "$ROUNDS"); do
 	# shellcheck disable=SC2046 # one id per word
-	batch $(ids "R$r-A" 20) | put rnd "r$r-a.hl7"
+	hl7_batch $(ids "R$r-A" 20) | sshd_put rnd "r$r-a.hl7"
 	# shellcheck disable=SC2046
-	batch $(ids "R$r-B" 10) | put rnd "r$r-b.hl7"
+	hl7_batch $(ids "R$r-B" 10) | sshd_put rnd "r$r-b.hl7"
 	ms=$((300 + RANDOM % 2701))
 	sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
 	crash || fail "case 4: round $r: the bridge had died before its kill"
@@ -275,7 +262,7 @@ echo "# case 4: $(sink_count rnd) requests for $NMSG messages," \
 # and the reason was never written.)
 mkdir -p "$SSHD_ROOT/bounce/error/reject.txt.reason/keep"
 m0=$(grep -c 'sftp_move_failed' "$TMP/bridge.log")
-printf 'not a document the upstream wants\n' | put bounce reject.txt
+printf 'not a document the upstream wants\n' | sshd_put bounce reject.txt
 expect "case 5: the upstream refuses the file (422, once)" wait_until 20 '[ "$(sink_count bad)" -eq 1 ]'
 expect "case 5: its move to error/ fails while the reason file cannot be written" \
 	wait_until 20 '[ "$(grep -c sftp_move_failed "$TMP/bridge.log")" -gt '"$m0"' ]'

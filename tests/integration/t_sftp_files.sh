@@ -102,33 +102,17 @@ cat "$TMP/check.out"
 # start: lib.sh's start_obridge (mllp-bridge -c $CONF, up once $HTTPS answers)
 start() { start_obridge; }
 
-# put DIR NAME: stdin becomes the server's file DIR/NAME, written as the
-# hospital would (by its owner), in one go.
-put() {
-	cat >"$TMP/put.tmp" && install -o "$SSHD_USER" -g "$SSHD_GROUP" -m 0644 "$TMP/put.tmp" \
-		"$SSHD_ROOT/$1/.$2" && mv "$SSHD_ROOT/$1/.$2" "$SSHD_ROOT/$1/$2"
-}
 # headers of the sink's request SEQ, and one of them
 sink_header() { grep -i "^$3:" "$TMP/$1/headers/$2" | head -n 1 | cut -d' ' -f2- | tr -d '\r'; }
 seq_of_key() { awk -F'\t' -v k="$2" '$4 == k {print $1; exit}' "$TMP/$1/requests.log"; }
 qlen() { metric 'mllp_sftp_queued\{channel="lis-files"' 2>/dev/null; }
 mismatches() { metric 'mllp_sftp_sessions_total\{channel="docs",direction="pull",outcome="hostkey_mismatch"' 2>/dev/null; }
 
-batch() {
-	printf 'FHS|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000\r'
-	printf 'BHS|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000\r'
-	for id in "$@"; do
-		printf 'MSH|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201080000||ORU^R01^ORU_R01|%s|P|2.5.1\r' "$id"
-		printf 'PID|1||MRN-%s^^^HOSP^MR||PATIENT^%s\rOBX|1|NM|GLU||%s|mg/dL\r' "$id" "$id" "${#id}"
-	done
-	printf 'BTS|%s\rFTS|1\r' "$#"
-}
-
 # ---- pull: an HL7 batch (RSA 3072 key) ------------------------------------
 
 T0=$(date +%s%N)
 start
-batch B-1 B-2 B-3 | put inbox batch-0001.hl7
+hl7_batch B-1 B-2 B-3 | sshd_put inbox batch-0001.hl7
 printf 'MSH|^~\\&|LAB|HOSP|EDGE|CLOUD|20261201||ADT^A01|W-1|P|2.5.1\r' >"$TMP/w.part"
 install -o "$SSHD_USER" -m 0644 "$TMP/w.part" "$SSHD_ROOT/inbox/writing.hl7.part"
 expect "the three messages of the batch reach the upstream" wait_until 20 '[ "$(sink_count up)" -ge 3 ]'
@@ -165,7 +149,7 @@ expect "no patient data (PATIENT^B, MRN-) in the bridge's log" \
 # ---- pull: C-CDA with an Ed25519 key, after: delete ----------------------
 
 n0=$(sink_count up)
-put docs ccd-1.xml <"$SAMPLES/ccd_minimal.xml"
+sshd_put docs ccd-1.xml <"$SAMPLES/ccd_minimal.xml"
 expect "the C-CDA document reaches the upstream whole" wait_until 20 '[ "$(sink_count up)" -gt '"$n0"' ]'
 seq=$((n0 + 1))
 expect "byte for byte" cmp -s "$SAMPLES/ccd_minimal.xml" "$TMP/up/bodies/$seq"
@@ -180,7 +164,7 @@ expect "the Ed25519 key authenticated" \
 # ---- refusals: before the spool, and by the upstream ----------------------
 
 n0=$(sink_count up)
-batch C-1 C-2 | sed 's/BTS|2/BTS|3/' | put inbox bad-count.hl7
+hl7_batch C-1 C-2 | sed 's/BTS|2/BTS|3/' | sshd_put inbox bad-count.hl7
 expect "a batch whose BTS-1 count is wrong goes to inbox/error" \
 	wait_until 20 '[ -f "$SSHD_ROOT/inbox/error/bad-count.hl7" ]'
 expect "with a reason file naming BTS-1" grep -q 'BTS-1' "$SSHD_ROOT/inbox/error/bad-count.hl7.reason"
@@ -188,7 +172,7 @@ expect "and none of its messages was sent" test "$(sink_count up)" -eq "$n0"
 expect "mllp_sftp_files_total{outcome=refused} counts it" \
 	test "$(metric 'mllp_sftp_files_total\{channel="lab",direction="pull",outcome="refused"')" -eq 1
 
-printf 'not a document the upstream wants\n' | put bounce reject-me.txt
+printf 'not a document the upstream wants\n' | sshd_put bounce reject-me.txt
 expect "a file the upstream refuses (422) goes to bounce/error after its dead letter" \
 	wait_until 30 '[ -f "$SSHD_ROOT/bounce/error/reject-me.txt" ]'
 expect "its reason file quotes the upstream's answer" \
@@ -215,7 +199,7 @@ errors() { metric 'mllp_sftp_sessions_total\{channel="lab",direction="pull",outc
 flows() { # flows NAME ID: a one-message batch NAME reaches the upstream
 	local n0
 	n0=$(sink_count up)
-	batch "$2" | put inbox "$1"
+	hl7_batch "$2" | sshd_put inbox "$1"
 	wait_until 20 '[ "$(sink_count up)" -gt '"$n0"' ]' && [ "$(sink_field up 11 | tail -n 1)" = "$2" ]
 }
 e0=$(errors)
@@ -299,7 +283,7 @@ waiting() { metric 'mllp_sftp_waiting_gate\{channel="lab"' 2>/dev/null; }
 sessions() { sshd_log_count 'Accepted publickey'; }
 s0=$(sessions)
 n0=$(sink_count up)
-batch G-1 | put inbox gated.hl7
+hl7_batch G-1 | sshd_put inbox gated.hl7
 expect "no SA yet: mllp_sftp_waiting_gate is 1" wait_until 10 '[ "$(waiting)" = 1 ]'
 sleep 3
 expect "and the server was never contacted (no session in sshd's log)" test "$(sessions)" -eq "$s0"
@@ -313,7 +297,7 @@ expect "when the SA goes, the channel waits again" wait_until 10 '[ "$(waiting)"
 sleep 1.5 # a session under way when the gate closed finishes
 s0=$(sessions)
 n0=$(sink_count up)
-batch G-2 | put inbox gated-2.hl7
+hl7_batch G-2 | sshd_put inbox gated-2.hl7
 sleep 3
 expect "and contacts the server no more" test "$(sessions)" -eq "$s0"
 expect "a file put meanwhile stays on the server" test -f "$SSHD_ROOT/inbox/gated-2.hl7"
@@ -331,14 +315,14 @@ start
 
 sshd_rotate_hostkey || exit 1
 n0=$(sink_count up)
-put docs after-rotation.xml <"$SAMPLES/ccd_minimal.xml"
+sshd_put docs after-rotation.xml <"$SAMPLES/ccd_minimal.xml"
 expect "after the server switched to the announced next host key, files still flow" \
 	wait_until 20 '[ "$(sink_count up)" -gt '"$n0"' ]'
 expect "without a host key mismatch" test "$(mismatches)" -eq 0
 sshd_rotate_hostkey || exit 1 # a key nobody pinned
 pk0=$(sshd_log_count 'publickey')
 n0=$(sink_count up)
-put docs unpinned.xml <"$SAMPLES/ccd_minimal.xml"
+sshd_put docs unpinned.xml <"$SAMPLES/ccd_minimal.xml"
 expect "an unknown host key is refused: mllp_sftp_sessions_total{outcome=hostkey_mismatch} > 0" \
 	wait_until 10 '[ "$(mismatches)" -gt 0 ]'
 expect "and logged as sftp_hostkey_mismatch with the offered fingerprint" \
